@@ -1,0 +1,324 @@
+"""The `reelforge` command. The only module that talks to the terminal."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from . import config
+from .errors import ReelforgeError
+from .jobs import JobRecord, JobStatus
+
+log = logging.getLogger("reelforge.cli")
+
+
+class CLIError(click.ClickException):
+    """One readable line on stderr and exit status 1."""
+
+
+def _setup_logging() -> None:
+    """Tracebacks and job history go to the log file, never to the terminal."""
+    path = config.log_path()
+    root = logging.getLogger("reelforge")
+    if any(isinstance(h, logging.FileHandler) for h in root.handlers):
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path)
+    except OSError:
+        return
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ReelforgeError as exc:
+            raise CLIError(str(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="reelforge")
+def cli() -> None:
+    """Text-to-video as asynchronous jobs: generate, watch, download, serve."""
+    _setup_logging()
+
+
+def _client(endpoint: str | None):
+    from .client import Client
+
+    return Client(endpoint) if endpoint else Client()
+
+
+def _engine_note(model: str) -> str | None:
+    from .engines import get_engine_class
+    from .models import engine_for, get_model
+
+    engine_id, _ = engine_for(get_model(model))
+    if get_engine_class(engine_id).generative:
+        return None
+    return (
+        f"Note: {model} is rendered here by the animatic engine, a previsualization renderer, not a generative "
+        "model. For generated video use --model reelforge.ltx-video (pip install 'reelforge[diffusers]'); "
+        "`reelforge models` lists them."
+    )
+
+
+@cli.command()
+@click.argument("prompt")
+@click.option("--image", type=click.Path(dir_okay=False), help="Starting image (PNG or JPEG).")
+@click.option("--fit", type=click.Choice(["crop", "pad"]), help="Bring an image of another size to the video size.")
+@click.option("--seed", type=int, help="Seed (0-2147483646); same prompt and seed, same video.")
+@click.option("--duration", "duration", type=int, default=6, show_default=True, help="Seconds.")
+@click.option("--fps", type=int, default=24, show_default=True)
+@click.option("--resolution", default="1280x720", show_default=True, help="WIDTHxHEIGHT.")
+@click.option("--model", default=config.DEFAULT_MODEL, show_default=True, help="Model id (`reelforge models`).")
+@click.option("-o", "--output", help="Output folder or s3://bucket/prefix (default: the data dir's outputs).")
+@click.option("--token", help="Client request token: the same token never starts a second job.")
+@click.option("--endpoint", envvar="REELFORGE_ENDPOINT", help="URL of a reelforge server (default: run here).")
+@click.option("--no-wait", is_flag=True, help="Print the job id and return; the job runs on.")
+@click.option("--json", "as_json", is_flag=True, help="Print the finished job as JSON.")
+def generate(prompt, image, fit, seed, duration, fps, resolution, model, output, token, endpoint, no_wait, as_json):
+    """Make a video from PROMPT."""
+    from .request import ImageInput, VideoRequest, parse_dimension
+
+    width, height = parse_dimension(resolution, "--resolution")
+    fields = dict(text=prompt, duration_s=duration, fps=fps, width=width, height=height, seed=seed, fit=fit)
+    if image:
+        fields["image"] = ImageInput.from_source(Path(image), "--image")
+    request = VideoRequest(**fields)
+    _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json)
+
+
+def _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json) -> None:
+    from .prompts import lint_shots
+
+    client = _client(endpoint)
+    if not endpoint and no_wait:
+        client._backend.workers = 0  # a detached worker runs it, so this process can exit
+    job = client.start(request, model=model, output=output, client_token=token)
+    note = _engine_note(model) if not endpoint else None
+    if note:
+        click.echo(note, err=True)
+    for index, warning in lint_shots(request.shot_texts()):
+        where = f"shot {index + 1} " if len(request.shot_texts()) > 1 else ""
+        click.echo(f"prompt {where}{warning}", err=True)
+    if no_wait:
+        if not endpoint:
+            _spawn_worker()
+        click.echo(job.id)
+        click.echo(f"follow it with: reelforge jobs show {job.id}", err=True)
+        return
+    _follow(job)
+    if as_json:
+        click.echo(json.dumps(_job_dict(job.record), indent=2))
+    else:
+        path = job.video_path
+        click.echo(str(path) if path else job.output_uri + "/output.mp4")
+
+
+def _follow(job) -> None:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .errors import JobFailedError
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn())
+    with Progress(*columns, transient=True, console=_stderr_console()) as bar:
+        task = bar.add_task(f"job {job.id}", total=1.0)
+
+        def update(rec: JobRecord) -> None:
+            bar.update(task, completed=rec.progress, description=f"job {rec.id} {rec.stage}")
+
+        try:
+            job.wait(on_progress=update)
+        except JobFailedError as exc:
+            raise CLIError(f"{exc} (details: {config.log_path()})") from None
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _spawn_worker() -> None:
+    """A background worker that runs queued jobs and exits when none are left."""
+    subprocess.Popen(
+        [sys.executable, "-m", "reelforge", "worker", "--until-idle"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=os.environ.copy(),
+    )
+
+
+def _job_dict(rec: JobRecord) -> dict:
+    from .client import iso
+
+    return {
+        "id": rec.id,
+        "arn": rec.arn,
+        "status": rec.status.value,
+        "progress": round(rec.progress, 3),
+        "stage": rec.stage,
+        "model": rec.model_id,
+        "submitted": iso(rec.submit_time),
+        "started": iso(rec.start_time),
+        "ended": iso(rec.end_time),
+        "output": rec.output_uri,
+        "failure": rec.failure_message,
+        "attempts": rec.attempts,
+        "request": rec.model_input,
+        "metadata": rec.metadata,
+    }
+
+
+@cli.group()
+def jobs() -> None:
+    """List, inspect, cancel and download jobs."""
+
+
+@jobs.command("list")
+@click.option("--status", type=click.Choice([s.value for s in JobStatus], case_sensitive=False))
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--endpoint", envvar="REELFORGE_ENDPOINT")
+@click.option("--json", "as_json", is_flag=True)
+def jobs_list(status, limit, endpoint, as_json):
+    """Recent jobs, newest first."""
+    from rich.table import Table
+
+    from .client import iso
+
+    found = _client(endpoint).jobs(status=status, limit=limit)
+    if as_json:
+        click.echo(json.dumps([_job_dict(j.record) for j in found], indent=2))
+        return
+    table = Table("id", "status", "progress", "model", "submitted", "prompt", box=None)
+    for j in found:
+        rec = j._cached or j.record
+        texts = _texts(rec)
+        table.add_row(rec.id, rec.status.value, f"{rec.progress:.0%}", rec.model_id, iso(rec.submit_time), _short(" | ".join(texts), 50))
+    _console().print(table)
+    if not found:
+        click.echo("no jobs yet: reelforge generate \"a prompt\"", err=True)
+
+
+def _texts(rec: JobRecord) -> list[str]:
+    from .request import VideoRequest
+
+    try:
+        return VideoRequest.from_model_input(rec.model_input).shot_texts()
+    except ReelforgeError:
+        return []
+
+
+def _short(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@click.option("--endpoint", envvar="REELFORGE_ENDPOINT")
+def jobs_show(job_id, endpoint):
+    """Everything about one job, as JSON."""
+    click.echo(json.dumps(_job_dict(_client(endpoint).get(job_id).record), indent=2))
+
+
+@jobs.command("cancel")
+@click.argument("job_id")
+@click.option("--endpoint", envvar="REELFORGE_ENDPOINT")
+def jobs_cancel(job_id, endpoint):
+    """Cancel a queued or running job."""
+    job = _client(endpoint).get(job_id).cancel()
+    click.echo(f"{job.id} {job.status.value}")
+
+
+@jobs.command("download")
+@click.argument("job_id")
+@click.option("-o", "--output", default=".", show_default=True, help="Folder or file name.")
+@click.option("--shots", is_flag=True, help="Also download shot_0001.mp4... of a multi-shot job.")
+@click.option("--endpoint", envvar="REELFORGE_ENDPOINT")
+def jobs_download(job_id, output, shots, endpoint):
+    """Save a finished job's video."""
+    click.echo(str(_client(endpoint).get(job_id).download(output, shots=shots)))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def models(as_json):
+    """Model ids and the engine behind each."""
+    from rich.table import Table
+
+    from .models import all_models, engine_for
+
+    rows = []
+    for spec in all_models():
+        engine_id, _ = engine_for(spec)
+        lim = spec.limits
+        rows.append(dict(model=spec.model_id, engine=engine_id, sizes=lim.allowed_sizes_text(), fps=", ".join(map(str, lim.fps)), about=spec.summary))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("model", "engine", "sizes", "fps", "about", box=None)
+    for r in rows:
+        table.add_row(*r.values())
+    _console().print(table)
+
+
+@cli.command()
+@click.option("--until-idle", is_flag=True, help="Exit when no job is queued.")
+@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
+def worker(until_idle, threads):
+    """Run queued jobs from the job log."""
+    from .client import embedded_runtime
+
+    runtime = embedded_runtime()
+    if until_idle:
+        runtime.run_until_idle()
+        return
+    runtime.start_workers(threads)
+    click.echo(f"worker {runtime.worker_id} running {threads} thread(s); Ctrl-C stops", err=True)
+    try:
+        for t in runtime._threads:
+            while t.is_alive():
+                t.join(1)
+    except KeyboardInterrupt:
+        runtime.stop()
+
+
+@cli.command()
+@click.argument("prompt")
+@click.option("--task-type", type=click.Choice(["TEXT_VIDEO", "MULTI_SHOT_AUTOMATED", "MULTI_SHOT_MANUAL"]), default="TEXT_VIDEO")
+@click.option("--duration", type=int)
+def lint(prompt, task_type, duration):
+    """Check a prompt against Nova Reel's prompting rules."""
+    from .prompts import lint_prompt
+
+    warnings = lint_prompt(prompt, task_type=task_type, duration_s=duration)
+    for w in warnings:
+        click.echo(str(w))
+    if not warnings:
+        click.echo("no warnings")
+    if any(w.severity == "error" for w in warnings):
+        sys.exit(1)
+
+
+def main() -> None:
+    cli(prog_name="reelforge")

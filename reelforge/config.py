@@ -1,0 +1,39 @@
+"""Where reelforge keeps things, read from the environment once per use (so tests can relocate it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+DEFAULT_MODEL = "amazon.nova-reel-v1:1"
+DEFAULT_REGION = "us-east-1"
+DEFAULT_ACCOUNT = "000000000000"
+
+
+def data_dir() -> Path:
+    """The user data dir: job log, logs and default outputs. REELFORGE_HOME moves it."""
+    return Path(os.environ.get("REELFORGE_HOME") or platformdirs.user_data_dir("reelforge")).expanduser()
+
+
+def output_dir() -> Path:
+    """Where videos go when no output is given. REELFORGE_OUTPUT moves it."""
+    env = os.environ.get("REELFORGE_OUTPUT")
+    return Path(env).expanduser() if env else data_dir() / "outputs"
+
+
+def job_log_path() -> Path:
+    return data_dir() / "jobs.sqlite3"
+
+
+def log_path() -> Path:
+    return data_dir() / "logs" / "reelforge.log"
+
+
+def region() -> str:
+    return os.environ.get("REELFORGE_REGION") or DEFAULT_REGION
+
+
+def account() -> str:
+    return os.environ.get("REELFORGE_ACCOUNT") or DEFAULT_ACCOUNT

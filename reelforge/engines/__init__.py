@@ -1,0 +1,46 @@
+"""Engine discovery: built-ins and third-party engines register through the same entry-point group."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from importlib.metadata import entry_points
+
+from ..errors import EngineError
+from .base import Engine, EngineOptions, NullProgress, Progress, ShotPlan
+
+__all__ = ["Engine", "EngineOptions", "NullProgress", "Progress", "ShotPlan", "engine_classes", "get_engine_class", "register_engine"]
+
+log = logging.getLogger("reelforge.engines")
+GROUP = "reelforge.engines"
+_extra: dict[str, type[Engine]] = {}
+
+
+@lru_cache(maxsize=1)
+def _entry_point_engines() -> dict[str, type[Engine]]:
+    found: dict[str, type[Engine]] = {}
+    for ep in entry_points(group=GROUP):
+        try:
+            cls = ep.load()
+        except ImportError as exc:  # an engine whose optional extra is missing still lists the others
+            log.debug("engine %s not loadable: %s", ep.name, exc)
+            continue
+        found[ep.name] = cls
+    return found
+
+
+def register_engine(cls: type[Engine]) -> type[Engine]:
+    """Register an engine class at run time (what an entry point does at install time)."""
+    _extra[cls.engine_id] = cls
+    return cls
+
+
+def engine_classes() -> dict[str, type[Engine]]:
+    return {**_entry_point_engines(), **_extra}
+
+
+def get_engine_class(engine_id: str) -> type[Engine]:
+    classes = engine_classes()
+    if engine_id not in classes:
+        raise EngineError(f"no engine {engine_id!r}; installed: {', '.join(sorted(classes))}")
+    return classes[engine_id]

@@ -1,0 +1,89 @@
+"""The engine interface: what every engine, built-in or third-party, implements.
+
+An engine turns one shot plan into frames. The worker owns everything around it (job state,
+encoding, storage, joining shots), so an engine stays a small class with one method.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterable, Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from ..errors import EngineError
+
+
+@dataclass(frozen=True)
+class ShotPlan:
+    """One shot to render: everything an engine needs, already validated."""
+
+    index: int  # 0-based position in the video
+    count: int  # shots in the whole video
+    text: str
+    seed: int
+    duration_s: int
+    fps: int
+    width: int
+    height: int
+    image: Any = None  # PIL.Image.Image in RGB at exactly width x height, or None
+    model_id: str = ""
+
+    @property
+    def frame_count(self) -> int:
+        return self.duration_s * self.fps
+
+
+class Progress(Protocol):
+    """What an engine reports through; calling it raises JobCanceled once the job is canceled."""
+
+    metadata: dict[str, Any]
+
+    def __call__(self, done: int, total: int, stage: str = "") -> None: ...
+
+
+@dataclass
+class NullProgress:
+    """A progress sink for calling an engine outside a job (tests, benchmarks)."""
+
+    metadata: dict[str, Any] = field(default_factory=dict)
+    calls: list[tuple[int, int, str]] = field(default_factory=list)
+
+    def __call__(self, done: int, total: int, stage: str = "") -> None:
+        self.calls.append((done, total, stage))
+
+
+class EngineOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Engine(ABC):
+    """Base class of engines. Subclasses set ``engine_id`` and implement ``render_shot``."""
+
+    engine_id: ClassVar[str]
+    summary: ClassVar[str] = ""
+    generative: ClassVar[bool] = True  # False for renderers that only illustrate the prompt
+    Options: ClassVar[type[EngineOptions]] = EngineOptions
+
+    def __init__(self, options: dict[str, Any] | EngineOptions | None = None):
+        if isinstance(options, EngineOptions):
+            self.options = options
+        else:
+            try:
+                self.options = self.Options.model_validate(options or {})
+            except Exception as exc:  # pydantic's ValidationError, reworded for one line
+                raise EngineError(f"engine {self.engine_id!r}: bad options: {exc}") from None
+
+    @classmethod
+    def models(cls) -> list:
+        """Model specs (reelforge.models.ModelSpec) this engine adds to the model table."""
+        return []
+
+    @abstractmethod
+    def render_shot(self, shot: ShotPlan, progress: Progress) -> Iterable[np.ndarray]:
+        """Yield ``shot.frame_count`` frames, each HxWx3 uint8 RGB at shot.height x shot.width."""
+
+    def close(self) -> None:
+        """Release what the engine holds (weights, GPU memory)."""

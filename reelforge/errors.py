@@ -1,0 +1,93 @@
+"""Every error reelforge raises on purpose, as one tree.
+
+ReelforgeError
+├── RequestError            bad input: names the field and the allowed values (Bedrock: ValidationException)
+│   └── ImageError          a conditioning image that cannot be used
+├── UnknownModelError       a model id no engine serves (ValidationException)
+├── ConflictError           a client token reused with a different request (ConflictException)
+├── JobNotFoundError        no job with that id or ARN (ResourceNotFoundException)
+├── EngineError             an engine cannot run: missing weights, missing extra, bad options
+├── StorageError            an output location that cannot be read or written
+├── JobFailedError          Job.wait() on a job that ended FAILED
+├── JobCanceledError        Job.wait() on a job that ended CANCELED
+└── WaitTimeoutError        Job.wait() ran past its timeout (the job keeps running)
+
+JobCanceled is not a ReelforgeError: it is the signal a progress callback raises inside an
+engine to stop it, and the worker turns it into the CANCELED status.
+
+The CLI prints ``str(error)`` as one line; the server maps each class to Bedrock's error shape
+in one function (``reelforge.server.errors``).
+"""
+
+from __future__ import annotations
+
+
+class ReelforgeError(Exception):
+    """Base class of every error reelforge raises on purpose."""
+
+
+class RequestError(ReelforgeError, ValueError):
+    """A request field is invalid; ``field`` names it."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+class ImageError(RequestError):
+    """A conditioning image is missing, unreadable, too large or of the wrong kind."""
+
+
+class UnknownModelError(ReelforgeError, ValueError):
+    def __init__(self, model_id: str, known: list[str]):
+        self.model_id = model_id
+        self.field = "modelId"
+        super().__init__(
+            f"modelId: unknown model {model_id!r}; available: {', '.join(known)} "
+            "(run `reelforge models` for details)"
+        )
+
+
+class ConflictError(ReelforgeError):
+    """The client request token was already used for a different request."""
+
+
+class JobNotFoundError(ReelforgeError, LookupError):
+    def __init__(self, ref: str):
+        self.ref = ref
+        super().__init__(f"no job {ref!r} in the job log (run `reelforge jobs list`)")
+
+
+class EngineError(ReelforgeError):
+    """An engine cannot run as configured (weights, extras, options)."""
+
+
+class StorageError(ReelforgeError):
+    """An output location cannot be used."""
+
+
+class JobFailedError(ReelforgeError):
+    def __init__(self, job_id: str, message: str):
+        self.job_id = job_id
+        self.failure_message = message
+        super().__init__(f"job {job_id} failed: {message}")
+
+
+class JobCanceledError(ReelforgeError):
+    def __init__(self, job_id: str):
+        self.job_id = job_id
+        super().__init__(f"job {job_id} was canceled")
+
+
+class WaitTimeoutError(ReelforgeError, TimeoutError):
+    def __init__(self, job_id: str, timeout: float):
+        self.job_id = job_id
+        super().__init__(
+            f"job {job_id} still running after {timeout:g} s; it keeps running: "
+            f"`reelforge jobs show {job_id}` follows it"
+        )
+
+
+class JobCanceled(Exception):
+    """Raised by a progress callback to stop an engine because its job was canceled."""

@@ -1,0 +1,467 @@
+"""Video files: H.264 MP4 encoding, probing, frame reading, stream-copy joins, posters and contact sheets."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import struct
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from reelforge.errors import StorageError
+
+__all__ = [
+    "VideoWriter",
+    "VideoInfo",
+    "atomic_write_bytes",
+    "concat_mp4",
+    "contact_sheet",
+    "encode_mp4",
+    "probe",
+    "read_frame",
+    "read_frames",
+    "save_poster",
+    "streams_match",
+]
+
+log = logging.getLogger("reelforge.media")
+
+PathLike = str | os.PathLike
+
+
+def _file_mode() -> int:
+    """Permissions a plain open() would give a new file (mkstemp makes 0600, too tight for served files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o644
+
+
+_FILE_MODE = _file_mode()
+
+
+def _temp_path(path: Path) -> Path:
+    """Reserve a hidden temp file next to ``path`` so the final os.replace stays on one filesystem."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise StorageError(f"cannot write {path}: {e.strerror or e}") from e
+    os.close(fd)
+    return Path(name)
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    try:
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except OSError as e:
+        _unlink_quietly(tmp)
+        raise StorageError(f"cannot write {path}: {e.strerror or e}") from e
+
+
+def _unlink_quietly(p: Path) -> None:
+    try:
+        p.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as e:  # cleanup must never hide the error that caused it
+        log.warning("could not remove temp file %s: %s", p, e)
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that readers see the old file or the complete new one, never a part."""
+    path = Path(path)
+    tmp = _temp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as e:
+        _unlink_quietly(tmp)
+        if isinstance(e, OSError):
+            raise StorageError(f"cannot write {path}: {e.strerror or e}") from e
+        raise
+    _publish(tmp, path)
+    return path
+
+
+def _as_rate(fps: float | int | Fraction) -> Fraction:
+    rate = Fraction(fps).limit_denominator(1001)
+    if rate <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    return rate
+
+
+def _check_even(width: int, height: int) -> None:
+    if width <= 0 or height <= 0 or width % 2 or height % 2:
+        raise ValueError(
+            f"video size {width}x{height} is not allowed: H.264 yuv420p needs a positive, even width and height"
+        )
+
+
+class VideoWriter:
+    """Stream RGB frames into an H.264 MP4 that appears at ``path`` only once it is complete."""
+
+    def __init__(
+        self,
+        path: PathLike,
+        fps: float | int | Fraction,
+        width: int | None = None,
+        height: int | None = None,
+        preset: str = "veryfast",
+        crf: int | float = 23,
+    ):
+        self.path = Path(path)
+        self.fps = _as_rate(fps)
+        self.preset = preset
+        self.crf = crf
+        self.width = width
+        self.height = height
+        if (width is None) != (height is None):
+            raise ValueError("give both width and height, or neither (then the first frame sets the size)")
+        if width is not None:
+            _check_even(width, height)
+        self.frames_written = 0
+        self._tmp: Path | None = None
+        self._container = None
+        self._stream = None
+        self._closed = False
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _open(self) -> None:
+        self._tmp = _temp_path(self.path)
+        try:
+            # +faststart puts moov before mdat so browsers can start playing before the download ends.
+            self._container = av.open(str(self._tmp), mode="w", format="mp4", options={"movflags": "+faststart"})
+            options = {
+                "preset": self.preset,
+                "crf": str(self.crf),
+                # stitchable keeps SPS/PPS independent of content and crf, so clips can be joined by stream copy.
+                "x264-params": "stitchable=1",
+            }
+            stream = self._container.add_stream("libx264", rate=self.fps, options=options)
+            stream.width, stream.height = self.width, self.height
+            stream.pix_fmt = "yuv420p"
+            cc = stream.codec_context
+            cc.thread_count = 0  # auto: x264 runs ~1.5 threads per core; measured ~30% faster than 1 thread on 2 cores
+            # Tag BT.709 (and convert with it below): untagged HD is assumed 709 by browsers, 601 by swscale.
+            cc.colorspace = cc.color_primaries = cc.color_trc = 1
+            cc.color_range = 1
+            self._stream = stream
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, frame: np.ndarray) -> None:
+        """Encode one HxWx3 uint8 RGB frame."""
+        if self._closed:
+            raise ValueError(f"VideoWriter for {self.path} is already closed")
+        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            desc = f"{frame.shape} {frame.dtype}" if isinstance(frame, np.ndarray) else type(frame).__name__
+            raise ValueError(f"frame must be an HxWx3 uint8 RGB array, got {desc}")
+        h, w = frame.shape[:2]
+        if self._stream is None:
+            if self.width is None:
+                _check_even(w, h)
+                self.width, self.height = w, h
+            self._open()
+        if (w, h) != (self.width, self.height):
+            raise ValueError(f"frame {self.frames_written} is {w}x{h}, but the video is {self.width}x{self.height}")
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        vf = vf.reformat(format="yuv420p", dst_colorspace="ITU709")
+        for packet in self._stream.encode(vf):
+            self._container.mux(packet)
+        self.frames_written += 1
+
+    def close(self) -> Path:
+        """Flush the encoder and publish the file at ``path``; returns it."""
+        if self._closed:
+            return self.path
+        if self.frames_written == 0:
+            self.abort()
+            raise ValueError(f"no frames were written to {self.path}")
+        try:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
+            self._container = None
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        _publish(self._tmp, self.path)
+        log.debug("wrote %s: %d frames %dx%d", self.path, self.frames_written, self.width, self.height)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the partial file; nothing appears at ``path``."""
+        self._closed = True
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception as e:  # the muxer may fail on a half-written file; the temp file goes anyway
+                log.debug("closing aborted writer for %s: %s", self.path, e)
+            self._container = None
+        if self._tmp is not None:
+            _unlink_quietly(self._tmp)
+            self._tmp = None
+
+
+def encode_mp4(frames: Iterable[np.ndarray], path: PathLike, fps: float | int | Fraction, **kw) -> Path:
+    """Encode an iterable of HxWx3 uint8 RGB frames to an H.264 MP4 at ``path`` (see VideoWriter)."""
+    with VideoWriter(path, fps, **kw) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return writer.path
+
+
+@dataclass
+class VideoInfo:
+    codec: str
+    profile: str | None
+    pix_fmt: str | None
+    width: int
+    height: int
+    fps: float
+    frames: int
+    duration: float
+    moov_before_mdat: bool
+
+
+def _top_level_boxes(path: Path) -> list[str]:
+    """Types of the top-level ISO-BMFF boxes, in file order."""
+    boxes = []
+    size_total = path.stat().st_size
+    with open(path, "rb") as f:
+        pos = 0
+        while pos + 8 <= size_total:
+            f.seek(pos)
+            size, kind = struct.unpack(">I4s", f.read(8))
+            if size == 1:  # 64-bit size follows the type
+                (size,) = struct.unpack(">Q", f.read(8))
+            elif size == 0:  # box runs to the end of the file
+                size = size_total - pos
+            if size < 8:
+                break  # corrupt; stop rather than loop forever
+            boxes.append(kind.decode("latin-1"))
+            pos += size
+    return boxes
+
+
+def probe(path: PathLike) -> VideoInfo:
+    """Describe the first video stream of ``path``, counting frames by decoding them all."""
+    path = Path(path)
+    boxes = _top_level_boxes(path)
+    moov_first = "moov" in boxes and ("mdat" not in boxes or boxes.index("moov") < boxes.index("mdat"))
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        s.thread_type = "AUTO"
+        cc = s.codec_context
+        rate = s.average_rate or s.guessed_rate
+        n = sum(1 for _ in c.decode(s))
+        if c.duration is not None:
+            duration = c.duration / av.time_base
+        elif s.duration is not None:
+            duration = float(s.duration * s.time_base)
+        else:
+            duration = n / float(rate) if rate else 0.0
+        return VideoInfo(
+            codec=cc.name,
+            profile=s.profile,
+            pix_fmt=cc.pix_fmt,
+            width=cc.width,
+            height=cc.height,
+            fps=float(rate) if rate else 0.0,
+            frames=n,
+            duration=duration,
+            moov_before_mdat=moov_first,
+        )
+
+
+def read_frames(path: PathLike) -> Iterator[np.ndarray]:
+    """Yield every frame of the first video stream as HxWx3 uint8 RGB."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        s.thread_type = "AUTO"
+        for frame in c.decode(s):
+            yield frame.to_ndarray(format="rgb24")
+
+
+def read_frame(path: PathLike, index: int) -> np.ndarray:
+    """Return frame ``index`` (0-based) as HxWx3 uint8 RGB; IndexError past the end."""
+    if index < 0:
+        raise IndexError(f"frame index must be >= 0, got {index}")
+    # Sequential decode is exact for any GOP layout; only the wanted frame pays for RGB conversion.
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        s.thread_type = "AUTO"
+        count = 0
+        for frame in c.decode(s):
+            if count == index:
+                return frame.to_ndarray(format="rgb24")
+            count += 1
+    raise IndexError(f"{path} has {count} frames; no frame {index}")
+
+
+def _signature(path: PathLike) -> dict:
+    with av.open(str(path)) as c:
+        if not c.streams.video:
+            raise ValueError(f"{path} has no video stream")
+        s = c.streams.video[0]
+        cc = s.codec_context
+        return {
+            "codec": cc.name,
+            "profile": s.profile,
+            "size": f"{cc.width}x{cc.height}",
+            "pix_fmt": cc.pix_fmt,
+            "fps": s.average_rate,
+            # avcC holds SPS/PPS out of band; a join can only carry one, so all clips must share it.
+            "parameter sets": bytes(cc.extradata or b""),
+        }
+
+
+def _mismatch(paths: list) -> str | None:
+    sigs = [_signature(p) for p in paths]
+    for i, sig in enumerate(sigs[1:], start=1):
+        for key, value in sig.items():
+            if value != sigs[0][key]:
+                if key == "parameter sets":
+                    detail = "different H.264 parameter sets (encoded with other settings)"
+                else:
+                    detail = f"{key} {value} vs {sigs[0][key]}"
+                return f"clip {i + 1} ({paths[i]}) differs from clip 1 ({paths[0]}): {detail}"
+    return None
+
+
+def streams_match(paths: list) -> bool:
+    """True when the MP4s can be joined by stream copy (same codec, profile, size, pix_fmt, fps, SPS/PPS)."""
+    return _mismatch(list(paths)) is None
+
+
+def concat_mp4(paths: list, out_path: PathLike) -> Path:
+    """Join MP4s end to end without re-encoding; timestamps run on continuously."""
+    paths = list(paths)
+    if not paths:
+        raise ValueError("concat_mp4 needs at least one input file")
+    problem = _mismatch(paths)
+    if problem:
+        raise ValueError(f"cannot join without re-encoding: {problem}")
+    out_path = Path(out_path)
+    tmp = _temp_path(out_path)
+    try:
+        with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
+            ostream = None
+            offset = Fraction(0)  # seconds already laid down
+            last_dts = None  # in seconds, to keep decode order strictly increasing across joins
+            for p in paths:
+                with av.open(str(p)) as c:
+                    s = c.streams.video[0]
+                    if len(c.streams) > 1:
+                        log.warning("concat_mp4: %s has %d streams; only the first video stream is kept", p, len(c.streams))
+                    if ostream is None:
+                        ostream = out.add_stream_from_template(s)
+                    tb = s.time_base
+                    packets = [pk for pk in c.demux(s) if pk.dts is not None and pk.pts is not None]
+                    if not packets:
+                        continue
+                    start = min(pk.pts for pk in packets)
+                    end = max(pk.pts + (pk.duration or 0) for pk in packets)
+                    shift = round(offset / tb) - start
+                    first_dts = (packets[0].dts + shift) * tb
+                    if last_dts is not None and first_dts <= last_dts:
+                        # Deeper B-frame delay than the previous clip; a tiny gap beats a muxer error.
+                        extra = int((last_dts - first_dts) / tb) + 1
+                        log.warning("concat_mp4: shifting %s by %d ticks to keep dts increasing", p, extra)
+                        shift += extra
+                    for pk in packets:
+                        pk.pts += shift
+                        pk.dts += shift
+                        pk.stream = ostream
+                        out.mux(pk)
+                    last_dts = packets[-1].dts * tb
+                    offset = (end + shift) * tb
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    _publish(tmp, out_path)
+    return out_path
+
+
+def save_poster(frame: np.ndarray, path: PathLike, max_width: int = 640) -> Path:
+    """Save an RGB frame as a JPEG no wider than ``max_width``."""
+    img = Image.fromarray(np.asarray(frame, dtype=np.uint8)).convert("RGB")
+    if img.width > max_width:
+        img = img.resize((max_width, max(1, round(img.height * max_width / img.width))), Image.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=85, optimize=True)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _timestamp(seconds: float) -> str:
+    minutes, sec = divmod(seconds, 60)
+    return f"{int(minutes)}:{sec:05.2f}"
+
+
+def contact_sheet(
+    path_mp4: PathLike, out_png: PathLike, columns: int = 4, rows: int = 3, thumb_width: int = 320
+) -> Path:
+    """Write a PNG grid of frames sampled evenly over the video, each labelled with its timestamp."""
+    if columns < 1 or rows < 1 or thumb_width < 16:
+        raise ValueError("contact_sheet needs columns >= 1, rows >= 1 and thumb_width >= 16")
+    cells = columns * rows
+    with av.open(str(path_mp4)) as c:
+        s = c.streams.video[0]
+        total = s.frames or sum(1 for _ in c.decode(s))
+    # Centre of each of `cells` equal time slices, so the first and last moments are both represented.
+    wanted = sorted({min(total - 1, int((k + 0.5) * total / cells)) for k in range(cells)})
+    thumbs: list[tuple[Image.Image, float]] = []
+    with av.open(str(path_mp4)) as c:
+        s = c.streams.video[0]
+        s.thread_type = "AUTO"
+        targets = iter(wanted)
+        nxt = next(targets, None)
+        for i, frame in enumerate(c.decode(s)):
+            if nxt is None:
+                break
+            if i == nxt:
+                img = frame.to_image()
+                th = max(1, round(img.height * thumb_width / img.width))
+                thumbs.append((img.resize((thumb_width, th), Image.LANCZOS), float(frame.time or 0.0)))
+                nxt = next(targets, None)
+    if not thumbs:
+        raise ValueError(f"{path_mp4} has no decodable frames")
+    th = thumbs[0][0].height
+    gap = 4
+    sheet = Image.new("RGB", (columns * thumb_width + (columns + 1) * gap, rows * th + (rows + 1) * gap), (16, 16, 16))
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=max(10, thumb_width // 16))
+    for k, (img, t) in enumerate(thumbs):
+        x = gap + (k % columns) * (thumb_width + gap)
+        y = gap + (k // columns) * (th + gap)
+        sheet.paste(img, (x, y))
+        draw.text((x + 6, y + th - 6), _timestamp(t), fill="white", font=font, anchor="ls",
+                  stroke_width=2, stroke_fill="black")
+    buf = io.BytesIO()
+    sheet.save(buf, "PNG")
+    return atomic_write_bytes(out_png, buf.getvalue())

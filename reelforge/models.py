@@ -1,0 +1,138 @@
+"""Model ids, the engine behind each, and the limits a request is checked against.
+
+One table per model id. Nova Reel's numbers are the service's documented limits
+(512 / 4000 characters, 6 s or 12-120 s in steps of 6, 24 fps, 1280x720, seed 0-2147483646);
+local models may allow more and say so in their own row.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import UnknownModelError
+
+TEXT_VIDEO = "TEXT_VIDEO"
+MULTI_SHOT_AUTOMATED = "MULTI_SHOT_AUTOMATED"
+MULTI_SHOT_MANUAL = "MULTI_SHOT_MANUAL"
+TASK_TYPES = (TEXT_VIDEO, MULTI_SHOT_AUTOMATED, MULTI_SHOT_MANUAL)
+
+SEED_MAX = 2_147_483_646
+DEFAULT_SEED = 42  # Nova Reel's default when a request leaves the seed out
+
+
+@dataclass(frozen=True)
+class Limits:
+    task_types: tuple[str, ...]
+    text_max: int = 512
+    automated_text_max: int = 4000
+    # TEXT_VIDEO durations; None means any whole number in duration_range
+    text_video_durations: tuple[int, ...] | None = (6,)
+    duration_range: tuple[int, int] = (1, 120)
+    automated_durations: tuple[int, ...] = tuple(range(12, 121, 6))
+    shot_seconds: int = 6  # each MULTI_SHOT_MANUAL shot on Nova Reel
+    shot_durations: tuple[int, ...] | None = None  # per-shot override allowed by local engines
+    max_shots: int = 20
+    fps: tuple[int, ...] = (24,)
+    sizes: tuple[tuple[int, int], ...] | None = ((1280, 720),)
+    max_side: int = 1920  # when sizes is None: any even size up to this
+    seed_max: int = SEED_MAX
+    image_exact_size: bool = True  # Nova: the image must already be the video size
+
+    def allowed_sizes_text(self) -> str:
+        if self.sizes:
+            return ", ".join(f"{w}x{h}" for w, h in self.sizes)
+        return f"any even WIDTHxHEIGHT from 64 to {self.max_side}"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    model_id: str
+    engine: str
+    summary: str
+    limits: Limits
+    engine_options: dict[str, Any] = field(default_factory=dict)
+    # True for ids that belong to AWS (kept so Bedrock code keeps working)
+    bedrock_id: bool = False
+
+
+NOVA_REEL_V1_0 = Limits(task_types=(TEXT_VIDEO,))
+NOVA_REEL_V1_1 = Limits(task_types=TASK_TYPES)
+LOCAL = Limits(
+    task_types=TASK_TYPES,
+    text_max=4000,
+    text_video_durations=None,
+    automated_durations=tuple(range(2, 121)),
+    shot_durations=tuple(range(1, 61)),
+    max_shots=50,
+    fps=(8, 12, 15, 16, 24, 25, 30),
+    sizes=None,
+    image_exact_size=False,
+)
+
+
+ANIMATIC_MODEL = "reelforge.animatic-v1"
+
+
+def builtin_models() -> list[ModelSpec]:
+    nova_engine = "animatic"
+    return [
+        ModelSpec(
+            "amazon.nova-reel-v1:0",
+            nova_engine,
+            "Nova Reel v1.0 request format: 6 s TEXT_VIDEO (retired on AWS 2026-09-30)",
+            NOVA_REEL_V1_0,
+            bedrock_id=True,
+        ),
+        ModelSpec(
+            "amazon.nova-reel-v1:1",
+            nova_engine,
+            "Nova Reel v1.1 request format: TEXT_VIDEO and multi-shot up to 120 s",
+            NOVA_REEL_V1_1,
+            bedrock_id=True,
+        ),
+        ModelSpec(
+            "reelforge.animatic-v1",
+            "animatic",
+            "Previsualization renderer: no weights, any machine; not a generative model",
+            LOCAL,
+        ),
+    ]
+
+
+def _registry() -> dict[str, ModelSpec]:
+    models: dict[str, ModelSpec] = {m.model_id: m for m in builtin_models()}
+    from .engines import engine_classes
+
+    for cls in engine_classes().values():
+        for spec in getattr(cls, "models", lambda: [])():
+            models.setdefault(spec.model_id, spec)
+    return models
+
+
+def all_models() -> list[ModelSpec]:
+    return list(_registry().values())
+
+
+def get_model(model_id: str) -> ModelSpec:
+    models = _registry()
+    try:
+        return models[model_id]
+    except KeyError:
+        raise UnknownModelError(model_id, sorted(models)) from None
+
+
+def engine_for(spec: ModelSpec) -> tuple[str, dict[str, Any]]:
+    """The engine id and options that render a model.
+
+    Nova Reel ids are served by another model's engine, chosen with REELFORGE_NOVA_BACKEND
+    (a model id; default the animatic renderer), so the notebook's model id keeps working.
+    """
+    if spec.bedrock_id and spec.model_id.startswith("amazon.nova-reel"):
+        backend = os.environ.get("REELFORGE_NOVA_BACKEND", ANIMATIC_MODEL)
+        if backend != spec.model_id:
+            target = get_model(backend)
+            if not target.bedrock_id:
+                return target.engine, dict(target.engine_options)
+    return spec.engine, dict(spec.engine_options)

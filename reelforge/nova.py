@@ -1,0 +1,50 @@
+"""The notebook's helpers, done right: same arguments, same dict, but checked before sending."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlparse
+
+from .models import get_model
+from .request import VideoRequest, check
+
+
+def build_model_input(
+    prompt: str,
+    image_base64: str | None = None,
+    duration: int = 6,
+    fps: int = 24,
+    resolution: str = "1280x720",
+    seed: int = 0,
+    *,
+    model_id: str = "amazon.nova-reel-v1:0",
+) -> dict[str, Any]:
+    """Nova Reel's TEXT_VIDEO ``modelInput``, exactly as the notebook builds it, validated for ``model_id``.
+
+    Unlike the notebook, the image's format is read from the image (a JPEG is sent as "jpeg").
+    Raises RequestError naming the field and the allowed values.
+    """
+    output: dict[str, Any] = {
+        "taskType": "TEXT_VIDEO",
+        "textToVideoParams": {"text": prompt},
+        "videoGenerationConfig": {"durationSeconds": duration, "fps": fps, "dimension": resolution, "seed": seed},
+    }
+    if image_base64:
+        from . import images
+
+        data = images.decode_base64(image_base64, "image_base64")
+        fmt = "jpeg" if images.open_image(data, "image_base64").info.get("reelforge_format") == "JPEG" else "png"
+        output["textToVideoParams"]["images"] = [{"format": fmt, "source": {"bytes": image_base64}}]
+    check(VideoRequest.from_model_input(output), get_model(model_id))
+    return output
+
+
+def video_location(get_response: dict[str, Any]) -> tuple[str, str]:
+    """(bucket, key of output.mp4) from a GetAsyncInvoke response, whatever prefix was used.
+
+    The notebook's ``video_uri.split('/')[3]`` only works when the output had no prefix.
+    """
+    uri = get_response["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"]
+    u = urlparse(uri)
+    key = "/".join(p for p in (u.path.strip("/"), "output.mp4") if p)
+    return u.netloc, key

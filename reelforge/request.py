@@ -1,0 +1,432 @@
+"""VideoRequest: what to make, in Nova Reel's three task types, checked against a model's limits.
+
+``VideoRequest.from_model_input(d)`` and ``.to_model_input()`` round-trip Nova Reel's
+``modelInput`` JSON exactly; ``check(request, spec)`` applies one model's limits and decodes
+the images, so nothing invalid reaches the job log.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from . import images as imagelib
+from .errors import ImageError, RequestError
+from .models import (
+    DEFAULT_SEED,
+    MULTI_SHOT_AUTOMATED,
+    MULTI_SHOT_MANUAL,
+    SEED_MAX,
+    TASK_TYPES,
+    TEXT_VIDEO,
+    ModelSpec,
+)
+
+PARAMS_KEY = {
+    TEXT_VIDEO: "textToVideoParams",
+    MULTI_SHOT_AUTOMATED: "multiShotAutomatedParams",
+    MULTI_SHOT_MANUAL: "multiShotManualParams",
+}
+_DIMENSION = re.compile(r"^(\d{1,5})x(\d{1,5})$")
+FitMode = Literal["crop", "pad"]
+
+
+class ImageInput(BaseModel):
+    """A conditioning image as Nova Reel carries it: base64 bytes or an S3 location."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["png", "jpeg"]
+    bytes_b64: str | None = None
+    s3_uri: str | None = None
+    bucket_owner: str | None = None
+
+    @classmethod
+    def from_source(cls, source: str | os.PathLike | bytes, field: str = "image") -> "ImageInput":
+        """Read a path, raw bytes, base64 text or data URI; the format is detected, not trusted."""
+        data = imagelib.read_image_source(source, field)
+        img = imagelib.open_image(data, field)
+        fmt = "jpeg" if img.info.get("reelforge_format") == "JPEG" else "png"
+        return cls(format=fmt, bytes_b64=imagelib.to_base64(data))
+
+    @classmethod
+    def from_json(cls, d: Any, field: str) -> "ImageInput":
+        obj = _obj(d, field, required={"format", "source"}, optional=set())
+        fmt = obj["format"]
+        if fmt not in ("png", "jpeg"):
+            raise RequestError(f"{field}.format", f"{fmt!r} is not allowed; allowed: png, jpeg")
+        src = obj["source"]
+        if not isinstance(src, dict) or len(src) != 1 or not ({"bytes", "s3Location"} & set(src)):
+            raise RequestError(f"{field}.source", "must have exactly one of: bytes, s3Location")
+        if "bytes" in src:
+            if not isinstance(src["bytes"], str) or not src["bytes"]:
+                raise RequestError(f"{field}.source.bytes", "must be a non-empty base64 string")
+            return cls(format=fmt, bytes_b64=src["bytes"])
+        loc = _obj(src["s3Location"], f"{field}.source.s3Location", required={"uri"}, optional={"bucketOwner"})
+        if not isinstance(loc["uri"], str) or not loc["uri"].startswith("s3://"):
+            raise RequestError(f"{field}.source.s3Location.uri", "must be an s3:// URI")
+        return cls(format=fmt, s3_uri=loc["uri"], bucket_owner=loc.get("bucketOwner"))
+
+    def to_json(self) -> dict[str, Any]:
+        if self.bytes_b64 is not None:
+            return {"format": self.format, "source": {"bytes": self.bytes_b64}}
+        loc: dict[str, Any] = {"uri": self.s3_uri}
+        if self.bucket_owner:
+            loc["bucketOwner"] = self.bucket_owner
+        return {"format": self.format, "source": {"s3Location": loc}}
+
+
+class Shot(BaseModel):
+    """One shot of a MULTI_SHOT_MANUAL request; duration and seed are for local engines only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    image: ImageInput | None = None
+    duration_s: int | None = None
+    seed: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _image_from_source(cls, data: Any) -> Any:
+        return _coerce_image(data)
+
+
+class VideoRequest(BaseModel):
+    """A video to make. ``task_type`` follows from the fields when left out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_type: Literal["TEXT_VIDEO", "MULTI_SHOT_AUTOMATED", "MULTI_SHOT_MANUAL"] = TEXT_VIDEO
+    text: str | None = None
+    image: ImageInput | None = None
+    shots: list[Shot] | None = None
+    duration_s: int | None = 6
+    fps: int = 24
+    width: int = 1280
+    height: int = 720
+    seed: int | None = None
+    fit: FitMode | None = None  # how to bring an image of another size to width x height
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = _coerce_image(dict(data))
+        if data.get("shots") is not None and "task_type" not in data:
+            data["task_type"] = MULTI_SHOT_MANUAL
+        if data.get("task_type") == MULTI_SHOT_MANUAL and "duration_s" not in data:
+            data["duration_s"] = None
+        if "dimension" in data:
+            data["width"], data["height"] = parse_dimension(data.pop("dimension"))
+        return data
+
+    # --- Nova Reel JSON -------------------------------------------------------------------
+    @classmethod
+    def from_model_input(cls, d: Any) -> "VideoRequest":
+        """Parse Nova Reel's ``modelInput``; every structural problem names its JSON path."""
+        if not isinstance(d, dict):
+            kind = "a string (pass a dict, not json.dumps(...))" if isinstance(d, str) else type(d).__name__
+            raise RequestError("modelInput", f"must be a JSON object, got {kind}")
+        task = d.get("taskType")
+        if task not in TASK_TYPES:
+            raise RequestError("taskType", f"{task!r} is not allowed; allowed: {', '.join(TASK_TYPES)}")
+        key = PARAMS_KEY[task]
+        top = _obj(d, "modelInput", required={"taskType", key, "videoGenerationConfig"}, optional=set())
+        cfg_required = {"fps", "dimension"} | ({"durationSeconds"} if task != MULTI_SHOT_MANUAL else set())
+        cfg = _obj(top["videoGenerationConfig"], "videoGenerationConfig", required=cfg_required, optional={"seed"})
+        width, height = parse_dimension(cfg["dimension"], "videoGenerationConfig.dimension")
+        fields: dict[str, Any] = dict(
+            task_type=task,
+            fps=_int(cfg["fps"], "videoGenerationConfig.fps"),
+            width=width,
+            height=height,
+            seed=_int(cfg["seed"], "videoGenerationConfig.seed") if "seed" in cfg else None,
+            duration_s=_int(cfg["durationSeconds"], "videoGenerationConfig.durationSeconds")
+            if "durationSeconds" in cfg
+            else None,
+        )
+        params = top[key]
+        if task == TEXT_VIDEO:
+            p = _obj(params, key, required={"text"}, optional={"images"})
+            fields["text"] = _str(p["text"], f"{key}.text")
+            if "images" in p:
+                imgs = p["images"]
+                if not isinstance(imgs, list) or len(imgs) != 1:
+                    raise RequestError(f"{key}.images", "must be a list with exactly one image")
+                fields["image"] = ImageInput.from_json(imgs[0], f"{key}.images[0]")
+        elif task == MULTI_SHOT_AUTOMATED:
+            p = _obj(params, key, required={"text"}, optional=set())
+            fields["text"] = _str(p["text"], f"{key}.text")
+        else:
+            p = _obj(params, key, required={"shots"}, optional=set())
+            if not isinstance(p["shots"], list):
+                raise RequestError(f"{key}.shots", "must be a list of shots")
+            shots = []
+            for i, s in enumerate(p["shots"]):
+                f = f"{key}.shots[{i}]"
+                o = _obj(s, f, required={"text"}, optional={"image", "durationSeconds", "seed"})
+                shots.append(
+                    Shot(
+                        text=_str(o["text"], f"{f}.text"),
+                        image=ImageInput.from_json(o["image"], f"{f}.image") if "image" in o else None,
+                        duration_s=_int(o["durationSeconds"], f"{f}.durationSeconds") if "durationSeconds" in o else None,
+                        seed=_int(o["seed"], f"{f}.seed") if "seed" in o else None,
+                    )
+                )
+            fields["shots"] = shots
+        return cls(**fields)
+
+    def to_model_input(self) -> dict[str, Any]:
+        cfg: dict[str, Any] = {}
+        if self.task_type != MULTI_SHOT_MANUAL:
+            cfg["durationSeconds"] = self.duration_s
+        cfg["fps"] = self.fps
+        cfg["dimension"] = f"{self.width}x{self.height}"
+        if self.seed is not None:
+            cfg["seed"] = self.seed
+        key = PARAMS_KEY[self.task_type]
+        if self.task_type == TEXT_VIDEO:
+            params: dict[str, Any] = {"text": self.text}
+            if self.image is not None:
+                params["images"] = [self.image.to_json()]
+        elif self.task_type == MULTI_SHOT_AUTOMATED:
+            params = {"text": self.text}
+        else:
+            shots = []
+            for s in self.shots or []:
+                d: dict[str, Any] = {"text": s.text}
+                if s.image is not None:
+                    d["image"] = s.image.to_json()
+                if s.duration_s is not None:
+                    d["durationSeconds"] = s.duration_s
+                if s.seed is not None:
+                    d["seed"] = s.seed
+                shots.append(d)
+            params = {"shots": shots}
+        return {"taskType": self.task_type, key: params, "videoGenerationConfig": cfg}
+
+    # --- derived -----------------------------------------------------------------------------
+    @property
+    def effective_seed(self) -> int:
+        return DEFAULT_SEED if self.seed is None else self.seed
+
+    def shot_texts(self) -> list[str]:
+        if self.task_type == MULTI_SHOT_MANUAL:
+            return [s.text for s in self.shots or []]
+        return [self.text or ""]
+
+
+def parse_dimension(value: Any, field: str = "dimension") -> tuple[int, int]:
+    m = _DIMENSION.match(value) if isinstance(value, str) else None
+    if not m:
+        raise RequestError(field, f"{value!r} is not a size; write WIDTHxHEIGHT, e.g. 1280x720")
+    return int(m.group(1)), int(m.group(2))
+
+
+@dataclass(frozen=True)
+class ShotSpec:
+    """What one shot of a checked request asks for (images decoded and fitted)."""
+
+    text: str
+    seed: int
+    duration_s: int
+    image: Any = None  # PIL RGB image at the video size, or None
+
+
+def check(
+    request: VideoRequest,
+    spec: ModelSpec,
+    fetch_s3: Callable[[str, str | None], bytes] | None = None,
+) -> tuple[VideoRequest, list[ShotSpec]]:
+    """Apply ``spec``'s limits to ``request``; return it (images fitted when asked) and its shots.
+
+    Raises RequestError naming the field and the allowed values. Nothing is written anywhere.
+    """
+    lim = spec.limits
+    mid = spec.model_id
+    t = request.task_type
+    if t not in lim.task_types:
+        hint = " (multi-shot needs amazon.nova-reel-v1:1)" if mid == "amazon.nova-reel-v1:0" else ""
+        raise RequestError("taskType", f"{t} is not supported by {mid}; allowed: {', '.join(lim.task_types)}{hint}")
+    if request.fps not in lim.fps:
+        raise RequestError("videoGenerationConfig.fps", f"{request.fps} is not allowed for {mid}; allowed: {_list(lim.fps)}")
+    size = (request.width, request.height)
+    if lim.sizes is not None:
+        if size not in lim.sizes:
+            raise RequestError(
+                "videoGenerationConfig.dimension",
+                f"{request.width}x{request.height} is not allowed for {mid}; allowed: {lim.allowed_sizes_text()}",
+            )
+    elif not all(64 <= v <= lim.max_side and v % 2 == 0 for v in size):
+        raise RequestError(
+            "videoGenerationConfig.dimension",
+            f"{request.width}x{request.height} is not allowed for {mid}; allowed: {lim.allowed_sizes_text()}",
+        )
+    seed = request.effective_seed
+    if not 0 <= seed <= lim.seed_max:
+        raise RequestError("videoGenerationConfig.seed", f"{seed} is out of range; allowed: 0 to {lim.seed_max}")
+
+    def image(img: ImageInput | None, field: str) -> Any:
+        return _check_image(img, field, request, spec, fetch_s3)
+
+    prepared = request
+    if t == TEXT_VIDEO:
+        key = "textToVideoParams"
+        _check_text(request.text, f"{key}.text", lim.text_max)
+        allowed = lim.text_video_durations
+        d = request.duration_s
+        if allowed is not None and d not in allowed:
+            raise RequestError("videoGenerationConfig.durationSeconds", f"{d} is not allowed for {mid} {t}; allowed: {_list(allowed)}")
+        lo, hi = lim.duration_range
+        if allowed is None and (d is None or not lo <= d <= hi):
+            raise RequestError("videoGenerationConfig.durationSeconds", f"{d} is not allowed for {mid}; allowed: {lo} to {hi}")
+        pil, fitted = image(request.image, f"{key}.images[0]")
+        if fitted is not None:
+            prepared = request.model_copy(update={"image": fitted})
+        shots = [ShotSpec(request.text or "", seed, d, pil)]
+    elif t == MULTI_SHOT_AUTOMATED:
+        _check_text(request.text, "multiShotAutomatedParams.text", lim.automated_text_max)
+        if request.image is not None:
+            raise RequestError("image", f"{t} takes no image; use TEXT_VIDEO or MULTI_SHOT_MANUAL shots with images")
+        d = request.duration_s
+        if d not in lim.automated_durations:
+            raise RequestError("videoGenerationConfig.durationSeconds", f"{d} is not allowed for {mid} {t}; allowed: {_list(lim.automated_durations)}")
+        shots = [ShotSpec(text, _shot_seed(seed, i), secs, None) for i, (text, secs) in enumerate(split_automated(request.text or "", d, lim.shot_seconds))]
+    else:
+        key = "multiShotManualParams.shots"
+        n = len(request.shots or [])
+        if not 1 <= n <= lim.max_shots:
+            raise RequestError(key, f"{n} shots given; allowed: 1 to {lim.max_shots} shots of {lim.shot_seconds} s each")
+        if request.duration_s is not None:
+            raise RequestError("videoGenerationConfig.durationSeconds", f"not used by {t}: each shot lasts {lim.shot_seconds} s; leave it out")
+        shots, fitted_shots = [], []
+        for i, s in enumerate(request.shots or []):
+            f = f"{key}[{i}]"
+            _check_text(s.text, f"{f}.text", lim.text_max)
+            secs = lim.shot_seconds
+            if s.duration_s is not None:
+                if lim.shot_durations is None or s.duration_s not in lim.shot_durations:
+                    allowed_d = _list(lim.shot_durations) if lim.shot_durations else f"none; every shot on {mid} lasts {lim.shot_seconds} s"
+                    raise RequestError(f"{f}.durationSeconds", f"{s.duration_s} is not allowed; allowed: {allowed_d}")
+                secs = s.duration_s
+            shot_seed = _shot_seed(seed, i)
+            if s.seed is not None:
+                if lim.shot_durations is None:  # Nova's schema has no per-shot seed
+                    raise RequestError(f"{f}.seed", f"per-shot seeds are not part of {mid}'s request format; use a local model id")
+                if not 0 <= s.seed <= lim.seed_max:
+                    raise RequestError(f"{f}.seed", f"{s.seed} is out of range; allowed: 0 to {lim.seed_max}")
+                shot_seed = s.seed
+            pil, fitted = image(s.image, f"{f}.image")
+            fitted_shots.append(s.model_copy(update={"image": fitted}) if fitted is not None else s)
+            shots.append(ShotSpec(s.text, shot_seed, secs, pil))
+        if any(a is not b for a, b in zip(fitted_shots, request.shots or [])):
+            prepared = request.model_copy(update={"shots": fitted_shots})
+    total = sum(s.duration_s for s in shots)
+    if total > lim.duration_range[1]:
+        raise RequestError("videoGenerationConfig.durationSeconds", f"the video would last {total} s; allowed: at most {lim.duration_range[1]} s")
+    return prepared, shots
+
+
+def split_automated(text: str, duration_s: int, shot_seconds: int) -> list[tuple[str, int]]:
+    """Split one long MULTI_SHOT_AUTOMATED prompt into shots of ``shot_seconds``.
+
+    Sentences are dealt out in order over ``duration_s // shot_seconds`` shots as evenly as
+    possible; with fewer sentences than shots, the last sentences repeat their neighbour's text.
+    A remainder shorter than one shot is added to the last shot.
+    """
+    n = max(1, duration_s // shot_seconds)
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?;])\s+", text.strip()) if s.strip()] or [text]
+    out = []
+    for i in range(n):
+        lo = i * len(sentences) // n
+        hi = max(lo + 1, (i + 1) * len(sentences) // n)
+        out.append(" ".join(sentences[min(lo, len(sentences) - 1) : hi]))
+    secs = [shot_seconds] * n
+    secs[-1] += duration_s - n * shot_seconds
+    return list(zip(out, secs))
+
+
+def _shot_seed(seed: int, index: int) -> int:
+    """Per-shot seed derived from the request seed; shot 0 uses the request seed itself."""
+    return (seed + index * 7919) % (SEED_MAX + 1)
+
+
+def _check_image(img, field, request: VideoRequest, spec: ModelSpec, fetch_s3):
+    """Decode and validate one image; return (PIL image at video size, ImageInput to store or None)."""
+    if img is None:
+        return None, None
+    if img.bytes_b64 is not None:
+        data = imagelib.decode_base64(img.bytes_b64, f"{field}.source.bytes")
+    elif fetch_s3 is not None:
+        data = fetch_s3(img.s3_uri, img.bucket_owner)
+    else:
+        raise ImageError(f"{field}.source.s3Location", "S3 image locations need a server with S3 access; send the image bytes instead")
+    pil = imagelib.open_image(data, field, declared_format=img.format)
+    want = (request.width, request.height)
+    exact = spec.limits.image_exact_size
+    transparent = bool(pil.info.get("reelforge_had_alpha"))
+    if pil.size == want and not (exact and transparent):
+        return pil, None
+    if exact and request.fit is None:
+        what = f"is {pil.size[0]}x{pil.size[1]}" if pil.size != want else "has transparent pixels"
+        raise ImageError(
+            field,
+            f"image {what}; {spec.model_id} needs an opaque {want[0]}x{want[1]} PNG or JPEG: "
+            "resize it, or ask for fitting (--fit crop|pad, fit='crop'|'pad')",
+        )
+    fitted = imagelib.fit_image(pil, want[0], want[1], request.fit or "crop")
+    stored = ImageInput(format="png", bytes_b64=imagelib.to_base64(imagelib.encode_png(fitted))) if exact else None
+    return fitted, stored
+
+
+def _check_text(text: str | None, field: str, limit: int) -> None:
+    if text is None or not text.strip():
+        raise RequestError(field, f"is empty; allowed: 1 to {limit} characters")
+    if len(text) > limit:
+        raise RequestError(field, f"has {len(text)} characters; allowed: 1 to {limit}")
+
+
+def _coerce_image(data: Any) -> Any:
+    if isinstance(data, dict) and data.get("image") is not None and not isinstance(data["image"], (ImageInput, dict)):
+        data = dict(data)
+        data["image"] = ImageInput.from_source(data["image"])
+    return data
+
+
+def _obj(d: Any, field: str, required: set[str], optional: set[str]) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        raise RequestError(field, f"must be a JSON object, got {type(d).__name__}")
+    missing = sorted(required - set(d))
+    if missing:
+        raise RequestError(f"{field}.{missing[0]}", "is required")
+    unknown = sorted(set(d) - required - optional)
+    if unknown:
+        allowed = ", ".join(sorted(required | optional))
+        raise RequestError(f"{field}.{unknown[0]}", f"unknown field; allowed: {allowed}")
+    return d
+
+
+def _int(v: Any, field: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise RequestError(field, f"must be a whole number, got {v!r}")
+    return v
+
+
+def _str(v: Any, field: str) -> str:
+    if not isinstance(v, str):
+        raise RequestError(field, f"must be a string, got {type(v).__name__}")
+    return v
+
+
+def _list(values) -> str:
+    values = list(values)
+    if len(values) > 6 and all(b - a == values[1] - values[0] for a, b in zip(values, values[1:])):
+        step = values[1] - values[0]
+        return f"{values[0]} to {values[-1]}" + (f" in steps of {step}" if step != 1 else "")
+    return ", ".join(str(v) for v in values)

@@ -1,0 +1,178 @@
+"""The runtime: one door through which every entry point creates jobs, and the worker threads.
+
+``Runtime.submit`` checks a request against its model, records the job (QUEUED) in the job log
+and wakes a worker, all before it returns. The CLI, the Python API and the server all use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from . import config
+from .errors import RequestError, StorageError
+from .jobs import JobRecord, JobStatus, JobStore, SQLiteJobStore, new_job_id, request_fingerprint
+from .models import get_model
+from .request import VideoRequest, check
+from .storage import join, local_path, to_uri
+from .worker import MAX_ATTEMPTS, EngineCache, new_worker_id, perform, worker_is_dead
+
+log = logging.getLogger("reelforge.runtime")
+
+
+class Runtime:
+    def __init__(
+        self,
+        store: JobStore | None = None,
+        *,
+        region: str | None = None,
+        account: str | None = None,
+        fetch_s3: Callable[[str, str | None], bytes] | None = None,
+        map_output: Callable[[str], str] | None = None,
+    ):
+        self.store = store or SQLiteJobStore(config.job_log_path())
+        self.region = region or config.region()
+        self.account = account or config.account()
+        self.fetch_s3 = fetch_s3
+        self.map_output = map_output  # requested output URI -> where files really go
+        self.engines = EngineCache()
+        self._changed = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self.worker_id = new_worker_id()
+        self.recover()
+
+    # --- jobs ------------------------------------------------------------------------------
+    def submit(
+        self,
+        model_id: str,
+        request: VideoRequest | dict[str, Any],
+        output: str | os.PathLike | None = None,
+        *,
+        client_token: str | None = None,
+        tags: list[dict[str, str]] | None = None,
+        output_config: dict[str, Any] | None = None,
+        region: str | None = None,
+    ) -> tuple[JobRecord, bool]:
+        """Validate and record a job; return it and whether it is new (False: same token seen)."""
+        spec = get_model(model_id)
+        original = request.to_model_input() if isinstance(request, VideoRequest) else request
+        parsed = request if isinstance(request, VideoRequest) else VideoRequest.from_model_input(request)
+        prepared, _ = check(parsed, spec, self.fetch_s3)
+        requested = to_uri(output if output is not None else config.output_dir())
+        fingerprint = request_fingerprint(model_id, original, [requested, output_config or {}])
+        job_id = new_job_id()
+        output_uri = join(requested, job_id)
+        storage_uri = join(self.map_output(requested), job_id) if self.map_output else output_uri
+        if storage_uri.startswith("file://"):
+            _check_writable(local_path(storage_uri).parent)
+        record = JobRecord(
+            id=job_id,
+            arn=f"arn:aws:bedrock:{region or self.region}:{self.account}:async-invoke/{job_id}",
+            model_id=model_id,
+            model_input=prepared.to_model_input(),
+            output_uri=output_uri,
+            storage_uri=storage_uri,
+            client_token=client_token,
+            fingerprint=fingerprint,
+            output_config=output_config or {},
+            tags=tags or [],
+        )
+        record, created = self.store.create(record)
+        if created:
+            log.info("job %s queued (%s)", record.id, model_id)
+            self.notify(record.id)
+        return record, created
+
+    def get(self, job_id: str) -> JobRecord:
+        return self.store.get(job_id)
+
+    def cancel(self, job_id: str) -> JobRecord:
+        record = self.store.request_cancel(job_id)
+        self.notify(job_id)
+        return record
+
+    def recover(self) -> list[str]:
+        ids = self.store.recover(MAX_ATTEMPTS, worker_is_dead)
+        if ids:
+            log.warning("recovered jobs left running by a stopped worker: %s", ", ".join(ids))
+            self.notify()
+        return ids
+
+    # --- change notification (in-process waiters) -------------------------------------------
+    def notify(self, job_id: str | None = None) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for_change(self, timeout: float) -> None:
+        with self._changed:
+            self._changed.wait(timeout)
+
+    # --- workers ---------------------------------------------------------------------------
+    def start_workers(self, count: int = 1) -> None:
+        alive = [t for t in self._threads if t.is_alive()]
+        for n in range(len(alive), count):
+            t = threading.Thread(target=self._work, name=f"reelforge-worker-{n}", daemon=True)
+            t.start()
+            alive.append(t)
+        self._threads = alive
+
+    def run_until_idle(self) -> int:
+        """Work in the calling thread until no job is queued; return how many jobs ran."""
+        ran = 0
+        while self.run_one():
+            ran += 1
+        return ran
+
+    def run_one(self) -> bool:
+        job = self.store.claim(self.worker_id, 30.0)
+        if job is None:
+            return False
+        self.notify(job.id)
+        perform(self.store, job, self.worker_id, self.engines, notify=self.notify, fetch_s3=self.fetch_s3)
+        self.notify(job.id)
+        return True
+
+    def _work(self) -> None:
+        last_recover = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                if self.run_one():
+                    continue
+                if time.monotonic() - last_recover > 10:
+                    self.recover()
+                    last_recover = time.monotonic()
+            except Exception:  # a broken job log must not kill the worker silently
+                log.exception("worker loop error")
+                time.sleep(1)
+            self.wait_for_change(1.0)
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        self.notify()
+        for t in self._threads:
+            t.join(timeout)
+        self.engines.close()
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"output folder {folder} cannot be created: {exc.strerror}") from None
+    if not os.access(folder, os.W_OK):
+        raise StorageError(f"output folder {folder} is not writable")
+
+
+def statuses(value: str | JobStatus | None) -> list[JobStatus] | None:
+    if value is None:
+        return None
+    try:
+        return [JobStatus(str(value).upper())]
+    except ValueError:
+        allowed = ", ".join(s.value for s in JobStatus)
+        raise RequestError("status", f"{value!r} is not a status; allowed: {allowed}") from None

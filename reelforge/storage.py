@@ -1,0 +1,172 @@
+"""Storage for job outputs: local folders (file://) and S3 (s3://, any S3-compatible endpoint).
+
+Every write is atomic: an object is complete or absent. Local writes go through a temporary
+file and a rename; an S3 PUT is atomic by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from .errors import StorageError
+from .media import atomic_write_bytes
+
+
+def to_uri(location: str | os.PathLike) -> str:
+    """A path or URI as a URI: plain paths become absolute file:// URIs."""
+    text = os.fspath(location)
+    if text.startswith(("s3://", "file://")):
+        return text.rstrip("/") if text not in ("s3://", "file://") else text
+    if "://" in text:
+        raise StorageError(f"output {text!r}: use a folder path, file:// or s3://bucket/prefix")
+    return Path(text).expanduser().resolve().as_uri()
+
+
+def join(uri: str, *parts: str) -> str:
+    return "/".join([uri.rstrip("/"), *parts])
+
+
+def local_path(uri: str) -> Path:
+    if not uri.startswith("file://"):
+        raise StorageError(f"{uri} is not a local file:// location")
+    return Path(unquote(urlparse(uri).path))
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    u = urlparse(uri)
+    if u.scheme != "s3" or not u.netloc:
+        raise StorageError(f"{uri!r} is not an s3://bucket/key URI")
+    return u.netloc, u.path.lstrip("/")
+
+
+class Storage:
+    def put_file(self, path: Path, uri: str) -> None:
+        raise NotImplementedError
+
+    def put_bytes(self, data: bytes, uri: str) -> None:
+        raise NotImplementedError
+
+    def get_bytes(self, uri: str) -> bytes:
+        raise NotImplementedError
+
+    def exists(self, uri: str) -> bool:
+        raise NotImplementedError
+
+    def list(self, uri: str) -> list[str]:
+        """Names of the objects directly under the folder ``uri``."""
+        raise NotImplementedError
+
+    def download(self, uri: str, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, self.get_bytes(uri))
+        return path
+
+
+class LocalStorage(Storage):
+    def put_file(self, path: Path, uri: str) -> None:
+        dest = local_path(uri)
+        if Path(path).resolve() == dest.resolve():
+            return
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.part")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, dest)
+
+    def put_bytes(self, data: bytes, uri: str) -> None:
+        dest = local_path(uri)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(dest, data)
+
+    def get_bytes(self, uri: str) -> bytes:
+        try:
+            return local_path(uri).read_bytes()
+        except OSError as exc:
+            raise StorageError(f"cannot read {uri}: {exc.strerror}") from None
+
+    def exists(self, uri: str) -> bool:
+        return local_path(uri).exists()
+
+    def list(self, uri: str) -> list[str]:
+        folder = local_path(uri)
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+    def download(self, uri: str, path: Path) -> Path:
+        src = local_path(uri)
+        if not src.exists():
+            raise StorageError(f"{uri} does not exist")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if src.resolve() != path.resolve():
+            tmp = path.with_name(f".{path.name}.part")
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, path)
+        return path
+
+
+class S3Storage(Storage):
+    """S3 through boto3; AWS_ENDPOINT_URL_S3 points it at any S3-compatible server."""
+
+    def __init__(self, client=None):
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("s3")
+        return self._client
+
+    def _call(self, what: str, uri: str, fn, *args, **kw):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(*args, **kw)
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            raise StorageError(f"cannot {what} {uri}: {err.get('Code')}: {err.get('Message')}") from None
+        except BotoCoreError as exc:
+            raise StorageError(f"cannot {what} {uri}: {exc}") from None
+
+    def put_file(self, path: Path, uri: str) -> None:
+        bucket, key = split_s3(uri)
+        self._call("upload to", uri, self.client.upload_file, str(path), bucket, key)
+
+    def put_bytes(self, data: bytes, uri: str) -> None:
+        bucket, key = split_s3(uri)
+        self._call("write", uri, self.client.put_object, Bucket=bucket, Key=key, Body=data)
+
+    def get_bytes(self, uri: str) -> bytes:
+        bucket, key = split_s3(uri)
+        return self._call("read", uri, lambda: self.client.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def exists(self, uri: str) -> bool:
+        bucket, key = split_s3(uri)
+        resp = self._call("list", uri, self.client.list_objects_v2, Bucket=bucket, Prefix=key, MaxKeys=1)
+        return any(o["Key"] == key for o in resp.get("Contents", []))
+
+    def list(self, uri: str) -> list[str]:
+        bucket, key = split_s3(uri)
+        prefix = key.rstrip("/") + "/" if key else ""
+        names = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            names += [o["Key"][len(prefix):] for o in page.get("Contents", [])]
+        return sorted(names)
+
+    def download(self, uri: str, path: Path) -> Path:
+        bucket, key = split_s3(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.part")
+        self._call("download", uri, self.client.download_file, bucket, key, str(tmp))
+        os.replace(tmp, path)
+        return path
+
+
+def storage_for(uri: str) -> Storage:
+    if uri.startswith("s3://"):
+        return S3Storage()
+    return LocalStorage()

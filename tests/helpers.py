@@ -1,0 +1,20 @@
+"""Small builders shared by tests: images made in code, tiny requests."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+
+def image_bytes(width=1280, height=720, fmt="PNG", color=(200, 30, 30), mode="RGB") -> bytes:
+    img = Image.new(mode, (width, height), color)
+    buf = io.BytesIO()
+    img.save(buf, fmt)
+    return buf.getvalue()
+
+
+def noisy_image(width=1280, height=720, seed=0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))

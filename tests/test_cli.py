@@ -1,0 +1,161 @@
+"""The spine through the CLI: prompt -> job -> MP4, and bad input that changes nothing."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from reelforge import media
+from reelforge.cli import cli
+from reelforge.jobs import SQLiteJobStore
+
+from tests.helpers import image_bytes
+
+SEASHELL = "Closeup of a large seashell in the sand, gentle waves flow around the shell. Camera zoom in."
+TINY = ["--model", "reelforge.animatic-v1", "--duration", "1", "--fps", "8", "--resolution", "128x72"]
+
+
+def run(*args, ok=True):
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def jobs_in_log(home):
+    path = home / "jobs.sqlite3"
+    return SQLiteJobStore(path).list() if path.exists() else []
+
+
+def test_generate_makes_the_notebook_video(tmp_path):
+    out = tmp_path / "out"
+    result = run("generate", SEASHELL, "--seed", "5", "-o", str(out))
+    path = result.stdout.strip().splitlines()[-1]
+    assert path.endswith("output.mp4") and path.startswith(str(out))
+    info = media.probe(path)
+    assert (info.codec, info.pix_fmt, info.width, info.height, info.fps, info.frames) == ("h264", "yuv420p", 1280, 720, 24.0, 144)
+    assert info.moov_before_mdat
+    assert "previsualization renderer" in result.stderr
+    folder = out / path.split("/")[-2]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "contact_sheet.png", "manifest.json", "output.mp4", "poster.jpg", "video-generation-status.json",
+    ]
+    status = json.loads((folder / "video-generation-status.json").read_text())
+    assert status["fullVideo"]["status"] == "SUCCESS"
+    # same prompt and seed: identical decoded frames; another seed: different frames
+    again = run("generate", SEASHELL, "--seed", "5", "-o", str(out)).stdout.strip().splitlines()[-1]
+    other = run("generate", SEASHELL, "--seed", "6", "-o", str(out)).stdout.strip().splitlines()[-1]
+    a, b, c = (list(media.read_frames(p)) for p in (path, again, other))
+    assert len(a) == len(b) == 144 and all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[72], c[72])
+
+
+BAD = [
+    (["--duration", "7"], "durationSeconds", "allowed: 6"),
+    (["--fps", "30"], "fps", "allowed: 24"),
+    (["--resolution", "1920x1080"], "dimension", "allowed: 1280x720"),
+    (["--seed", "-1"], "seed", "0 to 2147483646"),
+    (["--seed", "2147483647"], "seed", "0 to 2147483646"),
+    (["--model", "amazon.nova-reel-v7"], "modelId", "amazon.nova-reel-v1:1"),
+]
+
+
+@pytest.mark.parametrize("args, field, allowed", BAD)
+def test_bad_options_give_one_line_and_change_nothing(args, field, allowed, tmp_path, reelforge_home):
+    out = tmp_path / "out"
+    result = run("generate", "a cat", "-o", str(out), *args, ok=False)
+    assert result.exit_code != 0
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1 and field in message and allowed in message, message
+    assert "Traceback" not in result.output
+    assert jobs_in_log(reelforge_home) == [] and not out.exists()
+
+
+@pytest.mark.parametrize("text, fragment", [("", "is empty"), ("x" * 513, "513 characters")])
+def test_bad_prompt_length(text, fragment, tmp_path, reelforge_home):
+    result = run("generate", text, "-o", str(tmp_path / "out"), ok=False)
+    assert result.exit_code != 0 and "textToVideoParams.text" in result.stderr and fragment in result.stderr
+    assert jobs_in_log(reelforge_home) == []
+
+
+def _gif():
+    return image_bytes(64, 64, fmt="GIF")
+
+
+def _truncated_jpeg():
+    return image_bytes(fmt="JPEG")[:-2000]
+
+
+def _huge_png():
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "make, fragment",
+    [(_gif, "png or jpeg"), (_truncated_jpeg, "truncated"), (_huge_png, "20000x20000"), (lambda: b"%PDF-1.4 not an image", "png or jpeg")],
+)
+def test_bad_images_are_refused(make, fragment, tmp_path, reelforge_home):
+    path = tmp_path / "input.bin"
+    path.write_bytes(make())
+    out = tmp_path / "out"
+    result = run("generate", "a cat", "--image", str(path), "-o", str(out), ok=False)
+    assert result.exit_code != 0
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1 and "--image" in line and fragment in line, line
+    assert jobs_in_log(reelforge_home) == [] and not out.exists()
+
+
+def test_image_of_other_size_needs_fit(tmp_path):
+    path = tmp_path / "square.png"
+    path.write_bytes(image_bytes(1000, 1000))
+    result = run("generate", "a red room. Camera pan left.", "--image", str(path), ok=False)
+    assert result.exit_code != 0 and "--fit crop|pad" in result.stderr
+    result = run("generate", "a red room. Camera pan left.", "--image", str(path), "--fit", "pad", "-o", str(tmp_path / "o"))
+    first = media.read_frame(result.stdout.strip().splitlines()[-1], 0)
+    assert first[:, :200].mean() < 10 and first[:, -200:].mean() < 10  # pillarbox bars at the sides
+    assert abs(int(first[360, 640, 0]) - 200) < 12  # the red image in the middle
+
+
+def test_jobs_list_show_download(tmp_path):
+    path = run("generate", "a boat. Camera pan right.", *TINY, "-o", str(tmp_path / "o")).stdout.strip().splitlines()[-1]
+    job_id = path.split("/")[-2]
+    listing = run("jobs", "list").stdout
+    assert job_id in listing and "COMPLETED" in listing
+    shown = json.loads(run("jobs", "show", job_id).stdout)
+    assert shown["status"] == "COMPLETED" and shown["request"]["textToVideoParams"]["text"] == "a boat. Camera pan right."
+    saved = run("jobs", "download", job_id, "-o", str(tmp_path)).stdout.strip()
+    assert saved == str(tmp_path / f"{job_id}.mp4") and media.probe(saved).frames == 8
+    missing = run("jobs", "show", "nosuchjob123", ok=False)
+    assert missing.exit_code != 0 and "no job 'nosuchjob123'" in missing.stderr
+
+
+def test_no_wait_returns_at_once_and_a_background_worker_finishes(tmp_path):
+    result = run("generate", "a kite", *TINY, "-o", str(tmp_path / "o"), "--no-wait")
+    job_id = result.stdout.strip()
+    assert len(job_id) == 12
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        status = json.loads(run("jobs", "show", job_id).stdout)["status"]
+        if status == "COMPLETED":
+            break
+        time.sleep(0.3)
+    assert status == "COMPLETED"
+
+
+def test_models_lists_every_id():
+    out = json.loads(run("models", "--json").stdout)
+    ids = {m["model"]: m["engine"] for m in out}
+    assert ids["amazon.nova-reel-v1:0"] == ids["reelforge.animatic-v1"] == "animatic"
+
+
+def test_lint_command_reports_positions():
+    result = run("lint", "A basket with no bananas", ok=True)
+    assert "negation" in result.stdout and '"no"' in result.stdout
