@@ -92,6 +92,8 @@ class JobRecord:
     output_config: dict[str, Any] = field(default_factory=dict)  # kmsKeyId, bucketOwner as given
     tags: list[dict[str, str]] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    parent_id: str | None = None  # set on the shot units of a multi-shot job
+    shot_index: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -115,6 +117,12 @@ MIGRATIONS = [
     );
     CREATE INDEX jobs_status_submit ON jobs (status, submit_time);
     CREATE INDEX jobs_submit ON jobs (submit_time, id);
+    """,
+    # 2: the shots of a multi-shot job run as units of their own
+    """
+    ALTER TABLE jobs ADD COLUMN parent_id TEXT;
+    ALTER TABLE jobs ADD COLUMN shot_index INTEGER;
+    CREATE INDEX jobs_parent ON jobs (parent_id);
     """,
 ]
 
@@ -156,6 +164,20 @@ class JobStore:
         raise NotImplementedError
 
     def request_cancel(self, job_id: str) -> JobRecord:
+        raise NotImplementedError
+
+    def retry(self, job_id: str, worker_id: str, reason: str) -> None:
+        raise NotImplementedError
+
+    def split(self, parent_id: str, worker_id: str, shots: list[JobRecord]) -> None:
+        """Record the shot units of a claimed job; the job waits for them, holding no lease."""
+        raise NotImplementedError
+
+    def children(self, parent_id: str) -> list[JobRecord]:
+        raise NotImplementedError
+
+    def settle(self, parent_id: str) -> None:
+        """Move a waiting job on once its shots are done: to QUEUED for joining, FAILED or CANCELED."""
         raise NotImplementedError
 
     def recover(self, max_attempts: int, is_dead=None) -> list[str]:
@@ -242,7 +264,7 @@ class SQLiteJobStore(JobStore):
         return self._row(row)
 
     def list(self, *, statuses=None, submitted_after=None, submitted_before=None, descending=True, limit=100, after=None, search=None, model_id=None):
-        where, args = [], []
+        where, args = ["parent_id IS NULL"], []
         if statuses:
             where.append(f"status IN ({', '.join('?' * len(statuses))})")
             args += [s.value for s in statuses]
@@ -262,7 +284,7 @@ class SQLiteJobStore(JobStore):
             where.append("(submit_time, id) < (?, ?)" if descending else "(submit_time, id) > (?, ?)")
             args += list(after)
         order = "DESC" if descending else "ASC"
-        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+        sql = "SELECT * FROM jobs WHERE " + " AND ".join(where)
         sql += f" ORDER BY submit_time {order}, id {order} LIMIT ?"
         return [self._row(r) for r in self._db().execute(sql, args + [limit])]
 
@@ -283,9 +305,11 @@ class SQLiteJobStore(JobStore):
         with self._tx() as db:
             row = db.execute(
                 "UPDATE jobs SET lease_until = ?, progress = ?, stage = ?, last_modified = ?"
-                " WHERE id = ? AND worker_id = ? AND status = 'RUNNING' RETURNING cancel_requested",
+                " WHERE id = ? AND worker_id = ? AND status = 'RUNNING' RETURNING cancel_requested, parent_id",
                 (now + lease_s, progress, stage, now, job_id, worker_id),
             ).fetchone()
+            if row is not None and row[1] is not None:
+                self._roll_up(db, row[1], now)
         # A job whose row we no longer own (recovered elsewhere) must stop too.
         return row is None or bool(row[0])
 
@@ -304,7 +328,19 @@ class SQLiteJobStore(JobStore):
             cond += " AND worker_id = ?"
             args.append(worker_id)
         with self._tx() as db:
-            db.execute(f"UPDATE jobs SET {sets} WHERE {cond}", args)
+            row = db.execute(f"UPDATE jobs SET {sets} WHERE {cond} RETURNING parent_id", args).fetchone()
+            if row is not None and row[0] is not None:
+                self._settle(db, row[0], now)
+
+    def retry(self, job_id: str, worker_id: str, reason: str) -> None:
+        """Put a claimed job back in the queue (its attempt count stays, so retries are bounded)."""
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET status = 'QUEUED', worker_id = NULL, lease_until = NULL, progress = 0, stage = ?,"
+                " last_modified = ? WHERE id = ? AND worker_id = ? AND status = 'RUNNING'",
+                (f"retrying after: {reason}"[:500], now, job_id, worker_id),
+            )
 
     def request_cancel(self, job_id: str) -> JobRecord:
         now = time.time()
@@ -315,13 +351,77 @@ class SQLiteJobStore(JobStore):
                 (now, now, job_id),
             )
             db.execute("UPDATE jobs SET cancel_requested = 1, last_modified = ? WHERE id = ? AND status = 'RUNNING'", (now, job_id))
+            db.execute(
+                "UPDATE jobs SET status = 'CANCELED', stage = 'canceled', end_time = ?, last_modified = ?,"
+                " failure_message = 'Canceled.' WHERE parent_id = ? AND status = 'QUEUED'",
+                (now, now, job_id),
+            )
+            db.execute("UPDATE jobs SET cancel_requested = 1 WHERE parent_id = ? AND status = 'RUNNING'", (job_id,))
+            self._settle(db, job_id, now)
         return self.get(job_id)
+
+    def split(self, parent_id: str, worker_id: str, shots: list[JobRecord]) -> None:
+        now = time.time()
+        with self._tx() as db:
+            for rec in shots:
+                values = rec.to_dict()
+                for c in _JSON_COLUMNS:
+                    values[c] = json.dumps(values[c])
+                db.execute(
+                    f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                    [values[c] for c in _COLUMNS],
+                )
+            db.execute(
+                "UPDATE jobs SET worker_id = NULL, lease_until = NULL, stage = ?, last_modified = ? WHERE id = ? AND worker_id = ?",
+                (f"rendering {len(shots)} shots", now, parent_id, worker_id),
+            )
+
+    def children(self, parent_id: str) -> list[JobRecord]:
+        rows = self._db().execute("SELECT * FROM jobs WHERE parent_id = ? ORDER BY shot_index", (parent_id,))
+        return [self._row(r) for r in rows]
+
+    def settle(self, parent_id: str) -> None:
+        with self._tx() as db:
+            self._settle(db, parent_id, time.time())
+
+    @staticmethod
+    def _roll_up(db: sqlite3.Connection, parent_id: str, now: float) -> None:
+        db.execute(
+            "UPDATE jobs SET progress = 0.97 * (SELECT AVG(progress) FROM jobs WHERE parent_id = ?),"
+            " stage = 'rendering shots: ' || (SELECT COUNT(*) FROM jobs WHERE parent_id = ? AND status = 'COMPLETED')"
+            " || '/' || (SELECT COUNT(*) FROM jobs WHERE parent_id = ?) || ' done', last_modified = ?"
+            " WHERE id = ? AND status = 'RUNNING' AND worker_id IS NULL",
+            (parent_id, parent_id, parent_id, now, parent_id),
+        )
+
+    def _settle(self, db: sqlite3.Connection, parent_id: str, now: float) -> None:
+        parent = db.execute("SELECT status, worker_id, cancel_requested FROM jobs WHERE id = ?", (parent_id,)).fetchone()
+        if parent is None or parent["status"] != "RUNNING" or parent["worker_id"] is not None:
+            return  # not a job waiting for its shots
+        rows = db.execute("SELECT shot_index, status, failure_message FROM jobs WHERE parent_id = ? ORDER BY shot_index", (parent_id,)).fetchall()
+        if not rows:
+            return
+        states = [r["status"] for r in rows]
+        failed = [r for r in rows if r["status"] == "FAILED"]
+        if failed:
+            r = failed[0]
+            msg = f"shot {r['shot_index'] + 1} failed: {r['failure_message']}"
+            db.execute("UPDATE jobs SET status = 'CANCELED', stage = 'canceled', end_time = ?, last_modified = ?, failure_message = 'Canceled: another shot failed.' WHERE parent_id = ? AND status = 'QUEUED'", (now, now, parent_id))
+            db.execute("UPDATE jobs SET cancel_requested = 1 WHERE parent_id = ? AND status = 'RUNNING'", (parent_id,))
+            db.execute("UPDATE jobs SET status = 'FAILED', stage = 'failed', end_time = ?, last_modified = ?, failure_message = ? WHERE id = ?", (now, now, msg[:2048], parent_id))
+        elif all(s == "COMPLETED" for s in states):
+            db.execute("UPDATE jobs SET status = 'QUEUED', stage = 'joining shots', progress = 0.97, last_modified = ? WHERE id = ?", (now, parent_id))
+        elif "RUNNING" not in states and "QUEUED" not in states:
+            db.execute("UPDATE jobs SET status = 'CANCELED', stage = 'canceled', end_time = ?, last_modified = ?, failure_message = 'Canceled.' WHERE id = ?", (now, now, parent_id))
+        else:
+            self._roll_up(db, parent_id, now)
 
     def recover(self, max_attempts: int, is_dead=None) -> list[str]:
         now = time.time()
         ids = []
         with self._tx() as db:
-            rows = db.execute("SELECT id, worker_id, lease_until, attempts, cancel_requested FROM jobs WHERE status = 'RUNNING'").fetchall()
+            # A job waiting for its shots holds no worker and no lease: its shots are what recover.
+            rows = db.execute("SELECT id, worker_id, lease_until, attempts, cancel_requested, parent_id FROM jobs WHERE status = 'RUNNING' AND worker_id IS NOT NULL").fetchall()
             for r in rows:
                 gone = (r["lease_until"] or 0) < now or (is_dead is not None and is_dead(r["worker_id"]))
                 if not gone:
@@ -334,6 +434,8 @@ class SQLiteJobStore(JobStore):
                     db.execute("UPDATE jobs SET status = 'FAILED', stage = 'failed', end_time = ?, last_modified = ?, failure_message = ? WHERE id = ?", (now, now, msg, r["id"]))
                 else:
                     db.execute("UPDATE jobs SET status = 'QUEUED', stage = 'requeued after worker stopped', worker_id = NULL, lease_until = NULL, progress = 0, last_modified = ? WHERE id = ?", (now, r["id"]))
+                if r["parent_id"] is not None:
+                    self._settle(db, r["parent_id"], now)
         return ids
 
     def iter_all(self) -> Iterator[JobRecord]:

@@ -19,17 +19,8 @@ from PIL import Image, ImageDraw, ImageFont
 from reelforge.errors import StorageError
 
 __all__ = [
-    "VideoWriter",
-    "VideoInfo",
-    "atomic_write_bytes",
-    "concat_mp4",
-    "contact_sheet",
-    "encode_mp4",
-    "probe",
-    "read_frame",
-    "read_frames",
-    "save_poster",
-    "streams_match",
+    "VideoWriter", "VideoInfo", "atomic_write_bytes", "concat_mp4", "contact_sheet", "encode_mp4", "probe",
+    "read_frame", "read_frames", "save_poster", "streams_match",
 ]
 
 log = logging.getLogger("reelforge.media")
@@ -287,25 +278,23 @@ def probe(path: PathLike) -> VideoInfo:
         else:
             duration = n / float(rate) if rate else 0.0
         return VideoInfo(
-            codec=cc.name,
-            profile=s.profile,
-            pix_fmt=cc.pix_fmt,
-            width=cc.width,
-            height=cc.height,
-            fps=float(rate) if rate else 0.0,
-            frames=n,
-            duration=duration,
-            moov_before_mdat=moov_first,
+            codec=cc.name, profile=s.profile, pix_fmt=cc.pix_fmt, width=cc.width, height=cc.height,
+            fps=float(rate) if rate else 0.0, frames=n, duration=duration, moov_before_mdat=moov_first,
         )
+
+
+def _decoded(path: PathLike) -> Iterator[av.VideoFrame]:
+    """Decoded frames of the first video stream, still in YUV (convert only the ones you keep)."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        s.thread_type = "AUTO"
+        yield from c.decode(s)
 
 
 def read_frames(path: PathLike) -> Iterator[np.ndarray]:
     """Yield every frame of the first video stream as HxWx3 uint8 RGB."""
-    with av.open(str(path)) as c:
-        s = c.streams.video[0]
-        s.thread_type = "AUTO"
-        for frame in c.decode(s):
-            yield frame.to_ndarray(format="rgb24")
+    for frame in _decoded(path):
+        yield frame.to_ndarray(format="rgb24")
 
 
 def read_frame(path: PathLike, index: int) -> np.ndarray:
@@ -313,14 +302,11 @@ def read_frame(path: PathLike, index: int) -> np.ndarray:
     if index < 0:
         raise IndexError(f"frame index must be >= 0, got {index}")
     # Sequential decode is exact for any GOP layout; only the wanted frame pays for RGB conversion.
-    with av.open(str(path)) as c:
-        s = c.streams.video[0]
-        s.thread_type = "AUTO"
-        count = 0
-        for frame in c.decode(s):
-            if count == index:
-                return frame.to_ndarray(format="rgb24")
-            count += 1
+    count = 0
+    for frame in _decoded(path):
+        if count == index:
+            return frame.to_ndarray(format="rgb24")
+        count += 1
     raise IndexError(f"{path} has {count} frames; no frame {index}")
 
 
@@ -434,21 +420,15 @@ def contact_sheet(
         s = c.streams.video[0]
         total = s.frames or sum(1 for _ in c.decode(s))
     # Centre of each of `cells` equal time slices, so the first and last moments are both represented.
-    wanted = sorted({min(total - 1, int((k + 0.5) * total / cells)) for k in range(cells)})
+    wanted = sorted({min(total - 1, int((k + 0.5) * total / cells)) for k in range(cells)}) or [0]
     thumbs: list[tuple[Image.Image, float]] = []
-    with av.open(str(path_mp4)) as c:
-        s = c.streams.video[0]
-        s.thread_type = "AUTO"
-        targets = iter(wanted)
-        nxt = next(targets, None)
-        for i, frame in enumerate(c.decode(s)):
-            if nxt is None:
-                break
-            if i == nxt:
-                img = frame.to_image()
-                th = max(1, round(img.height * thumb_width / img.width))
-                thumbs.append((img.resize((thumb_width, th), Image.LANCZOS), float(frame.time or 0.0)))
-                nxt = next(targets, None)
+    for i, frame in enumerate(_decoded(path_mp4)):
+        if i > wanted[-1]:
+            break
+        if i in wanted:
+            img = frame.to_image()
+            th = max(1, round(img.height * thumb_width / img.width))
+            thumbs.append((img.resize((thumb_width, th), Image.LANCZOS), float(frame.time or 0.0)))
     if not thumbs:
         raise ValueError(f"{path_mp4} has no decodable frames")
     th = thumbs[0][0].height

@@ -21,7 +21,7 @@ from typing import Any, Callable
 from . import media
 from .engines import Engine, ShotPlan, get_engine_class
 from .errors import JobCanceled, ReelforgeError
-from .jobs import JobRecord, JobStatus, JobStore
+from .jobs import JobRecord, JobStatus, JobStore, new_job_id
 from .models import engine_for, get_model
 from .request import VideoRequest, check
 from .storage import LocalStorage, join, local_path, storage_for
@@ -109,63 +109,67 @@ class JobProgress:
 
 
 def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCache, notify=None, fetch_s3=None) -> JobStatus:
-    """Run one claimed job to its end; never raises for a job's own failure."""
-    started = time.time()
-    staging: tempfile.TemporaryDirectory | None = None
+    """Run one claimed unit of work to its end; never raises for a job's own failure.
+
+    A unit is a whole single-shot job, one shot of a multi-shot job, or the joining of a
+    multi-shot job's finished shots. A multi-shot job, when first claimed, is split into shot
+    units that any worker may take, so shots render in parallel and a failed shot is retried alone.
+    """
     progress: JobProgress | None = None
     try:
-        spec = get_model(job.model_id)
-        request = VideoRequest.from_model_input(job.model_input)
+        parent = store.get(job.parent_id) if job.parent_id else job
+        spec = get_model(parent.model_id)
+        request = VideoRequest.from_model_input(parent.model_input)
         _, shots = check(request, spec, fetch_s3)
         engine_id, options = engine_for(spec)
-        progress = JobProgress(store, job, worker_id, len(shots), notify)
-        progress.beat("loading engine", force=True)
-        engine = engines.get(engine_id, options)
-        store_obj = storage_for(job.storage_uri)
-        if isinstance(store_obj, LocalStorage):
-            folder = local_path(job.storage_uri)
-            folder.mkdir(parents=True, exist_ok=True)
-        else:
-            staging = tempfile.TemporaryDirectory(prefix=f"reelforge-{job.id}-")
-            folder = Path(staging.name)
-        manifest = _manifest(job, engine, request)
-        store_obj.put_bytes(_json(manifest), join(job.storage_uri, "manifest.json"))
-
-        multi = len(shots) > 1
-        shot_files: list[Path] = []
-        poster = None
-        timings = {"render_encode_s": 0.0}
-        for i, s in enumerate(shots):
-            progress.shot = i
-            plan = ShotPlan(i, len(shots), s.text, s.seed, s.duration_s, request.fps, request.width, request.height, s.image, job.model_id)
-            path = folder / (f"shot_{i + 1:04d}.mp4" if multi else "output.mp4")
-            t0 = time.perf_counter()
-            with media.VideoWriter(path, request.fps, request.width, request.height) as writer:
-                for k, frame in enumerate(engine.render_shot(plan, progress)):
-                    writer.write(frame)
-                    if poster is None and k == plan.frame_count // 3:
-                        poster = frame
-            timings["render_encode_s"] += time.perf_counter() - t0
-            if writer.frames_written != plan.frame_count:
-                raise ReelforgeError(f"engine {engine_id} made {writer.frames_written} frames for shot {i + 1}; {plan.frame_count} were asked for")
-            shot_files.append(path)
-        progress.beat("joining shots" if multi else "finishing", force=True)
-        if multi:
-            media.concat_mp4(shot_files, folder / "output.mp4")
-        if poster is not None:
-            media.save_poster(poster, folder / "poster.jpg")
-        media.contact_sheet(folder / "output.mp4", folder / "contact_sheet.png")
-        names = [p.name for p in shot_files] + (["output.mp4"] if multi else []) + ["poster.jpg", "contact_sheet.png"]
-        if not isinstance(store_obj, LocalStorage):
+        progress = JobProgress(store, job, worker_id, 1 if job.parent_id else len(shots), notify)
+        with _Folder(job.storage_uri) as out:
+            if job.parent_id is not None:
+                shot = shots[job.shot_index]
+                progress.beat("loading engine", force=True)
+                engine = engines.get(engine_id, options)
+                plan = _plan(request, shots, job.shot_index, parent.model_id)
+                _, seconds = _render(engine, plan, out.path / _shot_name(job.shot_index), progress)
+                out.publish([_shot_name(job.shot_index)])
+                store.finish(job.id, worker_id, JobStatus.COMPLETED, metadata={**progress.metadata, "render_encode_s": seconds, "seed": shot.seed})
+                return JobStatus.COMPLETED
+            if len(shots) > 1 and get_engine_class(engine_id).splits_shots:
+                done = store.children(job.id)
+                if not done:
+                    out.put_json("manifest.json", _manifest(job, engine_id, request))
+                    store.split(job.id, worker_id, [_shot_unit(job, i) for i in range(len(shots))])
+                    return JobStatus.RUNNING
+                progress.beat("joining shots", force=True)
+                names = [_shot_name(i) for i in range(len(shots))]
+                out.fetch(names)
+                media.concat_mp4([out.path / n for n in names], out.path / "output.mp4")
+                poster = media.read_frame(out.path / names[0], shots[0].duration_s * request.fps // 3)
+                metadata = {"engine": engine_id, "shots": [c.metadata for c in done]}
+            else:
+                progress.beat("loading engine", force=True)
+                engine = engines.get(engine_id, options)
+                names = [_shot_name(i) for i in range(len(shots))] if len(shots) > 1 else []
+                paths = [out.path / n for n in names] or [out.path / "output.mp4"]
+                out.put_json("manifest.json", _manifest(job, engine_id, request))
+                poster, seconds = None, 0.0
+                for i, path in enumerate(paths):
+                    progress.shot = i
+                    frame, t = _render(engine, _plan(request, shots, i, job.model_id), path, progress)
+                    poster = frame if poster is None else poster
+                    seconds += t
+                progress.beat("finishing", force=True)
+                if names:
+                    media.concat_mp4(paths, out.path / "output.mp4")
+                metadata = {**progress.metadata, "engine": engine_id, "render_encode_s": seconds}
+            media.save_poster(poster, out.path / "poster.jpg")
+            media.contact_sheet(out.path / "output.mp4", out.path / "contact_sheet.png")
             # output.mp4 goes last so that its presence means the rest is there
-            for name in sorted(names, key=lambda n: n == "output.mp4"):
-                if (folder / name).exists():
-                    store_obj.put_file(folder / name, join(job.storage_uri, name))
-        timings["total_s"] = time.time() - started
-        metadata = {**progress.metadata, "engine": engine_id, "engine_options": options, "generative": engine.generative, "timings": timings}
-        manifest.update(metadata=metadata, endTime=_iso(time.time()))
-        store_obj.put_bytes(_json(manifest), join(job.storage_uri, "manifest.json"))
-        store_obj.put_bytes(_json(_status_doc(job, len(shots), None)), join(job.storage_uri, "video-generation-status.json"))
+            out.publish([*names, "poster.jpg", "contact_sheet.png", "output.mp4"] if names else ["poster.jpg", "contact_sheet.png", "output.mp4"])
+            metadata.update(engine_options=options, generative=get_engine_class(engine_id).generative, total_s=time.time() - (job.start_time or time.time()))
+            manifest = _manifest(job, engine_id, request)
+            manifest.update(metadata=metadata, endTime=_iso(time.time()))
+            out.put_json("manifest.json", manifest)
+            out.put_json("video-generation-status.json", _status_doc(job, len(shots), None))
         store.finish(job.id, worker_id, JobStatus.COMPLETED, metadata=metadata)
         return JobStatus.COMPLETED
     except BaseException as exc:  # noqa: BLE001 - the one failure path, KeyboardInterrupt included
@@ -173,13 +177,90 @@ def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCach
         if not isinstance(exc, Exception):
             raise
         return status
-    finally:
-        if staging is not None:
-            staging.cleanup()
+
+
+def _shot_name(index: int) -> str:
+    return f"shot_{index + 1:04d}.mp4"
+
+
+def _plan(request: VideoRequest, shots, index: int, model_id: str) -> ShotPlan:
+    s = shots[index]
+    return ShotPlan(index, len(shots), s.text, s.seed, s.duration_s, request.fps, request.width, request.height, s.image, model_id)
+
+
+def _shot_unit(job: JobRecord, index: int) -> JobRecord:
+    unit_id = new_job_id()
+    return JobRecord(
+        id=unit_id,
+        arn=job.arn.rsplit("/", 1)[0] + "/" + unit_id,
+        model_id=job.model_id,
+        model_input={},  # the shot reads its parent's request: images are stored once
+        output_uri=job.output_uri,
+        storage_uri=job.storage_uri,
+        submit_time=job.submit_time,
+        parent_id=job.id,
+        shot_index=index,
+        stage="queued shot",
+    )
+
+
+def _render(engine: Engine, plan: ShotPlan, path: Path, progress: "JobProgress"):
+    """Render and encode one shot to ``path``; return a poster frame and the seconds it took."""
+    t0 = time.perf_counter()
+    poster = None
+    with media.VideoWriter(path, plan.fps, plan.width, plan.height) as writer:
+        for k, frame in enumerate(engine.render_shot(plan, progress)):
+            writer.write(frame)
+            if k == plan.frame_count // 3:
+                poster = frame
+    if writer.frames_written != plan.frame_count:
+        raise ReelforgeError(f"engine {engine.engine_id} made {writer.frames_written} frames for shot {plan.index + 1}; {plan.frame_count} were asked for")
+    return poster, time.perf_counter() - t0
+
+
+class _Folder:
+    """The job's folder: written in place when local, staged in a temp dir and uploaded for S3."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.storage = storage_for(uri)
+        self.local = isinstance(self.storage, LocalStorage)
+        self._tmp: tempfile.TemporaryDirectory | None = None
+
+    def __enter__(self) -> "_Folder":
+        if self.local:
+            self.path = local_path(self.uri)
+            self.path.mkdir(parents=True, exist_ok=True)
+        else:
+            self._tmp = tempfile.TemporaryDirectory(prefix="reelforge-")
+            self.path = Path(self._tmp.name)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def publish(self, names: list[str]) -> None:
+        if not self.local:
+            for name in names:
+                self.storage.put_file(self.path / name, join(self.uri, name))
+
+    def fetch(self, names: list[str]) -> None:
+        if not self.local:
+            for name in names:
+                self.storage.download(join(self.uri, name), self.path / name)
+
+    def put_json(self, name: str, doc: dict[str, Any]) -> None:
+        self.storage.put_bytes(_json(doc), join(self.uri, name))
 
 
 def _end(store: JobStore, job: JobRecord, worker_id: str, exc: BaseException, progress) -> JobStatus:
     metadata = dict(progress.metadata) if progress else {}
+    retry = job.parent_id is not None and job.attempts < MAX_ATTEMPTS and isinstance(exc, Exception)
+    if retry and not isinstance(exc, (JobCanceled, ReelforgeError)):
+        log.warning("shot unit %s of job %s failed (attempt %d), retrying it alone: %r", job.id, job.parent_id, job.attempts, exc, exc_info=exc)
+        store.retry(job.id, worker_id, f"{type(exc).__name__}: {exc}")
+        return JobStatus.QUEUED
     if isinstance(exc, JobCanceled):
         log.info("job %s canceled", job.id)
         store.finish(job.id, worker_id, JobStatus.CANCELED, failure_message="Canceled.", metadata=metadata or None)
@@ -191,7 +272,10 @@ def _end(store: JobStore, job: JobRecord, worker_id: str, exc: BaseException, pr
         message = f"the engine failed with {message} (traceback in the log)"
     log.error("job %s failed: %s\n%s", job.id, message, "".join(traceback.format_exception(exc)))
     try:
-        storage_for(job.storage_uri).put_bytes(_json(_status_doc(job, 1, message)), join(job.storage_uri, "video-generation-status.json"))
+        if job.parent_id is None:  # a shot's failure is reported by its job, once
+            storage_for(job.storage_uri).put_bytes(
+                _json(_status_doc(job, 1, message)), join(job.storage_uri, "video-generation-status.json")
+            )
     except Exception:  # the status file is a courtesy; the job log is the record
         log.exception("job %s: could not write video-generation-status.json", job.id)
     store.finish(job.id, worker_id, JobStatus.FAILED, failure_message=message[:2048], metadata=metadata or None)
@@ -206,7 +290,7 @@ def _status_doc(job: JobRecord, shots: int, failure: str | None) -> dict[str, An
     return {"schemaVersion": "1.0", "shots": [], "fullVideo": fail}
 
 
-def _manifest(job: JobRecord, engine: Engine, request: VideoRequest) -> dict[str, Any]:
+def _manifest(job: JobRecord, engine_id: str, request: VideoRequest) -> dict[str, Any]:
     return {
         "schemaVersion": "1.0",
         "invocationId": job.id,
@@ -214,8 +298,8 @@ def _manifest(job: JobRecord, engine: Engine, request: VideoRequest) -> dict[str
         "modelId": job.model_id,
         "clientRequestToken": job.client_token,
         "submitTime": _iso(job.submit_time),
-        "engine": engine.engine_id,
-        "generative": engine.generative,
+        "engine": engine_id,
+        "generative": get_engine_class(engine_id).generative,
         "request": _strip_images(request.to_model_input()),
         "output": {"fps": request.fps, "width": request.width, "height": request.height},
     }

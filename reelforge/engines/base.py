@@ -65,6 +65,7 @@ class Engine(ABC):
     engine_id: ClassVar[str]
     summary: ClassVar[str] = ""
     generative: ClassVar[bool] = True  # False for renderers that only illustrate the prompt
+    splits_shots: ClassVar[bool] = True  # shots of one video may render on different workers
     Options: ClassVar[type[EngineOptions]] = EngineOptions
 
     def __init__(self, options: dict[str, Any] | EngineOptions | None = None):

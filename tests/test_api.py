@@ -1,0 +1,159 @@
+"""The Python API on the embedded runtime: start, wait, download, cancel, idempotency, failures."""
+
+import logging
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from reelforge import Client, Engine, JobCanceledError, JobFailedError, JobStatus, VideoRequest, media, register_engine
+from reelforge.models import LOCAL, ModelSpec
+
+TINY = dict(duration_s=1, fps=8, width=128, height=72)
+
+
+class _TestEngine(Engine):
+    """Solid frames whose colour encodes the shot, so tests can tell shots apart."""
+
+    calls: list = []
+
+    def render_shot(self, shot, progress):
+        for i in range(shot.frame_count):
+            progress(i, shot.frame_count, "render")
+            self.step(shot, i)
+            yield np.full((shot.height, shot.width, 3), 40 * (shot.index + 1), np.uint8)
+
+
+@register_engine
+class BoomEngine(_TestEngine):
+    engine_id = "test-boom"
+
+    @classmethod
+    def models(cls):
+        return [ModelSpec("test.boom", "test-boom", "raises", LOCAL)]
+
+    def step(self, shot, i):
+        if i == 3:
+            raise ZeroDivisionError("division by zero")
+
+
+@register_engine
+class FlakyEngine(_TestEngine):
+    """Fails the first attempt at shot 2 only."""
+
+    engine_id = "test-flaky"
+    failures: dict = {}
+
+    @classmethod
+    def models(cls):
+        return [ModelSpec("test.flaky", "test-flaky", "fails once", LOCAL)]
+
+    def step(self, shot, i):
+        FlakyEngine.calls.append((shot.index, i))
+        if shot.index == 1 and i == 2 and not FlakyEngine.failures.get(shot.seed):
+            FlakyEngine.failures[shot.seed] = True
+            raise RuntimeError("GPU fell over")
+
+
+@register_engine
+class SlowEngine(_TestEngine):
+    engine_id = "test-slow"
+    started = threading.Event()
+
+    @classmethod
+    def models(cls):
+        return [ModelSpec("test.slow", "test-slow", "slow", LOCAL)]
+
+    def step(self, shot, i):
+        SlowEngine.started.set()
+        time.sleep(0.05)
+
+
+def test_start_wait_download(tmp_path):
+    client = Client()
+    job = client.start(VideoRequest(text="a lighthouse. Camera orbit.", seed=1, **TINY), model="reelforge.animatic-v1", output=tmp_path / "out")
+    assert job.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.COMPLETED)  # recorded before start returns
+    seen = []
+    job.wait(timeout=60, on_progress=lambda rec: seen.append(rec.progress))
+    assert job.status is JobStatus.COMPLETED and job.progress == 1.0
+    assert seen == sorted(seen)  # progress only rises
+    assert job.output_uri == (tmp_path / "out").resolve().as_uri() + "/" + job.id
+    path = job.download(tmp_path)
+    assert path == tmp_path / f"{job.id}.mp4" and media.probe(path).frames == 8
+    assert job.arn == f"arn:aws:bedrock:us-east-1:000000000000:async-invoke/{job.id}"
+
+
+def test_multi_shot_manual_gives_18_seconds_and_shot_files(tmp_path):
+    shots = [{"text": "A harbour at dawn. Camera pan right."}, {"text": "Boats leave. Camera zoom in."}, {"text": "Gulls overhead. Camera tilt up."}]
+    job = Client().start(VideoRequest(shots=shots, seed=3), model="amazon.nova-reel-v1:1", output=tmp_path).wait(timeout=120)
+    folder = job.local_dir
+    info = media.probe(folder / "output.mp4")
+    assert (info.frames, info.duration, info.width, info.height) == (432, 18.0, 1280, 720)
+    for n in (1, 2, 3):
+        assert media.probe(folder / f"shot_{n:04d}.mp4").frames == 144
+    # the joined video is the shots back to back: frame 144 is shot 2's first frame
+    assert np.array_equal(media.read_frame(folder / "output.mp4", 144), media.read_frame(folder / "shot_0002.mp4", 0))
+    assert Client().jobs()[0].id == job.id  # shot units stay out of listings
+
+
+def test_engine_failure_ends_failed_with_a_readable_message(tmp_path, caplog):
+    caplog.set_level(logging.ERROR, logger="reelforge")
+    job = Client().start(VideoRequest(text="x", **TINY), model="test.boom", output=tmp_path)
+    with pytest.raises(JobFailedError) as e:
+        job.wait(timeout=30)
+    assert job.status is JobStatus.FAILED
+    assert job.failure_message == "the engine failed with ZeroDivisionError: division by zero (traceback in the log)"
+    assert "Traceback" in caplog.text and "ZeroDivisionError" in caplog.text
+    assert not (job.local_dir / "output.mp4").exists()
+    assert list(job.local_dir.glob("*.part")) == [] and list(job.local_dir.glob(".*")) == []
+
+
+def test_a_failed_shot_is_retried_alone(tmp_path):
+    FlakyEngine.calls.clear()
+    job = Client(workers=2).start(VideoRequest(shots=[{"text": "a"}, {"text": "b"}, {"text": "c"}], seed=77, **{k: v for k, v in TINY.items() if k != "duration_s"}), model="test.flaky", output=tmp_path)
+    job.wait(timeout=60)
+    assert job.status is JobStatus.COMPLETED
+    first_frames = [c for c in FlakyEngine.calls if c[1] == 0]
+    assert sorted(first_frames) == [(0, 0), (1, 0), (1, 0), (2, 0)]  # only shot 2 ran twice
+    assert media.probe(job.local_dir / "output.mp4").frames == 3 * 6 * 8
+
+
+def test_client_token_makes_start_idempotent(tmp_path):
+    client = Client()
+    req = VideoRequest(text="same", **TINY)
+    a = client.start(req, model="reelforge.animatic-v1", output=tmp_path, client_token="tok-1")
+    b = client.start(req, model="reelforge.animatic-v1", output=tmp_path, client_token="tok-1")
+    assert a.id == b.id and len(client.jobs()) == 1
+    from reelforge import ConflictError
+
+    with pytest.raises(ConflictError, match="tok-1"):
+        client.start(VideoRequest(text="other", **TINY), model="reelforge.animatic-v1", output=tmp_path, client_token="tok-1")
+
+
+def test_cancel_a_running_job(tmp_path):
+    SlowEngine.started.clear()
+    job = Client().start(VideoRequest(text="slow", duration_s=10, fps=8, width=64, height=64), model="test.slow", output=tmp_path)
+    assert SlowEngine.started.wait(30)
+    job.cancel()
+    with pytest.raises(JobCanceledError):
+        job.wait(timeout=30)
+    assert job.status is JobStatus.CANCELED and not (job.local_dir / "output.mp4").exists()
+
+
+def test_cancel_a_multi_shot_job_cancels_its_shots(tmp_path):
+    SlowEngine.started.clear()
+    job = Client().start(VideoRequest(shots=[{"text": "a"}, {"text": "b"}], fps=8, width=64, height=64), model="test.slow", output=tmp_path)
+    assert SlowEngine.started.wait(30)
+    job.cancel()
+    with pytest.raises(JobCanceledError):
+        job.wait(timeout=30)
+    store = job.client._backend.runtime.store
+    assert {c.status for c in store.children(job.id)} <= {JobStatus.CANCELED}
+
+
+def test_generate_one_liner(tmp_path):
+    from reelforge import generate
+
+    job = generate("a field of wheat. Camera dolly in.", model="reelforge.animatic-v1", output=tmp_path, seed=9, **TINY)
+    assert job.status is JobStatus.COMPLETED and job.video_path.exists()
