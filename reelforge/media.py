@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import logging
 import os
+import queue
 import struct
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -130,6 +132,8 @@ class VideoWriter:
         self._container = None
         self._stream = None
         self._closed = False
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -160,6 +164,7 @@ class VideoWriter:
             cc.colorspace = cc.color_primaries = cc.color_trc = 1
             cc.color_range = 1
             self._stream = stream
+            self._start_thread()
         except BaseException:
             self.abort()
             raise
@@ -179,11 +184,39 @@ class VideoWriter:
             self._open()
         if (w, h) != (self.width, self.height):
             raise ValueError(f"frame {self.frames_written} is {w}x{h}, but the video is {self.width}x{self.height}")
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        vf = vf.reformat(format="yuv420p", dst_colorspace="ITU709")
-        for packet in self._stream.encode(vf):
-            self._container.mux(packet)
+        self._raise_writer_error()
+        self._queue.put(frame)
         self.frames_written += 1
+
+    def _start_thread(self) -> None:
+        # Conversion and encoding run beside the caller, so rendering the next frame overlaps them.
+        self._queue = queue.Queue(maxsize=8)
+        self._thread = threading.Thread(target=self._encode_loop, name=f"encode {self.path.name}", daemon=True)
+        self._thread.start()
+
+    def _encode_loop(self) -> None:
+        try:
+            while (frame := self._queue.get()) is not None:
+                if self._error is not None:
+                    continue  # drain, so a blocked write() returns and sees the error
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+                vf = vf.reformat(format="yuv420p", dst_colorspace="ITU709")
+                for packet in self._stream.encode(vf):
+                    self._container.mux(packet)
+        except BaseException as exc:  # handed to the caller's thread by _raise_writer_error
+            self._error = exc
+            while self._queue.get() is not None:
+                pass
+
+    def _stop_thread(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _raise_writer_error(self) -> None:
+        if self._error is not None:
+            raise self._error
 
     def close(self) -> Path:
         """Flush the encoder and publish the file at ``path``; returns it."""
@@ -193,6 +226,8 @@ class VideoWriter:
             self.abort()
             raise ValueError(f"no frames were written to {self.path}")
         try:
+            self._stop_thread()
+            self._raise_writer_error()
             for packet in self._stream.encode():
                 self._container.mux(packet)
             self._container.close()
@@ -208,6 +243,8 @@ class VideoWriter:
     def abort(self) -> None:
         """Drop the partial file; nothing appears at ``path``."""
         self._closed = True
+        self._error = self._error or ValueError("aborted")
+        self._stop_thread()
         if self._container is not None:
             try:
                 self._container.close()
