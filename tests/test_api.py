@@ -157,3 +157,16 @@ def test_generate_one_liner(tmp_path):
 
     job = generate("a field of wheat. Camera dolly in.", model="reelforge.animatic-v1", output=tmp_path, seed=9, **TINY)
     assert job.status is JobStatus.COMPLETED and job.video_path.exists()
+
+
+def test_show_in_a_notebook_and_html_repr(tmp_path, monkeypatch):
+    from reelforge import client as client_module
+
+    job = Client().start(VideoRequest(text="a bell", **TINY), model="reelforge.animatic-v1", output=tmp_path).wait(timeout=60)
+    html = job._repr_html_()
+    assert job.id in html and "<video" in html and "data:video/mp4;base64," in html
+    pytest.importorskip("IPython")
+    monkeypatch.setattr(client_module, "_in_notebook", lambda: True)
+    player = job.show()
+    assert type(player).__name__ == "Video" and player.filename == str(job.video_path)
+    assert "data:video/mp4;base64," in player._repr_html_()
