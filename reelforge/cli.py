@@ -88,7 +88,8 @@ def _engine_note(model: str) -> str | None:
 @click.option("--endpoint", envvar="REELFORGE_ENDPOINT", help="URL of a reelforge server (default: run here).")
 @click.option("--no-wait", is_flag=True, help="Print the job id and return; the job runs on.")
 @click.option("--json", "as_json", is_flag=True, help="Print the finished job as JSON.")
-def generate(prompt, image, fit, seed, duration, fps, resolution, model, output, token, endpoint, no_wait, as_json):
+@click.option("--dry-run", is_flag=True, help="Check the request and estimate cost and time; submit nothing.")
+def generate(prompt, image, fit, seed, duration, fps, resolution, model, output, token, endpoint, no_wait, as_json, dry_run):
     """Make a video from PROMPT."""
     from .request import ImageInput, VideoRequest, parse_dimension
 
@@ -97,12 +98,27 @@ def generate(prompt, image, fit, seed, duration, fps, resolution, model, output,
     if image:
         fields["image"] = ImageInput.from_source(Path(image), "--image")
     request = VideoRequest(**fields)
+    if dry_run:
+        from .cli_batch import print_estimate
+
+        return print_estimate([(model, request)], endpoint, as_json)
     _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json)
 
 
-def _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json) -> None:
-    from .prompts import lint_shots
+def lint_request(request) -> list[str]:
+    """Lint warnings for a request, by its task type, as lines to print."""
+    from .prompts import lint_prompt, lint_shots
 
+    if request.task_type == "MULTI_SHOT_MANUAL":
+        texts = request.shot_texts()
+        return [f"shot {i + 1} {w}" if len(texts) > 1 else str(w) for i, w in lint_shots(texts)]
+    return [str(w) for w in lint_prompt(request.text or "", task_type=request.task_type, duration_s=request.duration_s)]
+
+
+def _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json) -> None:
+    """The pre-flight lint, then submit, then follow the job with a progress bar (or return at once)."""
+    for line in lint_request(request):
+        click.echo(f"lint: {line}", err=True)
     client = _client(endpoint)
     if not endpoint and no_wait:
         client._backend.workers = 0  # a detached worker runs it, so this process can exit
@@ -110,9 +126,6 @@ def _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json
     note = _engine_note(model) if not endpoint else None
     if note:
         click.echo(note, err=True)
-    for index, warning in lint_shots(request.shot_texts()):
-        where = f"shot {index + 1} " if len(request.shot_texts()) > 1 else ""
-        click.echo(f"prompt {where}{warning}", err=True)
     if no_wait:
         if not endpoint:
             _spawn_worker()
@@ -322,3 +335,11 @@ def lint(prompt, task_type, duration):
 
 def main() -> None:
     cli(prog_name="reelforge")
+
+
+# Commands kept in modules of their own; they import helpers from this one, so they come last.
+from .cli_batch import batch, shots  # noqa: E402
+from .cli_serve import serve  # noqa: E402
+
+for _command in (shots, batch, serve):
+    cli.add_command(_command)

@@ -72,7 +72,8 @@ class Client:
 
     def get(self, ref: str) -> "Job":
         """A job by id or ARN."""
-        return Job(self, self._backend.get(ref.rsplit("/", 1)[-1]).id)
+        record = self._backend.get(ref)
+        return Job(self, record.id, record)
 
     def jobs(self, *, status: str | None = None, limit: int = 50) -> list["Job"]:
         return [Job(self, r.id, r) for r in self._backend.list(status, limit)]
@@ -94,8 +95,8 @@ class EmbeddedBackend:
             self.runtime.start_workers(self.workers)
         return record.id
 
-    def get(self, job_id: str) -> JobRecord:
-        return self.runtime.get(job_id)
+    def get(self, ref: str) -> JobRecord:
+        return self.runtime.get(ref.rsplit("/", 1)[-1])
 
     def list(self, status, limit) -> list[JobRecord]:
         return self.runtime.store.list(statuses=statuses(status), limit=limit)
@@ -181,7 +182,7 @@ class Job:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise WaitTimeoutError(self.id, timeout)
-            self.client._backend.wait_for_change(self.id, 1.0 if left is None else min(1.0, left))
+            self.client._backend.wait_for_change(self.id, 60.0 if left is None else min(60.0, left))
         if rec.status is JobStatus.FAILED:
             raise JobFailedError(self.id, rec.failure_message or "unknown failure")
         if rec.status is JobStatus.CANCELED:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -107,6 +108,9 @@ class LocalStorage(Storage):
         return path
 
 
+_s3_clients = threading.local()
+
+
 class S3Storage(Storage):
     """S3 through boto3; AWS_ENDPOINT_URL_S3 points it at any S3-compatible server."""
 
@@ -115,11 +119,14 @@ class S3Storage(Storage):
 
     @property
     def client(self):
-        if self._client is None:
+        if self._client is not None:
+            return self._client
+        # boto3's default session is not safe to make clients from in many threads: one client per thread.
+        if getattr(_s3_clients, "client", None) is None:
             import boto3
 
-            self._client = boto3.client("s3")
-        return self._client
+            _s3_clients.client = boto3.session.Session().client("s3")
+        return _s3_clients.client
 
     def _call(self, what: str, uri: str, fn, *args, **kw):
         from botocore.exceptions import BotoCoreError, ClientError

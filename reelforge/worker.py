@@ -124,6 +124,9 @@ def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCach
         engine_id, options = engine_for(spec)
         progress = JobProgress(store, job, worker_id, 1 if job.parent_id else len(shots), notify)
         with _Folder(job.storage_uri) as out:
+            if job.attempts > 1:
+                owned = [_shot_name(job.shot_index)] if job.parent_id else [_shot_name(i) for i in range(len(shots))]
+                out.clear_leftovers(owned + ["output.mp4", "poster.jpg", "contact_sheet.png"] * (job.parent_id is None))
             if job.parent_id is not None:
                 shot = shots[job.shot_index]
                 progress.beat("loading engine", force=True)
@@ -239,6 +242,13 @@ class _Folder:
     def __exit__(self, *exc) -> None:
         if self._tmp is not None:
             self._tmp.cleanup()
+
+    def clear_leftovers(self, names: list[str]) -> None:
+        """Remove temp files a killed attempt left for ``names`` (never another unit's files)."""
+        if self.local:
+            for name in names:
+                for stale in self.path.glob(f".{name}.*.tmp"):
+                    stale.unlink(missing_ok=True)
 
     def publish(self, names: list[str]) -> None:
         if not self.local:

@@ -1,0 +1,82 @@
+"""The `reelforge serve` command: Bedrock's async-invoke API on uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+
+import click
+
+from . import config
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """``33554432``, ``32MiB``, ``32M``, ``512k`` as bytes (binary units)."""
+    m = _SIZE.match(str(text))
+    if not m:
+        raise click.BadParameter(f"{text!r} is not a size; write e.g. 32MiB or 1048576")
+    unit = (m.group(2) or "b")[0].lower()
+    return int(m.group(1)) * {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; loopback unless you mean it.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True)
+@click.option("--workers", type=click.IntRange(0, 64), default=1, show_default=True, help="Worker threads running jobs in this process.")
+@click.option("--bucket-dir", type=click.Path(file_okay=False, path_type=Path), help="Write s3://BUCKET/PREFIX outputs to DIR/BUCKET/PREFIX instead of S3.")
+@click.option("--auth-keys", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="File of ACCESS_KEY_ID:SECRET lines; requests must be SigV4-signed with one (also REELFORGE_AUTH_KEYS).")
+@click.option("--max-body", default="32MiB", show_default=True, help="Largest request body accepted.")
+@click.option("--region", default=None, help=f"Region for ARNs when a request carries none [default: {config.DEFAULT_REGION}].")
+@click.option("--account", default=None, help=f"12-digit account id in ARNs [default: {config.DEFAULT_ACCOUNT}].")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info", show_default=True)
+def serve(host, port, workers, bucket_dir, auth_keys, max_body, region, account, log_level):
+    """Serve Bedrock's StartAsyncInvoke / GetAsyncInvoke / ListAsyncInvokes for boto3 and the notebook.
+
+    Point boto3 at it with endpoint_url="http://HOST:PORT" (any credentials, a region). Outputs go
+    to S3 (AWS_ENDPOINT_URL_S3 picks an S3-compatible server) or, with --bucket-dir, to a folder.
+    """
+    import os
+
+    import uvicorn
+
+    from .server.app import create_app, settings_from_env
+    from .server.sigv4 import load_keys
+
+    if account is not None and not re.fullmatch(r"[0-9]{12}", account):
+        raise click.BadParameter("must be 12 digits", param_hint="--account")
+    try:
+        keys = load_keys(auth_keys, os.environ.get("REELFORGE_AUTH_KEYS"))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    overrides = dict(host=host, port=port, workers=workers, auth_keys=keys, max_body=parse_size(max_body))
+    if bucket_dir is not None:
+        bucket_dir.mkdir(parents=True, exist_ok=True)
+        overrides["bucket_dir"] = bucket_dir.resolve()
+    if region:
+        overrides["region"] = region
+    if account:
+        overrides["account"] = account
+    settings = settings_from_env(**overrides)
+    if not _is_loopback(host) and not settings.auth_keys:
+        click.echo(f"warning: listening on {host} without --auth-keys: anyone who can reach it can start jobs", err=True)
+    app = create_app(settings)
+    where = f"folder {settings.bucket_dir}" if settings.bucket_dir else "S3" + (f" at {os.environ['AWS_ENDPOINT_URL_S3']}" if os.environ.get("AWS_ENDPOINT_URL_S3") else "")
+    click.echo(
+        f"reelforge serving Bedrock async-invoke on http://{host}:{port} "
+        f"(job log {config.job_log_path()}, {workers} worker(s), outputs to {where}, "
+        f"SigV4 {'checked' if settings.auth_keys else 'not checked'})",
+        err=True,
+    )
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)

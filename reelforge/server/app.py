@@ -1,0 +1,207 @@
+"""The ASGI app: Bedrock's async-invoke API and reelforge's extensions over one Runtime.
+
+``create_app(settings)`` builds the runtime (same job log, engines and worker code as the
+embedded client), recovers jobs a stopped server left running, and starts worker threads and
+the change hub when the server starts. One middleware gives every reply an
+``x-amzn-RequestId``, enforces the body size limit and, when access keys are configured,
+verifies SigV4 signatures before any route runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from .. import config, gallery
+from ..errors import ImageError, ReelforgeError, RequestError
+from ..jobs import SQLiteJobStore
+from ..runtime import Runtime
+from ..storage import S3Storage, split_s3
+from . import bedrock_api, extensions, sigv4
+from .errors import ApiError, error_response
+from .events import ChangeHub
+
+log = logging.getLogger("reelforge.server")
+
+DEFAULT_MAX_BODY = 32 * 1024 * 1024
+_DRAIN_MAX = 256 * 1024 * 1024  # read (and drop) at most this much of a too-large body before replying
+OPEN_PATHS = ("/reelforge/health",)
+
+
+@dataclass
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8787
+    workers: int = 1
+    bucket_dir: Path | None = None  # s3://bucket/prefix -> bucket_dir/bucket/prefix
+    auth_keys: dict[str, str] = field(default_factory=dict)  # access key id -> secret; empty: no checks
+    max_body: int = DEFAULT_MAX_BODY
+    region: str = field(default_factory=config.region)
+    account: str = field(default_factory=config.account)
+    data_dir: Path | None = None  # default: REELFORGE_HOME / the user data dir
+
+
+class ServerState:
+    def __init__(self, settings: ServerSettings, runtime: Runtime | None = None):
+        self.settings = settings
+        if runtime is None:
+            log_path = (Path(settings.data_dir) / "jobs.sqlite3") if settings.data_dir else config.job_log_path()
+            runtime = Runtime(
+                SQLiteJobStore(log_path),
+                region=settings.region,
+                account=settings.account,
+                fetch_s3=self.fetch_s3,
+                map_output=self.map_output if settings.bucket_dir is not None else None,
+            )
+        self.runtime = runtime
+        self.hub = ChangeHub(runtime)
+
+    def local_path_for(self, s3_uri: str) -> Path:
+        """Where ``s3://bucket/key`` lives under --bucket-dir; refuses paths that would leave it."""
+        bucket, key = split_s3(s3_uri)
+        parts = key.split("/") if key else []
+        if any(p in ("", ".", "..") for p in parts):
+            raise RequestError(
+                "outputDataConfig.s3OutputDataConfig.s3Uri",
+                f"{s3_uri!r} has an empty, '.' or '..' path segment, which a local bucket folder cannot hold",
+            )
+        return Path(self.settings.bucket_dir, bucket, *parts)
+
+    def map_output(self, requested: str) -> str:
+        return self.local_path_for(requested).resolve().as_uri()
+
+    def fetch_s3(self, uri: str, bucket_owner: str | None) -> bytes:
+        if self.settings.bucket_dir is None:
+            return S3Storage().get_bytes(uri)
+        path = self.local_path_for(uri)
+        try:
+            return path.read_bytes()
+        except OSError:
+            raise ImageError("s3Location.uri", f"{uri} does not exist in the server's bucket folder") from None
+
+
+class BedrockMiddleware:
+    """Request id on every reply, body size limit, SigV4 verification, region from the signature."""
+
+    def __init__(self, app, settings: ServerSettings):
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request_id = str(uuid.uuid4())
+        scope["reelforge.request_id"] = request_id
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if "x-amzn-requestid" not in headers:
+                    headers.append("x-amzn-RequestId", request_id)
+            await send(message)
+
+        try:
+            body = await self._read_body(scope, receive)
+            auth = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+            if self.settings.auth_keys and scope["path"] not in OPEN_PATHS:
+                sigv4.verify(scope, body, self.settings.auth_keys)
+            scope["reelforge.region"] = sigv4.credential_region(auth)
+        except ApiError as exc:
+            return await error_response(exc, request_id)(scope, receive, send)
+
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # then wait for the disconnect, as streaming responses do
+
+        await self.app(scope, replay, send_with_id)
+
+    async def _read_body(self, scope, receive) -> bytes:
+        limit = self.settings.max_body
+        declared = dict(scope["headers"]).get(b"content-length")
+        too_big = declared is not None and declared.isdigit() and int(declared) > limit
+        chunks, size = [], 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            more = message.get("more_body", False)
+            if size > limit:
+                too_big = True
+            if too_big:
+                chunks = []
+                if size > _DRAIN_MAX:
+                    break
+            else:
+                chunks.append(chunk)
+        if too_big:
+            shown = int(declared) if declared and declared.isdigit() else size
+            raise ApiError(
+                413,
+                "ValidationException",
+                f"The request body is {shown} bytes; this server accepts at most {limit} bytes (reelforge serve --max-body).",
+            )
+        return b"".join(chunks)
+
+
+async def _handle(request: Request, exc: Exception):
+    return error_response(exc, request.scope.get("reelforge.request_id"))
+
+
+async def _handle_http(request: Request, exc: HTTPException):
+    code = "UnknownOperationException"
+    message = f"No operation answers {request.method} {request.url.path}."
+    return error_response(ApiError(exc.status_code, code, message), request.scope.get("reelforge.request_id"))
+
+
+def create_app(settings: ServerSettings | None = None, runtime: Runtime | None = None) -> Starlette:
+    """The ASGI app; workers and the change hub start with the server and stop with it."""
+    settings = settings or ServerSettings()
+    state = ServerState(settings, runtime)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        state.hub.start(asyncio.get_running_loop())
+        if settings.workers > 0:
+            state.runtime.start_workers(settings.workers)
+        log.info("serving; job log %s, %d worker(s)", getattr(state.runtime.store, "path", "?"), settings.workers)
+        try:
+            yield
+        finally:
+            state.hub.stop()
+            await asyncio.to_thread(state.runtime.stop, 10)
+
+    app = Starlette(
+        routes=bedrock_api.routes + extensions.routes + gallery.routes(state.runtime),
+        exception_handlers={ApiError: _handle, ReelforgeError: _handle, HTTPException: _handle_http, Exception: _handle},
+        lifespan=lifespan,
+    )
+    app.state.reelforge = state
+    app.add_middleware(BedrockMiddleware, settings=settings)
+    return app
+
+
+def settings_from_env(**overrides) -> ServerSettings:
+    """Settings with REELFORGE_AUTH_KEYS (``AKID:SECRET,...``) applied, then ``overrides``."""
+    s = ServerSettings(**overrides)
+    env = os.environ.get("REELFORGE_AUTH_KEYS")
+    if env and not s.auth_keys:
+        s.auth_keys = sigv4.load_keys(env=env)
+    return s

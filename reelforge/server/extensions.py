@@ -1,0 +1,168 @@
+"""reelforge's own routes, all under ``/reelforge/`` (never on Bedrock's paths).
+
+GET  /reelforge/health                     liveness and configuration summary (no auth needed)
+GET  /reelforge/jobs?status=&limit=        recent jobs with reelforge's own statuses
+GET  /reelforge/jobs/{id}                  one job: progress, stage, CANCELED, request, metadata
+POST /reelforge/jobs/{id}/cancel           cancel a queued or running job
+GET  /reelforge/jobs/{id}/events           server-sent events: the job on each change, until it ends
+GET  /reelforge/jobs/{id}/files/{name}     an output file of a job stored on this machine (HTTP Range)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+from .. import __version__
+from ..errors import JobNotFoundError
+from ..jobs import JobRecord
+from ..runtime import statuses
+from ..storage import LocalStorage, local_path
+from . import wire
+from .errors import ApiError, validation
+
+PING_S = 15.0
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+_JOB_ID = re.compile(r"[a-z0-9]{12}")
+
+
+def _state(request: Request):
+    return request.app.state.reelforge
+
+
+def detail(record: JobRecord, full: bool = True) -> dict[str, Any]:
+    """A job as the extension routes show it; ``full`` adds the request and engine metadata."""
+    d: dict[str, Any] = {
+        "id": record.id,
+        "invocationArn": record.arn,
+        "modelId": record.model_id,
+        "status": record.status.value,
+        "bedrockStatus": record.status.bedrock,
+        "progress": round(record.progress, 4),
+        "stage": record.stage,
+        "submitTime": wire.iso(record.submit_time),
+        "startTime": wire.iso(record.start_time),
+        "endTime": wire.iso(record.end_time),
+        "lastModifiedTime": wire.iso(record.last_modified),
+        "failureMessage": record.failure_message,
+        "attempts": record.attempts,
+        "clientRequestToken": record.client_token,
+        "s3Uri": record.output_uri,
+        "outputConfig": record.output_config,
+        "tags": record.tags,
+    }
+    if full:
+        d["modelInput"] = record.model_input
+        d["metadata"] = record.metadata
+        d["files"] = _files(record)
+    return d
+
+
+def _files(record: JobRecord) -> list[str]:
+    if not record.storage_uri.startswith("file://"):
+        return []
+    return LocalStorage().list(record.storage_uri)
+
+
+async def _job(request: Request) -> JobRecord:
+    job_id = request.path_params["job_id"]
+    if not _JOB_ID.fullmatch(job_id):
+        raise JobNotFoundError(job_id)
+    return await run_in_threadpool(_state(request).runtime.get, job_id)
+
+
+async def health(request: Request) -> JSONResponse:
+    state = _state(request)
+    return JSONResponse(
+        {
+            "status": "ok",
+            "service": "reelforge",
+            "version": __version__,
+            "workers": state.settings.workers,
+            "bucketDir": state.settings.bucket_dir is not None,
+            "auth": bool(state.settings.auth_keys),
+        }
+    )
+
+
+async def list_jobs(request: Request) -> JSONResponse:
+    q = request.query_params
+    try:
+        limit = int(q.get("limit", "50"))
+    except ValueError:
+        raise validation(f"limit: {q['limit']!r} is not a whole number") from None
+    if not 1 <= limit <= 1000:
+        raise validation(f"limit: {limit} is out of range; allowed: 1 to 1000")
+    wanted = statuses(q.get("status"))
+    rows = await run_in_threadpool(_state(request).runtime.store.list, statuses=wanted, limit=limit)
+    return JSONResponse({"jobs": [detail(r, full=False) for r in rows]})
+
+
+async def get_job(request: Request) -> JSONResponse:
+    record = await _job(request)
+    return JSONResponse(await run_in_threadpool(detail, record))
+
+
+async def cancel_job(request: Request) -> JSONResponse:
+    record = await _job(request)
+    record = await run_in_threadpool(_state(request).runtime.cancel, record.id)
+    return JSONResponse(detail(record, full=False))
+
+
+async def job_events(request: Request) -> StreamingResponse:
+    record = await _job(request)
+    state = _state(request)
+
+    async def stream():
+        hub = state.hub
+        wake = hub.subscribe()
+        last = None
+        try:
+            current = record
+            while True:
+                payload = json.dumps(detail(current, full=False), separators=(",", ":"))
+                key = (current.status, current.progress, current.stage, current.failure_message)
+                if key != last:
+                    yield f"event: job\ndata: {payload}\n\n"
+                    last = key
+                if current.status.done or hub.stopping:
+                    return
+                try:
+                    await asyncio.wait_for(wake.wait(), PING_S)
+                except asyncio.TimeoutError:
+                    yield ": ping\n\n"
+                wake.clear()
+                current = await run_in_threadpool(state.runtime.get, record.id)
+        finally:
+            hub.unsubscribe(wake)
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+async def job_file(request: Request) -> FileResponse:
+    record = await _job(request)
+    name = request.path_params["name"]
+    if not _FILE_NAME.fullmatch(name) or not record.storage_uri.startswith("file://"):
+        raise ApiError(404, "ResourceNotFoundException", f"Job {record.id} has no file {name!r} on this server.")
+    path = local_path(record.storage_uri) / name
+    if not path.is_file():
+        raise ApiError(404, "ResourceNotFoundException", f"Job {record.id} has no file {name!r} (yet).")
+    return FileResponse(path)
+
+
+routes = [
+    Route("/reelforge/health", health, methods=["GET"]),
+    Route("/reelforge/jobs", list_jobs, methods=["GET"]),
+    Route("/reelforge/jobs/{job_id}", get_job, methods=["GET"]),
+    Route("/reelforge/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
+    Route("/reelforge/jobs/{job_id}/events", job_events, methods=["GET"]),
+    Route("/reelforge/jobs/{job_id}/files/{name}", job_file, methods=["GET"]),
+]

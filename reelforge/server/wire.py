@@ -1,0 +1,171 @@
+"""Bedrock's wire format: what botocore leaves to the server to check, and the reply shapes.
+
+botocore checks lengths, ranges and required members but not patterns or enums (reference
+§1.8), so everything here is checked again. Messages follow the service's own style:
+``1 validation error detected: Value 'x' at 'field' failed to satisfy constraint: ...``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from ..jobs import JobRecord, JobStatus
+from .errors import validation
+
+MODEL_ID = re.compile(r"[a-zA-Z_\.\-/0-9:]+")
+S3_URI = re.compile(r"s3://[a-z0-9][\.\-a-z0-9]{1,61}[a-z0-9](/.*)?")  # "." stops at a newline, as in AWS
+KMS_KEY = re.compile(r"arn:aws(-[^:]+)?:kms:[a-zA-Z0-9-]*:[0-9]{12}:((key/[a-zA-Z0-9-]{36})|(alias/[a-zA-Z0-9-_/]+))")
+ACCOUNT = re.compile(r"[0-9]{12}")
+TOKEN = re.compile(r"[!-~]*")
+TAG = re.compile(r"[a-zA-Z0-9\s._:/=+@-]*")
+INVOCATION_ARN = re.compile(r"arn:aws(-[^:]+)?:bedrock:([a-z0-9-]{1,20}):([0-9]{12}):async-invoke/([a-z0-9]{12})")
+FOUNDATION_ARN = re.compile(r"arn:aws(-[^:]+)?:bedrock:[a-z0-9-]*:[0-9]*:foundation-model/(.+)")
+BEDROCK_STATUSES = ("InProgress", "Completed", "Failed")
+SORT_ORDERS = ("Ascending", "Descending")
+START_MEMBERS = {"modelId", "modelInput", "outputDataConfig", "clientRequestToken", "tags"}
+
+
+def _fail(value: Any, field: str, constraint: str) -> None:
+    shown = value if isinstance(value, (str, int, float)) else type(value).__name__
+    raise validation(f"1 validation error detected: Value '{shown}' at '{field}' failed to satisfy constraint: {constraint}")
+
+
+def _string(body: dict, key: str, field: str, lo: int, hi: int, pattern: re.Pattern | None, required: bool) -> str | None:
+    if key not in body or body[key] is None:
+        if required:
+            raise validation(f"1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null")
+        return None
+    value = body[key]
+    if not isinstance(value, str):
+        _fail(value, field, "Member must be a string")
+    if not lo <= len(value) <= hi:
+        _fail(value, field, f"Member must have length between {lo} and {hi}")
+    if pattern is not None and not pattern.fullmatch(value):
+        _fail(value, field, f"Member must satisfy regular expression pattern: {pattern.pattern}")
+    return value
+
+
+def parse_start(body: Any) -> dict[str, Any]:
+    """Check a StartAsyncInvoke body; return its parts (the model input is checked by the runtime)."""
+    if not isinstance(body, dict):
+        raise validation("The request body must be a JSON object.")
+    unknown = sorted(set(body) - START_MEMBERS)
+    if unknown:
+        raise validation(f"Unknown member '{unknown[0]}' in the request body; allowed: {', '.join(sorted(START_MEMBERS))}")
+    model_id = _string(body, "modelId", "modelId", 1, 256, MODEL_ID, True)
+    arn = FOUNDATION_ARN.fullmatch(model_id)
+    if arn:  # Bedrock accepts a foundation-model ARN in place of the id
+        model_id = arn.group(2)
+    if "modelInput" not in body or body["modelInput"] is None:
+        raise validation("1 validation error detected: Value null at 'modelInput' failed to satisfy constraint: Member must not be null")
+    out = body.get("outputDataConfig")
+    if not isinstance(out, dict) or list(out) != ["s3OutputDataConfig"]:
+        raise validation("outputDataConfig must have exactly one member: s3OutputDataConfig")
+    s3 = out["s3OutputDataConfig"]
+    if not isinstance(s3, dict):
+        raise validation("outputDataConfig.s3OutputDataConfig must be an object")
+    extra = sorted(set(s3) - {"s3Uri", "kmsKeyId", "bucketOwner"})
+    if extra:
+        raise validation(f"Unknown member '{extra[0]}' in outputDataConfig.s3OutputDataConfig; allowed: bucketOwner, kmsKeyId, s3Uri")
+    field = "outputDataConfig.s3OutputDataConfig"
+    s3_uri = _string(s3, "s3Uri", f"{field}.s3Uri", 1, 1024, S3_URI, True)
+    kms = _string(s3, "kmsKeyId", f"{field}.kmsKeyId", 1, 2048, KMS_KEY, False)
+    owner = _string(s3, "bucketOwner", f"{field}.bucketOwner", 12, 12, ACCOUNT, False)
+    if kms is not None:
+        # Accepting it without applying it would leave outputs less protected than asked.
+        raise validation(
+            f"{field}.kmsKeyId: this reelforge server does not encrypt outputs with a KMS key; "
+            "leave kmsKeyId out and set SSE-KMS as the bucket's default encryption instead"
+        )
+    output_config = {"bucketOwner": owner} if owner else {}
+    token = _string(body, "clientRequestToken", "clientRequestToken", 1, 256, TOKEN, False)
+    return {
+        "model_id": model_id,
+        "model_input": body["modelInput"],
+        "s3_uri": s3_uri.rstrip("/"),
+        "output_config": output_config,
+        "client_token": token,
+        "tags": parse_tags(body.get("tags")),
+    }
+
+
+def parse_tags(tags: Any) -> list[dict[str, str]]:
+    if tags is None:
+        return []
+    if not isinstance(tags, list):
+        _fail(tags, "tags", "Member must be a list")
+    if len(tags) > 200:
+        _fail(len(tags), "tags", "Member must have length less than or equal to 200")
+    out = []
+    for i, tag in enumerate(tags, start=1):
+        field = f"tags.{i}.member"
+        if not isinstance(tag, dict) or set(tag) != {"key", "value"}:
+            _fail(tag, field, "Member must be an object with exactly the members key and value")
+        key = _string(tag, "key", f"{field}.key", 1, 128, TAG, True)
+        value = _string(tag, "value", f"{field}.value", 0, 256, TAG, True)
+        out.append({"key": key, "value": value})
+    return out
+
+
+def parse_invocation_arn(arn: str) -> tuple[str, str]:
+    """(region, invocation id) of an invocation ARN, or a ValidationException."""
+    m = INVOCATION_ARN.fullmatch(arn)
+    if not m:
+        _fail(arn, "invocationArn", f"Member must satisfy regular expression pattern: {INVOCATION_ARN.pattern}")
+    return m.group(2), m.group(4)
+
+
+def parse_time(value: str, field: str) -> float:
+    """An ISO-8601 timestamp (what botocore sends) or epoch seconds, as epoch seconds."""
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        t = datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        _fail(value, field, "Member must be an ISO-8601 timestamp such as 2025-01-01T00:00:00Z")
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return t.timestamp()
+
+
+def iso(t: float | None) -> str | None:
+    """Bedrock's timestamp form: ``YYYY-MM-DDTHH:MM:SS.fffZ``."""
+    if t is None:
+        return None
+    ms = int(t * 1000)  # truncated, so a shown time is never later than the real one
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+def model_arn(record: JobRecord) -> str:
+    region = record.arn.split(":")[3]
+    return f"arn:aws:bedrock:{region}::foundation-model/{record.model_id}"
+
+
+def summary(record: JobRecord) -> dict[str, Any]:
+    """A job as GetAsyncInvoke returns it (and ListAsyncInvokes, one per summary)."""
+    s3: dict[str, Any] = {"s3Uri": record.output_uri}
+    for key in ("kmsKeyId", "bucketOwner"):
+        if record.output_config.get(key):
+            s3[key] = record.output_config[key]
+    out: dict[str, Any] = {
+        "invocationArn": record.arn,
+        "modelArn": model_arn(record),
+        "status": record.status.bedrock,
+        "submitTime": iso(record.submit_time),
+        "lastModifiedTime": iso(record.last_modified),
+        "outputDataConfig": {"s3OutputDataConfig": s3},
+    }
+    if record.client_token is not None:
+        out["clientRequestToken"] = record.client_token
+    if record.status is JobStatus.CANCELED:
+        out["failureMessage"] = "Canceled."
+    elif record.status is JobStatus.FAILED:
+        out["failureMessage"] = (record.failure_message or "The job failed.")[:2048]
+    if record.status.done and record.end_time is not None:
+        out["endTime"] = iso(record.end_time)
+    return out

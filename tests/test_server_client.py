@@ -1,0 +1,118 @@
+"""reelforge's own client against the server: Client(endpoint=...), Job.wait over events, the CLI."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import InvalidEndpointConfigurationError
+from click.testing import CliRunner
+
+import reelforge
+from reelforge.cli import cli
+from reelforge.media import probe
+from reelforge.server.app import ServerSettings
+from server_fixtures import TEST_KEYS, TINY_MODEL, ServerThread, moto_s3
+
+TINY_REQUEST = dict(duration_s=1, fps=8, width=128, height=72, seed=3)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("client")
+    with ServerThread(ServerSettings(workers=1, bucket_dir=root / "buckets", data_dir=root / "home")) as s:
+        yield s
+
+
+def test_client_start_wait_download_over_events(server, tmp_path):
+    client = reelforge.Client(endpoint=server.url)
+    job = client.start(reelforge.VideoRequest(text="a paper boat on a pond", **TINY_REQUEST), model=TINY_MODEL, output="s3://client-bucket/runs")
+    seen = []
+    job.wait(timeout=60, on_progress=lambda rec: seen.append(rec.status))
+    assert job.status is reelforge.JobStatus.COMPLETED and seen[-1] is reelforge.JobStatus.COMPLETED
+    assert client._backend.is_reelforge and job.id in client._backend._followers  # waited on events, not polls
+    assert job.output_uri == f"s3://client-bucket/runs/{job.id}"
+    assert job.request.text == "a paper boat on a pond"
+    path = job.download(tmp_path)
+    assert probe(path).frames == 8
+    assert [j.id for j in client.jobs(status="COMPLETED", limit=5)][0] == job.id
+    assert client.get(job.arn).id == job.id
+
+
+def test_client_polls_where_there_are_no_events(server):
+    client = reelforge.Client(endpoint=server.url, poll_min_s=0.05, poll_max_s=0.2)
+    client._backend._reelforge = False  # behave as against Bedrock: Get and List only
+    job = client.start(reelforge.VideoRequest(text="a kite over a beach", **TINY_REQUEST), model=TINY_MODEL, output="s3://client-bucket/poll")
+    job.wait(timeout=60)
+    assert job.status is reelforge.JobStatus.COMPLETED and not client._backend._followers
+    assert client._backend._interval[job.id] > 0.05  # the interval grew while it waited
+
+
+def test_client_errors_and_cancel(server):
+    client = reelforge.Client(endpoint=server.url)
+    with pytest.raises(reelforge.RequestError, match="unknown model"):
+        client.start("a cat", model="acme.nope", output="s3://client-bucket/x")
+    with pytest.raises(reelforge.RequestError, match="output"):
+        client.start("a cat", model=TINY_MODEL)
+    with pytest.raises(reelforge.JobNotFoundError):
+        client.get("zzzzzzzzzzzz").status
+    long = reelforge.VideoRequest(text="a long slow pan", duration_s=30, fps=24, width=640, height=360)
+    blocker = client.start(long, model=TINY_MODEL, output="s3://client-bucket/c")
+    queued = client.start(long, model=TINY_MODEL, output="s3://client-bucket/c")
+    queued.cancel()
+    blocker.cancel()
+    with pytest.raises(reelforge.JobCanceledError):
+        queued.wait(timeout=30)
+    with pytest.raises(reelforge.JobCanceledError):
+        blocker.wait(timeout=30)
+
+
+def test_bearer_token_env_does_not_break_the_client(server, monkeypatch):
+    monkeypatch.setenv("AWS_BEARER_TOKEN_BEDROCK", "token-from-somewhere-else")
+    # plain boto3 refuses http:// endpoints then (reference §1.9) ...
+    plain = boto3.client("bedrock-runtime", endpoint_url=server.url, region_name="us-east-1", **TEST_KEYS)
+    with pytest.raises(InvalidEndpointConfigurationError):
+        plain.list_async_invokes()
+    # ... the documented fix for boto3 users works ...
+    fixed = boto3.client("bedrock-runtime", endpoint_url=server.url, region_name="us-east-1", config=Config(auth_scheme_preference="sigv4"), **TEST_KEYS)
+    assert "asyncInvokeSummaries" in fixed.list_async_invokes(maxResults=1)
+    # ... and reelforge's client needs nothing
+    job = reelforge.Client(endpoint=server.url).start(reelforge.VideoRequest(text="a lighthouse at dusk", **TINY_REQUEST), model=TINY_MODEL, output="s3://client-bucket/bearer")
+    assert job.wait(timeout=60).status is reelforge.JobStatus.COMPLETED
+
+
+def test_cli_generate_with_endpoint(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("REELFORGE_HOME", str(tmp_path / "cli-home"))
+    runner = CliRunner()
+    args = ["generate", "a red bicycle leaning on a wall", "--endpoint", server.url, "-o", "s3://cli-bucket/gen",
+            "--model", TINY_MODEL, "--duration", "1", "--fps", "8", "--resolution", "128x72", "--token", "cli-token-1"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    uri = result.stdout.strip().splitlines()[-1]
+    assert uri.startswith("s3://cli-bucket/gen/") and uri.endswith("/output.mp4")
+    job_id = uri.split("/")[-2]
+    again = runner.invoke(cli, args)  # same token, same request: the same job, not a second one
+    assert again.exit_code == 0 and again.stdout.strip().splitlines()[-1] == uri
+    shown = runner.invoke(cli, ["jobs", "show", job_id, "--endpoint", server.url])
+    assert shown.exit_code == 0 and '"COMPLETED"' in shown.stdout
+    got = runner.invoke(cli, ["jobs", "download", job_id, "--endpoint", server.url, "-o", str(tmp_path)])
+    assert got.exit_code == 0, got.output
+    assert probe(tmp_path / f"{job_id}.mp4").frames == 8
+    bad = runner.invoke(cli, ["generate", "x", "--endpoint", server.url, "-o", "s3://cli-bucket/gen", "--model", "nope.model"])
+    assert bad.exit_code == 1 and "unknown model" in bad.output and "Traceback" not in bad.output
+
+
+def test_client_downloads_from_s3_when_outputs_are_there(tmp_path):
+    with moto_s3() as s3_url:
+        boto3.client("s3", endpoint_url=s3_url).create_bucket(Bucket="remote-s3-bucket")
+        with ServerThread(ServerSettings(workers=1, data_dir=tmp_path / "home")) as s:
+            job = reelforge.Client(endpoint=s.url).start(
+                reelforge.VideoRequest(text="rain on a window", **TINY_REQUEST), model=TINY_MODEL, output="s3://remote-s3-bucket/p"
+            )
+            path = job.wait(timeout=60).download(tmp_path / "v.mp4")
+            assert probe(path).frames == 8
+            lost = reelforge.Client(endpoint=s.url).start(
+                reelforge.VideoRequest(text="rain on a window", **TINY_REQUEST), model=TINY_MODEL, output="s3://no-such-bucket/p"
+            )
+            with pytest.raises(reelforge.JobFailedError, match="NoSuchBucket"):
+                lost.wait(timeout=60)
