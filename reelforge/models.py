@@ -7,11 +7,12 @@ local models may allow more and say so in their own row.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import UnknownModelError
+from .errors import EngineError, UnknownModelError
 
 TEXT_VIDEO = "TEXT_VIDEO"
 MULTI_SHOT_AUTOMATED = "MULTI_SHOT_AUTOMATED"
@@ -39,6 +40,7 @@ class Limits:
     max_side: int = 1920  # when sizes is None: any even size up to this
     seed_max: int = SEED_MAX
     image_exact_size: bool = True  # Nova: the image must already be the video size
+    image_input: bool = True  # False for text-to-video-only models
 
     def allowed_sizes_text(self) -> str:
         if self.sizes:
@@ -76,18 +78,17 @@ ANIMATIC_MODEL = "reelforge.animatic-v1"
 
 
 def builtin_models() -> list[ModelSpec]:
-    nova_engine = "animatic"
     return [
         ModelSpec(
             "amazon.nova-reel-v1:0",
-            nova_engine,
+            "animatic",
             "Nova Reel v1.0 request format: 6 s TEXT_VIDEO (retired on AWS 2026-09-30)",
             NOVA_REEL_V1_0,
             bedrock_id=True,
         ),
         ModelSpec(
             "amazon.nova-reel-v1:1",
-            nova_engine,
+            "animatic",
             "Nova Reel v1.1 request format: TEXT_VIDEO and multi-shot up to 120 s",
             NOVA_REEL_V1_1,
             bedrock_id=True,
@@ -128,11 +129,23 @@ def engine_for(spec: ModelSpec) -> tuple[str, dict[str, Any]]:
 
     Nova Reel ids are served by another model's engine, chosen with REELFORGE_NOVA_BACKEND
     (a model id; default the animatic renderer), so the notebook's model id keeps working.
+    REELFORGE_<ENGINE>_OPTIONS (a JSON object, e.g. REELFORGE_DIFFUSERS_OPTIONS='{"dtype": "float16"}')
+    adds options to every model of that engine.
     """
+    engine, options = spec.engine, dict(spec.engine_options)
     if spec.bedrock_id and spec.model_id.startswith("amazon.nova-reel"):
         backend = os.environ.get("REELFORGE_NOVA_BACKEND", ANIMATIC_MODEL)
         if backend != spec.model_id:
             target = get_model(backend)
             if not target.bedrock_id:
-                return target.engine, dict(target.engine_options)
-    return spec.engine, dict(spec.engine_options)
+                engine, options = target.engine, dict(target.engine_options)
+    var = f"REELFORGE_{engine.upper().replace('-', '_')}_OPTIONS"
+    if os.environ.get(var):
+        try:
+            extra = json.loads(os.environ[var])
+        except ValueError as exc:
+            raise EngineError(f"{var} is not valid JSON: {exc}") from None
+        if not isinstance(extra, dict):
+            raise EngineError(f"{var} must be a JSON object of engine options, e.g. '{{\"dtype\": \"float16\"}}'")
+        options.update(extra)
+    return engine, options

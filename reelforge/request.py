@@ -361,6 +361,8 @@ def _check_image(img, field, request: VideoRequest, spec: ModelSpec, fetch_s3):
     """Decode and validate one image; return (PIL image at video size, ImageInput to store or None)."""
     if img is None:
         return None, None
+    if not spec.limits.image_input:
+        raise ImageError(field, f"{spec.model_id} is text-to-video only and takes no image; remove it or pick a model that does (reelforge models)")
     if img.bytes_b64 is not None:
         data = imagelib.decode_base64(img.bytes_b64, f"{field}.source.bytes")
     elif fetch_s3 is not None:

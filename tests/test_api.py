@@ -170,3 +170,13 @@ def test_show_in_a_notebook_and_html_repr(tmp_path, monkeypatch):
     player = job.show()
     assert type(player).__name__ == "Video" and player.filename == str(job.video_path)
     assert "data:video/mp4;base64," in player._repr_html_()
+
+
+def test_engine_options_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("REELFORGE_ANIMATIC_OPTIONS", '{"caption": false, "slate_frames": 0}')
+    job = Client().start(VideoRequest(text="a quiet lake", **TINY), model="reelforge.animatic-v1", output=tmp_path).wait(timeout=60)
+    assert job.record.metadata["engine_options"] == {"caption": False, "slate_frames": 0}
+    monkeypatch.setenv("REELFORGE_ANIMATIC_OPTIONS", '{"caption": fals')
+    job = Client().start(VideoRequest(text="a quiet lake", **TINY), model="reelforge.animatic-v1", output=tmp_path)
+    with pytest.raises(JobFailedError, match="REELFORGE_ANIMATIC_OPTIONS is not valid JSON"):
+        job.wait(timeout=60)

@@ -158,3 +158,12 @@ def test_split_automated_deals_sentences_in_order():
 def test_video_location_handles_prefixes_the_notebook_breaks_on():
     resp = {"outputDataConfig": {"s3OutputDataConfig": {"s3Uri": "s3://bucket/videos/2026/abc123def456"}}}
     assert video_location(resp) == ("bucket", "videos/2026/abc123def456/output.mp4")
+
+
+def test_text_to_video_only_models_refuse_an_image_before_anything_is_recorded():
+    from dataclasses import replace
+
+    spec = replace(LOCAL, model_id="test.t2v", limits=replace(LOCAL.limits, image_input=False))
+    with pytest.raises(ImageError) as e:
+        check(VideoRequest(text="a cat", image=image_bytes()), spec)
+    assert e.value.field == "textToVideoParams.images[0]" and "text-to-video only" in str(e.value)
