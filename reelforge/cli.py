@@ -285,11 +285,15 @@ def models(as_json):
     for spec in all_models():
         engine_id, _ = engine_for(spec)
         lim = spec.limits
-        rows.append(dict(model=spec.model_id, engine=engine_id, sizes=lim.allowed_sizes_text(), fps=", ".join(map(str, lim.fps)), about=spec.summary))
+        sizes = ", ".join(f"{w}x{h}" for w, h in lim.sizes) if lim.sizes else f"even, up to {lim.max_side}"
+        fps = ",".join(map(str, lim.fps))
+        rows.append(dict(model=spec.model_id, engine=engine_id, sizes=sizes, fps=fps, about=spec.summary))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table("model", "engine", "sizes", "fps", "about", box=None)
+    from rich.table import Column
+
+    table = Table(Column("model", no_wrap=True), Column("engine", no_wrap=True), Column("sizes", no_wrap=True), Column("fps", no_wrap=True), "about", box=None)
     for r in rows:
         table.add_row(*r.values())
     _console().print(table)
