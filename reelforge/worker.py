@@ -122,57 +122,24 @@ def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCach
         request = VideoRequest.from_model_input(parent.model_input)
         _, shots = check(request, spec, fetch_s3)
         engine_id, options = engine_for(spec)
-        progress = JobProgress(store, job, worker_id, 1 if job.parent_id else len(shots), notify)
+        unit = _Unit(store, job, worker_id, engines, engine_id, options, request, shots)
+        progress = unit.progress = JobProgress(store, job, worker_id, 1 if job.parent_id else len(shots), notify)
         with _Folder(job.storage_uri) as out:
             if job.attempts > 1:
                 owned = [_shot_name(job.shot_index)] if job.parent_id else [_shot_name(i) for i in range(len(shots))]
                 out.clear_leftovers(owned + ["output.mp4", "poster.jpg", "contact_sheet.png"] * (job.parent_id is None))
             if job.parent_id is not None:
-                shot = shots[job.shot_index]
-                progress.beat("loading engine", force=True)
-                engine = engines.get(engine_id, options)
-                plan = _plan(request, shots, job.shot_index, parent.model_id)
-                _, seconds = _render(engine, plan, out.path / _shot_name(job.shot_index), progress)
-                out.publish([_shot_name(job.shot_index)])
-                store.finish(job.id, worker_id, JobStatus.COMPLETED, metadata={**progress.metadata, "render_encode_s": seconds, "seed": shot.seed})
-                return JobStatus.COMPLETED
+                return unit.render_one_shot(out)
             if len(shots) > 1 and get_engine_class(engine_id).splits_shots:
                 done = store.children(job.id)
                 if not done:
                     out.put_json("manifest.json", _manifest(job, engine_id, request))
                     store.split(job.id, worker_id, [_shot_unit(job, i) for i in range(len(shots))])
                     return JobStatus.RUNNING
-                progress.beat("joining shots", force=True)
-                names = [_shot_name(i) for i in range(len(shots))]
-                out.fetch(names)
-                media.concat_mp4([out.path / n for n in names], out.path / "output.mp4")
-                poster = media.read_frame(out.path / names[0], shots[0].duration_s * request.fps // 3)
-                metadata = {"engine": engine_id, "shots": [c.metadata for c in done]}
+                names, poster, metadata = unit.join_shots(out, done)
             else:
-                progress.beat("loading engine", force=True)
-                engine = engines.get(engine_id, options)
-                names = [_shot_name(i) for i in range(len(shots))] if len(shots) > 1 else []
-                paths = [out.path / n for n in names] or [out.path / "output.mp4"]
-                out.put_json("manifest.json", _manifest(job, engine_id, request))
-                poster, seconds = None, 0.0
-                for i, path in enumerate(paths):
-                    progress.shot = i
-                    frame, t = _render(engine, _plan(request, shots, i, job.model_id), path, progress)
-                    poster = frame if poster is None else poster
-                    seconds += t
-                progress.beat("finishing", force=True)
-                if names:
-                    media.concat_mp4(paths, out.path / "output.mp4")
-                metadata = {**progress.metadata, "engine": engine_id, "render_encode_s": seconds}
-            media.save_poster(poster, out.path / "poster.jpg")
-            media.contact_sheet(out.path / "output.mp4", out.path / "contact_sheet.png")
-            # output.mp4 goes last so that its presence means the rest is there
-            out.publish([*names, "poster.jpg", "contact_sheet.png", "output.mp4"] if names else ["poster.jpg", "contact_sheet.png", "output.mp4"])
-            metadata.update(engine_options=options, generative=get_engine_class(engine_id).generative, total_s=time.time() - (job.start_time or time.time()))
-            manifest = _manifest(job, engine_id, request)
-            manifest.update(metadata=metadata, endTime=_iso(time.time()))
-            out.put_json("manifest.json", manifest)
-            out.put_json("video-generation-status.json", _status_doc(job, len(shots), None))
+                names, poster, metadata = unit.render_all(out)
+            unit.finish_video(out, names, poster, metadata)
         store.finish(job.id, worker_id, JobStatus.COMPLETED, metadata=metadata)
         return JobStatus.COMPLETED
     except BaseException as exc:  # noqa: BLE001 - the one failure path, KeyboardInterrupt included
@@ -180,6 +147,71 @@ def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCach
         if not isinstance(exc, Exception):
             raise
         return status
+
+
+class _Unit:
+    """One claimed unit of work and what it needs; each method is one kind of unit."""
+
+    def __init__(self, store, job, worker_id, engines, engine_id, options, request, shots):
+        self.store, self.job, self.worker_id, self.engines = store, job, worker_id, engines
+        self.engine_id, self.options, self.request, self.shots = engine_id, options, request, shots
+        self.progress: JobProgress
+
+    def _engine(self) -> Engine:
+        self.progress.beat("loading engine", force=True)
+        return self.engines.get(self.engine_id, self.options)
+
+    def render_one_shot(self, out: "_Folder") -> JobStatus:
+        """A shot unit of a multi-shot job: render shot_NNNN.mp4 into the job's folder."""
+        index = self.job.shot_index
+        name = _shot_name(index)
+        _, seconds = _render(self._engine(), _plan(self.request, self.shots, index, self.job.model_id), out.path / name, self.progress)
+        out.publish([name])
+        metadata = {**self.progress.metadata, "render_encode_s": seconds, "seed": self.shots[index].seed}
+        self.store.finish(self.job.id, self.worker_id, JobStatus.COMPLETED, metadata=metadata)
+        return JobStatus.COMPLETED
+
+    def join_shots(self, out: "_Folder", done: list[JobRecord]):
+        """The last step of a split job: its shots are all rendered; join them by stream copy."""
+        self.progress.beat("joining shots", force=True)
+        names = [_shot_name(i) for i in range(len(self.shots))]
+        out.fetch(names)
+        media.concat_mp4([out.path / n for n in names], out.path / "output.mp4")
+        poster = media.read_frame(out.path / names[0], self.shots[0].duration_s * self.request.fps // 3)
+        return names, poster, {"engine": self.engine_id, "shots": [c.metadata for c in done]}
+
+    def render_all(self, out: "_Folder"):
+        """Every shot in this worker (single-shot jobs, and engines that cannot split)."""
+        engine = self._engine()
+        multi = len(self.shots) > 1
+        names = [_shot_name(i) for i in range(len(self.shots))] if multi else []
+        paths = [out.path / n for n in names] or [out.path / "output.mp4"]
+        out.put_json("manifest.json", _manifest(self.job, self.engine_id, self.request))
+        poster, seconds = None, 0.0
+        for i, path in enumerate(paths):
+            self.progress.shot = i
+            frame, t = _render(engine, _plan(self.request, self.shots, i, self.job.model_id), path, self.progress)
+            poster = frame if poster is None else poster
+            seconds += t
+        self.progress.beat("finishing", force=True)
+        if multi:
+            media.concat_mp4(paths, out.path / "output.mp4")
+        return names, poster, {**self.progress.metadata, "engine": self.engine_id, "render_encode_s": seconds}
+
+    def finish_video(self, out: "_Folder", names: list[str], poster, metadata: dict[str, Any]) -> None:
+        """Poster, contact sheet, manifest and status file; output.mp4 is uploaded last."""
+        media.save_poster(poster, out.path / "poster.jpg")
+        media.contact_sheet(out.path / "output.mp4", out.path / "contact_sheet.png")
+        out.publish([*names, "poster.jpg", "contact_sheet.png", "output.mp4"])
+        metadata.update(
+            engine_options=self.options,
+            generative=get_engine_class(self.engine_id).generative,
+            total_s=time.time() - (self.job.start_time or time.time()),
+        )
+        manifest = _manifest(self.job, self.engine_id, self.request)
+        manifest.update(metadata=metadata, endTime=_iso(time.time()))
+        out.put_json("manifest.json", manifest)
+        out.put_json("video-generation-status.json", _status_doc(self.job, len(self.shots), None))
 
 
 def _shot_name(index: int) -> str:
