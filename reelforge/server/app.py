@@ -22,7 +22,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from .. import config, gallery
+from .. import config
 from ..errors import ImageError, ReelforgeError, RequestError
 from ..jobs import SQLiteJobStore
 from ..runtime import Runtime
@@ -189,7 +189,7 @@ def create_app(settings: ServerSettings | None = None, runtime: Runtime | None =
             await asyncio.to_thread(state.runtime.stop, 10)
 
     app = Starlette(
-        routes=bedrock_api.routes + extensions.routes + gallery.routes(state.runtime),
+        routes=bedrock_api.routes + extensions.routes,
         exception_handlers={ApiError: _handle, ReelforgeError: _handle, HTTPException: _handle_http, Exception: _handle},
         lifespan=lifespan,
     )
