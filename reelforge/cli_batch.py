@@ -25,10 +25,14 @@ from .estimate import (
 # --- estimates ---------------------------------------------------------------------------------
 def _job_log():
     """The job log to learn timings from, only if one exists: a dry run must create nothing."""
-    from .jobs import SQLiteJobStore
+    import os
 
+    from .jobs import open_store
+
+    if os.environ.get("REELFORGE_DATABASE_URL"):
+        return open_store(config.job_store_location())
     path = config.job_log_path()
-    return SQLiteJobStore(path) if path.exists() else None
+    return open_store(path) if path.exists() else None
 
 
 def print_estimate(requests, endpoint=None, as_json=False, concurrency: int | None = None) -> None:

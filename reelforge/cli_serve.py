@@ -75,7 +75,7 @@ def serve(host, port, workers, bucket_dir, auth_keys, max_body, region, account,
     where = f"folder {settings.bucket_dir}" if settings.bucket_dir else "S3" + (f" at {os.environ['AWS_ENDPOINT_URL_S3']}" if os.environ.get("AWS_ENDPOINT_URL_S3") else "")
     click.echo(
         f"reelforge serving Bedrock async-invoke on http://{host}:{port} "
-        f"(job log {config.job_log_path()}, {workers} worker(s), outputs to {where}, "
+        f"(job log {config.job_store_location()}, {workers} worker(s), outputs to {where}, "
         f"SigV4 {'checked' if settings.auth_keys else 'not checked'})",
         err=True,
     )

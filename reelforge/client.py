@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from . import config
 from .errors import JobCanceledError, JobFailedError, StorageError, WaitTimeoutError
-from .jobs import JobRecord, JobStatus, SQLiteJobStore
+from .jobs import JobRecord, JobStatus, open_store
 from .request import VideoRequest
 from .runtime import Runtime, statuses
 from .storage import join, local_path, storage_for
@@ -29,12 +29,11 @@ _runtimes_lock = threading.Lock()
 
 def embedded_runtime(data_dir: str | os.PathLike | None = None) -> Runtime:
     """The process-wide runtime for a data dir (one job log, one set of workers per process)."""
-    path = Path(data_dir).expanduser() / "jobs.sqlite3" if data_dir else config.job_log_path()
-    key = str(path.resolve())
+    location = str(Path(data_dir).expanduser().resolve() / "jobs.sqlite3") if data_dir else config.job_store_location()
     with _runtimes_lock:
-        if key not in _runtimes:
-            _runtimes[key] = Runtime(SQLiteJobStore(path))
-        return _runtimes[key]
+        if location not in _runtimes:
+            _runtimes[location] = Runtime(open_store(location))
+        return _runtimes[location]
 
 
 class Client:

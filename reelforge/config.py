@@ -27,6 +27,11 @@ def job_log_path() -> Path:
     return data_dir() / "jobs.sqlite3"
 
 
+def job_store_location() -> str:
+    """The job log: REELFORGE_DATABASE_URL (postgresql://...) for many machines, else the SQLite file."""
+    return os.environ.get("REELFORGE_DATABASE_URL") or str(job_log_path())
+
+
 def log_path() -> Path:
     return data_dir() / "logs" / "reelforge.log"
 

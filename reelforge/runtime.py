@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from . import config
 from .errors import RequestError, StorageError
-from .jobs import JobRecord, JobStatus, JobStore, SQLiteJobStore, new_job_id, request_fingerprint
+from .jobs import JobRecord, JobStatus, JobStore, new_job_id, open_store, request_fingerprint
 from .models import get_model
 from .request import VideoRequest, check
 from .storage import join, local_path, to_uri
@@ -34,7 +34,7 @@ class Runtime:
         fetch_s3: Callable[[str, str | None], bytes] | None = None,
         map_output: Callable[[str], str] | None = None,
     ):
-        self.store = store or SQLiteJobStore(config.job_log_path())
+        self.store = store or open_store(config.job_store_location())
         self.region = region or config.region()
         self.account = account or config.account()
         self.fetch_s3 = fetch_s3

@@ -24,7 +24,7 @@ from starlette.requests import Request
 
 from .. import config
 from ..errors import ImageError, ReelforgeError, RequestError
-from ..jobs import SQLiteJobStore
+from ..jobs import open_store
 from ..runtime import Runtime
 from ..storage import S3Storage, split_s3
 from . import bedrock_api, extensions, sigv4
@@ -55,9 +55,9 @@ class ServerState:
     def __init__(self, settings: ServerSettings, runtime: Runtime | None = None):
         self.settings = settings
         if runtime is None:
-            log_path = (Path(settings.data_dir) / "jobs.sqlite3") if settings.data_dir else config.job_log_path()
+            location = str(Path(settings.data_dir) / "jobs.sqlite3") if settings.data_dir else config.job_store_location()
             runtime = Runtime(
-                SQLiteJobStore(log_path),
+                open_store(location),
                 region=settings.region,
                 account=settings.account,
                 fetch_s3=self.fetch_s3,

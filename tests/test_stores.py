@@ -1,0 +1,171 @@
+"""The job log's contract, run against SQLite and PostgreSQL alike."""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+from reelforge.errors import ConflictError, JobNotFoundError
+from reelforge.jobs import JobRecord, JobStatus, new_job_id, open_store
+
+PG_URL = os.environ.get("REELFORGE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg_available() -> bool:
+    try:
+        import psycopg
+
+        psycopg.connect(PG_URL, connect_timeout=2).close()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture
+def pg_url():
+    if not _pg_available():
+        pytest.skip(f"no PostgreSQL at {PG_URL} (set REELFORGE_TEST_POSTGRES)")
+    import psycopg
+
+    schema = "rf_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        return open_store(tmp_path / "jobs.sqlite3")
+    return open_store(request.getfixturevalue("pg_url"))
+
+
+def record(token=None, fingerprint="f", submit_time=None, text="a cat", **kw) -> JobRecord:
+    job_id = new_job_id()
+    return JobRecord(
+        id=job_id, arn=f"arn:aws:bedrock:us-east-1:000000000000:async-invoke/{job_id}", model_id="reelforge.animatic-v1",
+        model_input={"textToVideoParams": {"text": text}}, output_uri=f"file:///o/{job_id}", storage_uri=f"file:///o/{job_id}",
+        client_token=token, fingerprint=fingerprint, submit_time=submit_time or time.time(), **kw,
+    )
+
+
+def test_create_get_and_idempotent_tokens(store):
+    a, created = store.create(record(token="t1"))
+    assert created and store.get(a.id).model_input == a.model_input
+    b, created = store.create(record(token="t1"))
+    assert not created and b.id == a.id
+    with pytest.raises(ConflictError, match="t1"):
+        store.create(record(token="t1", fingerprint="other"))
+    with pytest.raises(JobNotFoundError):
+        store.get("nosuchjob000")
+
+
+def test_each_job_is_claimed_once_by_racing_workers(store):
+    ids = {store.create(record())[0].id for _ in range(40)}
+    claimed, lock = [], threading.Lock()
+
+    def work(n):
+        while (job := store.claim(f"w{n}", 30)) is not None:
+            with lock:
+                claimed.append(job.id)
+            store.finish(job.id, f"w{n}", JobStatus.COMPLETED)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed) == sorted(ids)
+    assert all(store.get(i).status is JobStatus.COMPLETED and store.get(i).attempts == 1 for i in ids)
+
+
+def test_list_filters_search_and_keyset_pages(store):
+    t0 = 1_800_000_000.0
+    made = [store.create(record(submit_time=t0 + i, text=f"prompt {i} {'boat' if i % 2 else 'kite'}"))[0] for i in range(7)]
+    store.claim("w", 30)  # the oldest becomes RUNNING
+    page1 = store.list(limit=3)
+    page2 = store.list(limit=3, after=(page1[-1].submit_time, page1[-1].id))
+    assert [j.id for j in page1 + page2] == [j.id for j in reversed(made)][:6]
+    assert [j.id for j in store.list(descending=False, limit=2)] == [made[0].id, made[1].id]
+    assert {j.id for j in store.list(statuses=[JobStatus.RUNNING])} == {made[0].id}
+    assert len(store.list(search="boat")) == 3 and store.list(search="100%") == []
+    assert len(store.list(submitted_after=t0 + 4.5)) == 2 and len(store.list(submitted_before=t0 + 1.5)) == 2
+
+
+def test_shots_settle_their_job_once_when_finished_together(store):
+    parent, _ = store.create(record())
+    assert store.claim("w0", 30).id == parent.id
+    shots = [record(parent_id=parent.id, shot_index=i, submit_time=parent.submit_time) for i in range(6)]
+    store.split(parent.id, "w0", shots)
+    assert store.list() and [j.id for j in store.list()] == [parent.id]  # shots stay out of listings
+    assert store.get(parent.id).status is JobStatus.RUNNING
+    claimed = [store.claim(f"w{i}", 30) for i in range(6)]
+    barrier = threading.Barrier(6)
+
+    def finish(job):
+        barrier.wait()
+        store.finish(job.id, job.worker_id, JobStatus.COMPLETED)
+
+    threads = [threading.Thread(target=finish, args=(j,)) for j in claimed]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    joined = store.get(parent.id)
+    assert joined.status is JobStatus.QUEUED and joined.stage == "joining shots"
+    assert store.claim("w9", 30).id == parent.id
+
+
+def test_a_failed_shot_fails_its_job_and_cancels_the_rest(store):
+    parent, _ = store.create(record())
+    store.claim("w0", 30)
+    store.split(parent.id, "w0", [record(parent_id=parent.id, shot_index=i, submit_time=parent.submit_time) for i in range(3)])
+    first = store.claim("w1", 30)
+    store.finish(first.id, "w1", JobStatus.FAILED, failure_message="out of memory")
+    job = store.get(parent.id)
+    assert job.status is JobStatus.FAILED and job.failure_message == f"shot {first.shot_index + 1} failed: out of memory"
+    assert {c.status for c in store.children(parent.id)} == {JobStatus.FAILED, JobStatus.CANCELED}
+
+
+def test_recover_requeues_then_gives_up(store):
+    job, _ = store.create(record())
+    for attempt in range(1, 4):
+        claimed = store.claim("gone", -1)  # a lease already expired
+        assert claimed.attempts == attempt
+        store.recover(max_attempts=3)
+    final = store.get(job.id)
+    assert final.status is JobStatus.FAILED and "stopped 3 times" in final.failure_message
+
+
+def test_cancel_queued_and_running(store):
+    queued, _ = store.create(record(submit_time=2e9))
+    running, _ = store.create(record(submit_time=1e9))
+    assert store.claim("w", 30).id == running.id
+    assert store.request_cancel(queued.id).status is JobStatus.CANCELED
+    assert store.request_cancel(running.id).cancel_requested
+    assert store.heartbeat(running.id, "w", 30, 0.5, "render") is True  # the worker learns of it
+
+
+def test_two_worker_processes_share_a_postgres_job_log(pg_url, tmp_path):
+    from reelforge.runtime import Runtime
+    from reelforge.request import VideoRequest
+
+    runtime = Runtime(open_store(pg_url))
+    ids = [runtime.submit("reelforge.animatic-v1", VideoRequest(text=f"clip {i}", duration_s=1, fps=8, width=64, height=64), tmp_path)[0].id for i in range(8)]
+    multi, _ = runtime.submit("reelforge.animatic-v1", VideoRequest(shots=[{"text": "a", "duration_s": 1}, {"text": "b", "duration_s": 1}, {"text": "c", "duration_s": 1}], fps=8, width=64, height=64), tmp_path)
+    env = {**os.environ, "REELFORGE_DATABASE_URL": pg_url}
+    workers = [subprocess.Popen([sys.executable, "-m", "reelforge", "worker", "--until-idle"], env=env) for _ in range(2)]
+    for w in workers:
+        assert w.wait(timeout=120) == 0
+    runtime.run_until_idle()  # the join may have been queued after both workers found nothing to do
+    for job_id in ids + [multi.id]:
+        job = runtime.get(job_id)
+        assert job.status is JobStatus.COMPLETED and job.attempts == 1, (job.id, job.status, job.failure_message)
+    assert (tmp_path / multi.id / "output.mp4").exists()
+    runtime.stop()
