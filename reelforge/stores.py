@@ -46,7 +46,7 @@ SQLITE_MIGRATIONS = [
 def _column_values(record: JobRecord) -> dict[str, Any]:
     values = record.to_dict()
     for c in _JSON_COLUMNS:
-        values[c] = json.dumps(values[c])
+        values[c] = json.dumps(values[c], ensure_ascii=False)  # readable text, so search finds "café"
     values["cancel_requested"] = int(values["cancel_requested"])
     return values
 
@@ -127,7 +127,7 @@ class SQLJobStore(JobStore):
             where.append("model_id = ?")
             args.append(model_id)
         if search:
-            where.append("model_input LIKE ? ESCAPE '\\'")
+            where.append("LOWER(model_input) LIKE LOWER(?) ESCAPE '\\'")  # case-blind on both databases
             args.append("%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
         if after is not None:
             where.append("(submit_time, id) < (?, ?)" if descending else "(submit_time, id) > (?, ?)")

@@ -24,6 +24,7 @@ from starlette.requests import Request
 
 from .. import config
 from ..errors import ImageError, ReelforgeError, RequestError
+from ..gallery import gallery_routes
 from ..jobs import open_store
 from ..runtime import Runtime
 from ..storage import S3Storage, split_s3
@@ -189,7 +190,7 @@ def create_app(settings: ServerSettings | None = None, runtime: Runtime | None =
             await asyncio.to_thread(state.runtime.stop, 10)
 
     app = Starlette(
-        routes=bedrock_api.routes + extensions.routes,
+        routes=bedrock_api.routes + extensions.routes + gallery_routes(state.runtime),
         exception_handlers={ApiError: _handle, ReelforgeError: _handle, HTTPException: _handle_http, Exception: _handle},
         lifespan=lifespan,
     )

@@ -27,6 +27,7 @@ from ..runtime import statuses
 from ..storage import LocalStorage, local_path
 from . import wire
 from .errors import ApiError, validation
+from .origin import same_origin_problem
 
 PING_S = 15.0
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
@@ -111,6 +112,9 @@ async def get_job(request: Request) -> JSONResponse:
 
 
 async def cancel_job(request: Request) -> JSONResponse:
+    problem = same_origin_problem(request)
+    if problem:  # another site's page must not cancel jobs through a visitor's browser
+        raise ApiError(403, "AccessDeniedException", f"cancel refused: {problem}")
     record = await _job(request)
     record = await run_in_threadpool(_state(request).runtime.cancel, record.id)
     return JSONResponse(detail(record, full=False))

@@ -1,0 +1,8 @@
+"""The web gallery of ``reelforge serve``: every video made, with its recipe, playable and searchable.
+
+Server-rendered Jinja2 pages and a little vanilla JS; ``gallery_routes(runtime)`` gives the Starlette routes.
+"""
+
+from .routes import gallery_routes
+
+__all__ = ["gallery_routes"]

@@ -1,0 +1,243 @@
+"""What the gallery shows of a job: one summary for the list, the whole recipe for the job page.
+
+Pure functions of a JobRecord (plus a look at the job's folder when it is on this machine), so
+templates stay free of logic and tests can check them without a server.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ReelforgeError
+from ..jobs import JobRecord, JobStatus
+from ..models import DEFAULT_SEED, MULTI_SHOT_MANUAL, get_model
+from ..request import PARAMS_KEY
+from ..storage import LocalStorage, local_path
+
+# Files are served by the server's extension route, which answers HTTP Range requests.
+FILE_URL = "/reelforge/jobs/{id}/files/{name}"
+JOB_URL = "/gallery/jobs/{id}"
+RERUN_TAG = "reelforge:rerun-of"  # on a job made by "run again": the job it repeats
+
+_SHOT_FILE = re.compile(r"shot_(\d{4})\.mp4")
+_FILE_LABELS = {
+    "output.mp4": "Video (MP4, H.264)",
+    "contact_sheet.png": "Contact sheet (PNG)",
+    "poster.jpg": "Poster frame (JPEG)",
+    "manifest.json": "Manifest (JSON)",
+    "video-generation-status.json": "Bedrock status file (JSON)",
+}
+
+
+def file_url(job_id: str, name: str) -> str:
+    return FILE_URL.format(id=job_id, name=name)
+
+
+def job_url(job_id: str) -> str:
+    return JOB_URL.format(id=job_id)
+
+
+def when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t)) if t else ""
+
+
+def iso(t: float | None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else ""
+
+
+def seconds(s: float | None) -> str:
+    if s is None:
+        return ""
+    return f"{s:.1f} s" if s < 120 else f"{int(s // 60)} min {int(s % 60)} s"
+
+
+def _params(model_input: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    task = model_input.get("taskType", "")
+    return task, model_input.get(PARAMS_KEY.get(task, ""), {}) or {}, model_input.get("videoGenerationConfig", {}) or {}
+
+
+def prompts(model_input: dict[str, Any]) -> list[str]:
+    """The prompt, or one prompt per shot."""
+    task, params, _ = _params(model_input)
+    if task == MULTI_SHOT_MANUAL:
+        return [str(s.get("text", "")) for s in params.get("shots", [])]
+    return [str(params.get("text", ""))]
+
+
+def duration_s(record: JobRecord) -> int | None:
+    """Length of the video the request asks for (per-shot lengths added up for manual shots)."""
+    task, params, cfg = _params(record.model_input)
+    if task != MULTI_SHOT_MANUAL:
+        return cfg.get("durationSeconds")
+    try:
+        shot_s = get_model(record.model_id).limits.shot_seconds
+    except ReelforgeError:
+        shot_s = 6
+    return sum(s.get("durationSeconds", shot_s) for s in params.get("shots", []))
+
+
+def seed(record: JobRecord) -> tuple[int, bool]:
+    """(seed, True when the request left it out and the default applies)."""
+    cfg = record.model_input.get("videoGenerationConfig", {}) or {}
+    return (cfg["seed"], False) if "seed" in cfg else (DEFAULT_SEED, True)
+
+
+def strip_images(model_input: dict[str, Any]) -> dict[str, Any]:
+    """The request with image bytes replaced by a note of their size (the page shows the recipe, not the pixels)."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                k: (f"<{len(v)} base64 characters>" if k == "bytes" and isinstance(v, str) else walk(v))
+                for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(model_input)
+
+
+def local_folder(record: JobRecord) -> Path | None:
+    return local_path(record.storage_uri) if record.storage_uri.startswith("file://") else None
+
+
+@dataclass
+class Summary:
+    """One row of the job list."""
+
+    id: str
+    url: str
+    status: str
+    done: bool
+    progress: float
+    stage: str
+    model_id: str
+    duration_s: int | None
+    seed: int
+    default_seed: bool  # the request left the seed out; Nova's default applies
+    prompt: str
+    submitted: str
+    submitted_iso: str
+    failure_message: str | None
+    poster_url: str | None
+
+
+def summary(record: JobRecord) -> Summary:
+    folder = local_folder(record)
+    poster = None
+    if record.status is JobStatus.COMPLETED and folder is not None and (folder / "poster.jpg").is_file():
+        poster = file_url(record.id, "poster.jpg")
+    s, default = seed(record)
+    return Summary(
+        id=record.id,
+        url=job_url(record.id),
+        status=record.status.value,
+        done=record.status.done,
+        progress=record.progress,
+        stage=record.stage,
+        model_id=record.model_id,
+        duration_s=duration_s(record),
+        seed=s,
+        default_seed=default,
+        prompt=" / ".join(p for p in prompts(record.model_input) if p),
+        submitted=when(record.submit_time),
+        submitted_iso=iso(record.submit_time),
+        failure_message=record.failure_message,
+        poster_url=poster,
+    )
+
+
+def live(record: JobRecord) -> dict[str, Any]:
+    """What the list's event stream sends; the keys match the server's job detail JSON."""
+    s = summary(record)
+    return {
+        "id": s.id,
+        "status": s.status,
+        "progress": round(s.progress, 4),
+        "stage": s.stage,
+        "failureMessage": s.failure_message,
+        "posterUrl": s.poster_url,
+    }
+
+
+@dataclass
+class FileLink:
+    name: str
+    label: str
+    url: str
+    size: str
+
+
+@dataclass
+class Detail:
+    """The job page: the summary plus everything needed to make the video again."""
+
+    summary: Summary
+    record: JobRecord
+    prompts: list[str]
+    request_json: str
+    metadata_json: str
+    timings: list[tuple[str, str]]
+    files: list[FileLink] = field(default_factory=list)
+    video_url: str | None = None
+    contact_sheet_url: str | None = None
+    location: str = ""
+    rerun_of: str | None = None
+
+
+def _file_label(name: str) -> str:
+    shot = _SHOT_FILE.fullmatch(name)
+    return f"Shot {int(shot.group(1))} (MP4)" if shot else _FILE_LABELS.get(name, name)
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def detail(record: JobRecord) -> Detail:
+    folder = local_folder(record)
+    names = LocalStorage().list(record.storage_uri) if folder is not None else []
+    files = [
+        FileLink(n, _file_label(n), file_url(record.id, n), _size((folder / n).stat().st_size))
+        for n in names
+        if folder is not None and (folder / n).is_file()
+    ]
+    # output.mp4 is published last by the worker, so its presence means the video is whole.
+    video = file_url(record.id, "output.mp4") if "output.mp4" in names else None
+    sheet = file_url(record.id, "contact_sheet.png") if "contact_sheet.png" in names else None
+    timings = [("Submitted", when(record.submit_time))]
+    if record.start_time:
+        timings.append(("Started", when(record.start_time)))
+        timings.append(("Waited in the queue", seconds(record.start_time - record.submit_time)))
+    if record.end_time:
+        timings.append(("Ended", when(record.end_time)))
+        if record.start_time:
+            timings.append(("Ran for", seconds(record.end_time - record.start_time)))
+    if isinstance(record.metadata.get("render_encode_s"), (int, float)):
+        timings.append(("Rendering and encoding", seconds(record.metadata["render_encode_s"])))
+    if record.attempts > 1:
+        timings.append(("Attempts", str(record.attempts)))
+    rerun = next((t.get("value") for t in record.tags if t.get("key") == RERUN_TAG), None)
+    return Detail(
+        summary=summary(record),
+        record=record,
+        prompts=prompts(record.model_input),
+        request_json=json.dumps(strip_images(record.model_input), indent=2, ensure_ascii=False),
+        metadata_json=json.dumps(record.metadata, indent=2, ensure_ascii=False, default=str) if record.metadata else "",
+        timings=timings,
+        files=files,
+        video_url=video,
+        contact_sheet_url=sheet,
+        location=record.output_uri,
+        rerun_of=rerun,
+    )
