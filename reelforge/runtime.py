@@ -16,7 +16,8 @@ from typing import Any, Callable
 from . import config
 from .errors import RequestError, StorageError
 from .jobs import JobRecord, JobStatus, JobStore, new_job_id, open_store, request_fingerprint
-from .models import get_model
+from .engines import get_engine_class
+from .models import engine_for, get_model
 from .request import VideoRequest, check
 from .storage import join, local_path, to_uri
 from .worker import MAX_ATTEMPTS, EngineCache, new_worker_id, perform, worker_is_dead
@@ -63,6 +64,8 @@ class Runtime:
         original = request.to_model_input() if isinstance(request, VideoRequest) else request
         parsed = request if isinstance(request, VideoRequest) else VideoRequest.from_model_input(request)
         prepared, _ = check(parsed, spec, self.fetch_s3)
+        engine_id, options = engine_for(spec)
+        get_engine_class(engine_id).check_available(options)
         requested = to_uri(output if output is not None else config.output_dir())
         fingerprint = request_fingerprint(model_id, original, [requested, output_config or {}])
         job_id = new_job_id()

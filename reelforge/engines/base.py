@@ -78,6 +78,14 @@ class Engine(ABC):
                 raise EngineError(f"engine {self.engine_id!r}: bad options: {exc}") from None
 
     @classmethod
+    def check_available(cls, options: dict[str, Any]) -> None:
+        """Raise EngineError when this engine cannot run here (a missing extra, missing weights).
+
+        Called before a job is recorded, so a request that cannot run is refused, not logged as
+        FAILED. Must be cheap: look for packages and files, load nothing.
+        """
+
+    @classmethod
     def models(cls) -> list:
         """Model specs (reelforge.models.ModelSpec) this engine adds to the model table."""
         return []
