@@ -459,7 +459,7 @@ def write_report(results: list[LineResult], path: str | os.PathLike) -> Path:
 
 def default_report_path(batch_file: str | os.PathLike) -> Path:
     p = Path(batch_file)
-    return p.with_name(p.stem + ".report.csv")
+    return p.with_name(p.name + ".report.csv")  # prompts.jsonl and prompts.csv keep reports apart
 
 
 def _one_line(exc: BaseException) -> str:

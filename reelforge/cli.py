@@ -45,6 +45,13 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except ReelforgeError as exc:
             raise CLIError(str(exc)) from None
+        except BrokenPipeError:  # `reelforge ... | head`: the reader left, which is fine
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(0) from None
+        except OSError as exc:  # a data dir or output we cannot use: say which, keep the traceback in the log
+            log.exception("OS error")
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise CLIError(f"{exc.strerror or exc}{where}; check REELFORGE_HOME and the output folder") from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -79,7 +86,7 @@ def _engine_note(model: str) -> str | None:
 @click.option("--image", type=click.Path(dir_okay=False), help="Starting image (PNG or JPEG).")
 @click.option("--fit", type=click.Choice(["crop", "pad"]), help="Bring an image of another size to the video size.")
 @click.option("--seed", type=int, help="Seed (0-2147483646); same prompt and seed, same video.")
-@click.option("--duration", "duration", type=int, default=6, show_default=True, help="Seconds.")
+@click.option("--duration", "duration", type=int, help="Seconds [default: 6, or the model's longest shot if shorter].")
 @click.option("--fps", type=int, default=24, show_default=True)
 @click.option("--resolution", default="1280x720", show_default=True, help="WIDTHxHEIGHT.")
 @click.option("--model", default=config.DEFAULT_MODEL, show_default=True, help="Model id (`reelforge models`).")
@@ -94,6 +101,8 @@ def generate(prompt, image, fit, seed, duration, fps, resolution, model, output,
     from .request import ImageInput, VideoRequest, parse_dimension
 
     width, height = parse_dimension(resolution, "--resolution")
+    if duration is None:
+        duration = _default_duration(model)
     fields = dict(text=prompt, duration_s=duration, fps=fps, width=width, height=height, seed=seed, fit=fit)
     if image:
         fields["image"] = ImageInput.from_source(Path(image), "--image")
@@ -105,19 +114,36 @@ def generate(prompt, image, fit, seed, duration, fps, resolution, model, output,
     _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json)
 
 
-def lint_request(request) -> list[str]:
-    """Lint warnings for a request, by its task type, as lines to print."""
+def lint_request(request, *, errors: bool = True) -> list[str]:
+    """Lint warnings for a request, by its task type, as lines to print.
+
+    ``errors=False`` leaves out what the request check itself refuses (length), so a bad
+    prompt gives one line, not two.
+    """
     from .prompts import lint_prompt, lint_shots
 
     if request.task_type == "MULTI_SHOT_MANUAL":
         texts = request.shot_texts()
-        return [f"shot {i + 1} {w}" if len(texts) > 1 else str(w) for i, w in lint_shots(texts)]
-    return [str(w) for w in lint_prompt(request.text or "", task_type=request.task_type, duration_s=request.duration_s)]
+        found = [(f"shot {i + 1} " if len(texts) > 1 else "", w) for i, w in lint_shots(texts)]
+    else:
+        found = [("", w) for w in lint_prompt(request.text or "", task_type=request.task_type, duration_s=request.duration_s)]
+    return [f"{where}{w}" for where, w in found if errors or w.severity != "error"]
+
+
+def _default_duration(model: str) -> int:
+    """6 s, Nova Reel's length, unless the model's shots are shorter (Wan 2.1: 5 s)."""
+    from .models import get_model
+
+    try:
+        allowed = get_model(model).limits.text_video_durations
+    except ReelforgeError:
+        return 6  # an unknown id is reported by the request check, with the known ones
+    return 6 if allowed is None or 6 in allowed else max(d for d in allowed if d <= 6)
 
 
 def _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json) -> None:
     """The pre-flight lint, then submit, then follow the job with a progress bar (or return at once)."""
-    for line in lint_request(request):
+    for line in lint_request(request, errors=False):
         click.echo(f"lint: {line}", err=True)
     client = _client(endpoint)
     if not endpoint and no_wait:
@@ -155,7 +181,27 @@ def _follow(job) -> None:
         try:
             job.wait(on_progress=update)
         except JobFailedError as exc:
-            raise CLIError(f"{exc} (details: {config.log_path()})") from None
+            where = "the server's log" if job.client.endpoint else config.log_path()
+            raise CLIError(f"{exc} (details: {where})") from None
+        except KeyboardInterrupt:
+            bar.stop()
+            _hand_off(job)
+
+
+def _hand_off(job) -> None:
+    """Ctrl-C while following: stop watching, but let the job finish (cancel is a separate, explicit step)."""
+    if job.client.endpoint is None:
+        job.client._backend.runtime.release()  # this process is leaving: its jobs go back to the queue
+        _spawn_worker()
+        where = "in a background worker"
+    else:
+        where = "on the server"
+    click.echo(
+        f"stopped watching; job {job.id} goes on {where}: reelforge jobs show {job.id} "
+        f"(to stop it: reelforge jobs cancel {job.id})",
+        err=True,
+    )
+    raise click.exceptions.Exit(130)
 
 
 def _stderr_console():
@@ -209,22 +255,24 @@ def jobs() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def jobs_list(status, limit, endpoint, as_json):
     """Recent jobs, newest first."""
-    from rich.table import Table
-
     from .client import iso
 
     found = _client(endpoint).jobs(status=status, limit=limit)
     if as_json:
         click.echo(json.dumps([_job_dict(j.record) for j in found], indent=2))
         return
-    table = Table("id", "status", "progress", "model", "submitted", "prompt", box=None)
-    for j in found:
-        rec = j._cached or j.record
-        texts = _texts(rec)
-        table.add_row(rec.id, rec.status.value, f"{rec.progress:.0%}", rec.model_id, iso(rec.submit_time), _short(" | ".join(texts), 50))
-    _console().print(table)
     if not found:
         click.echo("no jobs yet: reelforge generate \"a prompt\"", err=True)
+        return
+    import shutil
+
+    width = shutil.get_terminal_size((100, 24)).columns
+    click.echo(f"{'id':<12}  {'status':<9} {'done':>4}  {'submitted UTC':<11}  {'model':<21}  prompt")
+    for j in found:
+        rec = j._cached or j.record
+        submitted = iso(rec.submit_time)[5:16].replace("T", " ")
+        line = f"{rec.id:<12}  {rec.status.value:<9} {rec.progress:>4.0%}  {submitted:<11}  {rec.model_id:<21}  {' | '.join(_texts(rec))}"
+        click.echo(line if len(line) <= width else line[: width - 1] + "…")
 
 
 def _texts(rec: JobRecord) -> list[str]:
@@ -259,8 +307,16 @@ def jobs_show(job_id, endpoint):
 @click.option("--endpoint", envvar="REELFORGE_ENDPOINT")
 def jobs_cancel(job_id, endpoint):
     """Cancel a queued or running job."""
-    job = _client(endpoint).get(job_id).cancel()
-    click.echo(f"{job.id} {job.status.value}")
+    job = _client(endpoint).get(job_id)
+    before = job.status
+    if before.done:
+        click.echo(f"job {job.id} already ended {before.value}; nothing to cancel")
+        return
+    after = job.cancel().status
+    if after is JobStatus.CANCELED:
+        click.echo(f"job {job.id} canceled")
+    else:
+        click.echo(f"job {job.id} is {after.value.lower()}: asked to stop, it ends CANCELED at its next frame")
 
 
 @jobs.command("download")
@@ -291,12 +347,9 @@ def models(as_json):
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.table import Column
-
-    table = Table(Column("model", no_wrap=True), Column("engine", no_wrap=True), Column("sizes", no_wrap=True), Column("fps", no_wrap=True), "about", box=None)
     for r in rows:
-        table.add_row(*r.values())
-    _console().print(table)
+        click.echo(f"{r['model']}  ({r['engine']} engine; {r['sizes']}; fps {r['fps']})")
+        click.echo(f"    {r['about']}")
 
 
 @cli.command()

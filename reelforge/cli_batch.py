@@ -76,7 +76,7 @@ def print_estimate(requests, endpoint=None, as_json=False, concurrency: int | No
 
 # --- pre-flight lint ------------------------------------------------------------------------------
 # --- shots ------------------------------------------------------------------------------------------
-@click.command()
+@click.command(epilog="File format: docs/storyboards-and-batches.md, or the docstring of reelforge.storyboard.")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--model", help="Model id; wins over the file's 'model:' (default amazon.nova-reel-v1:1).")
 @click.option("-o", "--output", help="Output folder or s3://bucket/prefix (default: the data dir's outputs).")
@@ -99,7 +99,8 @@ def shots(file, model, output, token, endpoint, no_wait, dry_run, as_json):
 
 
 # --- batch ------------------------------------------------------------------------------------------
-@click.command()
+@click.command(epilog="Each line: prompt (required), model, duration, fps, resolution, seed, image, fit. "
+               "Format: docs/storyboards-and-batches.md.")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--model", help="Model id for lines without 'model' (default amazon.nova-reel-v1:1).")
 @click.option("--duration", type=int, help="Seconds, for lines without 'duration'.")
@@ -109,7 +110,7 @@ def shots(file, model, output, token, endpoint, no_wait, dry_run, as_json):
 @click.option("-o", "--output", help="Output folder or s3://bucket/prefix (default: the data dir's outputs).")
 @click.option("-c", "--concurrency", type=click.IntRange(1, 256), help="Jobs in flight at once [default: 4; on Amazon Bedrock the model's default quota].")
 @click.option("--endpoint", envvar="REELFORGE_ENDPOINT", help="URL of a reelforge server or Amazon Bedrock.")
-@click.option("--report", type=click.Path(dir_okay=False), help="Report file, .csv or .json [default: FILE's name + .report.csv].")
+@click.option("--report", type=click.Path(dir_okay=False), help="Report file, .csv or .json [default: FILE.report.csv, e.g. prompts.jsonl.report.csv].")
 @click.option("--retry-failed", type=click.IntRange(0, 10), default=0, show_default=True, help="Resubmit lines whose earlier job failed, up to N times.")
 @click.option("--dry-run", is_flag=True, help="Check every line and estimate cost and time; submit nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results (or the estimate) as JSON.")

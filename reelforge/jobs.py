@@ -141,6 +141,10 @@ class JobStore:
     def retry(self, job_id: str, worker_id: str, reason: str) -> None:
         raise NotImplementedError
 
+    def release(self, worker_id: str) -> list[str]:
+        """Requeue every unit ``worker_id`` is running (it is shutting down); return their ids."""
+        raise NotImplementedError
+
     def split(self, parent_id: str, worker_id: str, shots: list[JobRecord]) -> None:
         """Record the shot units of a claimed job; the job waits for them, holding no lease."""
         raise NotImplementedError

@@ -87,19 +87,22 @@ _CAMERA: list[tuple[re.Pattern[str], object]] = [
       None: "dolly in"}),
 ]
 _CAMERA_RES = [(re.compile(r"\b(?:" + p + r")(?![\w])", re.IGNORECASE), n) for p, n in _CAMERA]
+# Shot types that only imply a move; an explicit move anywhere in the prompt wins over them.
+_IMPLIED = {"(?:tracking|following)", "aerial|drone|fpv", "first[\\s-]+person|pov", "camera\\s+"}
+_IMPLIED_RES = {i for i, (p, _) in enumerate(_CAMERA) if any(p.startswith(x) for x in _IMPLIED)}
 
 
 def _camera_phrases(text: str) -> list[tuple[int, int, str | None]]:
     """Every camera phrase as (start, end, normalized motion or None), in text order."""
     found = []
-    for regex, norm in _CAMERA_RES:
+    for index, (regex, norm) in enumerate(_CAMERA_RES):
         for m in regex.finditer(text):
             if isinstance(norm, dict):
                 key = (m.group(1) or "").lower() if m.re.groups else None
                 motion = norm.get(key or None, norm.get(None))
             else:
                 motion = norm
-            found.append((m.start(), m.end(), motion))
+            found.append((m.start(), m.end(), motion, index in _IMPLIED_RES))
     return sorted(found)
 
 
@@ -113,9 +116,12 @@ def camera_motion(text: str) -> str | None:
     bare whip pan or "camera pans" -> "pan right"; track/truck left|right -> "pan left|right";
     crane/pedestal up|down -> "tilt up|down"; arc shot, 360, "camera circles/rotates" -> "orbit";
     static shot/camera, fixed camera, locked off/down/camera/shot -> "static". "handheld" names
-    no direction, so it is skipped in favour of the next phrase.
+    no direction, so it is skipped in favour of the next phrase. A move named outright (pan, tilt,
+    zoom, dolly, orbit, static) wins over a shot type that only implies one (aerial, tracking,
+    first person, a bare "camera moves"), wherever each stands.
     """
-    return next((motion for _, _, motion in _camera_phrases(text) if motion), None)
+    phrases = [(implied, start, motion) for start, _, motion, implied in _camera_phrases(text) if motion]
+    return min(phrases)[2] if phrases else None  # explicit moves first, then the earliest
 
 
 # P3 clause splitting (see the module docstring)
@@ -195,19 +201,22 @@ def lint_prompt(
         out.append(LintWarning(
             "P1", "too-long", "error",
             f"the prompt is {n} characters; {task_type} allows at most {limit}", limit, n,
-            f"cut {n - limit} characters: drop filler words or repeated style tags"))
+            f"cut {n - limit} character{'s' if n - limit != 1 else ''}: drop filler words or repeated style tags"))
 
     for m in _NEGATION.finditer(text):
+        after = re.match(r"\s+([\w'-]+(?:\s+[\w'-]+)?)", text[m.end():])
+        negated = f'{m.group()} {after.group(1)}' if after else m.group()
         out.append(LintWarning(
             "P2", "negation", "warning",
             f'"{m.group()}" — the model does not understand negation '
             "and tends to show what you negate",
             m.start(), m.end(),
-            'describe what should be there instead (e.g. "an empty fruit basket")'))
+            f'describe what should be there instead of "{negated}" '
+            '(e.g. "an empty fruit basket", not "a basket with no fruit")'))
 
     phrases = _camera_phrases(text)
     if phrases:
-        start, end, _ = phrases[0]
+        start, end = phrases[0][:2]
         phrase = text[start:end]
         if not _camera_well_placed(text, start, end):
             out.append(LintWarning(

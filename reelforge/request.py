@@ -31,7 +31,7 @@ PARAMS_KEY = {
     MULTI_SHOT_AUTOMATED: "multiShotAutomatedParams",
     MULTI_SHOT_MANUAL: "multiShotManualParams",
 }
-_DIMENSION = re.compile(r"^(\d{1,5})x(\d{1,5})$")
+_DIMENSION = re.compile(r"^(\d{1,5})[xX](\d{1,5})$")
 FitMode = Literal["crop", "pad"]
 
 
@@ -134,6 +134,8 @@ class VideoRequest(BaseModel):
             kind = "a string (pass a dict, not json.dumps(...))" if isinstance(d, str) else type(d).__name__
             raise RequestError("modelInput", f"must be a JSON object, got {kind}")
         task = d.get("taskType")
+        if task is None:
+            raise RequestError("taskType", f"is required; allowed: {', '.join(TASK_TYPES)}")
         if task not in TASK_TYPES:
             raise RequestError("taskType", f"{task!r} is not allowed; allowed: {', '.join(TASK_TYPES)}")
         key = PARAMS_KEY[task]
@@ -376,11 +378,15 @@ def _check_image(img, field, request: VideoRequest, spec: ModelSpec, fetch_s3):
     if pil.size == want and not (exact and transparent):
         return pil, None
     if exact and request.fit is None:
-        what = f"is {pil.size[0]}x{pil.size[1]}" if pil.size != want else "has transparent pixels"
+        if pil.size != want:
+            what, fix = f"is {pil.size[0]}x{pil.size[1]}", f"resize it to {want[0]}x{want[1]}"
+        else:
+            what, fix = "has transparent pixels", "flatten it onto a background"
         raise ImageError(
             field,
-            f"image {what}; {spec.model_id} needs an opaque {want[0]}x{want[1]} PNG or JPEG: "
-            "resize it, or ask for fitting (--fit crop|pad, fit='crop'|'pad')",
+            f"image {what}; {spec.model_id} needs an opaque {want[0]}x{want[1]} PNG or JPEG: {fix}, "
+            "or ask reelforge to fit it (crop or pad; it also flattens): --fit crop|pad for generate, "
+            "fit: crop|pad in a storyboard or batch line, VideoRequest(fit='crop') in Python",
         )
     fitted = imagelib.fit_image(pil, want[0], want[1], request.fit or "crop")
     stored = ImageInput(format="png", bytes_b64=imagelib.to_base64(imagelib.encode_png(fitted))) if exact else None

@@ -154,6 +154,13 @@ class Runtime:
                 time.sleep(1)
             self.wait_for_change(1.0)
 
+    def release(self) -> list[str]:
+        """Stop taking work and put what this process is running back in the queue for another worker."""
+        self._stop.set()
+        ids = self.store.release(self.worker_id)
+        self.notify()
+        return ids
+
     def stop(self, timeout: float = 10) -> None:
         self._stop.set()
         self.notify()

@@ -212,6 +212,17 @@ class SQLJobStore(JobStore):
             self._settle(db, job_id, now)
         return self.get(job_id)
 
+    def release(self, worker_id: str) -> list[str]:
+        now = time.time()
+        with self._tx() as db:
+            rows = db.execute(
+                "UPDATE jobs SET status = 'QUEUED', worker_id = NULL, lease_until = NULL, progress = 0,"
+                " stage = 'queued again: its worker stopped', last_modified = ? WHERE worker_id = ? AND status = 'RUNNING'"
+                " RETURNING id",
+                (now, worker_id),
+            ).fetchall()
+        return [r["id"] for r in rows]
+
     def split(self, parent_id: str, worker_id: str, shots: list[JobRecord]) -> None:
         now = time.time()
         with self._tx() as db:
@@ -304,9 +315,13 @@ class SQLiteJobStore(SQLJobStore):
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._migrate()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._migrate()
+        except (OSError, sqlite3.Error) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise JobStoreError(f"the job log {self.path} cannot be opened: {reason}; set REELFORGE_HOME to a writable folder") from None
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)

@@ -77,6 +77,7 @@ def test_bad_options_give_one_line_and_change_nothing(args, field, allowed, tmp_
 def test_bad_prompt_length(text, fragment, tmp_path, reelforge_home):
     result = run("generate", text, "-o", str(tmp_path / "out"), ok=False)
     assert result.exit_code != 0 and "textToVideoParams.text" in result.stderr and fragment in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1  # the pre-flight lint does not repeat the error
     assert jobs_in_log(reelforge_home) == []
 
 
@@ -159,3 +160,51 @@ def test_models_lists_every_id():
 def test_lint_command_reports_positions():
     result = run("lint", "A basket with no bananas", ok=True)
     assert "negation" in result.stdout and '"no"' in result.stdout
+
+
+def test_ctrl_c_stops_watching_and_the_job_finishes_in_the_background(tmp_path, reelforge_home):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "reelforge", "generate", "Ctrl-C test. Camera zoom in.", "--model", "reelforge.animatic-v1",
+           "--duration", "20", "--resolution", "640x360", "-o", str(tmp_path / "o")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    deadline = time.time() + 60
+    while not [j for j in jobs_in_log(reelforge_home) if j.status.value == "RUNNING" and j.progress > 0]:
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "goes on in a background worker" in err and "Traceback" not in err
+    (job,) = jobs_in_log(reelforge_home)
+    while job.status.value != "COMPLETED":
+        assert time.time() < deadline + 60, job
+        time.sleep(0.3)
+        job = jobs_in_log(reelforge_home)[0]
+    assert media.probe(tmp_path / "o" / job.id / "output.mp4").frames == 20 * 24
+
+
+def test_cancel_says_what_happened(tmp_path):
+    job_id = run("generate", "a kite", *TINY, "-o", str(tmp_path / "o"), "--json").stdout
+    job_id = json.loads(job_id)["id"]
+    assert run("jobs", "cancel", job_id).stdout.strip() == f"job {job_id} already ended COMPLETED; nothing to cancel"
+
+
+def test_an_unusable_data_dir_is_one_line(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setenv("REELFORGE_HOME", str(blocker / "home"))
+    result = run("jobs", "list", ok=False)
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "cannot be opened" in result.stderr and "REELFORGE_HOME" in result.stderr
+
+
+def test_default_duration_follows_the_model():
+    from reelforge.cli import _default_duration
+
+    assert _default_duration("amazon.nova-reel-v1:1") == 6
+    assert _default_duration("no.such-model") == 6
+    pytest.importorskip("reelforge.engines.diffusers")
+    assert _default_duration("reelforge.wan2.1-t2v-1.3b") == 5

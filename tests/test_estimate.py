@@ -47,7 +47,7 @@ def test_batch_dry_run_sums_lines_and_records_no_job(tmp_path, reelforge_home):
     result = run("batch", str(path), "--dry-run", "-c", "2")
     assert "$1.44" in result.stdout and "2 at a time" in result.stdout
     assert not (reelforge_home / "jobs.sqlite3").exists()
-    assert not (tmp_path / "b.report.csv").exists()
+    assert not (tmp_path / "b.jsonl.report.csv").exists() and list(tmp_path.glob("*.report.*")) == []
 
 
 @pytest.mark.parametrize("model,seconds,usd", [

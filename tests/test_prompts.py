@@ -293,9 +293,15 @@ def test_str_reads_like_a_linter_line():
     (w,) = lint_prompt("Pan across a fruit basket with no bananas")
     assert str(w) == (
         'col 31-33 warning negation: "no" — the model does not understand negation and tends to '
-        'show what you negate; suggestion: describe what should be there instead '
-        '(e.g. "an empty fruit basket")'
+        'show what you negate; suggestion: describe what should be there instead of "no bananas" '
+        '(e.g. "an empty fruit basket", not "a basket with no fruit")'
     )
+
+
+def test_an_explicit_move_wins_over_an_implied_one():
+    assert camera_motion("Aerial shot of a coastline at sunrise. Camera pans right.") == "pan right"
+    assert camera_motion("Aerial shot of a coastline at sunrise.") == "dolly in"
+    assert camera_motion("Tracking shot of a runner, slow zoom out at the end") == "zoom out"
 
 
 def test_warnings_sorted_with_suggestions():

@@ -172,15 +172,19 @@ class _Scene:
             py = (sy * self.ch - y0) * h / vh * depth + h * sy * (1 - depth)
             rr = r * (scale ** (1 + depth) if self.motion.startswith("dolly") else scale)
             draw.ellipse((px - rr, py - rr, px + rr, py + rr), fill=colour, outline=(255, 255, 255), width=2)
+        slate = i < self.options.slate_frames
+        frame_width = max(6, h // 40)
+        if slate:  # the border first, so the caption and the label stay readable over it
+            draw.rectangle((0, 0, w - 1, h - 1), outline=self.border, width=frame_width)
         if self.caption is not None:
             bar, pos = self.caption
             img.paste(bar, pos, bar)
         label = f"PREVIZ  shot {shot.index + 1}/{shot.count}  {self.motion}  seed {shot.seed}  frame {i + 1}/{n}"
-        draw.text((12, 10), label, font=self.font, fill=(255, 255, 255), stroke_width=2, stroke_fill=(0, 0, 0))
+        margin = frame_width + 6
+        draw.text((margin, margin), label, font=self.font, fill=(255, 255, 255), stroke_width=2, stroke_fill=(0, 0, 0))
         bw = max(2, h // 120)
         draw.rectangle((0, h - bw, int(w * (i + 1) / n), h), fill=self.border)  # time bar
-        if i < self.options.slate_frames:
-            draw.rectangle((0, 0, w - 1, h - 1), outline=self.border, width=max(6, h // 40))
+        if slate:
             text = f"SHOT {shot.index + 1}"
             box = draw.textbbox((0, 0), text, font=self.big_font)
             tx, ty = (w - (box[2] - box[0])) // 2, (h - (box[3] - box[1])) // 2
