@@ -16,6 +16,9 @@ from .errors import StorageError
 from .media import atomic_write_bytes
 
 
+VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".webm", ".mkv"}
+
+
 def to_uri(location: str | os.PathLike) -> str:
     """A path or URI as a URI: plain paths become absolute file:// URIs."""
     text = os.fspath(location)
@@ -23,7 +26,13 @@ def to_uri(location: str | os.PathLike) -> str:
         return text.rstrip("/") if text not in ("s3://", "file://") else text
     if "://" in text:
         raise StorageError(f"output {text!r}: use a folder path, file:// or s3://bucket/prefix")
-    return Path(text).expanduser().resolve().as_uri()
+    path = Path(text).expanduser()
+    if path.suffix.lower() in VIDEO_SUFFIXES and not path.is_dir():
+        raise StorageError(
+            f"output {text!r} looks like a file name, but the output is a folder (each job writes "
+            "<folder>/<job id>/output.mp4); to save one file: reelforge jobs download JOB_ID -o " + text
+        )
+    return path.resolve().as_uri()
 
 
 def join(uri: str, *parts: str) -> str:

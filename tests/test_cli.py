@@ -208,3 +208,9 @@ def test_default_duration_follows_the_model():
     assert _default_duration("no.such-model") == 6
     pytest.importorskip("reelforge.engines.diffusers")
     assert _default_duration("reelforge.wan2.1-t2v-1.3b") == 5
+
+
+def test_output_that_looks_like_a_file_name_is_explained(tmp_path, reelforge_home):
+    result = run("generate", "a cat", "-o", str(tmp_path / "clip.mp4"), ok=False)
+    assert result.exit_code == 1 and "looks like a file name" in result.stderr and "jobs download" in result.stderr
+    assert jobs_in_log(reelforge_home) == [] and not (tmp_path / "clip.mp4").exists()
