@@ -90,7 +90,7 @@ def _engine_note(model: str) -> str | None:
 @click.option("--fps", type=int, default=24, show_default=True)
 @click.option("--resolution", default="1280x720", show_default=True, help="WIDTHxHEIGHT.")
 @click.option("--model", default=config.DEFAULT_MODEL, show_default=True, help="Model id (`reelforge models`).")
-@click.option("-o", "--output", help="Output folder or s3://bucket/prefix (default: the data dir's outputs).")
+@click.option("-o", "--output", help="Output folder or s3://bucket/prefix (default: the data dir's outputs; with --endpoint, the server's default).")
 @click.option("--token", help="Client request token: the same token never starts a second job.")
 @click.option("--endpoint", envvar="REELFORGE_ENDPOINT", help="URL of a reelforge server (default: run here).")
 @click.option("--no-wait", is_flag=True, help="Print the job id and return; the job runs on.")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import re
+import socket
 from pathlib import Path
 
 import click
@@ -22,6 +24,33 @@ def parse_size(text: str) -> int:
     return int(m.group(1)) * {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
 
 
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The listening socket uvicorn will serve on, bound here so a busy port is one readable error.
+
+    Binds the way uvicorn does (SO_REUSEADDR; IPv6 when the host has a ':'); ``port`` 0 takes a free one.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(f"port {port} on {host} is in use (another reelforge serve?); pick another with --port") from None
+        if exc.errno == errno.EACCES:
+            raise click.ClickException(f"no permission to listen on port {port} on {host}; pick a port above 1023 with --port") from None
+        reason = exc.strerror or str(exc)
+        raise click.ClickException(f"cannot listen on {host} port {port}: {reason}; check --host and --port") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -36,12 +65,13 @@ def _is_loopback(host: str) -> bool:
 @click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True)
 @click.option("--workers", type=click.IntRange(0, 64), default=1, show_default=True, help="Worker threads running jobs in this process.")
 @click.option("--bucket-dir", type=click.Path(file_okay=False, path_type=Path), help="Write s3://BUCKET/PREFIX outputs to DIR/BUCKET/PREFIX instead of S3.")
+@click.option("--default-output", metavar="S3_URI", help="s3://bucket/prefix for requests from reelforge clients that name no output (advertised on /reelforge/health) [default with --bucket-dir: s3://reelforge-outputs/videos; else none].")
 @click.option("--auth-keys", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="File of ACCESS_KEY_ID:SECRET lines; requests must be SigV4-signed with one (also REELFORGE_AUTH_KEYS).")
 @click.option("--max-body", default="32MiB", show_default=True, help="Largest request body accepted.")
 @click.option("--region", default=None, help=f"Region for ARNs when a request carries none [default: {config.DEFAULT_REGION}].")
 @click.option("--account", default=None, help=f"12-digit account id in ARNs [default: {config.DEFAULT_ACCOUNT}].")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info", show_default=True)
-def serve(host, port, workers, bucket_dir, auth_keys, max_body, region, account, log_level):
+def serve(host, port, workers, bucket_dir, default_output, auth_keys, max_body, region, account, log_level):
     """Serve Bedrock's StartAsyncInvoke / GetAsyncInvoke / ListAsyncInvokes for boto3 and the notebook.
 
     Point boto3 at it with endpoint_url="http://HOST:PORT" (any credentials, a region). Outputs go
@@ -49,9 +79,7 @@ def serve(host, port, workers, bucket_dir, auth_keys, max_body, region, account,
     """
     import os
 
-    import uvicorn
-
-    from .server.app import create_app, settings_from_env
+    from .server.app import check_default_output
     from .server.sigv4 import load_keys
 
     if account is not None and not re.fullmatch(r"[0-9]{12}", account):
@@ -61,6 +89,26 @@ def serve(host, port, workers, bucket_dir, auth_keys, max_body, region, account,
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     overrides = dict(host=host, port=port, workers=workers, auth_keys=keys, max_body=parse_size(max_body))
+    if default_output is not None:
+        try:
+            overrides["default_output"] = check_default_output(default_output, bucket_dir)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--default-output") from None
+    sock = bind_listener(host, port)  # before anything else: a busy port is the first and only message
+    try:
+        _serve_on(sock, host, overrides, bucket_dir, region, account, log_level)
+    finally:
+        sock.close()
+
+
+def _serve_on(sock: socket.socket, host: str, overrides: dict, bucket_dir: Path | None, region, account, log_level) -> None:
+    import os
+
+    import uvicorn
+
+    from .server.app import create_app, settings_from_env
+
+    port = overrides["port"] = sock.getsockname()[1]  # the real one for --port 0
     if bucket_dir is not None:
         bucket_dir.mkdir(parents=True, exist_ok=True)
         overrides["bucket_dir"] = bucket_dir.resolve()
@@ -73,10 +121,17 @@ def serve(host, port, workers, bucket_dir, auth_keys, max_body, region, account,
         click.echo(f"warning: listening on {host} without --auth-keys: anyone who can reach it can start jobs", err=True)
     app = create_app(settings)
     where = f"folder {settings.bucket_dir}" if settings.bucket_dir else "S3" + (f" at {os.environ['AWS_ENDPOINT_URL_S3']}" if os.environ.get("AWS_ENDPOINT_URL_S3") else "")
+    default = f", default output {settings.advertised_output}" if settings.advertised_output else ""
     click.echo(
-        f"reelforge serving Bedrock async-invoke on http://{host}:{port} "
-        f"(job log {config.job_store_location()}, {workers} worker(s), outputs to {where}, "
+        f"reelforge serving Bedrock async-invoke on http://{_url_host(host)}:{port} "
+        f"(job log {config.job_store_location()}, {settings.workers} worker(s), outputs to {where}{default}, "
         f"SigV4 {'checked' if settings.auth_keys else 'not checked'})",
         err=True,
     )
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5))
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # as uvicorn.run: Ctrl-C after a graceful shutdown is a normal end
+        pass
+    if not server.started:
+        raise click.ClickException("the server did not start; the messages above say why")

@@ -6,6 +6,11 @@ route) the backend also uses the extensions: full job detail with progress, canc
 downloads, and server-sent events so that ``Job.wait()`` returns as soon as a job ends.
 Elsewhere ``Job.wait()`` polls, 1 s at first and growing to 15 s.
 
+Outputs are S3 locations. Without one, the backend uses the ``defaultOutput`` a reelforge server
+advertises on ``/reelforge/health`` (``reelforge serve --default-output``, or a location under
+``--bucket-dir``); when there is none it checks the request here first (against the local model
+table, when it knows the model), so a bad request gets its own error before the missing output.
+
 boto3 prefers bearer auth whenever ``AWS_BEARER_TOKEN_BEDROCK`` is set, and bearer auth refuses
 http:// endpoints; the client here asks for SigV4 in code, which is what overrides that.
 """
@@ -25,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from .errors import ConflictError, JobNotFoundError, ReelforgeError, RequestError
+from .errors import ConflictError, JobNotFoundError, ReelforgeError, RequestError, UnknownModelError
 from .jobs import JobRecord, JobStatus
 from .request import VideoRequest
 from .runtime import statuses
@@ -36,6 +41,7 @@ SERVICE = "bedrock"
 AWS_ENDPOINTS = ("bedrock", "aws")  # Client(endpoint="bedrock"): the real service
 _FIELD_MESSAGE = re.compile(r"^([A-Za-z][\w.\[\]]*): (.+)$", re.DOTALL)
 _FROM_BEDROCK = {"InProgress": JobStatus.RUNNING, "Completed": JobStatus.COMPLETED, "Failed": JobStatus.FAILED}
+PASS_OUTPUT = 'pass -o s3://bucket/prefix (Python: output="s3://bucket/prefix")'
 
 
 class RemoteBackend:
@@ -75,6 +81,7 @@ class RemoteBackend:
         )
         self.poll_min_s, self.poll_max_s = poll_min_s, poll_max_s
         self._reelforge: bool | None = None
+        self._health: dict[str, Any] = {}
         self._arns: dict[str, str] = {}
         self._cond = threading.Condition()
         self._version: dict[str, int] = {}
@@ -88,22 +95,32 @@ class RemoteBackend:
     def is_reelforge(self) -> bool:
         """True when the endpoint is a reelforge server (it answers /reelforge/health)."""
         if self._reelforge is None:
-            self._reelforge = False
-            if self.endpoint_url:
-                try:
-                    status, body = self._call("GET", "/reelforge/health", timeout=5)
-                    self._reelforge = status == 200 and json.loads(body).get("service") == "reelforge"
-                except (OSError, ValueError, ReelforgeError):
-                    pass
+            info = self._fetch_health()
+            self._health = info or {}
+            self._reelforge = bool(info) and info.get("service") == "reelforge"
         return self._reelforge
+
+    def _fetch_health(self) -> dict[str, Any] | None:
+        if not self.endpoint_url:
+            return None
+        try:
+            status, body = self._call("GET", "/reelforge/health", timeout=5)
+            info = json.loads(body)
+        except (OSError, ValueError, ReelforgeError):
+            return None
+        return info if status == 200 and isinstance(info, dict) else None
+
+    @property
+    def default_output(self) -> str | None:
+        """The s3:// location a reelforge server writes to when a request names none (None: it has none)."""
+        if not self.is_reelforge:
+            return None
+        value = self._health.get("defaultOutput")
+        return value if isinstance(value, str) and value.startswith("s3://") else None
 
     # --- the backend interface (see client.EmbeddedBackend) -------------------------------------
     def submit(self, model: str, request, output, client_token, tags) -> str:
-        if output is None or not str(output).startswith("s3://"):
-            raise RequestError(
-                "output",
-                "a server writes its outputs to S3: pass output='s3://bucket/prefix' (reelforge generate -o s3://bucket/prefix)",
-            )
+        output = self._output_for(model, request, output)
         if isinstance(request, VideoRequest):
             if request.fit is not None:  # fit the image here: the wire format has no field for it
                 from .models import get_model
@@ -113,7 +130,7 @@ class RemoteBackend:
             model_input = request.to_model_input()
         else:
             model_input = request
-        kw: dict[str, Any] = dict(modelId=model, modelInput=model_input, outputDataConfig={"s3OutputDataConfig": {"s3Uri": str(output)}})
+        kw: dict[str, Any] = dict(modelId=model, modelInput=model_input, outputDataConfig={"s3OutputDataConfig": {"s3Uri": output}})
         if client_token is not None:
             kw["clientRequestToken"] = client_token
         if tags:
@@ -122,6 +139,24 @@ class RemoteBackend:
         job_id = arn.rsplit("/", 1)[-1]
         self._arns[job_id] = arn
         return job_id
+
+    def _output_for(self, model: str, request, output) -> str:
+        """The s3:// output of a start: the one given, else the server's default; else a RequestError."""
+        if output is not None and str(output).startswith("s3://"):
+            return str(output)
+        if output is None and self.default_output:
+            return self.default_output
+        check_locally(model, request)  # a bad request gets its own error, not the output's
+        if output is not None:
+            raise RequestError("output", f"a server writes its outputs to S3, not to {str(output)!r}; {PASS_OUTPUT}")
+        if self.endpoint_url is None:
+            raise RequestError("output", f"Bedrock needs an S3 output location; {PASS_OUTPUT}")
+        if self.is_reelforge:
+            raise RequestError(
+                "output",
+                f"this server has no default output location (reelforge serve --default-output sets one); {PASS_OUTPUT}",
+            )
+        raise RequestError("output", f"this endpoint has no default output location; {PASS_OUTPUT}")
 
     def get(self, ref: str) -> JobRecord:
         job_id = ref.rsplit("/", 1)[-1]
@@ -289,6 +324,34 @@ class _Follower(threading.Thread):
                 r.close()
             except OSError:
                 pass
+
+
+class _ServerSideImage(Exception):
+    """An image in S3: only the server can read it, so the local check stops there."""
+
+
+def _no_s3(uri: str, bucket_owner: str | None) -> bytes:
+    raise _ServerSideImage(uri)
+
+
+def check_locally(model: str, request) -> None:
+    """Check ``request`` against this machine's model table when it knows ``model`` (RequestError if bad).
+
+    Used before a start that cannot be sent (no output location), so a bad request still gets its
+    own error first. Models only the server knows, and images in S3, are left to the server.
+    """
+    from .models import get_model
+    from .request import check
+
+    try:
+        spec = get_model(model)
+    except UnknownModelError:
+        return
+    parsed = request if isinstance(request, VideoRequest) else VideoRequest.from_model_input(request)
+    try:
+        check(parsed, spec, _no_s3)
+    except _ServerSideImage:
+        pass
 
 
 def _error(code: str, message: str, ref: str) -> ReelforgeError:

@@ -119,6 +119,38 @@ def test_missing_extra_gives_install_hint(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
     with pytest.raises(EngineError, match=r"pip install 'reelforge\[diffusers\]'"):
         mod.DiffusersEngine({})
+    with pytest.raises(EngineError, match=r"^the diffusers engine needs torch: pip install 'reelforge\[diffusers\]'"):
+        mod.DiffusersEngine.check_available({"model": "ltx-video"})  # before any job is recorded
+
+
+def test_install_hint_for_a_wheel_and_for_a_source_checkout(monkeypatch, tmp_path):
+    from reelforge.engines import diffusers as mod
+
+    monkeypatch.setattr(mod, "source_checkout", lambda: None)
+    assert mod.install_hint() == "pip install 'reelforge[diffusers]'"
+    monkeypatch.setattr(mod, "source_checkout", lambda: tmp_path / "my checkout")
+    hint = mod.install_hint()
+    assert hint.startswith("pip install 'reelforge[diffusers]' (in the source checkout ")
+    assert hint.endswith(f"pip install -e '{tmp_path}/my checkout[diffusers]')")
+
+
+def test_download_hint_fetches_only_the_diffusers_folders():
+    """Lightricks/LTX-Video keeps single-file checkpoints (GBs each) at its root beside the diffusers folders."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    from reelforge.engines.diffusers_weights import DIFFUSERS_FILES, download_command
+
+    repo_files = [
+        "model_index.json", "README.md", "ltx-video-2b-v0.9.safetensors", "ltx-video-2b-v0.9.1.safetensors",
+        "ltx-video-2b-v0.9.5.safetensors", "ltxv-13b-0.9.7-dev.safetensors", "ltx-video-2b-v0.9.5.license.txt",
+        "scheduler/scheduler_config.json", "text_encoder/config.json", "text_encoder/model-00001-of-00004.safetensors",
+        "tokenizer/spiece.model", "tokenizer/tokenizer_config.json", "transformer/config.json",
+        "transformer/diffusion_pytorch_model.safetensors", "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
+    ]
+    kept = list(filter_repo_objects(repo_files, allow_patterns=list(DIFFUSERS_FILES)))  # what snapshot_download keeps
+    assert kept == [f for f in repo_files if "/" in f or f == "model_index.json"]
+    assert download_command("Lightricks/LTX-Video", None, ("model_index.json", "vae/*")) == (
+        "hf download Lightricks/LTX-Video --include model_index.json --include 'vae/*'")
 
 
 # --------------------------------------------------------------- the engine on tiny pipelines
@@ -294,9 +326,11 @@ def test_missing_weights_say_where_and_how(monkeypatch, tmp_path):
         list(eng.render_shot(shot(), NullProgress()))
     msg = str(err.value)
     assert "\n" not in msg and "REELFORGE_LTX_VIDEO_WEIGHTS" in msg and "Hugging Face cache" in msg
-    assert msg.endswith("hf download Lightricks/LTX-Video")
+    only_diffusers = ("--include model_index.json --include 'scheduler/*' --include 'text_encoder/*' "
+                      "--include 'tokenizer/*' --include 'transformer/*' --include 'vae/*'")
+    assert msg.endswith(f"download them with: hf download Lightricks/LTX-Video {only_diffusers}")
     monkeypatch.setenv("REELFORGE_WEIGHTS_DIR", str(tmp_path / "models"))
-    with pytest.raises(EngineError, match=r"hf download Lightricks/LTX-Video --local-dir .*models/LTX-Video$"):
+    with pytest.raises(EngineError, match=r"hf download Lightricks/LTX-Video --local-dir \S*models/LTX-Video --include "):
         list(eng.render_shot(shot(), NullProgress()))
     with pytest.raises(EngineError, match="does not exist"):
         list(DiffusersEngine({"weights": str(tmp_path / "nope")}).render_shot(shot(), NullProgress()))
@@ -395,3 +429,49 @@ def test_job_canceled_mid_generation_ends_canceled(client, monkeypatch, tmp_path
         job.wait(timeout=60)
     assert job.status == "CANCELED"
     assert job.record.metadata["canceled_at_step"] == 2  # of the default 50
+
+
+# --------------------------------------------------------------- refused before the job is recorded
+
+
+def test_missing_weights_refuse_the_start_and_record_no_job(monkeypatch, tmp_path):
+    from reelforge import VideoRequest
+    from reelforge.errors import EngineError
+    from reelforge.jobs import open_store
+    from reelforge.runtime import Runtime
+
+    monkeypatch.setenv("REELFORGE_WEIGHTS_DIR", str(tmp_path / "empty-models"))
+    runtime = Runtime(open_store(str(tmp_path / "jobs.sqlite3")))
+    request = VideoRequest(text="a cat walks on the sea", duration_s=2, fps=8, width=64, height=64, seed=3)
+    for _ in range(2):  # every try is refused the same way; none leaves a FAILED job behind
+        with pytest.raises(EngineError, match=r"^no weights for ltx-video .*download them with: hf download"):
+            runtime.submit("reelforge.ltx-video", request, str(tmp_path / "out"))
+    assert runtime.store.list(limit=10) == []
+    with pytest.raises(RequestError, match="durationSeconds"):  # a bad request still names its field first
+        runtime.submit("reelforge.ltx-video", request.model_copy(update={"duration_s": 11}), str(tmp_path / "out"))
+
+
+def test_server_start_without_weights_is_a_validation_exception(monkeypatch, tmp_path):
+    sys.path.insert(0, os.path.dirname(__file__))
+    from botocore.exceptions import ClientError
+    from server_fixtures import TINY, ServerThread, bedrock
+
+    from reelforge.server.app import ServerSettings
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "hf-home").mkdir()
+    monkeypatch.setenv("REELFORGE_WEIGHTS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # (the autouse fixture points the cache there too)
+    settings = ServerSettings(workers=1, bucket_dir=tmp_path / "buckets", data_dir=tmp_path / "server-home")
+    with ServerThread(settings) as server:
+        client = bedrock(server.url)
+        with pytest.raises(ClientError) as err:
+            client.start_async_invoke(modelId="reelforge.ltx-video", modelInput=TINY,
+                                      outputDataConfig={"s3OutputDataConfig": {"s3Uri": "s3://test-bucket/p"}})
+        e = err.value.response
+        assert e["ResponseMetadata"]["HTTPStatusCode"] == 400 and e["Error"]["Code"] == "ValidationException"
+        message = e["Error"]["Message"]
+        assert message.startswith("no weights for ltx-video (Lightricks/LTX-Video)") and "\n" not in message
+        assert f"hf download Lightricks/LTX-Video --local-dir {tmp_path / 'models' / 'LTX-Video'} --include" in message
+        assert client.list_async_invokes()["asyncInvokeSummaries"] == []
+        assert server.runtime.store.list(limit=10) == []

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
 import boto3
 import pytest
 from botocore.config import Config
@@ -12,7 +20,7 @@ import reelforge
 from reelforge.cli import cli
 from reelforge.media import probe
 from reelforge.server.app import ServerSettings
-from server_fixtures import TEST_KEYS, TINY_MODEL, ServerThread, moto_s3
+from server_fixtures import TEST_KEYS, TINY_MODEL, ServerThread, http, moto_s3
 
 TINY_REQUEST = dict(duration_s=1, fps=8, width=128, height=72, seed=3)
 
@@ -52,8 +60,6 @@ def test_client_errors_and_cancel(server):
     client = reelforge.Client(endpoint=server.url)
     with pytest.raises(reelforge.RequestError, match="unknown model"):
         client.start("a cat", model="acme.nope", output="s3://client-bucket/x")
-    with pytest.raises(reelforge.RequestError, match="output"):
-        client.start("a cat", model=TINY_MODEL)
     with pytest.raises(reelforge.JobNotFoundError):
         client.get("zzzzzzzzzzzz").status
     long = reelforge.VideoRequest(text="a long slow pan", duration_s=30, fps=24, width=640, height=360)
@@ -130,3 +136,104 @@ def test_cancel_from_another_site_is_refused(server):
     job.cancel()  # reelforge's own client sends no browser headers and may cancel
     with pytest.raises(reelforge.JobCanceledError):
         job.wait(timeout=30)
+
+
+# --------------------------------------------------------------- no output given: the server's default
+
+
+NO_OUTPUT = 'output: this server has no default output location (reelforge serve --default-output sets one); pass -o s3://bucket/prefix (Python: output="s3://bucket/prefix")'
+
+
+def test_bucket_dir_server_advertises_a_default_output_that_client_and_cli_use(server, tmp_path, monkeypatch):
+    status, _, body = http(server.url + "/reelforge/health")
+    assert status == 200 and json.loads(body)["defaultOutput"] == "s3://reelforge-outputs/videos"
+    client = reelforge.Client(endpoint=server.url)
+    job = client.start(reelforge.VideoRequest(text="a heron in the reeds", **TINY_REQUEST), model=TINY_MODEL)
+    assert job.output_uri == f"s3://reelforge-outputs/videos/{job.id}"
+    assert probe(job.wait(timeout=60).download(tmp_path)).frames == 8
+    monkeypatch.setenv("REELFORGE_HOME", str(tmp_path / "cli-home"))
+    result = CliRunner().invoke(cli, ["generate", "a red kite", "--endpoint", server.url, "--model", TINY_MODEL,
+                                      "--duration", "1", "--fps", "8", "--resolution", "128x72"])
+    assert result.exit_code == 0, result.output
+    assert re.fullmatch(r"s3://reelforge-outputs/videos/[a-z0-9]{12}/output\.mp4", result.stdout.strip().splitlines()[-1])
+
+
+def test_default_output_option_is_used_and_listed(tmp_path):
+    settings = ServerSettings(workers=0, data_dir=tmp_path / "home", default_output="s3://team-bucket/from-server/")
+    with ServerThread(settings) as s:  # workers=0: the job only waits in the queue, nothing goes to S3
+        assert json.loads(http(s.url + "/reelforge/health")[2])["defaultOutput"] == "s3://team-bucket/from-server"
+        job = reelforge.Client(endpoint=s.url).start(reelforge.VideoRequest(text="a fox", **TINY_REQUEST), model=TINY_MODEL)
+        assert job.output_uri == f"s3://team-bucket/from-server/{job.id}" and job.status is reelforge.JobStatus.QUEUED
+
+
+def test_without_any_output_the_request_is_checked_first_then_the_output_error_says_what_to_do(tmp_path, monkeypatch):
+    with ServerThread(ServerSettings(workers=0, data_dir=tmp_path / "home")) as s:
+        assert json.loads(http(s.url + "/reelforge/health")[2])["defaultOutput"] is None
+        client = reelforge.Client(endpoint=s.url)
+        with pytest.raises(reelforge.RequestError) as err:
+            client.start(reelforge.VideoRequest(text="a fox", **TINY_REQUEST), model=TINY_MODEL)
+        assert str(err.value) == NO_OUTPUT and err.value.field == "output"
+        bad = reelforge.VideoRequest(text="a fox", **{**TINY_REQUEST, "duration_s": 500})
+        with pytest.raises(reelforge.RequestError) as err:
+            client.start(bad, model=TINY_MODEL)
+        assert err.value.field == "videoGenerationConfig.durationSeconds" and "500 is not allowed" in str(err.value)
+        with pytest.raises(reelforge.RequestError) as err:  # a Nova modelInput dict is checked the same way
+            client.start({"taskType": "TEXT_VIDEO", "textToVideoParams": {"text": "a fox"},
+                          "videoGenerationConfig": {"durationSeconds": 7, "fps": 24, "dimension": "1280x720"}},
+                         model="amazon.nova-reel-v1:0")
+        assert err.value.field == "videoGenerationConfig.durationSeconds"
+        with pytest.raises(reelforge.RequestError, match=r"^output: a server writes its outputs to S3, not to 'videos'; pass -o s3://"):
+            client.start(reelforge.VideoRequest(text="a fox", **TINY_REQUEST), model=TINY_MODEL, output="videos")
+        assert client.jobs(limit=5) == []
+        monkeypatch.setenv("REELFORGE_HOME", str(tmp_path / "cli-home"))
+        args = ["generate", "a fox", "--endpoint", s.url, "--model", TINY_MODEL, "--fps", "8", "--resolution", "128x72"]
+        result = CliRunner().invoke(cli, [*args, "--duration", "1"])
+        assert result.exit_code == 1 and result.output.strip() == f"Error: {NO_OUTPUT}"
+        result = CliRunner().invoke(cli, [*args, "--duration", "500"])
+        assert result.exit_code == 1 and "durationSeconds: 500 is not allowed" in result.output and "output" not in result.output
+
+
+# --------------------------------------------------------------- reelforge serve start-up
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("REELFORGE_HOME", str(tmp_path / "home"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", "--port", str(port)])
+    assert result.exit_code == 1
+    assert result.output == f"Error: port {port} on 127.0.0.1 is in use (another reelforge serve?); pick another with --port\n"
+    assert not (tmp_path / "home").exists()  # refused before the job log was opened
+
+
+def test_serve_bad_default_output_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("REELFORGE_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(cli, ["serve", "--port", "0", "--default-output", "videos/out"])
+    assert result.exit_code == 2 and "--default-output" in result.output and "s3://bucket/prefix" in result.output
+
+
+def test_serve_port_0_prints_the_port_it_got(tmp_path):
+    env = {**os.environ, "REELFORGE_HOME": str(tmp_path / "home")}
+    cmd = [sys.executable, "-m", "reelforge", "serve", "--port", "0", "--log-level", "warning",
+           "--default-output", "s3://team-bucket/videos"]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = proc.stderr.readline()
+        m = re.search(r"on http://127\.0\.0\.1:(\d+) ", banner)
+        assert m and int(m.group(1)) != 0, banner
+        assert "default output s3://team-bucket/videos" in banner
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                status, _, body = http(f"http://127.0.0.1:{m.group(1)}/reelforge/health")
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "the server did not answer"
+                time.sleep(0.1)
+        assert status == 200 and json.loads(body)["defaultOutput"] == "s3://team-bucket/videos"
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        proc.stderr.close()

@@ -10,15 +10,19 @@ one instance per (engine, options). How requests are fitted to each model and ma
 from __future__ import annotations
 
 import gc
+import importlib.metadata
 import importlib.util
+import json
 import logging
 import os
+import shlex
 import threading
 import time
+from pathlib import Path
 from typing import Any, ClassVar, Iterable, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from ..errors import EngineError, JobCanceled, RequestError
 from ..models import ModelSpec
@@ -27,11 +31,46 @@ from .diffusers_adapt import (
     ModelRules, adapt_frames, fit_conditioning_image, plan_generation, size_map, time_map,
 )
 from .diffusers_models import FAMILIES, KNOWN_MODELS
-from .diffusers_weights import WeightsSource, resolve_weights
+from .diffusers_weights import DIFFUSERS_FILES, WeightsSource, resolve_weights
 
 log = logging.getLogger("reelforge.engines.diffusers")
 
 INSTALL_HINT = "pip install 'reelforge[diffusers]'"
+REQUIRED_PACKAGES = ("torch", "diffusers", "transformers")
+
+
+def source_checkout() -> Path | None:
+    """The project folder when reelforge runs from a source checkout (editable install or the tree), else None."""
+    try:
+        direct = importlib.metadata.distribution("reelforge").read_text("direct_url.json")
+    except importlib.metadata.PackageNotFoundError:
+        direct = None
+    if direct:
+        try:
+            info = json.loads(direct)
+        except ValueError:
+            info = {}
+        url = info.get("url", "")
+        if info.get("dir_info", {}).get("editable") and url.startswith("file://"):
+            from urllib.parse import unquote, urlparse
+
+            return Path(unquote(urlparse(url).path))
+        return None  # installed from a wheel or an archive
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "pyproject.toml").is_file() and (root / "reelforge" / "__init__.py").is_file() else None
+
+
+def install_hint() -> str:
+    """How to install the extra: the PyPI form, plus the editable form in a source checkout."""
+    root = source_checkout()
+    if root is None:
+        return INSTALL_HINT
+    return f"{INSTALL_HINT} (in the source checkout {root}: pip install -e {shlex.quote(f'{root}[diffusers]')})"
+
+
+def missing_packages() -> list[str]:
+    """The extra's packages this interpreter cannot import (looked up, not imported)."""
+    return [m for m in REQUIRED_PACKAGES if importlib.util.find_spec(m) is None]
 
 
 class DiffusersOptions(EngineOptions):
@@ -81,15 +120,29 @@ class DiffusersEngine(Engine):
 
     def __init__(self, options: dict[str, Any] | EngineOptions | None = None):
         super().__init__(options)
-        missing = [m for m in ("torch", "diffusers", "transformers") if importlib.util.find_spec(m) is None]
+        missing = missing_packages()
         if missing:
-            raise EngineError(f"the diffusers engine needs {', '.join(missing)}: {INSTALL_HINT}")
+            raise EngineError(f"the diffusers engine needs {', '.join(missing)}: {install_hint()}")
         self.family = FAMILIES[self.options.family]
         self.loads = 0  # how many times weights were loaded: once per instance unless options change
         self._lock = threading.Lock()  # a pipeline is not re-entrant (scheduler state, interrupt flag)
         self._pipes: dict[str, Any] = {}
         self._key: tuple | None = None
         self._info: dict[str, Any] = {}
+
+    @classmethod
+    def check_available(cls, options: dict[str, Any]) -> None:
+        """Refuse a job before it is recorded when the extra or the weights are missing (nothing is loaded)."""
+        try:
+            opts = cls.Options.model_validate(options or {})
+        except ValidationError as exc:  # one line: "engine 'diffusers': bad options: model: ...; dtype: ..."
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg'].removeprefix('Value error, ')}"
+                                 for e in exc.errors())
+            raise EngineError(f"engine {cls.engine_id!r}: bad options: {problems}") from None
+        missing = missing_packages()
+        if missing:
+            raise EngineError(f"the diffusers engine needs {', '.join(missing)}: {install_hint()}")
+        locate_weights(opts)
 
     @classmethod
     def models(cls) -> list[ModelSpec]:
@@ -135,7 +188,7 @@ class DiffusersEngine(Engine):
             import diffusers
             import torch
         except ImportError as exc:
-            raise EngineError(f"the diffusers engine cannot import {exc.name or exc}: {INSTALL_HINT}") from None
+            raise EngineError(f"the diffusers engine cannot import {exc.name or exc}: {install_hint()}") from None
         device, dtype = self._device_and_dtype(torch)
         o = self.options
         weights = self.locate_weights()
@@ -192,9 +245,7 @@ class DiffusersEngine(Engine):
 
     def locate_weights(self) -> WeightsSource:
         """Where this engine's weights are; EngineError naming the download command when missing."""
-        o = self.options
-        known = KNOWN_MODELS.get(o.model)
-        return resolve_weights(o.model, o.repo, o.weights, known.cache_aliases if known else ())
+        return locate_weights(self.options)
 
     def _rules(self, pipe) -> ModelRules:
         f = self.family
@@ -337,6 +388,14 @@ class DiffusersEngine(Engine):
     def close(self) -> None:
         with self._lock:
             self._release()
+
+
+def locate_weights(o: DiffusersOptions) -> WeightsSource:
+    """Where the weights for options ``o`` are (paths and the HF cache's refs only; nothing is read)."""
+    known = KNOWN_MODELS.get(o.model)
+    if known is not None and o.repo == known.repo:  # a known layout: suggest fetching just the diffusers files
+        return resolve_weights(o.model, o.repo, o.weights, known.cache_aliases, DIFFUSERS_FILES)
+    return resolve_weights(o.model, o.repo, o.weights, known.cache_aliases if known else ())
 
 
 def _usable_cpus() -> int:

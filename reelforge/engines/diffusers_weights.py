@@ -7,18 +7,26 @@ Lookup order, first hit wins:
 4. the Hugging Face cache (what ``hf download <repo>`` fills), read with ``local_files_only``.
 
 A folder must be in diffusers format: model_index.json plus one subfolder per component.
+``resolve_weights`` only looks at paths and the cache's refs (no weights are read), so the engine's
+``check_available`` can run it before a job is recorded.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EngineError
 
 WEIGHTS_DIR_ENV = "REELFORGE_WEIGHTS_DIR"
+
+# What a diffusers pipeline of the known models loads: model_index.json and its component folders.
+# Lightricks/LTX-Video also holds many single-file checkpoints at its root (ltx-video-2b-v0.9*.safetensors,
+# ltxv-13b-*.safetensors, ...), which a plain `hf download` of the repo would fetch too.
+DIFFUSERS_FILES = ("model_index.json", "scheduler/*", "text_encoder/*", "tokenizer/*", "transformer/*", "vae/*")
 
 
 @dataclass(frozen=True)
@@ -59,8 +67,27 @@ def _from_hf_cache(repos: tuple[str, ...]) -> WeightsSource | None:
     return None
 
 
-def resolve_weights(model: str, repo: str, explicit: str | None, cache_aliases: tuple[str, ...] = ()) -> WeightsSource:
-    """Find the weights folder of ``model`` or raise EngineError with the one command that fetches them."""
+def download_command(repo: str, local_dir: Path | None = None, include: tuple[str, ...] = ()) -> str:
+    """The ``hf download`` command that fetches ``repo`` (only ``include`` when given) for the lookup to find.
+
+    ``--include`` is repeated once per pattern, as the typer-based ``hf`` of huggingface_hub 1.x parses it.
+    """
+    parts = ["hf", "download", repo]
+    if local_dir is not None:
+        parts += ["--local-dir", str(local_dir)]
+    for pattern in include:
+        parts += ["--include", pattern]
+    return shlex.join(parts)
+
+
+def resolve_weights(
+    model: str, repo: str, explicit: str | None, cache_aliases: tuple[str, ...] = (), include: tuple[str, ...] = ()
+) -> WeightsSource:
+    """Find the weights folder of ``model`` or raise EngineError with the one command that fetches them.
+
+    Reads no weights: folder checks and the Hugging Face cache's refs only (cheap enough to run
+    before a job is recorded). ``include`` narrows the suggested download to those patterns.
+    """
     if explicit:
         return WeightsSource(_check_folder(Path(explicit).expanduser(), "the engine option 'weights'"), "option")
     env = model_env_var(model)
@@ -78,5 +105,5 @@ def resolve_weights(model: str, repo: str, explicit: str | None, cache_aliases: 
     looked = f"${env} (unset), " + (
         f"{Path(root).expanduser() / folder} (missing)" if root else f"${WEIGHTS_DIR_ENV} (unset)"
     ) + " and the Hugging Face cache"
-    command = f"hf download {repo}" + (f" --local-dir {Path(root).expanduser() / folder}" if root else "")
+    command = download_command(repo, Path(root).expanduser() / folder if root else None, include)
     raise EngineError(f"no weights for {model} ({repo}): looked in {looked}; download them with: {command}")

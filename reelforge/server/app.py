@@ -37,6 +37,7 @@ log = logging.getLogger("reelforge.server")
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
 _DRAIN_MAX = 256 * 1024 * 1024  # read (and drop) at most this much of a too-large body before replying
 OPEN_PATHS = ("/reelforge/health",)
+BUCKET_DIR_DEFAULT_OUTPUT = "s3://reelforge-outputs/videos"  # with --bucket-dir: DIR/reelforge-outputs/videos
 
 
 @dataclass
@@ -50,6 +51,28 @@ class ServerSettings:
     region: str = field(default_factory=config.region)
     account: str = field(default_factory=config.account)
     data_dir: Path | None = None  # default: REELFORGE_HOME / the user data dir
+    default_output: str | None = None  # s3://bucket/prefix advertised on /reelforge/health for clients without one
+
+    @property
+    def advertised_output(self) -> str | None:
+        """The output location a reelforge client uses when given none (with --bucket-dir there always is one)."""
+        if self.default_output:
+            return self.default_output.rstrip("/")
+        return BUCKET_DIR_DEFAULT_OUTPUT if self.bucket_dir is not None else None
+
+
+def check_default_output(uri: str, bucket_dir: Path | None = None) -> str:
+    """``uri`` without a trailing '/' when it can be a job's output location, else a one-line ValueError."""
+    from .wire import S3_URI
+
+    uri = uri.rstrip("/")
+    if not S3_URI.fullmatch(uri):
+        raise ValueError(f"{uri!r} is not an S3 location; write it as s3://bucket/prefix (a bucket name of 3 to 63 lowercase letters, digits, '.' and '-')")
+    if bucket_dir is not None:
+        _, key = split_s3(uri)
+        if key and any(p in ("", ".", "..") for p in key.split("/")):
+            raise ValueError(f"{uri!r} has an empty, '.' or '..' path segment, which a local bucket folder cannot hold")
+    return uri
 
 
 class ServerState:

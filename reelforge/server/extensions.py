@@ -1,6 +1,6 @@
 """reelforge's own routes, all under ``/reelforge/`` (never on Bedrock's paths).
 
-GET  /reelforge/health                     liveness and configuration summary (no auth needed)
+GET  /reelforge/health                     liveness, configuration summary, default output (no auth needed)
 GET  /reelforge/jobs?status=&limit=        recent jobs with reelforge's own statuses
 GET  /reelforge/jobs/{id}                  one job: progress, stage, CANCELED, request, metadata
 POST /reelforge/jobs/{id}/cancel           cancel a queued or running job
@@ -89,6 +89,7 @@ async def health(request: Request) -> JSONResponse:
             "workers": state.settings.workers,
             "bucketDir": state.settings.bucket_dir is not None,
             "auth": bool(state.settings.auth_keys),
+            "defaultOutput": state.settings.advertised_output,  # s3://bucket/prefix, or null: clients must pass one
         }
     )
 
