@@ -56,8 +56,12 @@ class SQLJobStore(JobStore):
 
     migrations: list[str] = []
 
+    def _migration_lock(self, db) -> None:
+        """Keep two processes from migrating at once (SQLite's immediate transaction already does)."""
+
     def _migrate(self) -> None:
         with self._tx() as db:
+            self._migration_lock(db)
             db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL)")
             current = db.execute("SELECT MAX(version) AS v FROM schema_migrations").fetchone()["v"] or 0
             for version, sql in enumerate(self.migrations, start=1):
@@ -394,16 +398,8 @@ class PostgresJobStore(SQLJobStore):
         self._local = threading.local()
         self._migrate()
 
-    def _migrate(self) -> None:
-        with self._tx() as db:
-            db.execute("SELECT pg_advisory_xact_lock(4242)")  # one migrator at a time when many workers start
-            db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL)")
-            current = db.execute("SELECT MAX(version) AS v FROM schema_migrations").fetchone()["v"] or 0
-            for version, sql in enumerate(self.migrations, start=1):
-                if version > current:
-                    for stmt in filter(str.strip, sql.split(";")):
-                        db.execute(stmt)
-                    db.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
+    def _migration_lock(self, db) -> None:
+        db.execute("SELECT pg_advisory_xact_lock(4242)")  # one migrator at a time when many workers start
 
     def _db(self) -> _PgConnection:
         db = getattr(self._local, "db", None)
