@@ -172,7 +172,7 @@ class _Scene:
             py = (sy * self.ch - y0) * h / vh * depth + h * sy * (1 - depth)
             rr = r * (scale ** (1 + depth) if self.motion.startswith("dolly") else scale)
             draw.ellipse((px - rr, py - rr, px + rr, py + rr), fill=colour, outline=(255, 255, 255), width=2)
-        slate = i < self.options.slate_frames
+        slate = i < min(self.options.slate_frames, max(1, n // 4))  # short shots keep most frames clear
         frame_width = max(6, h // 40)
         if slate:  # the border first, so the caption and the label stay readable over it
             draw.rectangle((0, 0, w - 1, h - 1), outline=self.border, width=frame_width)
@@ -201,7 +201,7 @@ class AnimaticEngine(Engine):
 
     class Options(EngineOptions):
         caption: bool = True
-        slate_frames: int = 12  # frames at the start of each shot that show its number
+        slate_frames: int = 12  # frames at the start of each shot that show its number (at most a quarter)
 
     def render_shot(self, shot: ShotPlan, progress: Progress) -> Iterable[np.ndarray]:
         scene = _Scene(shot, self.options)
