@@ -145,8 +145,10 @@ class JobStore:
         """Requeue every unit ``worker_id`` is running (it is shutting down); return their ids."""
         raise NotImplementedError
 
-    def split(self, parent_id: str, worker_id: str, shots: list[JobRecord]) -> None:
-        """Record the shot units of a claimed job; the job waits for them, holding no lease."""
+    def split(self, parent_id: str, worker_id: str, shots: list[JobRecord]) -> bool:
+        """Record the shot units of a claimed job, which then waits for them holding no lease.
+
+        Returns False, adding nothing, when ``worker_id`` no longer holds the job."""
         raise NotImplementedError
 
     def children(self, parent_id: str) -> list[JobRecord]:

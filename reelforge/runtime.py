@@ -20,7 +20,7 @@ from .engines import get_engine_class
 from .models import engine_for, get_model
 from .request import VideoRequest, check
 from .storage import join, local_path, to_uri
-from .worker import MAX_ATTEMPTS, EngineCache, new_worker_id, perform, worker_is_dead
+from .worker import LEASE_S, MAX_ATTEMPTS, EngineCache, new_worker_id, perform, worker_is_dead
 
 log = logging.getLogger("reelforge.runtime")
 
@@ -132,11 +132,14 @@ class Runtime:
         return ran
 
     def run_one(self) -> bool:
-        job = self.store.claim(self.worker_id, 30.0)
+        # Each thread claims under its own id (worker id + "/thread"), so a unit recovered from one
+        # thread and claimed by another is never mistaken for the first one's.
+        owner = f"{self.worker_id}/{threading.current_thread().name}"
+        job = self.store.claim(owner, LEASE_S)
         if job is None:
             return False
         self.notify(job.id)
-        perform(self.store, job, self.worker_id, self.engines, notify=self.notify, fetch_s3=self.fetch_s3)
+        perform(self.store, job, owner, self.engines, notify=self.notify, fetch_s3=self.fetch_s3)
         self.notify(job.id)
         return True
 

@@ -79,7 +79,20 @@ class SQLJobStore(JobStore):
     def _lock(self, db, job_id: str) -> None:
         """Hold ``job_id``'s row until the transaction ends (no-op where transactions are serial)."""
 
-    _CLAIM_NEXT = "SELECT id FROM jobs WHERE status = 'QUEUED' ORDER BY submit_time, id LIMIT 1"
+    def _lock_parent_of(self, db, job_id: str) -> str | None:
+        """Lock the job a shot unit belongs to, before the unit's own row: one lock order everywhere."""
+        row = db.execute("SELECT parent_id FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        parent = row["parent_id"] if row is not None else None
+        if parent is not None:
+            self._lock(db, parent)
+        return parent
+
+    # A shot unit is only worth running while its job is still waiting for shots.
+    _CLAIM_NEXT = (
+        "SELECT id FROM jobs j WHERE status = 'QUEUED' AND (parent_id IS NULL OR EXISTS"
+        " (SELECT 1 FROM jobs p WHERE p.id = j.parent_id AND p.status = 'RUNNING'))"
+        " ORDER BY submit_time, id LIMIT 1"
+    )
 
     @staticmethod
     def _row(row) -> JobRecord:
@@ -155,6 +168,7 @@ class SQLJobStore(JobStore):
     def heartbeat(self, job_id, worker_id, lease_s, progress, stage) -> bool:
         now = time.time()
         with self._tx() as db:
+            self._lock_parent_of(db, job_id)
             row = db.execute(
                 "UPDATE jobs SET lease_until = ?, progress = ?, stage = ?, last_modified = ?"
                 " WHERE id = ? AND worker_id = ? AND status = 'RUNNING' RETURNING cancel_requested, parent_id",
@@ -180,9 +194,7 @@ class SQLJobStore(JobStore):
             cond += " AND worker_id = ?"
             args.append(worker_id)
         with self._tx() as db:
-            parent = db.execute("SELECT parent_id FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if parent is not None and parent["parent_id"] is not None:
-                self._lock(db, parent["parent_id"])  # shots finishing together settle their job one at a time
+            self._lock_parent_of(db, job_id)  # shots finishing together settle their job one at a time
             row = db.execute(f"UPDATE jobs SET {sets} WHERE {cond} RETURNING parent_id", args).fetchone()
             if row is not None and row["parent_id"] is not None:
                 self._settle(db, row["parent_id"], now)
@@ -200,6 +212,8 @@ class SQLJobStore(JobStore):
     def request_cancel(self, job_id: str) -> JobRecord:
         now = time.time()
         with self._tx() as db:
+            # A shot unit is part of a job: canceling it cancels the job, which the caller gets back.
+            job_id = self._lock_parent_of(db, job_id) or job_id
             self._lock(db, job_id)
             db.execute(
                 "UPDATE jobs SET status = 'CANCELED', stage = 'canceled', end_time = ?, last_modified = ?,"
@@ -221,27 +235,34 @@ class SQLJobStore(JobStore):
         with self._tx() as db:
             rows = db.execute(
                 "UPDATE jobs SET status = 'QUEUED', worker_id = NULL, lease_until = NULL, progress = 0,"
-                " stage = 'queued again: its worker stopped', last_modified = ? WHERE worker_id = ? AND status = 'RUNNING'"
-                " RETURNING id",
-                (now, worker_id),
+                " stage = 'queued again: its worker stopped', last_modified = ?"
+                " WHERE (worker_id = ? OR worker_id LIKE ?) AND status = 'RUNNING' RETURNING id",
+                (now, worker_id, worker_id + "/%"),
             ).fetchall()
         return [r["id"] for r in rows]
 
-    def split(self, parent_id: str, worker_id: str, shots: list[JobRecord]) -> None:
+    def split(self, parent_id: str, worker_id: str, shots: list[JobRecord]) -> bool:
         now = time.time()
         with self._tx() as db:
+            self._lock(db, parent_id)
+            owned = db.execute(
+                # The split is bookkeeping, not an attempt: the join that follows counts as the first.
+                "UPDATE jobs SET worker_id = NULL, lease_until = NULL, attempts = 0, stage = ?, last_modified = ?"
+                " WHERE id = ? AND worker_id = ? AND status = 'RUNNING' RETURNING cancel_requested",
+                (f"rendering {len(shots)} shots", now, parent_id, worker_id),
+            ).fetchone()
+            if owned is None:
+                return False  # another worker has the job now (or it ended): its shots are not ours to add
             for rec in shots:
+                if owned["cancel_requested"]:
+                    rec.status, rec.stage, rec.end_time, rec.failure_message = JobStatus.CANCELED, "canceled", now, "Canceled."
                 values = _column_values(rec)
                 db.execute(
                     f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
                     [values[c] for c in _COLUMNS],
                 )
-            db.execute(
-                # The split is bookkeeping, not an attempt: the join that follows counts as the first.
-                "UPDATE jobs SET worker_id = NULL, lease_until = NULL, attempts = 0, stage = ?, last_modified = ?"
-                " WHERE id = ? AND worker_id = ?",
-                (f"rendering {len(shots)} shots", now, parent_id, worker_id),
-            )
+            self._settle(db, parent_id, now)
+        return True
 
     def children(self, parent_id: str) -> list[JobRecord]:
         rows = self._db().execute("SELECT * FROM jobs WHERE parent_id = ? ORDER BY shot_index", (parent_id,))
@@ -277,12 +298,12 @@ class SQLJobStore(JobStore):
             db.execute("UPDATE jobs SET status = 'CANCELED', stage = 'canceled', end_time = ?, last_modified = ?, failure_message = 'Canceled: another shot failed.' WHERE parent_id = ? AND status = 'QUEUED'", (now, now, parent_id))
             db.execute("UPDATE jobs SET cancel_requested = 1 WHERE parent_id = ? AND status = 'RUNNING'", (parent_id,))
             db.execute("UPDATE jobs SET status = 'FAILED', stage = 'failed', end_time = ?, last_modified = ?, failure_message = ? WHERE id = ?", (now, now, msg[:2048], parent_id))
-        elif all(s == "COMPLETED" for s in states):
-            db.execute("UPDATE jobs SET status = 'QUEUED', stage = 'joining shots', progress = 0.97, last_modified = ? WHERE id = ?", (now, parent_id))
-        elif "RUNNING" not in states and "QUEUED" not in states:
-            db.execute("UPDATE jobs SET status = 'CANCELED', stage = 'canceled', end_time = ?, last_modified = ?, failure_message = 'Canceled.' WHERE id = ?", (now, now, parent_id))
-        else:
+        elif "RUNNING" in states or "QUEUED" in states:
             self._roll_up(db, parent_id, now)
+        elif all(s == "COMPLETED" for s in states) and not parent["cancel_requested"]:
+            db.execute("UPDATE jobs SET status = 'QUEUED', stage = 'joining shots', progress = 0.97, last_modified = ? WHERE id = ?", (now, parent_id))
+        else:
+            db.execute("UPDATE jobs SET status = 'CANCELED', stage = 'canceled', end_time = ?, last_modified = ?, failure_message = 'Canceled.' WHERE id = ?", (now, now, parent_id))
 
     def recover(self, max_attempts: int, is_dead=None) -> list[str]:
         now = time.time()
@@ -387,7 +408,7 @@ class PostgresJobStore(SQLJobStore):
     """The job log in PostgreSQL, for stateless servers and workers on many machines."""
 
     migrations = POSTGRES_MIGRATIONS
-    _CLAIM_NEXT = "SELECT id FROM jobs WHERE status = 'QUEUED' ORDER BY submit_time, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+    _CLAIM_NEXT = SQLJobStore._CLAIM_NEXT + " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, url: str):
         try:

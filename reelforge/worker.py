@@ -89,6 +89,8 @@ class JobProgress:
         self.notify = notify
         self._last = 0.0
         self.value = 0.0
+        self.stage = "starting"
+        self.canceled = False
 
     def __call__(self, done: int, total: int, stage: str = "") -> None:
         frac = (self.shot + (done / total if total else 0.0)) / self.shot_count
@@ -98,14 +100,44 @@ class JobProgress:
 
     def beat(self, stage: str, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now - self._last < HEARTBEAT_S:
-            return
-        self._last = now
-        canceled = self.store.heartbeat(self.job.id, self.worker_id, LEASE_S, self.value, stage)
+        if force or now - self._last >= HEARTBEAT_S:
+            self._last = now
+            self.renew(stage)
+        if self.canceled:
+            raise JobCanceled(self.job.id)
+
+    def renew(self, stage: str | None = None) -> None:
+        """Renew the lease and record progress; notes a cancel (or a lost lease) without raising."""
+        self.stage = stage if stage is not None else self.stage
+        if self.store.heartbeat(self.job.id, self.worker_id, LEASE_S, self.value, self.stage):
+            self.canceled = True
         if self.notify:
             self.notify(self.job.id)
-        if canceled:
-            raise JobCanceled(self.job.id)
+
+
+class _LeaseKeeper:
+    """Renews a unit's lease from a thread of its own, so steps that report no progress (loading
+    weights, waiting for a shared engine, joining, uploading) never look like a dead worker."""
+
+    def __init__(self, progress: JobProgress):
+        self.progress = progress
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease {progress.job.id}", daemon=True)
+
+    def __enter__(self) -> "_LeaseKeeper":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(LEASE_S / 3):
+            try:
+                self.progress.renew()
+            except Exception:  # a missed renewal is retried; the lease has room for two more
+                log.warning("could not renew the lease of %s", self.progress.job.id, exc_info=True)
 
 
 def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCache, notify=None, fetch_s3=None) -> JobStatus:
@@ -124,7 +156,7 @@ def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCach
         engine_id, options = engine_for(spec)
         unit = _Unit(store, job, worker_id, engines, engine_id, options, request, shots)
         progress = unit.progress = JobProgress(store, job, worker_id, 1 if job.parent_id else len(shots), notify)
-        with _Folder(job.storage_uri) as out:
+        with _LeaseKeeper(progress), _Folder(job.storage_uri) as out:
             if job.attempts > 1:
                 owned = [_shot_name(job.shot_index)] if job.parent_id else [_shot_name(i) for i in range(len(shots))]
                 out.clear_leftovers(owned + ["output.mp4", "poster.jpg", "contact_sheet.png"] * (job.parent_id is None))
@@ -134,8 +166,11 @@ def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCach
                 done = store.children(job.id)
                 if not done:
                     out.put_json("manifest.json", _manifest(job, engine_id, request))
-                    store.split(job.id, worker_id, [_shot_unit(job, i) for i in range(len(shots))])
+                    if not store.split(job.id, worker_id, [_shot_unit(job, i) for i in range(len(shots))]):
+                        log.warning("job %s was taken over before it was split; leaving it to its new worker", job.id)
                     return JobStatus.RUNNING
+                if any(c.status is not JobStatus.COMPLETED for c in done):
+                    raise ReelforgeError(f"job {job.id} was queued to join shots that are not all rendered")
                 names, poster, metadata = unit.join_shots(out, done)
             else:
                 names, poster, metadata = unit.render_all(out)

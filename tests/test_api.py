@@ -182,3 +182,37 @@ def test_engine_options_from_the_environment(tmp_path, monkeypatch):
     with pytest.raises(EngineError, match="REELFORGE_ANIMATIC_OPTIONS is not valid JSON"):  # refused before recording
         Client().start(VideoRequest(text="a quiet lake", **TINY), model="reelforge.animatic-v1", output=tmp_path)
     assert len(Client().jobs()) == 1
+
+
+@register_engine
+class QuietEngine(_TestEngine):
+    """Says nothing for a while before its first frame, like a model loading its weights."""
+
+    engine_id = "test-quiet"
+
+    @classmethod
+    def models(cls):
+        return [ModelSpec("test.quiet", "test-quiet", "silent start", LOCAL)]
+
+    def render_shot(self, shot, progress):
+        time.sleep(2.0)
+        yield from super().render_shot(shot, progress)
+
+    def step(self, shot, i):
+        pass
+
+
+def test_a_silent_engine_keeps_its_lease(tmp_path, monkeypatch):
+    from reelforge import runtime as runtime_module
+    from reelforge import worker as worker_module
+
+    monkeypatch.setattr(worker_module, "LEASE_S", 0.6)
+    monkeypatch.setattr(runtime_module, "LEASE_S", 0.6)
+    client = Client()
+    job = client.start(VideoRequest(text="quiet", **TINY), model="test.quiet", output=tmp_path)
+    runtime = client._backend.runtime
+    deadline = time.time() + 10
+    while job.status is not JobStatus.COMPLETED and time.time() < deadline:
+        assert runtime.store.recover(3) == []  # another process looking for dead workers finds none
+        time.sleep(0.2)
+    assert job.wait(timeout=10).record.attempts == 1

@@ -169,3 +169,44 @@ def test_two_worker_processes_share_a_postgres_job_log(pg_url, tmp_path):
         assert job.status is JobStatus.COMPLETED and job.attempts == 1, (job.id, job.status, job.failure_message)
     assert (tmp_path / multi.id / "output.mp4").exists()
     runtime.stop()
+
+
+def _claimed_parent(store, shots=2):
+    parent, _ = store.create(record())
+    claimed = store.claim("w0", 30)
+    assert claimed.id == parent.id
+    return parent, [record(parent_id=parent.id, shot_index=i, submit_time=parent.submit_time) for i in range(shots)]
+
+
+def test_a_worker_that_lost_its_job_cannot_split_it(store):
+    parent, shots = _claimed_parent(store)
+    store.recover(max_attempts=3, is_dead=lambda w: w == "w0")  # w0 counted as gone: requeued
+    assert store.claim("w1", 30).id == parent.id
+    assert store.split(parent.id, "w0", shots) is False
+    assert store.children(parent.id) == [] and store.get(parent.id).worker_id == "w1"
+
+
+def test_a_cancel_before_the_split_gives_shots_born_canceled(store):
+    parent, shots = _claimed_parent(store)
+    store.request_cancel(parent.id)
+    assert store.split(parent.id, "w0", shots) is True
+    assert {c.status for c in store.children(parent.id)} == {JobStatus.CANCELED}
+    assert store.get(parent.id).status is JobStatus.CANCELED and store.claim("w1", 30) is None
+
+
+def test_canceling_a_shot_unit_cancels_its_job(store):
+    parent, shots = _claimed_parent(store)
+    store.split(parent.id, "w0", shots)
+    first = store.claim("w1", 30)
+    store.finish(first.id, "w1", JobStatus.COMPLETED)
+    second = store.children(parent.id)[1]
+    assert store.request_cancel(second.id).id == parent.id
+    assert store.get(parent.id).status is JobStatus.CANCELED
+
+
+def test_shot_units_of_an_ended_job_are_not_claimed(store):
+    parent, shots = _claimed_parent(store, shots=3)
+    store.split(parent.id, "w0", shots)
+    unit = store.claim("w1", 30)
+    store.finish(unit.id, "w1", JobStatus.FAILED, failure_message="boom")  # fails the job, cancels queued shots
+    assert store.get(parent.id).status is JobStatus.FAILED and store.claim("w2", 30) is None
