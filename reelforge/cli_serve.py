@@ -67,11 +67,12 @@ def _is_loopback(host: str) -> bool:
 @click.option("--bucket-dir", type=click.Path(file_okay=False, path_type=Path), help="Write s3://BUCKET/PREFIX outputs to DIR/BUCKET/PREFIX instead of S3.")
 @click.option("--default-output", metavar="S3_URI", help="s3://bucket/prefix for requests from reelforge clients that name no output (advertised on /reelforge/health) [default with --bucket-dir: s3://reelforge-outputs/videos; else none].")
 @click.option("--auth-keys", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="File of ACCESS_KEY_ID:SECRET lines; requests must be SigV4-signed with one (also REELFORGE_AUTH_KEYS).")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME", help="On a loopback --host, also answer requests with this Host name (a reverse proxy's public name); repeatable.")
 @click.option("--max-body", default="32MiB", show_default=True, help="Largest request body accepted.")
 @click.option("--region", default=None, help=f"Region for ARNs when a request carries none [default: {config.DEFAULT_REGION}].")
 @click.option("--account", default=None, help=f"12-digit account id in ARNs [default: {config.DEFAULT_ACCOUNT}].")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info", show_default=True)
-def serve(host, port, workers, bucket_dir, default_output, auth_keys, max_body, region, account, log_level):
+def serve(host, port, workers, bucket_dir, default_output, auth_keys, allowed_hosts, max_body, region, account, log_level):
     """Serve Bedrock's StartAsyncInvoke / GetAsyncInvoke / ListAsyncInvokes for boto3 and the notebook.
 
     Point boto3 at it with endpoint_url="http://HOST:PORT" (any credentials, a region). Outputs go
@@ -82,13 +83,15 @@ def serve(host, port, workers, bucket_dir, default_output, auth_keys, max_body, 
     from .server.app import check_default_output
     from .server.sigv4 import load_keys
 
+    if region is not None and not re.fullmatch(r"[a-z0-9-]{1,20}", region):
+        raise click.BadParameter("must be 1 to 20 lowercase letters, digits and '-' (it goes into ARNs), e.g. us-east-1", param_hint="--region")
     if account is not None and not re.fullmatch(r"[0-9]{12}", account):
         raise click.BadParameter("must be 12 digits", param_hint="--account")
     try:
         keys = load_keys(auth_keys, os.environ.get("REELFORGE_AUTH_KEYS"))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    overrides = dict(host=host, port=port, workers=workers, auth_keys=keys, max_body=parse_size(max_body))
+    overrides = dict(host=host, port=port, workers=workers, auth_keys=keys, max_body=parse_size(max_body), allowed_hosts=tuple(h.strip().lower() for h in allowed_hosts))
     if default_output is not None:
         try:
             overrides["default_output"] = check_default_output(default_output, bucket_dir)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -206,16 +205,22 @@ class RemoteBackend:
         folder, name = uri.rsplit("/", 1)
         job_id = folder.rsplit("/", 1)[-1]
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.part")
         if self.is_reelforge:
+            from .media import _publish, _temp_path, _unlink_quietly
+
+            tmp = _temp_path(path)  # unique: concurrent downloads to one path never share a temp file
             try:
                 with self._open("GET", f"/reelforge/jobs/{quote(job_id)}/files/{quote(name)}") as r, open(tmp, "wb") as f:
                     while chunk := r.read(1 << 20):
                         f.write(chunk)
-                os.replace(tmp, path)
+            except BaseException as exc:
+                _unlink_quietly(tmp)
+                if not isinstance(exc, JobNotFoundError):
+                    raise
+                # not on the server's disk: it went to S3
+            else:
+                _publish(tmp, path)
                 return path
-            except JobNotFoundError:
-                pass  # not on the server's disk: it went to S3
         from .storage import S3Storage
 
         return S3Storage(self._session.client("s3")).download(uri, path)

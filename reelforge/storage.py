@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from .errors import StorageError
-from .media import atomic_write_bytes
+from .media import _publish, _temp_path, _unlink_quietly, atomic_write_bytes
 
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".webm", ".mkv"}
@@ -26,13 +26,18 @@ def to_uri(location: str | os.PathLike) -> str:
         return text.rstrip("/") if text not in ("s3://", "file://") else text
     if "://" in text:
         raise StorageError(f"output {text!r}: use a folder path, file:// or s3://bucket/prefix")
+    if "\0" in text:
+        raise StorageError(f"output {text!r} contains a NUL character, which no path can hold")
     path = Path(text).expanduser()
     if path.suffix.lower() in VIDEO_SUFFIXES and not path.is_dir():
         raise StorageError(
             f"output {text!r} looks like a file name, but the output is a folder (each job writes "
             "<folder>/<job id>/output.mp4); to save one file: reelforge jobs download JOB_ID -o " + text
         )
-    return path.resolve().as_uri()
+    try:
+        return path.resolve().as_uri()
+    except ValueError as exc:  # "embedded null byte" and the like
+        raise StorageError(f"output {text!r} is not a usable path: {exc}") from None
 
 
 def join(uri: str, *parts: str) -> str:
@@ -70,7 +75,7 @@ class Storage:
         raise NotImplementedError
 
     def download(self, uri: str, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _mkdir(path.parent)
         atomic_write_bytes(path, self.get_bytes(uri))
         return path
 
@@ -80,10 +85,8 @@ class LocalStorage(Storage):
         dest = local_path(uri)
         if Path(path).resolve() == dest.resolve():
             return
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.part")
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, dest)
+        _mkdir(dest.parent)
+        _copy_atomic(Path(path), dest)
 
     def put_bytes(self, data: bytes, uri: str) -> None:
         dest = local_path(uri)
@@ -109,12 +112,26 @@ class LocalStorage(Storage):
         src = local_path(uri)
         if not src.exists():
             raise StorageError(f"{uri} does not exist")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _mkdir(path.parent)
         if src.resolve() != path.resolve():
-            tmp = path.with_name(f".{path.name}.part")
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, path)
+            _copy_atomic(src, path)
         return path
+
+
+def _mkdir(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def _copy_atomic(src: Path, dest: Path) -> None:
+    """Copy ``src`` to ``dest`` through a unique temp file next to it: concurrent copies never share
+    a temp file, the last rename wins, and a failed copy leaves nothing behind."""
+    tmp = _temp_path(dest)
+    try:
+        shutil.copyfile(src, tmp)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    _publish(tmp, dest)
 
 
 _s3_clients = threading.local()
@@ -175,10 +192,14 @@ class S3Storage(Storage):
 
     def download(self, uri: str, path: Path) -> Path:
         bucket, key = split_s3(uri)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.part")
-        self._call("download", uri, self.client.download_file, bucket, key, str(tmp))
-        os.replace(tmp, path)
+        _mkdir(path.parent)
+        tmp = _temp_path(path)
+        try:
+            self._call("download", uri, self.client.download_file, bucket, key, str(tmp))
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        _publish(tmp, path)
         return path
 
 

@@ -4,7 +4,8 @@
 embedded client), recovers jobs a stopped server left running, and starts worker threads and
 the change hub when the server starts. One middleware gives every reply an
 ``x-amzn-RequestId``, enforces the body size limit and, when access keys are configured,
-verifies SigV4 signatures before any route runs.
+verifies SigV4 signatures before any route runs; on a loopback-bound server another refuses
+requests whose Host is not a loopback name (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ipaddress
 import os
+import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +30,9 @@ from ..errors import ImageError, ReelforgeError, RequestError
 from ..gallery import gallery_routes
 from ..jobs import open_store
 from ..runtime import Runtime
-from ..storage import S3Storage, split_s3
+from ..storage import S3Storage
 from . import bedrock_api, extensions, sigv4
-from .errors import ApiError, error_response
+from .errors import ApiError, access_denied, error_response
 from .events import ChangeHub
 
 log = logging.getLogger("reelforge.server")
@@ -52,6 +55,7 @@ class ServerSettings:
     account: str = field(default_factory=config.account)
     data_dir: Path | None = None  # default: REELFORGE_HOME / the user data dir
     default_output: str | None = None  # s3://bucket/prefix advertised on /reelforge/health for clients without one
+    allowed_hosts: tuple[str, ...] = ()  # extra Host names a loopback-bound server answers (a reverse proxy's)
 
     @property
     def advertised_output(self) -> str | None:
@@ -66,13 +70,19 @@ def check_default_output(uri: str, bucket_dir: Path | None = None) -> str:
     from .wire import S3_URI
 
     uri = uri.rstrip("/")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
+        raise ValueError(f"{uri!r} contains a control character, which an output location may not")
     if not S3_URI.fullmatch(uri):
         raise ValueError(f"{uri!r} is not an S3 location; write it as s3://bucket/prefix (a bucket name of 3 to 63 lowercase letters, digits, '.' and '-')")
     if bucket_dir is not None:
-        _, key = split_s3(uri)
+        _, _, key = uri[len("s3://"):].partition("/")
         if key and any(p in ("", ".", "..") for p in key.split("/")):
             raise ValueError(f"{uri!r} has an empty, '.' or '..' path segment, which a local bucket folder cannot hold")
     return uri
+
+
+OUTPUT_FIELD = "outputDataConfig.s3OutputDataConfig.s3Uri"
+IMAGE_FIELD = "s3Location.uri"
 
 
 class ServerState:
@@ -90,28 +100,144 @@ class ServerState:
         self.runtime = runtime
         self.hub = ChangeHub(runtime)
 
-    def local_path_for(self, s3_uri: str) -> Path:
-        """Where ``s3://bucket/key`` lives under --bucket-dir; refuses paths that would leave it."""
-        bucket, key = split_s3(s3_uri)
-        parts = key.split("/") if key else []
-        if any(p in ("", ".", "..") for p in parts):
-            raise RequestError(
-                "outputDataConfig.s3OutputDataConfig.s3Uri",
-                f"{s3_uri!r} has an empty, '.' or '..' path segment, which a local bucket folder cannot hold",
-            )
-        return Path(self.settings.bucket_dir, bucket, *parts)
+    def local_path_for(self, s3_uri: str, field: str = OUTPUT_FIELD) -> Path:
+        """Where ``s3://bucket/key`` lives under --bucket-dir; refuses anything that could leave it.
+
+        The bucket must be a valid S3 bucket name, the key may not have empty, '.' or '..'
+        segments or control characters, and the resolved path (symlinks followed) must stay
+        inside the bucket folder. Errors name ``field`` and never say whether a file outside
+        the folder exists.
+        """
+        return _bucket_path(Path(self.settings.bucket_dir), s3_uri, field)
 
     def map_output(self, requested: str) -> str:
-        return self.local_path_for(requested).resolve().as_uri()
+        return self.local_path_for(requested).as_uri()
 
     def fetch_s3(self, uri: str, bucket_owner: str | None) -> bytes:
+        check_s3_uri(uri, IMAGE_FIELD)
         if self.settings.bucket_dir is None:
             return S3Storage().get_bytes(uri)
-        path = self.local_path_for(uri)
+        path = self.local_path_for(uri, IMAGE_FIELD)
         try:
             return path.read_bytes()
-        except OSError:
-            raise ImageError("s3Location.uri", f"{uri} does not exist in the server's bucket folder") from None
+        except (OSError, ValueError):
+            raise ImageError(IMAGE_FIELD, _missing(uri)) from None
+
+
+_MAX_SEGMENT = 255  # bytes in one file name on the usual filesystems
+
+
+def _missing(uri: str) -> str:
+    # One message for "not there" and "leads outside the folder": a difference would tell a
+    # client whether a file exists somewhere else on the server's disk.
+    return f"{uri} does not exist in the server's bucket folder"
+
+
+def check_s3_uri(uri: str, field: str) -> tuple[str, str]:
+    """(bucket, key) of ``uri`` when it is ``s3://bucket[/key]`` with a valid bucket name, else a RequestError."""
+    from .wire import S3_URI
+
+    if not isinstance(uri, str):
+        raise RequestError(field, "must be an s3://bucket/key URI")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
+        raise RequestError(field, f"{uri!r} contains a control character (such as NUL or a newline); S3 URIs here may not")
+    if not S3_URI.fullmatch(uri):
+        raise RequestError(
+            field,
+            f"{uri!r} is not an S3 location; write it as s3://bucket/key (a bucket name of 3 to 63 lowercase letters, digits, '.' and '-')",
+        )
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    return bucket, key
+
+
+def _bucket_path(bucket_dir: Path, s3_uri: str, field: str) -> Path:
+    bucket, key = check_s3_uri(s3_uri, field)
+    parts = key.split("/") if key else []
+    if any(p in ("", ".", "..") for p in parts):
+        raise RequestError(field, f"{s3_uri!r} has an empty, '.' or '..' path segment, which a local bucket folder cannot hold")
+    if any(len(p.encode("utf-8", "surrogatepass")) > _MAX_SEGMENT for p in parts):
+        raise RequestError(field, f"{s3_uri!r} has a path segment longer than {_MAX_SEGMENT} bytes, which a local bucket folder cannot hold")
+    path = Path(bucket_dir, bucket, *parts)
+    try:
+        inside = path.resolve().is_relative_to(bucket_dir.resolve())
+    except (OSError, ValueError, RuntimeError):  # a symlink loop, say
+        inside = False
+    if not inside:
+        if field == IMAGE_FIELD:
+            raise ImageError(field, _missing(s3_uri))
+        raise RequestError(field, f"{s3_uri!r} leads outside the server's bucket folder (through a symbolic link)")
+    return path.resolve()
+
+
+REGION = re.compile(r"[a-z0-9-]{1,20}")  # what an invocation ARN's region may be (wire.INVOCATION_ARN)
+
+
+def arn_region(region: str | None) -> str | None:
+    """The SigV4 credential region when an ARN can carry it, else None (the configured --region is used)."""
+    return region if region and REGION.fullmatch(region) else None
+
+
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(value: str) -> str | None:
+    """The host name of a Host header (``name``, ``name:port``, ``[v6]:port``), lowercased; None when malformed."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        rest = value[end + 1:] if end >= 0 else ""
+        if end < 0 or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+            return None
+        return value[1:end]
+    name, _, port = value.partition(":")
+    if port and not port.isdigit():
+        return None
+    return name.rstrip(".")
+
+
+class LoopbackHostMiddleware:
+    """On a loopback-bound server, refuse requests whose Host header is not a loopback name.
+
+    A DNS-rebinding page (``http://evil.example:8787`` re-pointed at 127.0.0.1) reaches a
+    loopback server from the visitor's browser with ``Host: evil.example:8787``; its Origin then
+    matches its own Host, so only the Host itself gives it away. Accepted: 127.0.0.0/8, ::1,
+    ``localhost`` (and ``*.localhost``), the host the server was bound to and ``--allowed-host``
+    names (a reverse proxy's public name). A request without
+    Host (HTTP/1.0 from a program) passes: browsers always send one.
+    """
+
+    def __init__(self, app, settings: ServerSettings):
+        self.app = app
+        self.names = LOOPBACK_NAMES | {_host_name(h) or h.lower() for h in (settings.host, *settings.allowed_hosts)}
+        self.active = is_loopback(settings.host)
+
+    def allowed(self, host: str) -> bool:
+        name = _host_name(host)
+        return name is not None and (name in self.names or is_loopback(name))
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not self.active:
+            return await self.app(scope, receive, send)
+        hosts = [v.decode("latin-1") for k, v in scope["headers"] if k == b"host"]
+        if len(hosts) > 1 or (hosts and not self.allowed(hosts[0])):
+            shown = hosts[0][:100] if hosts else ""
+            exc = access_denied(
+                f"Host {shown!r} is not a loopback name; this server listens on loopback and answers only "
+                "requests addressed to 127.0.0.1, localhost or ::1 (a guard against DNS rebinding; "
+                "reelforge serve --allowed-host NAME adds a reverse proxy's name)."
+            )
+            return await error_response(exc, str(uuid.uuid4()))(scope, receive, send)
+        return await self.app(scope, receive, send)
 
 
 class BedrockMiddleware:
@@ -139,7 +265,7 @@ class BedrockMiddleware:
             auth = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
             if self.settings.auth_keys and scope["path"] not in OPEN_PATHS:
                 sigv4.verify(scope, body, self.settings.auth_keys)
-            scope["reelforge.region"] = sigv4.credential_region(auth)
+            scope["reelforge.region"] = arn_region(sigv4.credential_region(auth))
         except ApiError as exc:
             return await error_response(exc, request_id)(scope, receive, send)
 
@@ -219,6 +345,7 @@ def create_app(settings: ServerSettings | None = None, runtime: Runtime | None =
     )
     app.state.reelforge = state
     app.add_middleware(BedrockMiddleware, settings=settings)
+    app.add_middleware(LoopbackHostMiddleware, settings=settings)  # outermost: runs first
     return app
 
 

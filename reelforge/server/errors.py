@@ -6,6 +6,7 @@ status, the ``x-amzn-ErrorType: <Code>`` header and a ``{"message": ...}`` JSON 
 | raised                                      | HTTP | code                          |
 |---------------------------------------------|------|-------------------------------|
 | RequestError, ImageError, UnknownModelError | 400  | ValidationException           |
+| JobStoreError (the job log is unreachable)  | 503  | ServiceUnavailableException   |
 | StorageError, EngineError                   | 400  | ValidationException           |
 | ConflictError                               | 400  | ConflictException             |
 | JobNotFoundError                            | 404  | ResourceNotFoundException     |
@@ -21,6 +22,7 @@ import logging
 from starlette.responses import Response
 
 from ..errors import ConflictError, EngineError, JobNotFoundError, ReelforgeError, RequestError, StorageError, UnknownModelError
+from ..stores import JobStoreError
 
 log = logging.getLogger("reelforge.server")
 
@@ -45,6 +47,8 @@ def error_parts(exc: BaseException) -> tuple[int, str, str]:
     """(HTTP status, Bedrock error code, message) for ``exc``."""
     if isinstance(exc, ApiError):
         return exc.status, exc.code, exc.message
+    if isinstance(exc, JobStoreError):  # an outage, not a bad request: botocore retries 503s
+        return 503, "ServiceUnavailableException", "The job log is unavailable right now; try again shortly (details are in the server log)."
     if isinstance(exc, ConflictError):
         return 400, "ConflictException", str(exc)
     if isinstance(exc, JobNotFoundError):

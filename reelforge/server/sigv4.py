@@ -7,6 +7,7 @@ canonical URI differs), the body bytes and only the headers the client signed; b
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import re
@@ -80,6 +81,15 @@ def verify(scope: dict, body: bytes, keys: dict[str, str], now: datetime | None 
     missing = [h for h in signed if h not in headers]
     if missing:
         raise access_denied(f"Signed header {missing[0]!r} is missing from the request.")
+    if "x-amz-content-sha256" in signed:
+        # botocore's signer takes this header as the payload hash when present; trusting it would
+        # let a signature cover a body other than the one sent. It must be the real body's hash.
+        claimed = headers["x-amz-content-sha256"].strip().lower()
+        if claimed != hashlib.sha256(body).hexdigest():  # both are public: no constant-time compare needed
+            raise access_denied(
+                "The x-amz-content-sha256 header does not match the SHA-256 of the request body "
+                "(this server needs the body's hex digest; UNSIGNED-PAYLOAD and streaming payloads are not accepted)."
+            )
     query = scope.get("query_string", b"").decode("latin-1")
     url = f"http://{headers['host']}{scope.get('raw_path', scope['path'].encode()).decode('latin-1')}" + (f"?{query}" if query else "")
     req = AWSRequest(method=scope["method"], url=url, data=body, headers={h: headers[h] for h in signed})

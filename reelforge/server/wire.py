@@ -72,6 +72,8 @@ def parse_start(body: Any) -> dict[str, Any]:
         raise validation(f"Unknown member '{extra[0]}' in outputDataConfig.s3OutputDataConfig; allowed: bucketOwner, kmsKeyId, s3Uri")
     field = "outputDataConfig.s3OutputDataConfig"
     s3_uri = _string(s3, "s3Uri", f"{field}.s3Uri", 1, 1024, S3_URI, True)
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in s3_uri):  # a NUL passes the pattern's "."
+        raise validation(f"{field}.s3Uri: contains a control character (such as NUL); write the output location without one")
     kms = _string(s3, "kmsKeyId", f"{field}.kmsKeyId", 1, 2048, KMS_KEY, False)
     owner = _string(s3, "bucketOwner", f"{field}.bucketOwner", 12, 12, ACCOUNT, False)
     if kms is not None:
