@@ -190,6 +190,11 @@ class S3Storage(Storage):
             names += [o["Key"][len(prefix):] for o in page.get("Contents", [])]
         return sorted(names)
 
+    def presigned_url(self, uri: str, expires_s: int = 3600) -> str:
+        """A time-limited GET URL for one object (no request is sent to make it)."""
+        bucket, key = split_s3(uri)
+        return self._call("sign a URL for", uri, self.client.generate_presigned_url, "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_s)
+
     def download(self, uri: str, path: Path) -> Path:
         bucket, key = split_s3(uri)
         _mkdir(path.parent)

@@ -237,3 +237,44 @@ def test_serve_port_0_prints_the_port_it_got(tmp_path):
         proc.terminate()
         proc.wait(15)
         proc.stderr.close()
+
+
+def test_files_of_s3_jobs_are_served_by_redirect_and_shown_in_the_gallery(tmp_path):
+    import urllib.request
+
+    from server_fixtures import http
+
+    with moto_s3():
+        import boto3
+
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="gallery-bucket")
+        with ServerThread(ServerSettings(workers=1, data_dir=tmp_path / "home")) as srv:
+            client = reelforge.Client(endpoint=srv.url)
+            job = client.start(reelforge.VideoRequest(shots=[{"text": "a"}, {"text": "b"}], fps=8, width=128, height=72), model=TINY_MODEL, output="s3://gallery-bucket/g")
+            job.wait(timeout=60)
+            status, headers, _ = http_no_redirect(f"{srv.url}/reelforge/jobs/{job.id}/files/output.mp4")
+            assert status == 307 and "gallery-bucket" in headers["location"]
+            with urllib.request.urlopen(f"{srv.url}/reelforge/jobs/{job.id}/files/output.mp4") as r:  # follows to S3
+                data = r.read()
+            path = tmp_path / "o.mp4"
+            path.write_bytes(data)
+            assert probe(path).frames == 2 * 6 * 8
+            page = http(f"{srv.url}/gallery/jobs/{job.id}")[2].decode()
+            assert f"/reelforge/jobs/{job.id}/files/output.mp4" in page and "shot_0002.mp4" in page
+            listing = http(f"{srv.url}/")[2].decode()
+            assert f"/reelforge/jobs/{job.id}/files/poster.jpg" in listing
+
+
+def http_no_redirect(url):
+    import urllib.error
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    try:
+        with urllib.request.build_opener(NoRedirect).open(url, timeout=30) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()

@@ -103,6 +103,18 @@ def strip_images(model_input: dict[str, Any]) -> dict[str, Any]:
     return walk(model_input)
 
 
+def s3_file_names(record: JobRecord) -> list[str]:
+    """The files the worker writes for a completed job, by name (as in worker.py)."""
+    shots = len((record.model_input.get("multiShotManualParams") or {}).get("shots") or [])
+    if record.model_input.get("taskType") == "MULTI_SHOT_AUTOMATED":
+        from ..models import get_model
+
+        per_shot = get_model(record.model_id).limits.shot_seconds
+        shots = max(1, (record.model_input.get("videoGenerationConfig") or {}).get("durationSeconds", per_shot) // per_shot)
+    shot_files = [f"shot_{i + 1:04d}.mp4" for i in range(shots)] if shots > 1 else []
+    return ["output.mp4", *shot_files, "poster.jpg", "contact_sheet.png", "manifest.json", "video-generation-status.json"]
+
+
 def local_folder(record: JobRecord) -> Path | None:
     return local_path(record.storage_uri) if record.storage_uri.startswith("file://") else None
 
@@ -131,7 +143,8 @@ class Summary:
 def summary(record: JobRecord) -> Summary:
     folder = local_folder(record)
     poster = None
-    if record.status is JobStatus.COMPLETED and folder is not None and (folder / "poster.jpg").is_file():
+    in_s3 = record.storage_uri.startswith("s3://")  # the worker writes poster.jpg for every completed job
+    if record.status is JobStatus.COMPLETED and (in_s3 or (folder is not None and (folder / "poster.jpg").is_file())):
         poster = file_url(record.id, "poster.jpg")
     s, default = seed(record)
     return Summary(
@@ -206,12 +219,15 @@ def _size(n: int) -> str:
 
 def detail(record: JobRecord) -> Detail:
     folder = local_folder(record)
-    names = LocalStorage().list(record.storage_uri) if folder is not None else []
-    files = [
-        FileLink(n, _file_label(n), file_url(record.id, n), _size((folder / n).stat().st_size))
-        for n in names
-        if folder is not None and (folder / n).is_file()
-    ]
+    if folder is not None:
+        names = LocalStorage().list(record.storage_uri)
+        files = [FileLink(n, _file_label(n), file_url(record.id, n), _size((folder / n).stat().st_size)) for n in names if (folder / n).is_file()]
+    elif record.storage_uri.startswith("s3://") and record.status is JobStatus.COMPLETED:
+        # Listing S3 for every page view would be slow; a completed job's files are known by name.
+        names = s3_file_names(record)
+        files = [FileLink(n, _file_label(n), file_url(record.id, n), "") for n in names]
+    else:
+        names, files = [], []
     # output.mp4 is published last by the worker, so its presence means the video is whole.
     video = file_url(record.id, "output.mp4") if "output.mp4" in names else None
     sheet = file_url(record.id, "contact_sheet.png") if "contact_sheet.png" in names else None

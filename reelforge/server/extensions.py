@@ -17,14 +17,14 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .. import __version__
 from ..errors import JobNotFoundError
 from ..jobs import JobRecord
 from ..runtime import statuses
-from ..storage import LocalStorage, local_path
+from ..storage import LocalStorage, S3Storage, join, local_path
 from . import wire
 from .errors import ApiError, validation
 from .origin import same_origin_problem
@@ -152,10 +152,16 @@ async def job_events(request: Request) -> StreamingResponse:
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
 
-async def job_file(request: Request) -> FileResponse:
+async def job_file(request: Request) -> Response:
     record = await _job(request)
     name = request.path_params["name"]
-    if not _FILE_NAME.fullmatch(name) or not record.storage_uri.startswith("file://"):
+    if not _FILE_NAME.fullmatch(name):
+        raise ApiError(404, "ResourceNotFoundException", f"Job {record.id} has no file {name!r}.")
+    if record.storage_uri.startswith("s3://"):
+        # The browser (or client) fetches it from S3 itself, Range requests included.
+        url = await run_in_threadpool(S3Storage().presigned_url, join(record.storage_uri, name), 3600)
+        return RedirectResponse(url, status_code=307)
+    if not record.storage_uri.startswith("file://"):
         raise ApiError(404, "ResourceNotFoundException", f"Job {record.id} has no file {name!r} on this server.")
     path = local_path(record.storage_uri) / name
     if not path.is_file():
