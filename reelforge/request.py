@@ -313,9 +313,10 @@ def check(
             _check_text(s.text, f"{f}.text", lim.text_max)
             secs = lim.shot_seconds
             if s.duration_s is not None:
-                if lim.shot_durations is None or s.duration_s not in lim.shot_durations:
-                    allowed_d = _list(lim.shot_durations) if lim.shot_durations else f"none; every shot on {mid} lasts {lim.shot_seconds} s"
-                    raise RequestError(f"{f}.durationSeconds", f"{s.duration_s} is not allowed; allowed: {allowed_d}")
+                if lim.shot_durations is None:
+                    raise RequestError(f"{f}.durationSeconds", f"every shot on {mid} lasts {lim.shot_seconds} s; leave the shot's duration out (or use a local model id such as reelforge.animatic-v1)")
+                if s.duration_s not in lim.shot_durations:
+                    raise RequestError(f"{f}.durationSeconds", f"{s.duration_s} is not allowed; allowed: {_list(lim.shot_durations)}")
                 secs = s.duration_s
             shot_seed = _shot_seed(seed, i)
             if s.seed is not None:

@@ -72,7 +72,13 @@ class Runtime:
         output_uri = join(requested, job_id)
         storage_uri = join(self.map_output(requested), job_id) if self.map_output else output_uri
         if storage_uri.startswith("file://"):
-            _check_writable(local_path(storage_uri).parent)
+            try:
+                _check_writable(local_path(storage_uri).parent)
+            except StorageError as exc:
+                if storage_uri.startswith(output_uri):
+                    raise
+                # A mapped location (reelforge serve --bucket-dir): name what the caller asked for, not our disk.
+                raise StorageError(f"output {requested} cannot be written on this server") from exc
         record = JobRecord(
             id=job_id,
             arn=f"arn:aws:bedrock:{region or self.region}:{self.account}:async-invoke/{job_id}",

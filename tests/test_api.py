@@ -216,3 +216,23 @@ def test_a_silent_engine_keeps_its_lease(tmp_path, monkeypatch):
         assert runtime.store.recover(3) == []  # another process looking for dead workers finds none
         time.sleep(0.2)
     assert job.wait(timeout=10).record.attempts == 1
+
+
+@register_engine
+class DiskFullEngine(_TestEngine):
+    engine_id = "test-disk"
+
+    @classmethod
+    def models(cls):
+        return [ModelSpec("test.disk", "test-disk", "OS error with a path", LOCAL)]
+
+    def step(self, shot, i):
+        raise OSError(28, "No space left on device", "/srv/secret/place/frame.tmp")
+
+
+def test_os_errors_reach_users_without_server_paths(tmp_path, caplog):
+    job = Client().start(VideoRequest(text="x", **TINY), model="test.disk", output=tmp_path)
+    with pytest.raises(JobFailedError):
+        job.wait(timeout=30)
+    assert job.failure_message == "the engine failed with OSError: No space left on device (traceback in the log)"
+    assert "/srv/secret/place" in caplog.text  # the log keeps the details
