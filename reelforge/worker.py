@@ -344,10 +344,11 @@ def _end(store: JobStore, job: JobRecord, worker_id: str, exc: BaseException, pr
         return JobStatus.CANCELED
     if isinstance(exc, ReelforgeError):
         message = str(exc)
-    elif isinstance(exc, OSError) and exc.strerror:
-        message = f"{type(exc).__name__}: {exc.strerror}"  # the paths stay in the log, off the API
     else:
-        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if isinstance(exc, OSError) and exc.strerror:
+            message = f"{type(exc).__name__}: {exc.strerror}"  # the paths stay in the log, off the API
+        else:
+            message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         message = f"the engine failed with {message} (traceback in the log)"
     log.error("job %s failed: %s\n%s", job.id, message, "".join(traceback.format_exception(exc)))
     try:
