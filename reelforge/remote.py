@@ -278,7 +278,12 @@ class RemoteBackend:
         url = self.endpoint_url + path
         req = urllib.request.Request(url, data=body, method=method, headers=self._sign(method, url, body))
         try:
-            return urllib.request.urlopen(req, timeout=timeout)
+            response = _NO_REDIRECT.open(req, timeout=timeout)
+            if response.status in (301, 302, 303, 307, 308) and response.headers.get("location"):
+                # Files of S3 jobs: a presigned URL carries its own authorization; our signature must not follow.
+                response.close()
+                return urllib.request.urlopen(response.headers["location"], timeout=timeout)
+            return response
         except urllib.error.HTTPError as exc:
             data = exc.read()
             try:
@@ -292,6 +297,23 @@ class RemoteBackend:
     def _call(self, method: str, path: str, body: bytes | None = None, timeout: float = 30, ref: str | None = None) -> tuple[int, bytes]:
         with self._open(method, path, body, timeout, ref) as r:
             return r.status, r.read()
+
+
+class _KeepRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # hand the 3xx back to _open
+
+
+class _KeepRedirectsErrors(urllib.request.HTTPErrorProcessor):
+    def http_response(self, request, response):
+        if response.status in (301, 302, 303, 307, 308):
+            return response
+        return super().http_response(request, response)
+
+    https_response = http_response
+
+
+_NO_REDIRECT = urllib.request.build_opener(_KeepRedirects, _KeepRedirectsErrors)
 
 
 class _Follower(threading.Thread):

@@ -317,6 +317,222 @@ def test_list_event_stream_reports_progress_until_the_jobs_end(server):
     assert progress == sorted(progress) and any(0 < p < 1 for p in progress)
 
 
+
+def test_bucket_dir_server_runs_the_form_and_run_again_into_its_default_output(tmp_path):
+    bucket_dir = tmp_path / "buckets"
+    bucket_dir.mkdir()
+    with ServerThread(ServerSettings(workers=2, bucket_dir=bucket_dir)) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
+        reply = client.post("/gallery/new", data=form(seed="5"), files={"image": ("still.png", image_bytes(128, 72), "image/png")})
+        assert reply.status_code == 303, field_errors(reply.text) or reply.text[:500]
+        first = wait(srv, reply.headers["location"].rsplit("/", 1)[1])
+        assert first.status is JobStatus.COMPLETED, first.failure_message
+        assert first.output_uri == f"s3://reelforge-outputs/videos/{first.id}"
+        assert (bucket_dir / "reelforge-outputs" / "videos" / first.id / "output.mp4").is_file()
+
+        again = client.post(f"/gallery/jobs/{first.id}/again", data={"model": ANIMATIC, "seed": "6"})
+        assert again.status_code == 303, again.text[:500]
+        second = wait(srv, again.headers["location"].rsplit("/", 1)[1])
+        assert second.status is JobStatus.COMPLETED and second.output_uri.startswith("s3://reelforge-outputs/videos/")
+        page = client.get(f"/gallery/jobs/{second.id}").text
+        assert f'src="/reelforge/jobs/{second.id}/files/output.mp4"' in page and "KB" in page
+
+
+def test_server_default_output_is_where_form_jobs_go(tmp_path):
+    bucket_dir = tmp_path / "buckets"
+    bucket_dir.mkdir()
+    settings = ServerSettings(workers=1, bucket_dir=bucket_dir, default_output="s3://my-bucket/gallery")
+    with ServerThread(settings) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
+        reply = client.post("/gallery/new", data=form())
+        assert reply.status_code == 303
+        record = wait(srv, reply.headers["location"].rsplit("/", 1)[1])
+        assert record.status is JobStatus.COMPLETED and record.output_uri == f"s3://my-bucket/gallery/{record.id}"
+        assert (bucket_dir / "my-bucket" / "gallery" / record.id / "output.mp4").is_file()
+
+
+def test_form_upload_over_the_body_limit_gets_a_gallery_page():
+    limit = 256 * 1024
+    with ServerThread(ServerSettings(workers=1, max_body=limit)) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
+        assert "PNG or JPEG, up to 0.2 MB" in client.get("/gallery/new").text
+        assert f'data-max-bytes="{limit - 64 * 1024}"' in client.get("/gallery/new").text
+        big = ("big.png", b"\x89PNG" + bytes(400 * 1024), "image/png")
+        reply = client.post("/gallery/new", data=form(), files={"image": big})
+        assert reply.status_code == 413 and reply.headers["content-type"].startswith("text/html")
+        assert reply.headers.get("x-amzn-requestid")
+        html = reply.text
+        assert "The upload was too large" in html and "at most 0.2 MB" in html and "{" not in html.split("<main", 1)[1]
+        assert '<a href="/gallery/new">Back to the new-video form</a>' in html
+        job = submit(srv, "A kite.")
+        wait(srv, job.id)
+        again = client.post(f"/gallery/jobs/{job.id}/again", data={"model": ANIMATIC, "seed": "1", "pad": "x" * limit})
+        assert again.status_code == 413 and f'<a href="/gallery/jobs/{job.id}">Back to the job</a>' in again.text
+        api = client.post("/async-invoke", content=b"x" * (limit + 1), headers={"content-type": "application/json"})
+        assert api.status_code == 413 and api.headers["content-type"] == "application/json" and "message" in api.json()
+        assert len(srv.runtime.store.list()) == 1
+
+
+def test_image_size_error_points_at_the_fit_control_and_failed_submits_ask_for_the_image_again(server, http):
+    data = form(model="amazon.nova-reel-v1:1", size="1280x720", duration="6", fps="24", seed="x")
+    reply = http.post("/gallery/new", data=data, files={"image": ("holiday.png", image_bytes(640, 360), "image/png")})
+    assert reply.status_code == 400
+    html = reply.text
+    assert field_errors(html) == {"seed": "&#39;x&#39; is not a whole number"}  # typed values fail before the model's checks
+    assert "Choose holiday.png again: browsers don't keep a chosen file after an error." in html
+    assert 'aria-describedby="image-hint image-again"' in html
+    summary = html[html.index('id="form-error"'):html.index("</div>", html.index('id="form-error"'))]
+    assert 'tabindex="-1"' in summary and '<a href="#seed">Seed: &#39;x&#39; is not a whole number</a>' in summary
+
+    reply = http.post("/gallery/new", data={**data, "seed": "1"}, files={"image": ("holiday.png", image_bytes(640, 360), "image/png")})
+    message = field_errors(reply.text)["image"]
+    assert "640x360" in message and "Crop to fit or Pad to fit under “If the image is another size”" in message
+    assert "--fit" not in reply.text and "VideoRequest(" not in reply.text and "storyboard" not in reply.text
+    assert '<a href="#image">Starting image: image is 640x360' in reply.text
+
+    no_image = http.post("/gallery/new", data=form(prompt=""))
+    assert "again: browsers" not in no_image.text and '<a href="#prompt">Prompt: is empty' in no_image.text
+    assert "No fitting (Nova Reel models refuse an image of another size; other models crop it)" in no_image.text
+    assert server.runtime.store.list() == []
+
+
+def test_run_again_image_error_has_no_cli_advice(server, http):
+    # The animatic model crops an image of another size; Nova Reel refuses it, and "run again" has no fit control.
+    first = submit(server, "A kite over a hill.", image=image_bytes(640, 360), fps=24, duration_s=6, width=1280, height=720)
+    server.runtime.cancel(first.id)
+    reply = http.post(f"/gallery/jobs/{first.id}/again", data={"model": "amazon.nova-reel-v1:1", "seed": "1"})
+    assert reply.status_code == 400
+    assert "image is 640x360" in reply.text and "--fit" not in reply.text and "VideoRequest(" not in reply.text
+    assert "make a new video with Crop to fit or Pad to fit under “If the image is another size”" in reply.text
+    assert 'data-error-summary' in reply.text
+    wait(server, first.id)
+
+
+def test_unknown_pages_get_the_gallery_page_and_api_paths_keep_json(server, http):
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    page = http.get("/nonexistent-page", headers=browser)
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "Page not found" in page.text and "/nonexistent-page" in page.text and '"message"' not in page.text
+    assert page.headers.get("x-amzn-requestid")
+    for path in ("/nonexistent-page", "/reelforge/nothing", "/async-invoke/a/b/c"):
+        for headers in ({}, {"Accept": "application/json"}, browser):
+            if path == "/nonexistent-page" and headers is browser:
+                continue
+            reply = http.get(path, headers=headers)
+            assert reply.status_code in (400, 404) and reply.headers["content-type"] == "application/json", (path, headers)
+            assert list(reply.json()) == ["message"]
+    post = http.post("/nonexistent-page", headers=browser)
+    assert post.status_code in (404, 405) and post.headers["content-type"] == "application/json"
+
+
+def test_job_page_before_the_video_and_after_a_cancel(server, http):
+    job = submit(server, "A very slow sunrise.", model="test.gallery-slow", duration_s=30)
+    wait_running(server, job.id)
+    html = http.get(f"/gallery/jobs/{job.id}").text
+    assert "The video appears here when the job is done." in html and "<video" not in html
+    server.runtime.cancel(job.id)
+    assert wait(server, job.id).status is JobStatus.CANCELED
+    html = http.get(f"/gallery/jobs/{job.id}").text
+    assert "The video appears here" not in html and "No video: the job was canceled" in html
+    failed = submit(server, "A vase shatters.", model="test.gallery-boom")
+    wait(server, failed.id)
+    html = http.get(f"/gallery/jobs/{failed.id}").text
+    assert "The video appears here" not in html and "No video:" not in html and "The job failed" in html
+
+
+def _record(tmp_path, status, storage_uri=None, task="MULTI_SHOT_MANUAL"):
+    from reelforge.jobs import JobRecord
+
+    params = {"shots": [{"text": "A fox wakes."}, {"text": "The fox runs."}]} if task == "MULTI_SHOT_MANUAL" else {"text": "A kite."}
+    key = "multiShotManualParams" if task == "MULTI_SHOT_MANUAL" else "textToVideoParams"
+    model_input = {"taskType": task, key: params, "videoGenerationConfig": {"fps": 24, "dimension": "1280x720", "durationSeconds": 6}}
+    return JobRecord(
+        id="abcdefabcdef", arn="arn:aws:bedrock:us-east-1:000000000000:async-invoke/abcdefabcdef", model_id=ANIMATIC,
+        model_input=model_input, output_uri="s3://b/out/abcdefabcdef", storage_uri=storage_uri or (tmp_path / "job").as_uri(), status=status,
+    )
+
+
+def test_downloads_come_video_first_and_leftover_shots_are_labelled(tmp_path):
+    from reelforge.gallery import views
+
+    folder = tmp_path / "job"
+    folder.mkdir()
+    names = ["video-generation-status.json", "manifest.json", "contact_sheet.png", "poster.jpg", "shot_0002.mp4", "shot_0001.mp4", "output.mp4", "shot_0010.mp4"]
+    for name in names:
+        (folder / name).write_bytes(b"x" * 10)
+    done = views.detail(_record(tmp_path, JobStatus.COMPLETED))
+    assert [f.name for f in done.files] == [
+        "output.mp4", "shot_0001.mp4", "shot_0002.mp4", "shot_0010.mp4", "poster.jpg", "contact_sheet.png", "manifest.json", "video-generation-status.json",
+    ]
+    assert not any(f.leftover for f in done.files)
+    (folder / "output.mp4").unlink()
+    canceled = views.detail(_record(tmp_path, JobStatus.CANCELED))
+    shots = [f for f in canceled.files if f.name.startswith("shot_")]
+    assert shots and all(f.leftover and f.label.endswith("left over from the canceled job") for f in shots)
+
+    s3 = views.detail(_record(tmp_path, JobStatus.COMPLETED, storage_uri="s3://b/out/abcdefabcdef", task="TEXT_VIDEO"))
+    assert [f.size for f in s3.files] == [""] * len(s3.files)
+    from reelforge.gallery.routes import templates
+
+    html = templates.get_template("job.html").render(job=s3, models=[], again={"model": ANIMATIC, "seed": "1"}, errors={})
+    assert "output.mp4</span>" in html and "output.mp4, <" not in html and ", </span>" not in html
+
+
+def test_list_count_wording_and_newer_link(server, http, monkeypatch):
+    monkeypatch.setattr("reelforge.gallery.routes.PAGE_SIZE", 2)
+    jobs = [submit(server, f"Zebra number {i} trots by.") for i in range(5)]
+    for job in jobs:
+        wait(server, job.id)
+
+    def count(html):
+        return re.search(r'<p class="count" role="status">([^<]*)</p>', html).group(1)
+
+    first = http.get("/", params={"q": "zebra"}).text
+    assert count(first) == "The newest 2 matching jobs" and "Newer jobs" not in first
+    second_url = re.search(r'<a href="([^"]+)">Older jobs</a>', first).group(1).replace("&amp;", "&")
+    second = http.get(second_url).text
+    assert job_ids(second) == [jobs[2].id, jobs[1].id] and count(second) == "2 older matching jobs"
+    newer_url = re.search(r'<a href="([^"]+)">Newer jobs</a>', second).group(1).replace("&amp;", "&")
+    assert "q=zebra" in newer_url and job_ids(http.get(newer_url).text) == [jobs[4].id, jobs[3].id]
+    third = http.get(re.search(r'<a href="([^"]+)">Older jobs</a>', second).group(1).replace("&amp;", "&")).text
+    assert job_ids(third) == [jobs[0].id] and count(third) == "1 older matching job" and "Older jobs" not in third
+    back = http.get(re.search(r'<a href="([^"]+)">Newer jobs</a>', third).group(1).replace("&amp;", "&")).text
+    assert job_ids(back) == [jobs[2].id, jobs[1].id] and "Newer jobs" in back and "Older jobs" in back
+
+    one = http.get("/", params={"q": "number 3"}).text
+    assert count(one) == "1 job matches"
+    assert count(http.get("/", params={"q": "zebra number"}).text) == "The newest 2 matching jobs"
+    monkeypatch.setattr("reelforge.gallery.routes.PAGE_SIZE", 48)
+    assert count(http.get("/").text) == "5 jobs"
+    assert count(http.get("/", params={"q": "Zebra"}).text) == "5 jobs match"
+
+
+def test_form_duration_hint_follows_the_kind_of_video(http):
+    html = http.get("/gallery/new").text
+    assert '<p class="hint" id="duration-hint"' in html and ">The video&#39;s length.</p>" in html
+    assert "data-hints=" in html and "Each shot" in html
+    assert "PNG or JPEG, up to 32 MB;" in html  # the server's default body limit
+    manual = http.post("/gallery/new", data=form(task="MULTI_SHOT_MANUAL", shots="", prompt="")).text
+    assert re.search(r'id="duration-hint"[^>]*>Each shot&#39;s length.</p>', manual)
+    auto = http.post("/gallery/new", data=form(task="MULTI_SHOT_AUTOMATED", prompt="")).text
+    assert re.search(r'id="duration-hint"[^>]*>The whole video&#39;s length, all shots together.</p>', auto)
+
+
+def test_recipe_shows_the_starting_image_and_pages_have_a_favicon(server, http):
+    still = image_bytes(128, 72, color=(10, 200, 30))
+    record = submit(server, "A kite over a hill.", image=still)
+    plain = submit(server, "A kite without a picture.")
+    for job in (record, plain):
+        wait(server, job.id)
+    html = http.get(f"/gallery/jobs/{record.id}").text
+    assert f'<img src="/gallery/jobs/{record.id}/image"' in html
+    image = http.get(f"/gallery/jobs/{record.id}/image")
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png" and image.content[:4] == b"\x89PNG"
+    assert image.headers["x-content-type-options"] == "nosniff"
+    assert "/image\"" not in http.get(f"/gallery/jobs/{plain.id}").text
+    assert http.get(f"/gallery/jobs/{plain.id}/image").status_code == 404
+    assert http.get("/gallery/jobs/zzzzzzzzzzzz/image").status_code == 404
+    for path in ("/", "/gallery/new", f"/gallery/jobs/{record.id}"):
+        assert '<link rel="icon" href="data:image/svg+xml,' in http.get(path).text
+
+
 # --- in Debian's Chromium --------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def browser():
@@ -466,3 +682,45 @@ def test_browser_cancel(server, tab):
     assert server.runtime.get(job.id).status is JobStatus.CANCELED
     assert tab.locator("button[data-cancel]").count() == 0
 
+
+
+def test_browser_failed_submit_focuses_the_error_summary_with_links_to_fields(server, tab):
+    tab.goto(server.url + "/gallery/new")
+    assert tab.inner_text("#duration-hint") == "The video's length."
+    tab.select_option("#task", "MULTI_SHOT_MANUAL")
+    assert tab.inner_text("#duration-hint") == "Each shot's length."
+    tab.select_option("#task", "MULTI_SHOT_AUTOMATED")
+    assert tab.inner_text("#duration-hint") == "The whole video's length, all shots together."
+    tab.select_option("#task", "TEXT_VIDEO")
+    tab.fill("#prompt", "A red kite climbs over a green hill.")
+    tab.select_option("#model", ANIMATIC)
+    tab.set_input_files("#image", files=[{"name": "kite.png", "mimeType": "image/png", "buffer": image_bytes(128, 72)}])
+    tab.fill("#seed", "seven")
+    tab.click("button[type=submit]")
+    tab.wait_for_selector("#form-error")
+    assert tab.evaluate("() => document.activeElement.id") == "form-error"
+    assert "Choose kite.png again" in tab.inner_text("#image-again")
+    assert_accessible(tab)
+    tab.click("#form-error a[href='#seed']")
+    assert tab.evaluate("() => document.activeElement.id") == "seed"
+    assert server.runtime.store.list() == []
+
+
+def test_browser_refuses_an_image_over_the_upload_limit_before_sending(browser):
+    with ServerThread(ServerSettings(workers=1, max_body=256 * 1024)) as srv:
+        tab = browser.new_page()
+        try:
+            tab.goto(srv.url + "/gallery/new")
+            tab.fill("#prompt", "A red kite climbs over a green hill.")
+            tab.set_input_files("#image", files=[{"name": "huge.png", "mimeType": "image/png", "buffer": b"\x89PNG" + bytes(300 * 1024)}])
+            error = tab.inner_text("[data-field=image-size]")
+            assert "huge.png is 0.3 MB; this server takes images up to 0.2 MB" in error
+            tab.click("button[type=submit]")
+            tab.wait_for_timeout(300)
+            assert tab.url.endswith("/gallery/new") and tab.input_value("#prompt") == "A red kite climbs over a green hill."
+            assert tab.evaluate("() => document.querySelector('#image').validity.customError") is True
+            tab.set_input_files("#image", files=[{"name": "small.png", "mimeType": "image/png", "buffer": image_bytes(128, 72)}])
+            assert tab.is_hidden("[data-field=image-size]")
+        finally:
+            tab.close()
+        assert srv.runtime.store.list() == []

@@ -8,6 +8,7 @@ JSON path (``videoGenerationConfig.seed``) back to the form field that holds it 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,29 @@ TASK_LABELS = {
     MULTI_SHOT_AUTOMATED: "Several shots planned from one long prompt (MULTI_SHOT_AUTOMATED)",
     MULTI_SHOT_MANUAL: "Several shots, one prompt per line (MULTI_SHOT_MANUAL)",
 }
-FIT_LABELS = {"": "No fitting: the image must be the video's size", "crop": "Crop to fit", "pad": "Pad to fit"}
+FIT_LABELS = {
+    "": "No fitting (Nova Reel models refuse an image of another size; other models crop it)",
+    "crop": "Crop to fit",
+    "pad": "Pad to fit",
+}
+FIT_CONTROL = "If the image is another size"  # the fit field's label, named by error messages
+FIELD_LABELS = {  # the form's labels, for the error summary's links
+    "task": "Kind of video",
+    "prompt": "Prompt",
+    "shots": "Shots",
+    "image": "Starting image",
+    "fit": FIT_CONTROL,
+    "model": "Model",
+    "duration": "Duration",
+    "seed": "Seed",
+    "size": "Size",
+    "fps": "Frames per second",
+}
+DURATION_HINTS = {  # what the duration field means for each kind of video
+    TEXT_VIDEO: "The video's length.",
+    MULTI_SHOT_AUTOMATED: "The whole video's length, all shots together.",
+    MULTI_SHOT_MANUAL: "Each shot's length.",
+}
 DEFAULTS = {"task": TEXT_VIDEO, "model": DEFAULT_MODEL, "size": "1280x720", "fps": "24", "duration": "6", "seed": "", "prompt": "", "shots": "", "fit": ""}
 
 
@@ -39,6 +62,7 @@ class NewJobForm:
     values: dict[str, str] = field(default_factory=lambda: dict(DEFAULTS))
     errors: dict[str, str] = field(default_factory=dict)
     lint: list[dict[str, Any]] = field(default_factory=list)
+    lost_image: str = ""  # the file name of an image sent with a refused form: the browser has dropped it
 
 
 def model_choices() -> list[tuple[str, str]]:
@@ -74,8 +98,26 @@ def form_field(path: str) -> str:
     return "form"
 
 
+# request.py's advice for an image of the wrong size names the CLI and Python ways to fit it;
+# the form has its own control for that.
+_FIT_ADVICE = re.compile(r",? or ask reelforge to fit it \(crop or pad; it also flattens\):.*$", re.S)
+
+
 def error_message(exc: ReelforgeError) -> str:
-    return exc.message if isinstance(exc, RequestError) else str(exc)
+    """The message for the form field the error names, in the form's own words."""
+    if not isinstance(exc, RequestError):
+        return str(exc)
+    if form_field(exc.field) == "image":
+        flattens = " (either also flattens it)" if "transparent" in exc.message else ""
+        advice = f", or choose Crop to fit or Pad to fit under \u201c{FIT_CONTROL}\u201d{flattens}"
+        return _FIT_ADVICE.sub(lambda _: advice, exc.message)
+    return exc.message
+
+
+def rerun_image_message(message: str) -> str:
+    """An image-size refusal on "run again", which has no fit control: point at the new-video form."""
+    advice = f"; pick a model that takes this image, or make a new video with Crop to fit or Pad to fit under \u201c{FIT_CONTROL}\u201d"
+    return _FIT_ADVICE.sub(lambda _: advice, message)
 
 
 def _int(values: dict[str, str], name: str, errors: dict[str, str], required: bool) -> int | None:

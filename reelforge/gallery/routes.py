@@ -5,6 +5,7 @@ GET  /                               jobs: poster, status, live progress, model,
 GET  /gallery/new                    the new-job form
 POST /gallery/new                    submit it (multipart: the image upload); errors sit by their field
 GET  /gallery/jobs/{id}              player, recipe, downloads, contact sheet, cancel, run again
+GET  /gallery/jobs/{id}/image        the request's starting image (decoded from modelInput), for the recipe
 POST /gallery/jobs/{id}/again        the same request with another seed or model
 GET  /gallery/lint?prompt=&task=     prompt-guide warnings as JSON, for the form as you type
 GET  /gallery/events?ids=a,b         server-sent events for the list: one stream for all its live rows
@@ -15,6 +16,11 @@ server's own extension routes (``/reelforge/jobs/{id}/files/{name}`` with HTTP R
 ``/reelforge/jobs/{id}/events``, ``POST /reelforge/jobs/{id}/cancel``). The list has its own stream
 because a browser opens at most six connections to one server: one stream per row would stall it.
 Form posts pass a same-origin check (:mod:`reelforge.server.origin`).
+
+Jobs from the gallery's forms go to the server's default output (``--default-output``, or the
+bucket folder's ``s3://reelforge-outputs/videos`` under ``--bucket-dir``), else to the local
+outputs folder. The server's middleware answers a too-large form post with
+:func:`upload_too_large` and an unknown page asked for by a browser with :func:`not_found`.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..errors import JobNotFoundError, ReelforgeError, RequestError
+from ..errors import ImageError, JobNotFoundError, ReelforgeError, RequestError
 from ..jobs import JobStatus
 from ..models import get_model
 from ..runtime import Runtime, statuses
@@ -63,13 +69,53 @@ def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(templates.get_template(name).render(**context), status_code=status_code)
 
 
-def error_page(status_code: int, title: str, message: str) -> HTMLResponse:
-    return render("error.html", status_code, title=title, message=message)
+def error_page(status_code: int, title: str, message: str, back: tuple[str, str] | None = None) -> HTMLResponse:
+    return render("error.html", status_code, title=title, message=message, back=back)
+
+
+def megabytes(n: int) -> str:
+    """``n`` bytes in MB (MiB) as a person writes it: 32 MB, 0.5 MB."""
+    mb = n / (1024 * 1024)
+    return f"{mb:.0f} MB" if mb >= 10 or mb == int(mb) else f"{mb:.1f} MB"
+
+
+def upload_too_large(path: str, limit: int, size: int | None = None) -> HTMLResponse:
+    """The page for a gallery form post over the server's body limit (the body was not read, so the form cannot be refilled)."""
+    job = re.fullmatch(r"/gallery/jobs/([a-z0-9]{12})/again", path)
+    back = (views.job_url(job.group(1)), "Back to the job") if job else ("/gallery/new", "Back to the new-video form")
+    sent = f"The form sent {megabytes(size)}; " if size else ""
+    message = (
+        f"{sent}this server accepts at most {megabytes(limit)} in one form, image included "
+        "(reelforge serve --max-body sets the limit). Nothing was started and the form's entries were not kept: "
+        "go back, choose a smaller image and send the form again."
+    )
+    return error_page(413, "The upload was too large", message, back=back)
+
+
+def not_found(path: str) -> HTMLResponse:
+    """The page for a URL that no page or operation answers."""
+    return error_page(404, "Page not found", f"There is no page at {path[:200]}.")
+
+
+def _image_hint(max_body: int | None) -> str:
+    limit = f", up to {megabytes(max_body)}" if max_body else ""
+    return f"PNG or JPEG{limit}; the video starts from it."
 
 
 class Gallery:
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, default_output: str | None = None, max_body: int | None = None):
         self.runtime = runtime
+        self.default_output = default_output  # None: the local outputs folder
+        self.max_body = max_body
+
+    def _new_page(self, form: forms.NewJobForm, status_code: int = 200) -> HTMLResponse:
+        # The browser refuses a file that would take the form over the limit before sending it;
+        # 64 KiB is left for the other fields.
+        max_file = max(self.max_body - 64 * 1024, 0) if self.max_body else None
+        return render(
+            "new.html", status_code, form=form, models=forms.model_choices(), image_hint=_image_hint(self.max_body),
+            max_file=max_file, field_labels=forms.FIELD_LABELS, duration_hints=forms.DURATION_HINTS,
+        )
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -78,6 +124,7 @@ class Gallery:
             Route("/gallery/new", self.new_submit, methods=["POST"]),
             Route("/gallery/jobs/{job_id}", self.job_page, methods=["GET"]),
             Route("/gallery/jobs/{job_id}/again", self.run_again, methods=["POST"]),
+            Route("/gallery/jobs/{job_id}/image", self.start_image, methods=["GET"]),
             Route("/gallery/lint", self.lint, methods=["GET"]),
             Route("/gallery/events", self.events, methods=["GET"]),
             Mount("/gallery/static", StaticFiles(directory=HERE / "static"), name="gallery-static"),
@@ -94,19 +141,29 @@ class Gallery:
             wanted = statuses(status or None)
         except RequestError as exc:
             wanted, error = None, exc.message
-        after = _cursor(q.get("before", ""))
-        needle = search or None
-        rows = await run_in_threadpool(
-            self.runtime.store.list, statuses=wanted, search=needle, model_id=model or None, limit=PAGE_SIZE + 1, after=after
-        )
-        more = len(rows) > PAGE_SIZE
+        before = _cursor(q.get("before", ""))  # a later page: jobs older than this one
+        after = None if before else _cursor(q.get("after", ""))  # back a page: jobs newer than this one
+        query = dict(statuses=wanted, search=search or None, model_id=model or None, limit=PAGE_SIZE + 1)
+        store = self.runtime.store
+        rows, newer_exist = [], False
+        if after is not None:
+            rows = await run_in_threadpool(lambda: store.list(**query, after=after, descending=False))
+            if len(rows) > PAGE_SIZE:
+                newer_exist, rows = True, rows[:PAGE_SIZE][::-1]
+            else:
+                after = None  # fewer than a page of newer jobs: that is the first page
+        if after is None:
+            rows = await run_in_threadpool(lambda: store.list(**query, after=before))
+            newer_exist = before is not None
+        more = len(rows) > PAGE_SIZE if after is None else True  # a page reached going back has older jobs after it
         rows = rows[:PAGE_SIZE]
-        older = None
-        if more:
-            last = rows[-1]
-            params = {k: v for k, v in (("q", search), ("status", status), ("model", model)) if v}
-            params["before"] = f"{last.submit_time!r}:{last.id}"
-            older = "/?" + "&".join(f"{k}={_quote(v)}" for k, v in params.items())
+        params = {k: v for k, v in (("q", search), ("status", status), ("model", model)) if v}
+
+        def link(key: str, record) -> str:
+            return "/?" + "&".join(f"{k}={_quote(v)}" for k, v in {**params, key: f"{record.submit_time!r}:{record.id}"}.items())
+
+        older = link("before", rows[-1]) if more and rows else None
+        newer = link("after", rows[0]) if newer_exist and rows else None
         jobs = await run_in_threadpool(lambda: [views.summary(r) for r in rows])
         return render(
             "list.html",
@@ -118,12 +175,15 @@ class Gallery:
             models=forms.model_choices(),
             error=error,
             older=older,
-            filtered=bool(search or status or model or after),
+            newer=newer,
+            first_page=not newer,
+            count=views.count_line(len(jobs), filtered=bool(search or status or model), first_page=not newer, more=bool(older)),
+            filtered=bool(search or status or model or newer),
         )
 
     # --- new job -----------------------------------------------------------------------------
     async def new_form(self, request: Request) -> Response:
-        return render("new.html", form=forms.NewJobForm(), models=forms.model_choices())
+        return self._new_page(forms.NewJobForm())
 
     async def new_submit(self, request: Request) -> Response:
         problem = same_origin_problem(request)
@@ -137,7 +197,7 @@ class Gallery:
         try:
             spec = get_model(form.values["model"])
             request_ = forms.build_request(form.values, image, spec.limits.shot_seconds)
-            record, _ = await run_in_threadpool(self.runtime.submit, spec.model_id, request_)
+            record, _ = await run_in_threadpool(self.runtime.submit, spec.model_id, request_, self.default_output)
         except forms.FormErrors as exc:
             form.errors = exc.errors
         except ReelforgeError as exc:
@@ -146,7 +206,9 @@ class Gallery:
         else:
             return RedirectResponse(views.job_url(record.id), status_code=303)
         form.lint = forms.lint(form.values)
-        return render("new.html", 400, form=form, models=forms.model_choices())
+        if image is not None:  # browsers never refill a file input: say so by the field
+            form.lost_image = getattr(upload, "filename", "") or "the image"
+        return self._new_page(form, 400)
 
     # --- one job -----------------------------------------------------------------------------
     async def _record(self, job_id: str):
@@ -180,16 +242,33 @@ class Gallery:
         try:
             req = forms.rerun_request(record.model_input, values)
             tags = [{"key": views.RERUN_TAG, "value": record.id}]
-            new, _ = await run_in_threadpool(lambda: self.runtime.submit(values["model"], req, tags=tags))
+            new, _ = await run_in_threadpool(lambda: self.runtime.submit(values["model"], req, self.default_output, tags=tags))
         except forms.FormErrors as exc:
             errors = exc.errors
         except ReelforgeError as exc:
             # Only model and seed are on this form; any other field's problem is named by its JSON path.
             field = forms.form_field(getattr(exc, "field", "form"))
-            errors = {field: forms.error_message(exc)} if field in ("model", "seed") else {"form": str(exc)}
+            if field in ("model", "seed"):
+                errors = {field: forms.error_message(exc)}
+            elif isinstance(exc, ImageError):
+                errors = {"form": f"{exc.field}: {forms.rerun_image_message(exc.message)}"}
+            else:
+                errors = {"form": str(exc)}
         else:
             return RedirectResponse(views.job_url(new.id), status_code=303)
         return await self._job_page(job_id, 400, again=values, errors=errors)
+
+    async def start_image(self, request: Request) -> Response:
+        try:
+            record = await self._record(request.path_params["job_id"])
+        except JobNotFoundError:
+            return error_page(404, "No such job", "There is no such job in the job log.")
+        found = await run_in_threadpool(views.start_image, record.model_input)
+        if found is None:
+            return error_page(404, "No starting image", "This job's request has no image sent with it.")
+        media_type, data = found
+        headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'"}
+        return Response(data, media_type=media_type, headers=headers)
 
     # --- small JSON and streams --------------------------------------------------------------
     async def lint(self, request: Request) -> JSONResponse:
@@ -243,9 +322,13 @@ class Gallery:
         return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
 
-def gallery_routes(runtime: Runtime) -> list[BaseRoute]:
-    """The gallery's routes over ``runtime``; add them after the API's own routes."""
-    return Gallery(runtime).routes()
+def gallery_routes(runtime: Runtime, default_output: str | None = None, max_body: int | None = None) -> list[BaseRoute]:
+    """The gallery's routes over ``runtime``; add them after the API's own routes.
+
+    ``default_output``: where the forms' jobs go (the server's advertised default output; None:
+    the local outputs folder). ``max_body``: the server's body limit, stated by the image field.
+    """
+    return Gallery(runtime, default_output, max_body).routes()
 
 
 def _cursor(text: str) -> tuple[float, str] | None:

@@ -6,6 +6,8 @@ templates stay free of logic and tests can check them without a server.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import time
@@ -48,6 +50,57 @@ def when(t: float | None) -> str:
 
 def iso(t: float | None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else ""
+
+
+def count_line(n: int, *, filtered: bool, first_page: bool, more: bool) -> str:
+    """The list's count: exact when the page holds every job, else what the page shows (no total is known)."""
+    jobs = f"{n} job{'s' if n != 1 else ''}"
+    matching = "matching " if filtered else ""
+    if first_page and not more:
+        return f"{jobs} match{'es' if n == 1 else ''}" if filtered else jobs
+    if first_page:
+        return f"The newest {n} {matching}jobs"
+    return f"{n} older {matching}job{'s' if n != 1 else ''}"
+
+
+# The largest starting image the job page shows (decoded bytes); Nova's own limit is far below.
+MAX_START_IMAGE = 16 * 1024 * 1024
+_IMAGE_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg"}
+
+
+def _inline_image(node: Any) -> dict[str, Any] | None:
+    """The first ``{"format": ..., "source": {"bytes": ...}}`` in a request, depth first."""
+    if isinstance(node, dict):
+        source = node.get("source")
+        if isinstance(source, dict) and isinstance(source.get("bytes"), str) and str(node.get("format", "")).lower() in _IMAGE_TYPES:
+            return node
+        children = node.values()
+    elif isinstance(node, list):
+        children = node
+    else:
+        return None
+    for child in children:
+        hit = _inline_image(child)
+        if hit is not None:
+            return hit
+    return None
+
+
+def start_image_sent(model_input: dict[str, Any]) -> bool:
+    """Whether the request carries an inline image small enough for the job page to show."""
+    image = _inline_image(model_input)
+    return image is not None and len(image["source"]["bytes"]) <= MAX_START_IMAGE * 4 // 3 + 4
+
+
+def start_image(model_input: dict[str, Any]) -> tuple[str, bytes] | None:
+    """(media type, bytes) of the first image sent inline with the request, or None."""
+    if not start_image_sent(model_input):
+        return None
+    image = _inline_image(model_input)
+    try:
+        return _IMAGE_TYPES[str(image["format"]).lower()], base64.b64decode(image["source"]["bytes"], validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def seconds(s: float | None) -> str:
@@ -185,6 +238,7 @@ class FileLink:
     label: str
     url: str
     size: str
+    leftover: bool = False  # a shot written before the job was canceled or failed; no video was made of it
 
 
 @dataclass
@@ -202,11 +256,27 @@ class Detail:
     contact_sheet_url: str | None = None
     location: str = ""
     rerun_of: str | None = None
+    image_url: str | None = None  # the request's starting image, when it was sent inline
 
 
 def _file_label(name: str) -> str:
     shot = _SHOT_FILE.fullmatch(name)
     return f"Shot {int(shot.group(1))} (MP4)" if shot else _FILE_LABELS.get(name, name)
+
+
+# Downloads in the order people want them: the video, its shots, then the rest.
+_FILE_ORDER = ["output.mp4", "poster.jpg", "contact_sheet.png", "manifest.json", "video-generation-status.json"]
+
+
+def _file_key(name: str) -> tuple[int, int, str]:
+    shot = _SHOT_FILE.fullmatch(name)
+    if name == "output.mp4":
+        return (0, 0, name)
+    if shot:
+        return (1, int(shot.group(1)), name)
+    if name in _FILE_ORDER:
+        return (2, _FILE_ORDER.index(name), name)
+    return (3, 0, name)
 
 
 def _size(n: int) -> str:
@@ -228,6 +298,13 @@ def detail(record: JobRecord) -> Detail:
         files = [FileLink(n, _file_label(n), file_url(record.id, n), "") for n in names]
     else:
         names, files = [], []
+    files.sort(key=lambda f: _file_key(f.name))
+    if record.status in (JobStatus.CANCELED, JobStatus.FAILED):
+        ended = "canceled" if record.status is JobStatus.CANCELED else "failed"
+        for f in files:
+            if _SHOT_FILE.fullmatch(f.name):
+                f.leftover = True
+                f.label = f"{f.label}, left over from the {ended} job"
     # output.mp4 is published last by the worker, so its presence means the video is whole.
     video = file_url(record.id, "output.mp4") if "output.mp4" in names else None
     sheet = file_url(record.id, "contact_sheet.png") if "contact_sheet.png" in names else None
@@ -256,4 +333,6 @@ def detail(record: JobRecord) -> Detail:
         contact_sheet_url=sheet,
         location=record.output_uri,
         rerun_of=rerun,
+        image_url=f"{job_url(record.id)}/image" if start_image_sent(record.model_input) else None,
     )
+

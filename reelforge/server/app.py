@@ -27,7 +27,7 @@ from starlette.requests import Request
 
 from .. import config
 from ..errors import ImageError, ReelforgeError, RequestError
-from ..gallery import gallery_routes
+from ..gallery import gallery_routes, not_found, upload_too_large
 from ..jobs import open_store
 from ..runtime import Runtime
 from ..storage import S3Storage
@@ -267,6 +267,10 @@ class BedrockMiddleware:
                 sigv4.verify(scope, body, self.settings.auth_keys)
             scope["reelforge.region"] = arn_region(sigv4.credential_region(auth))
         except ApiError as exc:
+            if exc.status == 413 and scope["path"].startswith("/gallery/"):  # a browser's form post: a page, not JSON
+                declared = dict(scope["headers"]).get(b"content-length", b"")
+                size = int(declared) if declared.isdigit() else None
+                return await upload_too_large(scope["path"], self.settings.max_body, size)(scope, receive, send_with_id)
             return await error_response(exc, request_id)(scope, receive, send)
 
         replayed = False
@@ -315,7 +319,19 @@ async def _handle(request: Request, exc: Exception):
     return error_response(exc, request.scope.get("reelforge.request_id"))
 
 
+def _wants_page(request: Request) -> bool:
+    """A browser asking for a page: GET, accepts HTML, outside the API's paths."""
+    path = request.url.path
+    return (
+        request.method == "GET"
+        and "text/html" in request.headers.get("accept", "")
+        and not (path == "/async-invoke" or path.startswith(("/async-invoke/", "/reelforge/")))
+    )
+
+
 async def _handle_http(request: Request, exc: HTTPException):
+    if exc.status_code == 404 and _wants_page(request):
+        return not_found(request.url.path)
     code = "UnknownOperationException"
     message = f"No operation answers {request.method} {request.url.path}."
     return error_response(ApiError(exc.status_code, code, message), request.scope.get("reelforge.request_id"))
@@ -339,7 +355,7 @@ def create_app(settings: ServerSettings | None = None, runtime: Runtime | None =
             await asyncio.to_thread(state.runtime.stop, 10)
 
     app = Starlette(
-        routes=bedrock_api.routes + extensions.routes + gallery_routes(state.runtime),
+        routes=bedrock_api.routes + extensions.routes + gallery_routes(state.runtime, settings.advertised_output, settings.max_body),
         exception_handlers={ApiError: _handle, ReelforgeError: _handle, HTTPException: _handle_http, Exception: _handle},
         lifespan=lifespan,
     )

@@ -147,5 +147,50 @@
     });
     for (const name of ["prompt", "shots", "duration"]) form.elements[name].addEventListener("input", later);
     syncFields();
+
+    // The duration field means the video's, the whole video's or each shot's length.
+    const hint = document.getElementById("duration-hint");
+    if (hint && hint.dataset.hints) {
+      const hints = JSON.parse(hint.dataset.hints);
+      const syncHint = () => {
+        hint.textContent = hints[task.value] || hints.TEXT_VIDEO;
+      };
+      task.addEventListener("change", syncHint);
+      syncHint();
+    }
+
+    // An image over the server's upload limit is refused here, before the form (and what was typed) is sent.
+    const image = form.elements.image;
+    const sizeError = field(form, "image-size");
+    if (image && image.dataset.maxBytes && sizeError) {
+      const max = Number(image.dataset.maxBytes);
+      const checkSize = () => {
+        const file = image.files && image.files[0];
+        const mb = (n) => (n / 1048576).toFixed(1) + " MB";
+        const message = file && file.size > max ? `${file.name} is ${mb(file.size)}; this server takes images up to ${mb(max)}. Choose a smaller image.` : "";
+        image.setCustomValidity(message);
+        sizeError.textContent = message;
+        sizeError.hidden = !message;
+        if (message) image.setAttribute("aria-invalid", "true");
+        else if (!document.getElementById("image-error")) image.removeAttribute("aria-invalid");
+      };
+      image.addEventListener("change", checkSize);
+      checkSize();
+    }
+  }
+
+  // After a refused submit: move focus to the error summary, whose items link to their fields.
+  const summary = document.querySelector("[data-error-summary]");
+  if (summary) {
+    summary.focus();
+    summary.querySelectorAll('a[href^="#"]').forEach((a) =>
+      a.addEventListener("click", (ev) => {
+        const target = document.getElementById(a.getAttribute("href").slice(1));
+        if (!target || target.closest("[hidden]")) return;
+        ev.preventDefault();
+        target.focus();
+        target.scrollIntoView({ block: "center" });
+      })
+    );
   }
 })();
