@@ -158,7 +158,7 @@ def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCach
         progress = unit.progress = JobProgress(store, job, worker_id, 1 if job.parent_id else len(shots), notify)
         with _LeaseKeeper(progress), _Folder(job.storage_uri) as out:
             if job.attempts > 1:
-                owned = [_shot_name(job.shot_index)] if job.parent_id else [_shot_name(i) for i in range(len(shots))]
+                owned = [shot_file_name(job.shot_index)] if job.parent_id else [shot_file_name(i) for i in range(len(shots))]
                 out.clear_leftovers(owned + ["output.mp4", "poster.jpg", "contact_sheet.png"] * (job.parent_id is None))
             if job.parent_id is not None:
                 return unit.render_one_shot(out)
@@ -199,7 +199,7 @@ class _Unit:
     def render_one_shot(self, out: "_Folder") -> JobStatus:
         """A shot unit of a multi-shot job: render shot_NNNN.mp4 into the job's folder."""
         index = self.job.shot_index
-        name = _shot_name(index)
+        name = shot_file_name(index)
         _, seconds = _render(self._engine(), _plan(self.request, self.shots, index, self.job.model_id), out.path / name, self.progress)
         out.publish([name])
         metadata = {**self.progress.metadata, "render_encode_s": seconds, "seed": self.shots[index].seed}
@@ -209,7 +209,7 @@ class _Unit:
     def join_shots(self, out: "_Folder", done: list[JobRecord]):
         """The last step of a split job: its shots are all rendered; join them by stream copy."""
         self.progress.beat("joining shots", force=True)
-        names = [_shot_name(i) for i in range(len(self.shots))]
+        names = [shot_file_name(i) for i in range(len(self.shots))]
         out.fetch(names)
         media.concat_mp4([out.path / n for n in names], out.path / "output.mp4")
         poster = media.read_frame(out.path / names[0], self.shots[0].duration_s * self.request.fps // 3)
@@ -219,7 +219,7 @@ class _Unit:
         """Every shot in this worker (single-shot jobs, and engines that cannot split)."""
         engine = self._engine()
         multi = len(self.shots) > 1
-        names = [_shot_name(i) for i in range(len(self.shots))] if multi else []
+        names = [shot_file_name(i) for i in range(len(self.shots))] if multi else []
         paths = [out.path / n for n in names] or [out.path / "output.mp4"]
         out.put_json("manifest.json", _manifest(self.job, self.engine_id, self.request))
         poster, seconds = None, 0.0
@@ -249,7 +249,8 @@ class _Unit:
         out.put_json("video-generation-status.json", _status_doc(self.job, len(self.shots), None))
 
 
-def _shot_name(index: int) -> str:
+def shot_file_name(index: int) -> str:
+    """The file a video's shot is written to: shot_0001.mp4, ... (Bedrock's layout)."""
     return f"shot_{index + 1:04d}.mp4"
 
 

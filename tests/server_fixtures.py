@@ -102,6 +102,18 @@ def http(url: str, method: str = "GET", body: bytes | None = None, headers: dict
         return e.code, dict(e.headers), e.read()
 
 
+def expect(code: str, fn, *args, **kw) -> str:
+    """Call a boto3 operation that must fail with ``code``; return the error message."""
+    import pytest
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as info:
+        fn(*args, **kw)
+    err = info.value.response["Error"]
+    assert err["Code"] == code, err
+    return err["Message"]
+
+
 def error_of(status_headers_body) -> tuple[int, str, str]:
     status, headers, body = status_headers_body
     lower = {k.lower(): v for k, v in headers.items()}

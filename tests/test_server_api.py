@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from reelforge.server.app import ServerSettings
-from server_fixtures import TINY, TINY_MODEL, ServerThread, bedrock, error_of, http, start_tiny, wait_done
+from server_fixtures import TINY, TINY_MODEL, ServerThread, bedrock, error_of, expect, http, start_tiny, wait_done
 
 NOVA_INPUT = {
     "taskType": "TEXT_VIDEO",
@@ -40,14 +40,6 @@ def idle_server(tmp_path):
     """A server with no workers: jobs stay InProgress until the test runs them."""
     with ServerThread(ServerSettings(workers=0, bucket_dir=tmp_path / "buckets", data_dir=tmp_path / "home")) as s:
         yield s
-
-
-def expect(code: str, fn, *args, **kw) -> str:
-    with pytest.raises(ClientError) as info:
-        fn(*args, **kw)
-    err = info.value.response["Error"]
-    assert err["Code"] == code, err
-    return err["Message"]
 
 
 # --- start / get --------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import reelforge
 from reelforge.server.app import ServerSettings
 from reelforge.server.errors import error_parts
 from reelforge.stores import JobStoreError
-from server_fixtures import TEST_KEYS, TINY, TINY_MODEL, ServerThread, bedrock, error_of, http, start_tiny, wait_done
+from server_fixtures import TEST_KEYS, TINY, TINY_MODEL, ServerThread, bedrock, error_of, expect, http, start_tiny, wait_done
 
 IMAGE_FIELD = "s3Location.uri"
 OUTPUT_FIELD = "outputDataConfig.s3OutputDataConfig.s3Uri"
@@ -40,14 +40,6 @@ def with_image(uri: str) -> dict:
     model_input = copy.deepcopy(TINY)
     model_input["textToVideoParams"]["images"] = [{"format": "png", "source": {"s3Location": {"uri": uri}}}]
     return model_input
-
-
-def expect(code: str, fn, *args, **kw) -> str:
-    with pytest.raises(ClientError) as info:
-        fn(*args, **kw)
-    err = info.value.response["Error"]
-    assert err["Code"] == code, err
-    return err["Message"]
 
 
 @pytest.fixture(scope="module")

@@ -157,14 +157,16 @@ def strip_images(model_input: dict[str, Any]) -> dict[str, Any]:
 
 
 def s3_file_names(record: JobRecord) -> list[str]:
-    """The files the worker writes for a completed job, by name (as in worker.py)."""
+    """The files the worker writes for a completed job, by name."""
+    from ..models import get_model
+    from ..request import split_automated
+    from ..worker import shot_file_name
+
     shots = len((record.model_input.get("multiShotManualParams") or {}).get("shots") or [])
     if record.model_input.get("taskType") == "MULTI_SHOT_AUTOMATED":
-        from ..models import get_model
-
-        per_shot = get_model(record.model_id).limits.shot_seconds
-        shots = max(1, (record.model_input.get("videoGenerationConfig") or {}).get("durationSeconds", per_shot) // per_shot)
-    shot_files = [f"shot_{i + 1:04d}.mp4" for i in range(shots)] if shots > 1 else []
+        params, cfg = record.model_input["multiShotAutomatedParams"], record.model_input["videoGenerationConfig"]
+        shots = len(split_automated(params["text"], cfg["durationSeconds"], get_model(record.model_id).limits.shot_seconds))
+    shot_files = [shot_file_name(i) for i in range(shots)] if shots > 1 else []
     return ["output.mp4", *shot_files, "poster.jpg", "contact_sheet.png", "manifest.json", "video-generation-status.json"]
 
 
