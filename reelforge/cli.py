@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -147,14 +146,12 @@ def _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json
         click.echo(f"lint: {line}", err=True)
     client = _client(endpoint)
     if not endpoint and no_wait:
-        client._backend.workers = 0  # a detached worker runs it, so this process can exit
+        client._backend.workers = 0  # the background worker runs it, so this process can exit
     job = client.start(request, model=model, output=output, client_token=token)
     note = _engine_note(model) if not endpoint else None
     if note:
         click.echo(note, err=True)
     if no_wait:
-        if not endpoint:
-            _spawn_worker()
         click.echo(job.id)
         click.echo(f"follow it with: reelforge jobs show {job.id}", err=True)
         return
@@ -166,7 +163,7 @@ def _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json
         click.echo(str(path) if path else job.output_uri + "/output.mp4")
 
 
-def _follow(job) -> None:
+def _follow(job, timeout: float | None = None) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .errors import JobFailedError
@@ -179,7 +176,7 @@ def _follow(job) -> None:
             bar.update(task, completed=rec.progress, description=f"job {rec.id} {rec.stage}")
 
         try:
-            job.wait(on_progress=update)
+            job.wait(timeout, on_progress=update)
         except JobFailedError as exc:
             where = "the server's log" if job.client.endpoint else config.log_path()
             raise CLIError(f"{exc} (details: {where})") from None
@@ -191,9 +188,10 @@ def _follow(job) -> None:
 def _hand_off(job) -> None:
     """Ctrl-C while following: stop watching, but let the job finish (cancel is a separate, explicit step)."""
     if job.client.endpoint is None:
-        job.client._backend.runtime.release()  # this process is leaving: its jobs go back to the queue
-        _spawn_worker()
-        where = "in a background worker"
+        backend = job.client._backend
+        backend.runtime.release()  # units this process was running go back to the queue at once
+        backend.ensure_worker()
+        where = "in the background worker"
     else:
         where = "on the server"
     click.echo(
@@ -208,18 +206,6 @@ def _stderr_console():
     from rich.console import Console
 
     return Console(stderr=True)
-
-
-def _spawn_worker() -> None:
-    """A background worker that runs queued jobs and exits when none are left."""
-    subprocess.Popen(
-        [sys.executable, "-m", "reelforge", "worker", "--until-idle"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        env=os.environ.copy(),
-    )
 
 
 def _job_dict(rec: JobRecord) -> dict:
@@ -302,6 +288,22 @@ def jobs_show(job_id, endpoint):
     click.echo(json.dumps(_job_dict(_client(endpoint).get(job_id).record), indent=2))
 
 
+@jobs.command("wait")
+@click.argument("job_id")
+@click.option("--timeout", type=click.FloatRange(min=0), metavar="SECONDS", help="Give up waiting after this long (the job keeps running) [default: wait until it ends].")
+@click.option("--endpoint", envvar="REELFORGE_ENDPOINT")
+@click.option("--json", "as_json", is_flag=True, help="Print the finished job as JSON instead of its video's path.")
+def jobs_wait(job_id, timeout, endpoint, as_json):
+    """Wait for a job to end, with a progress bar; exit 0 when it completed, 1 when it failed or was canceled."""
+    job = _client(endpoint).get(job_id)
+    _follow(job, timeout)
+    if as_json:
+        click.echo(json.dumps(_job_dict(job.record), indent=2))
+    else:
+        path = job.video_path
+        click.echo(str(path) if path else job.output_uri + "/output.mp4")
+
+
 @jobs.command("cancel")
 @click.argument("job_id")
 @click.option("--endpoint", envvar="REELFORGE_ENDPOINT")
@@ -353,24 +355,44 @@ def models(as_json):
 
 
 @cli.command()
-@click.option("--until-idle", is_flag=True, help="Exit when no job is queued.")
-@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
-def worker(until_idle, threads):
-    """Run queued jobs from the job log."""
+@click.option("--until-idle", is_flag=True, help="Exit as soon as no job is queued.")
+@click.option("--idle-exit", type=click.FloatRange(min=0), metavar="SECONDS", help="Exit once no job has been queued for this long [default: run until stopped].")
+@click.option("--background", is_flag=True, help="Run as the data dir's background worker, the one Client.start starts: at most one runs; it exits REELFORGE_WORKER_IDLE_S seconds (default 120) after the queue empties.")
+@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True, help="Units of work run at once by this process.")
+def worker(until_idle, idle_exit, background, threads):
+    """Run queued jobs from the job log. Ctrl-C or SIGTERM puts running jobs back in the queue at once."""
+    import signal
+
+    from .background import SINGLETON, FileLock
     from .client import embedded_runtime
 
     runtime = embedded_runtime()
+    if background:
+        singleton = FileLock(runtime.folder / SINGLETON, shared=False) if runtime.folder is not None else None
+        if singleton is None or not singleton.acquire():
+            return  # another background worker has this data dir (the lock stays held until we exit)
+        singleton.write_pid()
+        idle_exit = runtime.timings.idle_exit_s
     if until_idle:
-        runtime.run_until_idle()
-        return
-    runtime.start_workers(threads)
-    click.echo(f"worker {runtime.worker_id} running {threads} thread(s); Ctrl-C stops", err=True)
+        idle_exit = 0.0
+
+    def on_sigterm(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    if not background:
+        more = "" if idle_exit is None else f"; exits after {idle_exit:g} s with nothing queued"
+        click.echo(f"worker {runtime.worker_id} running {threads} thread(s){more}; Ctrl-C stops", err=True)
     try:
-        for t in runtime._threads:
-            while t.is_alive():
-                t.join(1)
+        if threads > 1:
+            runtime.start_workers(threads - 1)
+        runtime.run(idle_exit)
+        runtime.stop(timeout=None)  # idle: let the other threads end the units they hold
     except KeyboardInterrupt:
-        runtime.stop()
+        released = runtime.release()
+        runtime.stop(timeout=5)
+        if not background:
+            click.echo(f"worker stopped; {len(released)} running job unit(s) went back to the queue", err=True)
 
 
 @cli.command()

@@ -1,11 +1,14 @@
 """Client and Job: the notebook's four steps as a Python API.
 
-``Client()`` runs jobs in this process (embedded runtime, worker threads); the same calls work
-against a reelforge server or Bedrock itself with ``Client(endpoint=URL)``.
+``Client()`` records jobs in the data dir's job log and makes sure a worker runs them: the data
+dir's background worker (started on demand, shared by every script, outliving the one that
+started the job), or worker threads in this process with ``Client(workers=N)``. The same calls
+work against a reelforge server or Bedrock itself with ``Client(endpoint=URL)``.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -16,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from . import config
+from . import background, config
 from .errors import JobCanceledError, JobFailedError, StorageError, WaitTimeoutError
 from .jobs import JobRecord, JobStatus, open_store
 from .request import VideoRequest
@@ -82,17 +85,32 @@ class Client:
 
 
 class EmbeddedBackend:
+    ENSURE_EVERY_S = 5.0  # while waiting: look again that a worker runs (one may have been killed)
+
     def __init__(self, data_dir, workers):
         self.runtime = embedded_runtime(data_dir)
-        self.workers = workers if workers is not None else int(os.environ.get("REELFORGE_WORKERS", "1"))
+        env = os.environ.get("REELFORGE_WORKERS")
+        self.workers = workers if workers is not None else int(env) if env else 0
         self.output_default = Path(data_dir).expanduser() / "outputs" if data_dir else None
+        self._ensured = 0.0
 
     def submit(self, model, request, output, client_token, tags) -> str:
         out = output if output is not None else self.output_default
         record, _ = self.runtime.submit(model, request, out, client_token=client_token, tags=tags)
         if self.workers > 0:
+            if not self.runtime._threads:
+                atexit.register(_hand_off_at_exit, self.runtime)
             self.runtime.start_workers(self.workers)
+        self.ensure_worker()
         return record.id
+
+    def ensure_worker(self) -> bool:
+        """Start the data dir's background worker when no process works on this job log (True if started)."""
+        self._ensured = time.monotonic()
+        folder = self.runtime.folder
+        if folder is None or not config.background_worker():
+            return False
+        return background.ensure_worker(folder)
 
     def get(self, ref: str) -> JobRecord:
         return self.runtime.get(ref.rsplit("/", 1)[-1])
@@ -104,7 +122,9 @@ class EmbeddedBackend:
         return self.runtime.cancel(job_id)
 
     def wait_for_change(self, job_id: str, timeout: float) -> None:
-        # Another process (a detached worker) may be the one running it: poll the log as well.
+        # Another process (the background worker) may be the one running it: poll the log as well.
+        if time.monotonic() - self._ensured > self.ENSURE_EVERY_S:
+            self.ensure_worker()
         self.runtime.wait_for_change(min(timeout, 0.25))
 
     def close(self) -> None:
@@ -235,6 +255,12 @@ class Job:
     def __repr__(self) -> str:
         rec = self._cached or self.refresh()
         return f"<Job {rec.id} {rec.status.value} {rec.model_id}>"
+
+
+def _hand_off_at_exit(runtime: Runtime) -> None:
+    """This process is exiting with worker threads: their units go back to the queue, for the background worker."""
+    if runtime.release() and runtime.folder is not None and config.background_worker():
+        background.ensure_worker(runtime.folder)
 
 
 def iso(t: float | None) -> str | None:

@@ -1,11 +1,15 @@
-"""Where reelforge keeps things, read from the environment once per use (so tests can relocate it)."""
+"""Where reelforge keeps things and how its workers time themselves, read from the environment
+once per use (so tests can relocate and speed them up)."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+
+from .errors import ConfigError
 
 DEFAULT_MODEL = "amazon.nova-reel-v1:1"
 DEFAULT_REGION = "us-east-1"
@@ -42,3 +46,69 @@ def region() -> str:
 
 def account() -> str:
     return os.environ.get("REELFORGE_ACCOUNT") or DEFAULT_ACCOUNT
+
+
+def _number(name: str, default: float, minimum: float, integer: bool = False) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        value = None
+    if value is None or value != value or value < minimum:  # NaN is not a setting
+        kind = "a whole number" if integer else "a number of seconds"
+        raise ConfigError(f"{name}={raw!r} is not usable; it must be {kind} of at least {minimum:g}")
+    return value
+
+
+@dataclass(frozen=True)
+class Timings:
+    """How workers time leases, heartbeats, recovery and retries (all in seconds).
+
+    A job whose worker dies restarts within ``lease_s + recover_s`` (at once when the dead
+    worker was on this machine: its process is gone). ``heartbeat_s`` is the least time between
+    two progress writes of one job. ``backoff_s`` is the first pause after a job-log error,
+    doubling up to ``backoff_max_s``. ``idle_exit_s``: a background worker exits after the queue
+    has been empty this long. ``db_retry_s``: how long a job-log statement is retried through a
+    lost connection before the caller gets an error.
+    """
+
+    lease_s: float = 30.0
+    heartbeat_s: float = 0.5
+    recover_s: float = 2.0
+    max_attempts: int = 3
+    backoff_s: float = 0.5
+    backoff_max_s: float = 30.0
+    idle_exit_s: float = 120.0
+    db_retry_s: float = 15.0
+
+    @classmethod
+    def from_env(cls) -> "Timings":
+        d = cls()
+        return cls(
+            lease_s=_number("REELFORGE_LEASE_S", d.lease_s, 0.5),
+            heartbeat_s=_number("REELFORGE_HEARTBEAT_S", d.heartbeat_s, 0.0),
+            recover_s=_number("REELFORGE_RECOVER_S", d.recover_s, 0.05),
+            max_attempts=int(_number("REELFORGE_MAX_ATTEMPTS", d.max_attempts, 1, integer=True)),
+            backoff_s=_number("REELFORGE_BACKOFF_S", d.backoff_s, 0.01),
+            backoff_max_s=_number("REELFORGE_BACKOFF_MAX_S", d.backoff_max_s, 0.01),
+            idle_exit_s=_number("REELFORGE_WORKER_IDLE_S", d.idle_exit_s, 0.0),
+            db_retry_s=_number("REELFORGE_DB_RETRY_S", d.db_retry_s, 0.0),
+        )
+
+
+def timings() -> Timings:
+    return Timings.from_env()
+
+
+def background_worker() -> bool:
+    """Whether an embedded Client starts a background worker for its data dir when none runs.
+
+    REELFORGE_BACKGROUND_WORKER=never turns it off (you run `reelforge worker` yourself); it is off
+    for a PostgreSQL job log, whose workers run as services of their own.
+    """
+    value = (os.environ.get("REELFORGE_BACKGROUND_WORKER") or "auto").strip().lower()
+    if value not in ("auto", "never"):
+        raise ConfigError(f"REELFORGE_BACKGROUND_WORKER={value!r} is not usable; allowed: auto, never")
+    return value == "auto" and not os.environ.get("REELFORGE_DATABASE_URL")

@@ -8,6 +8,8 @@ ReelforgeError
 ├── JobNotFoundError        no job with that id or ARN (ResourceNotFoundException)
 ├── EngineError             an engine cannot run: missing weights, missing extra, bad options
 ├── StorageError            an output location that cannot be read or written
+│   └── JobStoreError       the job log cannot be reached or used (server: 503)
+├── ConfigError             a REELFORGE_* setting that cannot be used
 ├── JobFailedError          Job.wait() on a job that ended FAILED
 ├── JobCanceledError        Job.wait() on a job that ended CANCELED
 └── WaitTimeoutError        Job.wait() ran past its timeout (the job keeps running)
@@ -65,6 +67,14 @@ class EngineError(ReelforgeError):
 
 class StorageError(ReelforgeError):
     """An output location cannot be used."""
+
+
+class JobStoreError(StorageError):
+    """The job log cannot be reached or used."""
+
+
+class ConfigError(ReelforgeError):
+    """A setting (an environment variable or a configuration value) that cannot be used."""
 
 
 class JobFailedError(ReelforgeError):

@@ -40,6 +40,14 @@ class JobStatus(str, enum.Enum):
         return [s for s, w in BEDROCK_STATUS.items() if w == word]
 
 
+class Beat(str, enum.Enum):
+    """What a worker learns from renewing its lease."""
+
+    OK = "ok"
+    CANCEL = "cancel"  # the job was asked to stop
+    LOST = "lost"  # the claim is no longer this worker's (recovered, released or ended): stop, write nothing
+
+
 BEDROCK_STATUS = {
     JobStatus.QUEUED: "InProgress",
     JobStatus.RUNNING: "InProgress",
@@ -80,7 +88,7 @@ class JobRecord:
     end_time: float | None = None
     last_modified: float = field(default_factory=time.time)
     failure_message: str | None = None
-    attempts: int = 0
+    attempts: int = 0  # claims in which the engine started (a worker that died before that costs nothing)
     cancel_requested: bool = False
     worker_id: str | None = None
     lease_until: float | None = None
@@ -89,6 +97,8 @@ class JobRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     parent_id: str | None = None  # set on the shot units of a multi-shot job
     shot_index: int | None = None
+    fence: int = 0  # raised by every claim; a worker's writes name the fence it holds
+    counted_fence: int = 0  # the claim whose attempt was last counted
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -125,27 +135,35 @@ class JobStore:
         raise NotImplementedError
 
     def claim(self, worker_id: str, lease_s: float) -> JobRecord | None:
-        """Atomically take the oldest queued job, or return None."""
+        """Atomically take the oldest queued unit (raising its fence), or return None."""
         raise NotImplementedError
 
-    def heartbeat(self, job_id: str, worker_id: str, lease_s: float, progress: float, stage: str) -> bool:
-        """Renew the lease and record progress; return True when the job was asked to cancel."""
+    def begin_attempt(self, job_id: str, worker_id: str, fence: int) -> int | None:
+        """The engine starts on claim ``fence``: count the attempt; return the count, None when not ours."""
         raise NotImplementedError
 
-    def finish(self, job_id: str, worker_id: str | None, status: JobStatus, *, failure_message: str | None = None, metadata: dict | None = None) -> None:
+    def heartbeat(self, job_id: str, worker_id: str, lease_s: float, progress: float, stage: str, *, fence: int | None = None) -> Beat:
+        """Renew the lease and record progress; say whether to go on, stop for a cancel, or stop silently."""
+        raise NotImplementedError
+
+    def finish(self, job_id: str, worker_id: str | None, status: JobStatus, *, failure_message: str | None = None, metadata: dict | None = None, fence: int | None = None) -> bool:
+        """End a unit; False when it was not ours to end (fenced out, already ended)."""
         raise NotImplementedError
 
     def request_cancel(self, job_id: str) -> JobRecord:
         raise NotImplementedError
 
-    def retry(self, job_id: str, worker_id: str, reason: str) -> None:
+    def retry(self, job_id: str, worker_id: str, reason: str, *, fence: int | None = None) -> None:
         raise NotImplementedError
 
     def release(self, worker_id: str) -> list[str]:
-        """Requeue every unit ``worker_id`` is running (it is shutting down); return their ids."""
+        """Requeue every unit ``worker_id`` runs (it is stopping), giving back begun attempts; return their ids."""
         raise NotImplementedError
 
-    def split(self, parent_id: str, worker_id: str, shots: list[JobRecord]) -> bool:
+    def listen(self, wake, stop) -> None:
+        """Call ``wake()`` when another process makes a job claimable, until the event ``stop`` is set."""
+
+    def split(self, parent_id: str, worker_id: str, shots: list[JobRecord], *, fence: int | None = None) -> bool:
         """Record the shot units of a claimed job, which then waits for them holding no lease.
 
         Returns False, adding nothing, when ``worker_id`` no longer holds the job."""
@@ -158,8 +176,8 @@ class JobStore:
         """Move a waiting job on once its shots are done: to QUEUED for joining, FAILED or CANCELED."""
         raise NotImplementedError
 
-    def recover(self, max_attempts: int, is_dead=None) -> list[str]:
-        """Requeue (or fail, past ``max_attempts``) running jobs whose worker is gone; return their ids."""
+    def recover(self, max_attempts: int, is_dead=None, max_claims: int | None = None) -> list[str]:
+        """Requeue (or fail, past ``max_attempts``) running units whose worker is gone; return their ids."""
         raise NotImplementedError
 
 

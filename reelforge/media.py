@@ -56,12 +56,39 @@ def _temp_path(path: Path) -> Path:
 
 
 def _publish(tmp: Path, path: Path) -> None:
+    """Rename a finished temp file to its name: its bytes reach the disk first, the new name after,
+    so after a crash or power cut the file is the old one or the complete new one, never a part."""
     try:
         os.chmod(tmp, _FILE_MODE)
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(path.parent)
     except OSError as e:
         _unlink_quietly(tmp)
         raise StorageError(f"cannot write {path}: {e.strerror or e}") from e
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a folder's entries, to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_dirs(folder: Path) -> None:
+    """``mkdir -p`` whose new folders survive a power cut (each new entry's parent is flushed)."""
+    folder = Path(folder)
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+        _fsync(new.parent)
 
 
 def _unlink_quietly(p: Path) -> None:
@@ -80,8 +107,6 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     try:
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
     except BaseException as e:
         _unlink_quietly(tmp)
         if isinstance(e, OSError):

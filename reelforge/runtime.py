@@ -2,6 +2,11 @@
 
 ``Runtime.submit`` checks a request against its model, records the job (QUEUED) in the job log
 and wakes a worker, all before it returns. The CLI, the Python API and the server all use it.
+
+A runtime that works (threads, or ``run`` in the calling thread) also runs two services of its
+own: recovery on a timer (every ``recover_s``, whatever its workers are doing, so a dead worker's
+job restarts within lease + recover_s even when every worker is busy) and, on PostgreSQL, a
+listener that wakes idle workers the moment a job becomes claimable anywhere.
 """
 
 from __future__ import annotations
@@ -14,13 +19,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import config
+from .background import FileLock, presence
 from .errors import RequestError, StorageError
 from .jobs import JobRecord, JobStatus, JobStore, new_job_id, open_store, request_fingerprint
 from .engines import get_engine_class
 from .models import engine_for, get_model
 from .request import VideoRequest, check
 from .storage import join, local_path, to_uri
-from .worker import LEASE_S, MAX_ATTEMPTS, EngineCache, new_worker_id, perform, worker_is_dead
+from .worker import EngineCache, finalize_ended, new_worker_id, perform, sweep_staging, worker_is_dead
 
 log = logging.getLogger("reelforge.runtime")
 
@@ -36,6 +42,7 @@ class Runtime:
         map_output: Callable[[str], str] | None = None,
     ):
         self.store = store or open_store(config.job_store_location())
+        self.timings = config.timings()
         self.region = region or config.region()
         self.account = account or config.account()
         self.fetch_s3 = fetch_s3
@@ -43,9 +50,17 @@ class Runtime:
         self.engines = EngineCache()
         self._changed = threading.Condition()
         self._threads: list[threading.Thread] = []
+        self._services: list[threading.Thread] = []
         self._stop = threading.Event()
+        self._presence: FileLock | None = None
         self.worker_id = new_worker_id()
         self.recover()
+
+    @property
+    def folder(self) -> Path | None:
+        """The folder of an SQLite job log (where its lock files live); None for PostgreSQL."""
+        path = getattr(self.store, "path", None)
+        return Path(path).parent if path is not None else None
 
     # --- jobs ------------------------------------------------------------------------------
     def submit(
@@ -106,10 +121,17 @@ class Runtime:
         return record
 
     def recover(self) -> list[str]:
-        ids = self.store.recover(MAX_ATTEMPTS, worker_is_dead)
+        """Requeue the units of workers that are gone; finish the files of jobs that ends."""
+        ids = self.store.recover(self.timings.max_attempts, worker_is_dead)
         if ids:
-            log.warning("recovered jobs left running by a stopped worker: %s", ", ".join(ids))
+            log.warning("recovered units left running by a stopped worker: %s", ", ".join(ids))
             self.notify()
+            for job_id in ids:
+                unit = self.store.get(job_id)
+                job = self.store.get(unit.parent_id) if unit.parent_id else unit
+                if job.status in (JobStatus.FAILED, JobStatus.CANCELED):
+                    log.error("job %s %s: %s", job.id, job.status.value.lower(), job.failure_message)
+                    finalize_ended(job, job.failure_message or "Canceled.")
         return ids
 
     # --- change notification (in-process waiters) -------------------------------------------
@@ -123,6 +145,7 @@ class Runtime:
 
     # --- workers ---------------------------------------------------------------------------
     def start_workers(self, count: int = 1) -> None:
+        self._start_services()
         alive = [t for t in self._threads if t.is_alive()]
         for n in range(len(alive), count):
             t = threading.Thread(target=self._work, name=f"reelforge-worker-{n}", daemon=True)
@@ -131,50 +154,110 @@ class Runtime:
         self._threads = alive
 
     def run_until_idle(self) -> int:
-        """Work in the calling thread until no job is queued; return how many jobs ran."""
-        ran = 0
-        while self.run_one():
-            ran += 1
+        """Work in the calling thread until no job is queued; return how many units ran."""
+        return self.run(idle_exit_s=0.0)
+
+    def run(self, idle_exit_s: float | None = None) -> int:
+        """Work in the calling thread; with ``idle_exit_s``, return once the queue stays empty that long.
+
+        Before it returns, the runtime gives up its presence lock and then looks at the queue one
+        last time, so a job recorded by a client that saw the lock held is never stranded.
+        """
+        self._start_services()
+        ran, idle_since = 0, None
+        while not self._stop.is_set():
+            if self._run_guarded():
+                ran, idle_since = ran + 1, None
+                continue
+            now = time.monotonic()
+            idle_since = idle_since if idle_since is not None else now
+            if idle_exit_s is not None and now - idle_since >= idle_exit_s:
+                self._release_presence()
+                if not self._run_guarded():
+                    return ran
+                ran, idle_since = ran + 1, None
+                self._hold_presence()
+                continue
+            self.wait_for_change(1.0 if idle_exit_s is None else max(0.01, min(1.0, idle_exit_s - (now - idle_since))))
         return ran
 
     def run_one(self) -> bool:
         # Each thread claims under its own id (worker id + "/thread"), so a unit recovered from one
         # thread and claimed by another is never mistaken for the first one's.
         owner = f"{self.worker_id}/{threading.current_thread().name}"
-        job = self.store.claim(owner, LEASE_S)
+        job = self.store.claim(owner, self.timings.lease_s)
         if job is None:
             return False
         self.notify(job.id)
-        perform(self.store, job, owner, self.engines, notify=self.notify, fetch_s3=self.fetch_s3)
+        perform(self.store, job, owner, self.engines, self.timings, notify=self.notify, fetch_s3=self.fetch_s3)
         self.notify(job.id)
         return True
 
-    def _work(self) -> None:
-        last_recover = time.monotonic()
+    def _run_guarded(self) -> bool:
+        """``run_one``, pausing with back-off while the job log cannot be used (it must not end the worker)."""
+        pause = self.timings.backoff_s
         while not self._stop.is_set():
             try:
-                if self.run_one():
-                    continue
-                if time.monotonic() - last_recover > 10:
-                    self.recover()
-                    last_recover = time.monotonic()
-            except Exception:  # a broken job log must not kill the worker silently
-                log.exception("worker loop error")
-                time.sleep(1)
-            self.wait_for_change(1.0)
+                return self.run_one()
+            except Exception:
+                log.exception("worker loop error; trying again in %.1f s", pause)
+                self._stop.wait(pause)
+                pause = min(pause * 2, self.timings.backoff_max_s)
+        return False
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            if not self._run_guarded():
+                self.wait_for_change(1.0)
+
+    # --- services: recovery timer, job notifications, presence --------------------------------
+    def _start_services(self) -> None:
+        if self._services:
+            return
+        self._hold_presence()
+        sweep_staging(worker_is_dead)
+        for target, name in ((self._recover_loop, "reelforge-recovery"), (self._listen, "reelforge-listen")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._services.append(t)
+
+    def _recover_loop(self) -> None:
+        while not self._stop.wait(self.timings.recover_s):
+            try:
+                self.recover()
+            except Exception:  # the job log may be away; the next round tries again
+                log.warning("recovery round failed", exc_info=True)
+
+    def _listen(self) -> None:
+        self.store.listen(self.notify, self._stop)
+
+    def _hold_presence(self) -> None:
+        if self.folder is not None and self._presence is None:
+            lock = presence(self.folder)
+            if lock.acquire(wait=True):
+                self._presence = lock
+
+    def _release_presence(self) -> None:
+        if self._presence is not None:
+            self._presence.release()
+            self._presence = None
 
     def release(self) -> list[str]:
         """Stop taking work and put what this process is running back in the queue for another worker."""
         self._stop.set()
         ids = self.store.release(self.worker_id)
+        self._release_presence()
+        if ids:
+            log.info("put back in the queue as this worker stops: %s", ", ".join(ids))
         self.notify()
         return ids
 
     def stop(self, timeout: float = 10) -> None:
         self._stop.set()
         self.notify()
-        for t in self._threads:
+        for t in self._threads + self._services:
             t.join(timeout)
+        self._release_presence()
         self.engines.close()
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from .errors import StorageError
-from .media import _publish, _temp_path, _unlink_quietly, atomic_write_bytes
+from .media import _publish, _temp_path, _unlink_quietly, atomic_write_bytes, make_dirs
 
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".webm", ".mkv"}
@@ -90,7 +90,7 @@ class LocalStorage(Storage):
 
     def put_bytes(self, data: bytes, uri: str) -> None:
         dest = local_path(uri)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        _mkdir(dest.parent)
         atomic_write_bytes(dest, data)
 
     def get_bytes(self, uri: str) -> bytes:
@@ -119,7 +119,7 @@ class LocalStorage(Storage):
 
 
 def _mkdir(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+    make_dirs(folder)
 
 
 def _copy_atomic(src: Path, dest: Path) -> None:

@@ -4,20 +4,38 @@ Both run the same statements (written with ``?`` placeholders); they differ in c
 transactions, column types and in how a worker claims a job: SQLite serialises writers with
 ``BEGIN IMMEDIATE``, PostgreSQL uses ``FOR UPDATE SKIP LOCKED`` and row locks on the job whose
 shots are settling, so many workers on many machines never take the same job.
+
+Every claim raises the job's ``fence`` (a claim number), and every write a worker makes names
+the fence it holds: a worker that lost its lease (frozen, cut off, presumed dead) can never
+write over the attempt that followed. ``attempts`` counts only the claims in which the engine
+actually started (``begin_attempt``), so workers that die before starting cost a job nothing.
+
+PostgreSQL connections come from one pool per process; a statement that fails because the
+connection dropped is retried on a fresh one (every statement here is safe to repeat, see
+``_attempt``), no statement waits more than a few seconds on a lock, and a session left idle
+inside a transaction (a frozen process) is ended by the server, so one stuck worker cannot
+stall the others. Idle workers are woken by LISTEN/NOTIFY when a job becomes claimable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import random
 import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable
 
-from .errors import ConflictError, JobNotFoundError, StorageError
-from .jobs import _COLUMNS, _JSON_COLUMNS, JobRecord, JobStatus, JobStore
+from . import config
+from .errors import ConflictError, JobNotFoundError, JobStoreError
+from .jobs import _COLUMNS, _JSON_COLUMNS, Beat, JobRecord, JobStatus, JobStore
+
+log = logging.getLogger("reelforge.stores")
+CHANNEL = "reelforge_jobs"  # PostgreSQL NOTIFY channel: a job became claimable
 
 SQLITE_MIGRATIONS = [
     # 1: the job log
@@ -39,8 +57,19 @@ SQLITE_MIGRATIONS = [
     ALTER TABLE jobs ADD COLUMN shot_index INTEGER;
     CREATE INDEX jobs_parent ON jobs (parent_id);
     """,
+    # 3: fencing (a claim number checked on every write) and attempts counted when the engine starts
+    """
+    ALTER TABLE jobs ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN counted_fence INTEGER NOT NULL DEFAULT 0;
+    UPDATE jobs SET fence = attempts, counted_fence = attempts
+    """,
 ]
 
+
+
+def _fenced(fence: int | None) -> tuple[str, list[int]]:
+    """The condition that a write comes from the claim ``fence`` (none for callers that hold no claim)."""
+    return (" AND fence = ?", [fence]) if fence is not None else ("", [])
 
 
 def _column_values(record: JobRecord) -> dict[str, Any]:
@@ -56,6 +85,9 @@ class SQLJobStore(JobStore):
 
     migrations: list[str] = []
 
+    def __init__(self):
+        self.timings = config.timings()
+
     def _migration_lock(self, db) -> None:
         """Keep two processes from migrating at once (SQLite's immediate transaction already does)."""
 
@@ -70,14 +102,28 @@ class SQLJobStore(JobStore):
                         db.execute(stmt)
                     db.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
 
-    def _db(self):
+    # --- what a dialect supplies -----------------------------------------------------------
+    def _conn(self):
+        """A context giving a connection for reads (autocommit)."""
         raise NotImplementedError
 
     def _tx(self):
+        """A context giving a connection inside one transaction, committed on a clean exit."""
         raise NotImplementedError
+
+    def _attempt(self, body: Callable[[bool], Any]) -> Any:
+        """Run ``body(retrying)`` against the job log; dialects retry it through dropped connections."""
+        return body(False)
 
     def _lock(self, db, job_id: str) -> None:
         """Hold ``job_id``'s row until the transaction ends (no-op where transactions are serial)."""
+
+    def _try_lock(self, db, job_id: str) -> bool:
+        """Like ``_lock`` but skip a row another session holds: False then (recovery comes back later)."""
+        return True
+
+    def _announce(self, db) -> None:
+        """Tell idle workers elsewhere that a job became claimable (on commit)."""
 
     def _lock_parent_of(self, db, job_id: str) -> str | None:
         """Lock the job a shot unit belongs to, before the unit's own row: one lock order everywhere."""
@@ -106,25 +152,41 @@ class SQLJobStore(JobStore):
     # --- interface -------------------------------------------------------------------------
     def create(self, record: JobRecord) -> tuple[JobRecord, bool]:
         values = _column_values(record)
-        with self._tx() as db:
-            if record.client_token is not None:
-                row = db.execute("SELECT * FROM jobs WHERE client_token = ?", (record.client_token,)).fetchone()
+
+        def body(retrying: bool) -> tuple[JobRecord, bool]:
+            with self._tx() as db:
+                # One write: a repeated token (or our own insert, when a retry follows a lost reply) inserts nothing.
+                row = db.execute(
+                    f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+                    " ON CONFLICT DO NOTHING RETURNING id",
+                    [values[c] for c in _COLUMNS],
+                ).fetchone()
                 if row is not None:
-                    existing = self._row(row)
-                    if existing.fingerprint != record.fingerprint:
-                        raise ConflictError(
-                            f"clientRequestToken {record.client_token!r} was already used for job {existing.id} "
-                            "with a different request; use a new token for a new request"
-                        )
-                    return existing, False
-            db.execute(
-                f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-                [values[c] for c in _COLUMNS],
-            )
-        return record, True
+                    self._announce(db)
+                    return record, True
+                found = db.execute(
+                    "SELECT * FROM jobs WHERE id = ? OR client_token = ?", (record.id, record.client_token)
+                ).fetchone()
+            if found is None:  # the conflicting row went away meanwhile (it cannot: jobs are never deleted)
+                raise JobStoreError(f"job {record.id} could not be recorded; try again")
+            existing = self._row(found)
+            if existing.id == record.id:
+                return existing, True
+            if existing.fingerprint != record.fingerprint:
+                raise ConflictError(
+                    f"clientRequestToken {record.client_token!r} was already used for job {existing.id} "
+                    "with a different request; use a new token for a new request"
+                )
+            return existing, False
+
+        return self._attempt(body)
 
     def get(self, job_id: str) -> JobRecord:
-        row = self._db().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        def body(_):
+            with self._conn() as db:
+                return db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+
+        row = self._attempt(body)
         if row is None:
             raise JobNotFoundError(job_id)
         return self._row(row)
@@ -152,129 +214,193 @@ class SQLJobStore(JobStore):
         order = "DESC" if descending else "ASC"
         sql = "SELECT * FROM jobs WHERE " + " AND ".join(where)
         sql += f" ORDER BY submit_time {order}, id {order} LIMIT ?"
-        return [self._row(r) for r in self._db().execute(sql, args + [limit])]
+
+        def body(_):
+            with self._conn() as db:
+                return db.execute(sql, args + [limit]).fetchall()
+
+        return [self._row(r) for r in self._attempt(body)]
+
 
     def claim(self, worker_id: str, lease_s: float) -> JobRecord | None:
-        now = time.time()
-        with self._tx() as db:
-            row = db.execute(
-                "UPDATE jobs SET status = 'RUNNING', worker_id = ?, lease_until = ?, attempts = attempts + 1,"
-                " start_time = COALESCE(start_time, ?), last_modified = ?, stage = 'starting'"
-                f" WHERE id = ({self._CLAIM_NEXT}) RETURNING *",
-                (worker_id, now + lease_s, now, now),
-            ).fetchone()
+        def body(retrying: bool):
+            now = time.time()
+            with self._tx() as db:
+                if retrying:
+                    # The reply to an earlier try may have been lost after its commit: that claim is ours.
+                    row = db.execute("SELECT * FROM jobs WHERE worker_id = ? AND status = 'RUNNING' LIMIT 1", (worker_id,)).fetchone()
+                    if row is not None:
+                        return row
+                return db.execute(
+                    "UPDATE jobs SET status = 'RUNNING', worker_id = ?, lease_until = ?, fence = fence + 1,"
+                    " start_time = COALESCE(start_time, ?), last_modified = ?, stage = 'starting'"
+                    f" WHERE id = ({self._CLAIM_NEXT}) RETURNING *",
+                    (worker_id, now + lease_s, now, now),
+                ).fetchone()
+
+        row = self._attempt(body)
         return self._row(row) if row is not None else None
 
-    def heartbeat(self, job_id, worker_id, lease_s, progress, stage) -> bool:
-        now = time.time()
-        with self._tx() as db:
-            self._lock_parent_of(db, job_id)
-            row = db.execute(
-                "UPDATE jobs SET lease_until = ?, progress = ?, stage = ?, last_modified = ?"
-                " WHERE id = ? AND worker_id = ? AND status = 'RUNNING' RETURNING cancel_requested, parent_id",
-                (now + lease_s, progress, stage, now, job_id, worker_id),
-            ).fetchone()
-            if row is not None and row["parent_id"] is not None:
-                self._roll_up(db, row["parent_id"], now)
-        # A job whose row we no longer own (recovered elsewhere) must stop too.
-        return row is None or bool(row["cancel_requested"])
+    def begin_attempt(self, job_id: str, worker_id: str, fence: int) -> int | None:
+        """Count the claim ``fence`` as an attempt (once, however often called); None when it is not ours."""
 
-    def finish(self, job_id, worker_id, status, *, failure_message=None, metadata=None) -> None:
-        now = time.time()
+        def body(_):
+            with self._tx() as db:
+                return db.execute(
+                    "UPDATE jobs SET attempts = attempts + CASE WHEN counted_fence = fence THEN 0 ELSE 1 END,"
+                    " counted_fence = fence, last_modified = ?"
+                    " WHERE id = ? AND worker_id = ? AND fence = ? AND status = 'RUNNING' RETURNING attempts",
+                    (time.time(), job_id, worker_id, fence),
+                ).fetchone()
+
+        row = self._attempt(body)
+        return row["attempts"] if row is not None else None
+
+    def heartbeat(self, job_id, worker_id, lease_s, progress, stage, *, fence: int | None = None) -> Beat:
+        fenced, fence_args = _fenced(fence)
+
+        def body(_):
+            now = time.time()
+            with self._tx() as db:
+                row = db.execute(
+                    "UPDATE jobs SET lease_until = ?, progress = ?, stage = ?, last_modified = ?"
+                    f" WHERE id = ? AND worker_id = ? AND status = 'RUNNING'{fenced} RETURNING cancel_requested, parent_id",
+                    [now + lease_s, progress, stage, now, job_id, worker_id, *fence_args],
+                ).fetchone()
+            if row is not None and row["parent_id"] is not None:
+                with self._tx() as db:  # a statement of its own: the unit's row lock is already released
+                    self._roll_up(db, row["parent_id"], now)
+            return row
+
+        row = self._attempt(body)
+        if row is None:
+            return Beat.LOST  # recovered elsewhere, released, or ended: this worker must stop
+        return Beat.CANCEL if row["cancel_requested"] else Beat.OK
+
+    def finish(self, job_id, worker_id, status, *, failure_message=None, metadata=None, fence: int | None = None) -> bool:
         sets = "status = ?, failure_message = ?, end_time = ?, last_modified = ?, lease_until = NULL, stage = ?"
-        args: list[Any] = [status.value, failure_message, now, now, status.value.lower()]
         if status is JobStatus.COMPLETED:
             sets += ", progress = 1.0"
         if metadata is not None:
             sets += ", metadata = ?"
-            args.append(json.dumps(metadata))
-        cond = "id = ? AND status IN ('QUEUED', 'RUNNING')"
-        args.append(job_id)
-        if worker_id is not None:
-            cond += " AND worker_id = ?"
-            args.append(worker_id)
-        with self._tx() as db:
-            self._lock_parent_of(db, job_id)  # shots finishing together settle their job one at a time
-            row = db.execute(f"UPDATE jobs SET {sets} WHERE {cond} RETURNING parent_id", args).fetchone()
-            if row is not None and row["parent_id"] is not None:
-                self._settle(db, row["parent_id"], now)
+        cond = "id = ? AND status IN ('QUEUED', 'RUNNING')" + (" AND worker_id = ?" if worker_id is not None else "") + _fenced(fence)[0]
 
-    def retry(self, job_id: str, worker_id: str, reason: str) -> None:
+        def body(_):
+            now = time.time()
+            args: list[Any] = [status.value, failure_message, now, now, status.value.lower()]
+            args += [json.dumps(metadata)] if metadata is not None else []
+            args += [job_id] + ([worker_id] if worker_id is not None else []) + _fenced(fence)[1]
+            with self._tx() as db:
+                self._lock_parent_of(db, job_id)  # shots finishing together settle their job one at a time
+                row = db.execute(f"UPDATE jobs SET {sets} WHERE {cond} RETURNING parent_id", args).fetchone()
+                if row is not None and row["parent_id"] is not None:
+                    self._settle(db, row["parent_id"], now)
+            return row is not None
+
+        return self._attempt(body)
+
+    def retry(self, job_id: str, worker_id: str, reason: str, *, fence: int | None = None) -> None:
         """Put a claimed job back in the queue (its attempt count stays, so retries are bounded)."""
-        now = time.time()
-        with self._tx() as db:
-            db.execute(
-                "UPDATE jobs SET status = 'QUEUED', worker_id = NULL, lease_until = NULL, progress = 0, stage = ?,"
-                " last_modified = ? WHERE id = ? AND worker_id = ? AND status = 'RUNNING'",
-                (f"retrying after: {reason}"[:500], now, job_id, worker_id),
-            )
+
+        fenced, fence_args = _fenced(fence)
+
+        def body(_):
+            with self._tx() as db:
+                db.execute(
+                    "UPDATE jobs SET status = 'QUEUED', worker_id = NULL, lease_until = NULL, progress = 0, stage = ?,"
+                    f" last_modified = ? WHERE id = ? AND worker_id = ? AND status = 'RUNNING'{fenced}",
+                    [f"retrying after: {reason}"[:500], time.time(), job_id, worker_id, *fence_args],
+                )
+                self._announce(db)
+
+        self._attempt(body)
 
     def request_cancel(self, job_id: str) -> JobRecord:
-        now = time.time()
-        with self._tx() as db:
-            # A shot unit is part of a job: canceling it cancels the job, which the caller gets back.
-            job_id = self._lock_parent_of(db, job_id) or job_id
-            self._lock(db, job_id)
-            db.execute(
-                "UPDATE jobs SET status = 'CANCELED', stage = 'canceled', end_time = ?, last_modified = ?,"
-                " failure_message = 'Canceled before it started.' WHERE id = ? AND status = 'QUEUED'",
-                (now, now, job_id),
-            )
-            db.execute("UPDATE jobs SET cancel_requested = 1, last_modified = ? WHERE id = ? AND status = 'RUNNING'", (now, job_id))
-            db.execute(
-                "UPDATE jobs SET status = 'CANCELED', stage = 'canceled', end_time = ?, last_modified = ?,"
-                " failure_message = 'Canceled.' WHERE parent_id = ? AND status = 'QUEUED'",
-                (now, now, job_id),
-            )
-            db.execute("UPDATE jobs SET cancel_requested = 1 WHERE parent_id = ? AND status = 'RUNNING'", (job_id,))
-            self._settle(db, job_id, now)
-        return self.get(job_id)
+        def body(_):
+            now = time.time()
+            with self._tx() as db:
+                # A shot unit is part of a job: canceling it cancels the job, which the caller gets back.
+                target = self._lock_parent_of(db, job_id) or job_id
+                self._lock(db, target)
+                db.execute(
+                    "UPDATE jobs SET status = 'CANCELED', stage = 'canceled', end_time = ?, last_modified = ?,"
+                    " failure_message = 'Canceled before it started.' WHERE id = ? AND status = 'QUEUED'",
+                    (now, now, target),
+                )
+                db.execute("UPDATE jobs SET cancel_requested = 1, last_modified = ? WHERE id = ? AND status = 'RUNNING'", (now, target))
+                db.execute(
+                    "UPDATE jobs SET status = 'CANCELED', stage = 'canceled', end_time = ?, last_modified = ?,"
+                    " failure_message = 'Canceled.' WHERE parent_id = ? AND status = 'QUEUED'",
+                    (now, now, target),
+                )
+                db.execute("UPDATE jobs SET cancel_requested = 1 WHERE parent_id = ? AND status = 'RUNNING'", (target,))
+                self._settle(db, target, now)
+            return target
+
+        return self.get(self._attempt(body))
 
     def release(self, worker_id: str) -> list[str]:
-        now = time.time()
-        with self._tx() as db:
-            rows = db.execute(
-                "UPDATE jobs SET status = 'QUEUED', worker_id = NULL, lease_until = NULL, progress = 0,"
-                " stage = 'queued again: its worker stopped', last_modified = ?"
-                " WHERE (worker_id = ? OR worker_id LIKE ?) AND status = 'RUNNING' RETURNING id",
-                (now, worker_id, worker_id + "/%"),
-            ).fetchall()
-        return [r["id"] for r in rows]
+        def body(_):
+            with self._tx() as db:
+                rows = db.execute(
+                    # A graceful stop is not the job's fault: an attempt it had begun is given back.
+                    "UPDATE jobs SET status = 'QUEUED', worker_id = NULL, lease_until = NULL, progress = 0,"
+                    " attempts = attempts - CASE WHEN counted_fence = fence THEN 1 ELSE 0 END, counted_fence = 0,"
+                    " stage = 'queued again: its worker stopped', last_modified = ?"
+                    " WHERE (worker_id = ? OR worker_id LIKE ?) AND status = 'RUNNING' RETURNING id",
+                    (time.time(), worker_id, worker_id + "/%"),
+                ).fetchall()
+                if rows:
+                    self._announce(db)
+            return [r["id"] for r in rows]
 
-    def split(self, parent_id: str, worker_id: str, shots: list[JobRecord]) -> bool:
-        now = time.time()
-        with self._tx() as db:
-            self._lock(db, parent_id)
-            owned = db.execute(
-                # The split is bookkeeping, not an attempt: the join that follows counts as the first.
-                "UPDATE jobs SET worker_id = NULL, lease_until = NULL, attempts = 0, stage = ?, last_modified = ?"
-                " WHERE id = ? AND worker_id = ? AND status = 'RUNNING' RETURNING cancel_requested",
-                (f"rendering {len(shots)} shots", now, parent_id, worker_id),
-            ).fetchone()
-            if owned is None:
-                return False  # another worker has the job now (or it ended): its shots are not ours to add
-            for rec in shots:
-                if owned["cancel_requested"]:
-                    rec.status, rec.stage, rec.end_time, rec.failure_message = JobStatus.CANCELED, "canceled", now, "Canceled."
-                values = _column_values(rec)
-                db.execute(
-                    f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-                    [values[c] for c in _COLUMNS],
-                )
-            self._settle(db, parent_id, now)
-        return True
+        return self._attempt(body)
+
+    def split(self, parent_id: str, worker_id: str, shots: list[JobRecord], *, fence: int | None = None) -> bool:
+        fenced, fence_args = _fenced(fence)
+
+        def body(_):
+            now = time.time()
+            with self._tx() as db:
+                self._lock(db, parent_id)
+                owned = db.execute(
+                    "UPDATE jobs SET worker_id = NULL, lease_until = NULL, stage = ?, last_modified = ?"
+                    f" WHERE id = ? AND worker_id = ? AND status = 'RUNNING'{fenced} RETURNING cancel_requested",
+                    [f"rendering {len(shots)} shots", now, parent_id, worker_id, *fence_args],
+                ).fetchone()
+                if owned is None:
+                    return False  # another worker has the job now (or it ended): its shots are not ours to add
+                for rec in shots:
+                    if owned["cancel_requested"]:
+                        rec.status, rec.stage, rec.end_time, rec.failure_message = JobStatus.CANCELED, "canceled", now, "Canceled."
+                    values = _column_values(rec)
+                    db.execute(
+                        f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                        [values[c] for c in _COLUMNS],
+                    )
+                self._announce(db)
+                self._settle(db, parent_id, now)
+            return True
+
+        return self._attempt(body)
 
     def children(self, parent_id: str) -> list[JobRecord]:
-        rows = self._db().execute("SELECT * FROM jobs WHERE parent_id = ? ORDER BY shot_index", (parent_id,))
-        return [self._row(r) for r in rows]
+        def body(_):
+            with self._conn() as db:
+                return db.execute("SELECT * FROM jobs WHERE parent_id = ? ORDER BY shot_index", (parent_id,)).fetchall()
+
+        return [self._row(r) for r in self._attempt(body)]
 
     def settle(self, parent_id: str) -> None:
-        with self._tx() as db:
-            self._lock(db, parent_id)
-            self._settle(db, parent_id, time.time())
+        def body(_):
+            with self._tx() as db:
+                self._lock(db, parent_id)
+                self._settle(db, parent_id, time.time())
+
+        self._attempt(body)
 
     @staticmethod
-    def _roll_up(db: sqlite3.Connection, parent_id: str, now: float) -> None:
+    def _roll_up(db, parent_id: str, now: float) -> None:
         db.execute(
             "UPDATE jobs SET progress = 0.97 * (SELECT AVG(progress) FROM jobs WHERE parent_id = ?),"
             " stage = 'rendering shots: ' || (SELECT COUNT(*) FROM jobs WHERE parent_id = ? AND status = 'COMPLETED')"
@@ -283,7 +409,7 @@ class SQLJobStore(JobStore):
             (parent_id, parent_id, parent_id, now, parent_id),
         )
 
-    def _settle(self, db: sqlite3.Connection, parent_id: str, now: float) -> None:
+    def _settle(self, db, parent_id: str, now: float) -> None:
         parent = db.execute("SELECT status, worker_id, cancel_requested FROM jobs WHERE id = ?", (parent_id,)).fetchone()
         if parent is None or parent["status"] != "RUNNING" or parent["worker_id"] is not None:
             return  # not a job waiting for its shots
@@ -302,43 +428,101 @@ class SQLJobStore(JobStore):
             self._roll_up(db, parent_id, now)
         elif all(s == "COMPLETED" for s in states) and not parent["cancel_requested"]:
             db.execute("UPDATE jobs SET status = 'QUEUED', stage = 'joining shots', progress = 0.97, last_modified = ? WHERE id = ?", (now, parent_id))
+            self._announce(db)
         else:
             db.execute("UPDATE jobs SET status = 'CANCELED', stage = 'canceled', end_time = ?, last_modified = ?, failure_message = 'Canceled.' WHERE id = ?", (now, now, parent_id))
 
-    def recover(self, max_attempts: int, is_dead=None) -> list[str]:
+    def recover(self, max_attempts: int, is_dead=None, max_claims: int | None = None) -> list[str]:
+        """Requeue (or end) running units whose worker is gone; return their ids.
+
+        Each unit is taken in a transaction of its own that skips rows another session holds,
+        so a frozen worker holding a lock delays only its own job, never the recovery of others.
+        A unit whose claim never began an attempt is requeued without cost, unless it has been
+        claimed ``max_claims`` times (default 5 x ``max_attempts``) by workers that all stopped first.
+        """
+        max_claims = max_claims or 5 * max_attempts
+
+        def scan(_):
+            with self._conn() as db:
+                return db.execute(
+                    "SELECT id, worker_id, lease_until, fence, counted_fence, attempts, cancel_requested, parent_id"
+                    " FROM jobs WHERE status = 'RUNNING' AND worker_id IS NOT NULL"
+                ).fetchall()
+
         now = time.time()
         ids = []
-        with self._tx() as db:
-            # A job waiting for its shots holds no worker and no lease: its shots are what recover.
-            rows = db.execute("SELECT id, worker_id, lease_until, attempts, cancel_requested, parent_id FROM jobs WHERE status = 'RUNNING' AND worker_id IS NOT NULL").fetchall()
-            for r in rows:
-                gone = (r["lease_until"] or 0) < now or (is_dead is not None and is_dead(r["worker_id"]))
-                if not gone:
-                    continue
+        for r in self._attempt(scan):
+            dead = is_dead is not None and is_dead(r["worker_id"])
+            if not (dead or (r["lease_until"] or 0) < now):
+                continue
+            began = r["counted_fence"] == r["fence"]
+            if r["cancel_requested"]:
+                sets, args = "status = 'CANCELED', stage = 'canceled', end_time = ?, failure_message = 'Canceled.'", [now]
+            elif began and r["attempts"] >= max_attempts:
+                msg = f"The worker running this job stopped {r['attempts']} times; giving up. See the worker's log."
+                sets, args = "status = 'FAILED', stage = 'failed', end_time = ?, failure_message = ?", [now, msg]
+            elif not began and r["fence"] >= max_claims:
+                msg = f"{r['fence']} workers took this job and stopped before starting it; giving up. See the worker's log."
+                sets, args = "status = 'FAILED', stage = 'failed', end_time = ?, failure_message = ?", [now, msg]
+            else:
+                sets, args = "status = 'QUEUED', stage = 'requeued after its worker stopped', progress = 0", []
+
+            def take(_, r=r, sets=sets, args=args, dead=dead):
+                with self._tx() as db:
+                    parent = r["parent_id"]
+                    if (parent is not None and not self._try_lock(db, parent)) or not self._try_lock(db, r["id"]):
+                        return False
+                    done = db.execute(
+                        f"UPDATE jobs SET {sets}, worker_id = NULL, lease_until = NULL, last_modified = ?"
+                        " WHERE id = ? AND fence = ? AND status = 'RUNNING' AND (lease_until < ? OR ? = 1) RETURNING status",
+                        [*args, now, r["id"], r["fence"], now, int(dead)],
+                    ).fetchone()
+                    if done is not None and done["status"] == "QUEUED":
+                        self._announce(db)
+                    if done is not None and parent is not None:
+                        self._settle(db, parent, now)
+                    return done is not None
+
+            if self._attempt(take):
                 ids.append(r["id"])
-                if r["cancel_requested"]:
-                    db.execute("UPDATE jobs SET status = 'CANCELED', stage = 'canceled', end_time = ?, last_modified = ?, failure_message = 'Canceled.' WHERE id = ?", (now, now, r["id"]))
-                elif r["attempts"] >= max_attempts:
-                    msg = f"The worker running this job stopped {r['attempts']} times; giving up. See the server log."
-                    db.execute("UPDATE jobs SET status = 'FAILED', stage = 'failed', end_time = ?, last_modified = ?, failure_message = ? WHERE id = ?", (now, now, msg, r["id"]))
-                else:
-                    db.execute("UPDATE jobs SET status = 'QUEUED', stage = 'requeued after worker stopped', worker_id = NULL, lease_until = NULL, progress = 0, last_modified = ? WHERE id = ?", (now, r["id"]))
-                if r["parent_id"] is not None:
-                    self._lock(db, r["parent_id"])
-                    self._settle(db, r["parent_id"], now)
+        self._settle_stalled()
         return ids
 
-    def iter_all(self) -> Iterator[JobRecord]:
-        for r in self._db().execute("SELECT * FROM jobs ORDER BY submit_time"):
-            yield self._row(r)
+    def _settle_stalled(self) -> None:
+        """Move on any job still waiting for shots that have all ended (a safety net; settle does it as they end)."""
+
+        def body(_):
+            with self._conn() as db:
+                return db.execute(
+                    "SELECT id FROM jobs p WHERE status = 'RUNNING' AND worker_id IS NULL AND parent_id IS NULL"
+                    " AND EXISTS (SELECT 1 FROM jobs c WHERE c.parent_id = p.id)"
+                    " AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.parent_id = p.id AND c.status IN ('QUEUED', 'RUNNING'))"
+                ).fetchall()
+
+        for r in self._attempt(body):
+            self.settle(r["id"])
+
+    def listen(self, wake: Callable[[], None], stop: threading.Event) -> None:
+        """Call ``wake`` whenever another process makes a job claimable, until ``stop`` is set.
+
+        Stores without notifications return at once; their workers look again every second."""
 
 
 class SQLiteJobStore(SQLJobStore):
-    """The embedded job log: one SQLite file (WAL), one connection per thread, serial writes."""
+    """The embedded job log: one SQLite file (WAL), one connection per thread, serial writes.
+
+    ``synchronous=FULL``: a commit is on disk before it returns, so an accepted job survives a
+    power cut too, not only a killed process (WAL with NORMAL could lose the last commits then).
+    A process stopped (SIGSTOP) inside a write transaction holds the whole file: every write here
+    is one transaction of a few statements and no other work, and others wait ``busy_timeout``
+    (10 s) before they report the log as locked; see docs/architecture.md.
+    """
 
     migrations = SQLITE_MIGRATIONS
+    BUSY_TIMEOUT_MS = 10_000
 
     def __init__(self, path: str | os.PathLike):
+        super().__init__()
         self.path = Path(path)
         self._local = threading.local()
         try:
@@ -351,27 +535,36 @@ class SQLiteJobStore(SQLJobStore):
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(self.path, timeout=self.BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=30000")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute(f"PRAGMA busy_timeout={self.BUSY_TIMEOUT_MS}")
             self._local.db = db
         return db
 
-    class _Tx:
-        def __init__(self, db: sqlite3.Connection):
-            self.db = db
+    @contextlib.contextmanager
+    def _conn(self):
+        yield self._db()
 
-        def __enter__(self) -> sqlite3.Connection:
-            self.db.execute("BEGIN IMMEDIATE")
-            return self.db
+    @contextlib.contextmanager
+    def _tx(self):
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
-        def __exit__(self, exc_type, *_):
-            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
-
-    def _tx(self) -> "_Tx":
-        return self._Tx(self._db())
+    def _attempt(self, body):
+        try:
+            return body(False)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise JobStoreError(f"the job log {self.path} is locked by another process (waited {self.BUSY_TIMEOUT_MS // 1000} s); try again") from None
+            raise
 
 
 POSTGRES_MIGRATIONS = [
@@ -391,7 +584,15 @@ POSTGRES_MIGRATIONS = [
     CREATE INDEX jobs_submit ON jobs (submit_time, id);
     CREATE INDEX jobs_parent ON jobs (parent_id)
     """,
+    # 2: fencing, as SQLite's 3
+    """
+    ALTER TABLE jobs ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN counted_fence INTEGER NOT NULL DEFAULT 0;
+    UPDATE jobs SET fence = attempts, counted_fence = attempts
+    """,
 ]
+
+
 
 
 class _PgConnection:
@@ -404,6 +605,49 @@ class _PgConnection:
         return self.conn.execute(sql.replace("?", "%s"), tuple(args))
 
 
+_pools: dict[str, Any] = {}
+_pools_lock = threading.Lock()
+
+# Session settings of every pooled connection: no statement waits long on a lock, and a session
+# that sits inside a transaction (its process frozen or cut off) is ended by the server, which
+# releases its locks. Our transactions hold no work but SQL, so neither limit touches them.
+LOCK_TIMEOUT_MS = 5_000
+IDLE_IN_TRANSACTION_MS = 10_000
+
+
+def _configure(conn) -> None:
+    conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
+    conn.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
+
+
+def _pool(url: str):
+    """The process's one connection pool for ``url`` (lease keepers, workers and requests share it)."""
+    with _pools_lock:
+        pool = _pools.get(url)
+        if pool is None or pool.closed:
+            from psycopg.rows import dict_row
+            from psycopg_pool import ConnectionPool
+
+            pool = ConnectionPool(
+                url,
+                min_size=1,
+                max_size=int(os.environ.get("REELFORGE_DB_POOL_SIZE") or 20),
+                kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5, "keepalives": 1, "keepalives_idle": 30},
+                configure=_configure,
+                timeout=5,  # for a free connection; callers retry (``_attempt``) within their own bound
+                name="reelforge",
+                open=False,
+            )
+            pool.open(wait=False)
+            _pools[url] = pool
+        return pool
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class PostgresJobStore(SQLJobStore):
     """The job log in PostgreSQL, for stateless servers and workers on many machines."""
 
@@ -411,61 +655,88 @@ class PostgresJobStore(SQLJobStore):
     _CLAIM_NEXT = SQLJobStore._CLAIM_NEXT + " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, url: str):
+        super().__init__()
         try:
             import psycopg  # noqa: F401
+            import psycopg_pool  # noqa: F401
         except ImportError:
-            raise JobStoreError("the PostgreSQL job store needs psycopg: pip install 'reelforge[postgres]'") from None
+            raise JobStoreError("the PostgreSQL job store needs psycopg and psycopg-pool: pip install 'reelforge[postgres]'") from None
         self.url = url
-        self._local = threading.local()
-        self._migrate()
+        self.pool = _pool(url)
+        self._migrate_with_retry()
+
+    def _migrate_with_retry(self) -> None:
+        self._attempt(lambda _: self._migrate())
 
     def _migration_lock(self, db) -> None:
+        db.execute("SET LOCAL lock_timeout = 0")  # a migration may wait for another process's migration
         db.execute("SELECT pg_advisory_xact_lock(4242)")  # one migrator at a time when many workers start
 
-    def _db(self) -> _PgConnection:
-        db = getattr(self._local, "db", None)
-        if db is None or db.conn.closed:
-            import psycopg
-            from psycopg.rows import dict_row
+    @contextlib.contextmanager
+    def _conn(self):
+        with self.pool.connection() as conn:
+            yield _PgConnection(conn)
 
-            try:
-                conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row)
-            except psycopg.OperationalError as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise JobStoreError(f"cannot reach the PostgreSQL job store: {first}") from None
-            db = self._local.db = _PgConnection(conn)
-        return db
-
+    @contextlib.contextmanager
     def _tx(self):
-        store = self
+        with self.pool.connection() as conn, conn.transaction():
+            yield _PgConnection(conn)
 
-        class _Tx:
-            def __enter__(self):
-                self.db = store._db()
-                self.tx = self.db.conn.transaction()
-                self.tx.__enter__()
-                return self.db
+    def _attempt(self, body):
+        """Run ``body``, retrying on a fresh connection while the server is unreachable or a lock is busy.
 
-            def __exit__(self, *exc):
-                return self.tx.__exit__(*exc)
+        Safe because every statement here can be repeated: writes are guarded by the state they
+        change (and the fence), ``create`` inserts by a fixed id, and ``claim`` first looks for a
+        claim of its own whose reply was lost. After ``db_retry_s`` the caller gets JobStoreError
+        (the server answers 503 with it).
+        """
+        import psycopg
 
-        return _Tx()
+        deadline = time.monotonic() + self.timings.db_retry_s
+        pause = self.timings.backoff_s
+        retrying = False
+        while True:
+            try:
+                return body(retrying)
+            except psycopg.OperationalError as exc:
+                if time.monotonic() + pause > deadline:
+                    log.error("job log unavailable: %s", _first_line(exc))
+                    raise JobStoreError(f"the PostgreSQL job log is unavailable: {_first_line(exc)}") from None
+                log.warning("job log statement failed (%s); retrying in %.1f s", _first_line(exc), pause)
+            time.sleep(pause * random.uniform(0.5, 1.0))
+            pause = min(pause * 2, self.timings.backoff_max_s)
+            retrying = True
 
     def _lock(self, db, job_id: str) -> None:
         db.execute("SELECT id FROM jobs WHERE id = ? FOR UPDATE", (job_id,))
 
-    def create(self, record: JobRecord) -> tuple[JobRecord, bool]:
+    def _try_lock(self, db, job_id: str) -> bool:
+        row = db.execute("SELECT id FROM jobs WHERE id = ? FOR UPDATE SKIP LOCKED", (job_id,)).fetchone()
+        if row is not None:
+            return True
+        # Held by another session (or gone): recovery leaves it for a later round.
+        return db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None
+
+    def _announce(self, db) -> None:
+        db.execute(f"NOTIFY {CHANNEL}")
+
+    def listen(self, wake: Callable[[], None], stop: threading.Event) -> None:
         import psycopg
 
-        try:
-            return super().create(record)
-        except psycopg.errors.UniqueViolation:
-            # Two starts with one token raced; the other one won, so this is a repeat of it.
-            return super().create(record)
-
-
-class JobStoreError(StorageError):
-    """The job log cannot be reached or used."""
+        pause = self.timings.backoff_s
+        while not stop.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    pause = self.timings.backoff_s
+                    wake()  # anything announced while we were not listening
+                    while not stop.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            wake()
+            except psycopg.Error as exc:
+                log.info("job notifications interrupted (%s); listening again in %.1f s", _first_line(exc), pause)
+                stop.wait(pause)
+                pause = min(pause * 2, self.timings.backoff_max_s)
 
 
 def open_store(location: str | os.PathLike) -> SQLJobStore:

@@ -1,7 +1,9 @@
 """The worker: claim a job, render its shots, encode, publish, record. One failure path.
 
 Every engine error, cancel and crash ends in ``_end`` (via ``perform``), which marks the job
-FAILED or CANCELED with a readable message and keeps the traceback in the log only.
+FAILED or CANCELED with a readable message and keeps the traceback in the log only. A unit whose
+claim was lost (its lease expired while the worker was frozen or cut off, or the process is
+stopping) ends quietly instead: its next attempt, elsewhere, owns the job now.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -19,18 +22,21 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import media
+from .config import Timings
 from .engines import Engine, ShotPlan, get_engine_class
 from .errors import JobCanceled, ReelforgeError
-from .jobs import JobRecord, JobStatus, JobStore, new_job_id
+from .jobs import Beat, JobRecord, JobStatus, JobStore, new_job_id
 from .models import engine_for, get_model
 from .request import VideoRequest, check
 from .storage import LocalStorage, join, local_path, storage_for
 
 log = logging.getLogger("reelforge.worker")
 
-LEASE_S = 30.0
-HEARTBEAT_S = 0.5
-MAX_ATTEMPTS = 3
+STAGING_PREFIX = "reelforge-stage-"  # temp folders for S3 outputs: reelforge-stage-<pid>-...
+
+
+class LeaseLost(Exception):
+    """This worker's claim on a unit is gone: another attempt owns the job; stop and write nothing."""
 
 
 def new_worker_id() -> str:
@@ -38,7 +44,7 @@ def new_worker_id() -> str:
 
 
 def worker_is_dead(worker_id: str | None) -> bool:
-    """True when ``worker_id`` names a process on this host that no longer runs."""
+    """True when ``worker_id`` names a process on this host that no longer runs (or is a zombie)."""
     if not worker_id:
         return True
     host, _, rest = worker_id.partition(":")
@@ -51,7 +57,11 @@ def worker_is_dead(worker_id: str | None) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    try:  # a killed process nobody has reaped yet still answers kill(pid, 0)
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 class EngineCache:
@@ -81,8 +91,9 @@ class EngineCache:
 class JobProgress:
     """The progress callable handed to engines: records progress, renews the lease, carries cancel."""
 
-    def __init__(self, store: JobStore, job: JobRecord, worker_id: str, shot_count: int, notify: Callable[[str], None] | None):
+    def __init__(self, store: JobStore, job: JobRecord, worker_id: str, shot_count: int, notify: Callable[[str], None] | None, timings: Timings):
         self.store, self.job, self.worker_id = store, job, worker_id
+        self.timings = timings
         self.shot_count = shot_count
         self.shot = 0
         self.metadata: dict[str, Any] = {}
@@ -91,6 +102,7 @@ class JobProgress:
         self.value = 0.0
         self.stage = "starting"
         self.canceled = False
+        self.lost = False
 
     def __call__(self, done: int, total: int, stage: str = "") -> None:
         frac = (self.shot + (done / total if total else 0.0)) / self.shot_count
@@ -100,19 +112,40 @@ class JobProgress:
 
     def beat(self, stage: str, force: bool = False) -> None:
         now = time.monotonic()
-        if force or now - self._last >= HEARTBEAT_S:
+        if force or now - self._last >= self.timings.heartbeat_s:
             self._last = now
-            self.renew(stage)
+            try:
+                self.renew(stage)
+            except ReelforgeError as exc:  # the job log blinked: keep rendering; the lease has room
+                log.warning("job %s: progress not recorded: %s", self.job.id, exc)
+        self.check()
+
+    def check(self) -> None:
+        """Raise when the unit must stop: LeaseLost when another attempt owns it, JobCanceled on cancel."""
+        if self.lost:
+            raise LeaseLost(self.job.id)
         if self.canceled:
             raise JobCanceled(self.job.id)
 
     def renew(self, stage: str | None = None) -> None:
-        """Renew the lease and record progress; notes a cancel (or a lost lease) without raising."""
+        """Renew the lease and record progress; notes a cancel or a lost claim without raising."""
         self.stage = stage if stage is not None else self.stage
-        if self.store.heartbeat(self.job.id, self.worker_id, LEASE_S, self.value, self.stage):
+        beat = self.store.heartbeat(self.job.id, self.worker_id, self.timings.lease_s, self.value, self.stage, fence=self.job.fence)
+        if beat is Beat.LOST:
+            self.lost = True
+        elif beat is Beat.CANCEL:
             self.canceled = True
         if self.notify:
             self.notify(self.job.id)
+
+    def begin(self) -> None:
+        """The engine starts on this unit now: from here a crash counts as one of the job's attempts."""
+        attempts = self.store.begin_attempt(self.job.id, self.worker_id, self.job.fence)
+        if attempts is None:
+            self.lost = True
+        else:
+            self.job.attempts = attempts
+        self.check()
 
 
 class _LeaseKeeper:
@@ -133,19 +166,23 @@ class _LeaseKeeper:
         self._thread.join()
 
     def _run(self) -> None:
-        while not self._stop.wait(LEASE_S / 3):
+        while not self._stop.wait(self.progress.timings.lease_s / 3):
             try:
                 self.progress.renew()
             except Exception:  # a missed renewal is retried; the lease has room for two more
                 log.warning("could not renew the lease of %s", self.progress.job.id, exc_info=True)
+            if self.progress.lost:
+                return
 
 
-def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCache, notify=None, fetch_s3=None) -> JobStatus:
+def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCache, timings: Timings, notify=None, fetch_s3=None) -> JobStatus:
     """Run one claimed unit of work to its end; never raises for a job's own failure.
 
     A unit is a whole single-shot job, one shot of a multi-shot job, or the joining of a
     multi-shot job's finished shots. A multi-shot job, when first claimed, is split into shot
     units that any worker may take, so shots render in parallel and a failed shot is retried alone.
+    KeyboardInterrupt and SystemExit (the process is stopping) put the unit back in the queue and
+    propagate.
     """
     progress: JobProgress | None = None
     try:
@@ -155,18 +192,18 @@ def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCach
         _, shots = check(request, spec, fetch_s3)
         engine_id, options = engine_for(spec)
         unit = _Unit(store, job, worker_id, engines, engine_id, options, request, shots)
-        progress = unit.progress = JobProgress(store, job, worker_id, 1 if job.parent_id else len(shots), notify)
+        progress = unit.progress = JobProgress(store, job, worker_id, 1 if job.parent_id else len(shots), notify, timings)
         with _LeaseKeeper(progress), _Folder(job.storage_uri) as out:
-            if job.attempts > 1:
-                owned = [shot_file_name(job.shot_index)] if job.parent_id else [shot_file_name(i) for i in range(len(shots))]
-                out.clear_leftovers(owned + ["output.mp4", "poster.jpg", "contact_sheet.png"] * (job.parent_id is None))
+            # Temp files of an attempt that was killed are this unit's to remove (never another unit's files).
+            owned = [shot_file_name(job.shot_index)] if job.parent_id else [shot_file_name(i) for i in range(len(shots))]
+            out.clear_leftovers(owned + ["output.mp4", "poster.jpg", "contact_sheet.png"] * (job.parent_id is None))
             if job.parent_id is not None:
                 return unit.render_one_shot(out)
             if len(shots) > 1 and get_engine_class(engine_id).splits_shots:
                 done = store.children(job.id)
                 if not done:
                     out.put_json("manifest.json", _manifest(job, engine_id, request))
-                    if not store.split(job.id, worker_id, [_shot_unit(job, i) for i in range(len(shots))]):
+                    if not store.split(job.id, worker_id, [_shot_unit(job, i) for i in range(len(shots))], fence=job.fence):
                         log.warning("job %s was taken over before it was split; leaving it to its new worker", job.id)
                     return JobStatus.RUNNING
                 if any(c.status is not JobStatus.COMPLETED for c in done):
@@ -175,13 +212,34 @@ def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCach
             else:
                 names, poster, metadata = unit.render_all(out)
             unit.finish_video(out, names, poster, metadata)
-        store.finish(job.id, worker_id, JobStatus.COMPLETED, metadata=metadata)
-        return JobStatus.COMPLETED
+        return _completed(store, job, worker_id, metadata, timings)
     except BaseException as exc:  # noqa: BLE001 - the one failure path, KeyboardInterrupt included
-        status = _end(store, job, worker_id, exc, progress)
+        status = _end(store, job, worker_id, exc, progress, timings)
         if not isinstance(exc, Exception):
             raise
         return status
+
+
+def _completed(store: JobStore, job: JobRecord, worker_id: str, metadata: dict[str, Any], timings: Timings) -> JobStatus:
+    # A finished render is worth waiting for: ride out a job-log outage for as long as the lease would.
+    deadline = time.monotonic() + timings.lease_s
+    while True:
+        try:
+            applied = store.finish(job.id, worker_id, JobStatus.COMPLETED, metadata=metadata, fence=job.fence)
+            break
+        except ReelforgeError as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("job %s: could not record its completion yet (%s); trying again", job.id, exc)
+            time.sleep(timings.backoff_s)
+    if applied:
+        what = f"shot {job.shot_index + 1} of job {job.parent_id}" if job.parent_id else f"job {job.id}"
+        log.info("%s completed (unit %s, claim %d, attempt %d, %.2f s)", what, job.id, job.fence, job.attempts, metadata.get("render_encode_s") or metadata.get("total_s") or 0.0)
+        if job.parent_id:
+            _finalize_parent(store, job.parent_id)
+        return JobStatus.COMPLETED
+    log.warning("job %s: claim %d finished after it was lost; the job's next attempt stands", job.id, job.fence)
+    return JobStatus.RUNNING
 
 
 class _Unit:
@@ -194,7 +252,9 @@ class _Unit:
 
     def _engine(self) -> Engine:
         self.progress.beat("loading engine", force=True)
-        return self.engines.get(self.engine_id, self.options)
+        engine = self.engines.get(self.engine_id, self.options)
+        self.progress.begin()
+        return engine
 
     def render_one_shot(self, out: "_Folder") -> JobStatus:
         """A shot unit of a multi-shot job: render shot_NNNN.mp4 into the job's folder."""
@@ -203,12 +263,12 @@ class _Unit:
         _, seconds = _render(self._engine(), _plan(self.request, self.shots, index, self.job.model_id), out.path / name, self.progress)
         out.publish([name])
         metadata = {**self.progress.metadata, "render_encode_s": seconds, "seed": self.shots[index].seed}
-        self.store.finish(self.job.id, self.worker_id, JobStatus.COMPLETED, metadata=metadata)
-        return JobStatus.COMPLETED
+        return _completed(self.store, self.job, self.worker_id, metadata, self.progress.timings)
 
     def join_shots(self, out: "_Folder", done: list[JobRecord]):
         """The last step of a split job: its shots are all rendered; join them by stream copy."""
         self.progress.beat("joining shots", force=True)
+        self.progress.begin()
         names = [shot_file_name(i) for i in range(len(self.shots))]
         out.fetch(names)
         media.concat_mp4([out.path / n for n in names], out.path / "output.mp4")
@@ -237,6 +297,7 @@ class _Unit:
         """Poster, contact sheet, manifest and status file; output.mp4 is uploaded last."""
         media.save_poster(poster, out.path / "poster.jpg")
         media.contact_sheet(out.path / "output.mp4", out.path / "contact_sheet.png")
+        self.progress.beat("publishing", force=True)  # a worker whose claim was lost publishes nothing
         out.publish([*names, "poster.jpg", "contact_sheet.png", "output.mp4"])
         metadata.update(
             engine_options=self.options,
@@ -301,9 +362,9 @@ class _Folder:
     def __enter__(self) -> "_Folder":
         if self.local:
             self.path = local_path(self.uri)
-            self.path.mkdir(parents=True, exist_ok=True)
+            media.make_dirs(self.path)
         else:
-            self._tmp = tempfile.TemporaryDirectory(prefix="reelforge-")
+            self._tmp = tempfile.TemporaryDirectory(prefix=f"{STAGING_PREFIX}{os.getpid()}-")
             self.path = Path(self._tmp.name)
         return self
 
@@ -332,17 +393,29 @@ class _Folder:
         self.storage.put_bytes(_json(doc), join(self.uri, name))
 
 
-def _end(store: JobStore, job: JobRecord, worker_id: str, exc: BaseException, progress) -> JobStatus:
-    metadata = dict(progress.metadata) if progress else {}
-    retry = job.parent_id is not None and job.attempts < MAX_ATTEMPTS and isinstance(exc, Exception)
-    if retry and not isinstance(exc, (JobCanceled, ReelforgeError)):
-        log.warning("shot unit %s of job %s failed (attempt %d), retrying it alone: %r", job.id, job.parent_id, job.attempts, exc, exc_info=exc)
-        store.retry(job.id, worker_id, f"{type(exc).__name__}: {exc}")
+def _end(store: JobStore, job: JobRecord, worker_id: str, exc: BaseException, progress, timings: Timings) -> JobStatus:
+    if isinstance(exc, LeaseLost):
+        log.warning("job %s: claim %d was lost (lease expired or the unit was released); its next attempt owns the job", job.id, job.fence)
         return JobStatus.QUEUED
+    if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: this process is stopping, the job is not at fault
+        released = store.release(worker_id)
+        log.info("job %s: put back in the queue (%s): this worker is stopping", job.id, type(exc).__name__ if released else "already gone")
+        return JobStatus.QUEUED
+    metadata = dict(progress.metadata) if progress else {}
     if isinstance(exc, JobCanceled):
         log.info("job %s canceled", job.id)
-        store.finish(job.id, worker_id, JobStatus.CANCELED, failure_message="Canceled.", metadata=metadata or None)
+        if job.parent_id is None:
+            finalize_ended(job, "Canceled.")
+        store.finish(job.id, worker_id, JobStatus.CANCELED, failure_message="Canceled.", metadata=metadata or None, fence=job.fence)
+        if job.parent_id:
+            _finalize_parent(store, job.parent_id)
         return JobStatus.CANCELED
+    # A unit that failed by an exception ran, whether or not its engine got far: it counts.
+    job.attempts = store.begin_attempt(job.id, worker_id, job.fence) or job.attempts
+    if job.parent_id is not None and job.attempts < timings.max_attempts and not isinstance(exc, ReelforgeError):
+        log.warning("shot unit %s of job %s failed (attempt %d), retrying it alone: %r", job.id, job.parent_id, job.attempts, exc, exc_info=exc)
+        store.retry(job.id, worker_id, f"{type(exc).__name__}: {exc}", fence=job.fence)
+        return JobStatus.QUEUED
     if isinstance(exc, ReelforgeError):
         message = str(exc)
     else:
@@ -352,15 +425,45 @@ def _end(store: JobStore, job: JobRecord, worker_id: str, exc: BaseException, pr
             message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         message = f"the engine failed with {message} (traceback in the log)"
     log.error("job %s failed: %s\n%s", job.id, message, "".join(traceback.format_exception(exc)))
+    if job.parent_id is None:  # a shot's failure is reported by its job, once
+        finalize_ended(job, message)
+    store.finish(job.id, worker_id, JobStatus.FAILED, failure_message=message[:2048], metadata=metadata or None, fence=job.fence)
+    if job.parent_id:
+        _finalize_parent(store, job.parent_id)
+    return JobStatus.FAILED
+
+
+def finalize_ended(job: JobRecord, message: str) -> None:
+    """The files of a job that ended without a video: its attempts' temp files go, and
+    video-generation-status.json says why (as Bedrock writes it for a failed invocation)."""
     try:
-        if job.parent_id is None:  # a shot's failure is reported by its job, once
-            storage_for(job.storage_uri).put_bytes(
-                _json(_status_doc(job, 1, message)), join(job.storage_uri, "video-generation-status.json")
-            )
+        if job.storage_uri.startswith("file://"):
+            folder = local_path(job.storage_uri)
+            for stale in folder.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
+            if not folder.is_dir():
+                return  # it never started writing: nothing to explain next to nothing
+        storage_for(job.storage_uri).put_bytes(
+            _json(_status_doc(job, 1, message)), join(job.storage_uri, "video-generation-status.json")
+        )
     except Exception:  # the status file is a courtesy; the job log is the record
         log.exception("job %s: could not write video-generation-status.json", job.id)
-    store.finish(job.id, worker_id, JobStatus.FAILED, failure_message=message[:2048], metadata=metadata or None)
-    return JobStatus.FAILED
+
+
+def _finalize_parent(store: JobStore, parent_id: str) -> None:
+    """After a shot unit ends: if that ended its job without a video, finalize the job's files."""
+    parent = store.get(parent_id)
+    if parent.status in (JobStatus.FAILED, JobStatus.CANCELED):
+        finalize_ended(parent, parent.failure_message or "Canceled.")
+
+
+def sweep_staging(is_dead: Callable[[str], bool]) -> None:
+    """Remove the S3 staging folders that workers of this machine left when they were killed."""
+    root = Path(tempfile.gettempdir())
+    for folder in root.glob(f"{STAGING_PREFIX}*"):
+        pid = folder.name[len(STAGING_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and is_dead(f"{socket.gethostname()}:{pid}:x"):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _status_doc(job: JobRecord, shots: int, failure: str | None) -> dict[str, Any]:

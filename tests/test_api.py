@@ -203,11 +203,7 @@ class QuietEngine(_TestEngine):
 
 
 def test_a_silent_engine_keeps_its_lease(tmp_path, monkeypatch):
-    from reelforge import runtime as runtime_module
-    from reelforge import worker as worker_module
-
-    monkeypatch.setattr(worker_module, "LEASE_S", 0.6)
-    monkeypatch.setattr(runtime_module, "LEASE_S", 0.6)
+    monkeypatch.setenv("REELFORGE_LEASE_S", "0.6")
     client = Client()
     job = client.start(VideoRequest(text="quiet", **TINY), model="test.quiet", output=tmp_path)
     runtime = client._backend.runtime

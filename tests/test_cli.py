@@ -138,7 +138,7 @@ def test_jobs_list_show_download(tmp_path):
     assert missing.exit_code != 0 and "no job 'nosuchjob123'" in missing.stderr
 
 
-def test_no_wait_returns_at_once_and_a_background_worker_finishes(tmp_path):
+def test_no_wait_returns_at_once_and_a_background_worker_finishes(tmp_path, background_worker):
     result = run("generate", "a kite", *TINY, "-o", str(tmp_path / "o"), "--no-wait")
     job_id = result.stdout.strip()
     assert len(job_id) == 12
@@ -162,7 +162,7 @@ def test_lint_command_reports_positions():
     assert "negation" in result.stdout and '"no"' in result.stdout
 
 
-def test_ctrl_c_stops_watching_and_the_job_finishes_in_the_background(tmp_path, reelforge_home):
+def test_ctrl_c_stops_watching_and_the_job_finishes_in_the_background(tmp_path, reelforge_home, background_worker):
     import os
     import signal
     import subprocess
@@ -177,7 +177,7 @@ def test_ctrl_c_stops_watching_and_the_job_finishes_in_the_background(tmp_path, 
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130 and "goes on in a background worker" in err and "Traceback" not in err
+    assert proc.returncode == 130 and "goes on in the background worker" in err and "Traceback" not in err
     (job,) = jobs_in_log(reelforge_home)
     while job.status.value != "COMPLETED":
         assert time.time() < deadline + 60, job

@@ -402,11 +402,13 @@ def test_job_completes_with_the_requested_video(client, tmp_path):
 def test_job_canceled_mid_generation_ends_canceled(client, monkeypatch, tmp_path):
     import threading
 
-    import reelforge.worker
     from reelforge import JobCanceledError, VideoRequest
     from reelforge.engines.diffusers import DiffusersEngine
 
-    monkeypatch.setattr(reelforge.worker, "HEARTBEAT_S", 0.0)  # every progress call reaches the job log
+    import dataclasses
+
+    runtime = client._backend.runtime
+    runtime.timings = dataclasses.replace(runtime.timings, heartbeat_s=0.0)  # every progress call reaches the job log
     at_step, canceled = threading.Event(), threading.Event()
     real_call = DiffusersEngine._call_pipeline
 

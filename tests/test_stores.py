@@ -5,39 +5,11 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 
 import pytest
 
 from reelforge.errors import ConflictError, JobNotFoundError
-from reelforge.jobs import JobRecord, JobStatus, new_job_id, open_store
-
-PG_URL = os.environ.get("REELFORGE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def _pg_available() -> bool:
-    try:
-        import psycopg
-
-        psycopg.connect(PG_URL, connect_timeout=2).close()
-        return True
-    except Exception:
-        return False
-
-
-@pytest.fixture
-def pg_url():
-    if not _pg_available():
-        pytest.skip(f"no PostgreSQL at {PG_URL} (set REELFORGE_TEST_POSTGRES)")
-    import psycopg
-
-    schema = "rf_" + uuid.uuid4().hex[:10]
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
-
+from reelforge.jobs import Beat, JobRecord, JobStatus, new_job_id, open_store
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request, tmp_path):
@@ -82,7 +54,7 @@ def test_each_job_is_claimed_once_by_racing_workers(store):
     for t in threads:
         t.join()
     assert sorted(claimed) == sorted(ids)
-    assert all(store.get(i).status is JobStatus.COMPLETED and store.get(i).attempts == 1 for i in ids)
+    assert all(store.get(i).status is JobStatus.COMPLETED and store.get(i).fence == 1 for i in ids)
 
 
 def test_list_filters_search_and_keyset_pages(store):
@@ -137,10 +109,51 @@ def test_recover_requeues_then_gives_up(store):
     job, _ = store.create(record())
     for attempt in range(1, 4):
         claimed = store.claim("gone", -1)  # a lease already expired
-        assert claimed.attempts == attempt
+        assert store.begin_attempt(job.id, "gone", claimed.fence) == attempt
+        assert store.begin_attempt(job.id, "gone", claimed.fence) == attempt  # counted once per claim
         store.recover(max_attempts=3)
     final = store.get(job.id)
     assert final.status is JobStatus.FAILED and "stopped 3 times" in final.failure_message
+
+
+def test_workers_that_die_before_the_engine_starts_cost_nothing(store):
+    job, _ = store.create(record())
+    for _ in range(6):  # more deaths than max_attempts, none after the engine started
+        assert store.claim("gone", -1).id == job.id
+        assert store.recover(max_attempts=3) == [job.id]
+    again = store.get(job.id)
+    assert again.status is JobStatus.QUEUED and again.attempts == 0 and again.fence == 6
+    for _ in range(9):  # ... but a job that every worker dies on before starting is not claimed forever
+        store.claim("gone", -1)
+        store.recover(max_attempts=3)
+    final = store.get(job.id)
+    assert final.status is JobStatus.FAILED and "stopped before starting it" in final.failure_message
+
+
+def test_a_worker_that_lost_its_lease_cannot_write_over_the_next_attempt(store):
+    job, _ = store.create(record())
+    old = store.claim("w1", -1)
+    store.begin_attempt(job.id, "w1", old.fence)
+    store.recover(max_attempts=3)
+    new = store.claim("w1", 30)  # the same worker id even: only the fence tells the attempts apart
+    assert new.fence == old.fence + 1
+    assert store.heartbeat(job.id, "w1", 30, 0.9, "stale", fence=old.fence) is Beat.LOST
+    assert store.begin_attempt(job.id, "w1", old.fence) is None
+    assert store.finish(job.id, "w1", JobStatus.FAILED, failure_message="stale", fence=old.fence) is False
+    assert store.heartbeat(job.id, "w1", 30, 0.5, "render", fence=new.fence) is Beat.OK
+    assert store.finish(job.id, "w1", JobStatus.COMPLETED, fence=new.fence) is True
+    done = store.get(job.id)
+    assert done.status is JobStatus.COMPLETED and done.failure_message is None and done.progress == 1.0
+
+
+def test_release_gives_back_a_begun_attempt(store):
+    job, _ = store.create(record())
+    claimed = store.claim("w1/t0", 30)
+    store.begin_attempt(job.id, "w1/t0", claimed.fence)
+    assert store.release("w1") == [job.id]
+    back = store.get(job.id)
+    assert back.status is JobStatus.QUEUED and back.attempts == 0
+    assert store.heartbeat(job.id, "w1/t0", 30, 0.5, "x", fence=claimed.fence) is Beat.LOST
 
 
 def test_cancel_queued_and_running(store):
@@ -149,7 +162,7 @@ def test_cancel_queued_and_running(store):
     assert store.claim("w", 30).id == running.id
     assert store.request_cancel(queued.id).status is JobStatus.CANCELED
     assert store.request_cancel(running.id).cancel_requested
-    assert store.heartbeat(running.id, "w", 30, 0.5, "render") is True  # the worker learns of it
+    assert store.heartbeat(running.id, "w", 30, 0.5, "render") is Beat.CANCEL  # the worker learns of it
 
 
 def test_two_worker_processes_share_a_postgres_job_log(pg_url, tmp_path):

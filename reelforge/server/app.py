@@ -352,6 +352,8 @@ def create_app(settings: ServerSettings | None = None, runtime: Runtime | None =
             yield
         finally:
             state.hub.stop()
+            # Stopping (Ctrl-C, SIGTERM): running units go back to the queue now, not when their lease ends.
+            await asyncio.to_thread(state.runtime.release)
             await asyncio.to_thread(state.runtime.stop, 10)
 
     app = Starlette(

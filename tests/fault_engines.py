@@ -1,0 +1,73 @@
+"""Engines for the fault tests, registered the way a third-party engine would be, in worker processes too.
+
+A worker process imports this module first (``faults.Worker(..., preload="fault_engines")``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+from reelforge import Engine, register_engine
+from reelforge.models import LOCAL, ModelSpec
+
+
+@register_engine
+class PacedEngine(Engine):
+    """Plain frames at a set pace (REELFORGE_TEST_FRAME_S seconds each), so a kill lands mid-job."""
+
+    engine_id = "test-paced"
+    summary = "frames at a fixed pace"
+
+    @classmethod
+    def models(cls):
+        return [ModelSpec("test.paced", "test-paced", "frames at a fixed pace", LOCAL)]
+
+    def render_shot(self, shot, progress):
+        pace = float(os.environ.get("REELFORGE_TEST_FRAME_S", "0.02"))
+        for i in range(shot.frame_count):
+            progress(i, shot.frame_count, "render")
+            time.sleep(pace)
+            yield np.full((shot.height, shot.width, 3), 30 * (shot.index + 1) % 256, np.uint8)
+
+
+@register_engine
+class DiesWhileLoadingEngine(PacedEngine):
+    """Kills its own process while "loading" as long as REELFORGE_TEST_DEATHS (a file) holds a number > 0,
+    counting it down: a worker that dies at start-up, before the engine ever starts on a job."""
+
+    engine_id = "test-dies-loading"
+
+    @classmethod
+    def models(cls):
+        return [ModelSpec("test.dies-loading", "test-dies-loading", "dies while loading", LOCAL)]
+
+    def __init__(self, options=None):
+        counter = Path(os.environ["REELFORGE_TEST_DEATHS"])
+        left = int(counter.read_text() or 0)
+        if left > 0:
+            counter.write_text(str(left - 1))
+            os.kill(os.getpid(), signal.SIGKILL)
+        super().__init__(options)
+
+
+@register_engine
+class FailsSecondShotEngine(PacedEngine):
+    """Its second shot fails for good (a ReelforgeError is not retried): a multi-shot job that fails."""
+
+    engine_id = "test-fails-shot"
+
+    @classmethod
+    def models(cls):
+        return [ModelSpec("test.fails-shot", "test-fails-shot", "fails at shot 2", LOCAL)]
+
+    def render_shot(self, shot, progress):
+        from reelforge.errors import ReelforgeError
+
+        if shot.index == 1:
+            raise ReelforgeError("shot 2 cannot be drawn")
+        yield from super().render_shot(shot, progress)
