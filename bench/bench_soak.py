@@ -317,6 +317,9 @@ def _table(reports: list[Report], lease_s: float) -> str:
 
 
 def main() -> None:
+    import logging
+
+    logging.getLogger().addHandler(logging.NullHandler())  # the workers' logs are in the soak's folder; keep the table clean
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--workers", type=int, default=3)
