@@ -176,6 +176,8 @@ def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCach
                 names, poster, metadata = unit.render_all(out)
             unit.finish_video(out, names, poster, metadata)
         store.finish(job.id, worker_id, JobStatus.COMPLETED, metadata=metadata)
+        render = f", rendering and encoding {metadata['render_encode_s']:.1f} s" if "render_encode_s" in metadata else ""
+        log.info("job %s completed in %.1f s (%s engine%s)", job.id, metadata.get("total_s", 0.0), engine_id, render)
         return JobStatus.COMPLETED
     except BaseException as exc:  # noqa: BLE001 - the one failure path, KeyboardInterrupt included
         status = _end(store, job, worker_id, exc, progress)
@@ -383,6 +385,7 @@ def _manifest(job: JobRecord, engine_id: str, request: VideoRequest) -> dict[str
         "generative": get_engine_class(engine_id).generative,
         "request": _strip_images(request.to_model_input()),
         "output": {"fps": request.fps, "width": request.width, "height": request.height},
+        "adaptations": job.metadata.get("adaptations", []),  # images fitted to the video size at submit (--fit)
     }
 
 
