@@ -158,7 +158,8 @@ class S3Storage(Storage):
         from .aws_errors import botocore_errors
 
         context = f"cannot {what} {uri}"
-        with botocore_errors(url=self.client.meta.endpoint_url, fallback=StorageError, context=context,
+        url = getattr(getattr(self.client, "meta", None), "endpoint_url", None) or "S3"
+        with botocore_errors(url=url, fallback=StorageError, context=context,
                              client_error=lambda code, message: StorageError(f"{context}: {code}: {message}")):
             return fn(*args, **kw)
 
