@@ -279,7 +279,7 @@ def _held_by(store, pid: int) -> list[tuple[str, int]]:
     return held
 
 
-_COMPLETED = re.compile(r"completed \(unit ([a-z0-9]{12}), claim (\d+)")
+_COMPLETED = re.compile(r" completed in [0-9.]+ s \(.*?\bunit ([a-z0-9]{12}), claim (\d+)")
 
 
 def _completed_twice(log_file: Path, report: Report) -> int:

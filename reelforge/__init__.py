@@ -1,6 +1,8 @@
 """reelforge: text-to-video as asynchronous jobs (Python API, CLI, Bedrock-compatible server)."""
 
-from .client import Client, Job, generate
+import logging
+
+from .client import Client, Job, JobPage, generate
 from .engines import Engine, EngineOptions, ShotPlan, register_engine
 from .errors import (
     ConflictError,
@@ -9,16 +11,22 @@ from .errors import (
     JobCanceledError,
     JobFailedError,
     JobNotFoundError,
+    NoPlayerError,
     ReelforgeError,
     RequestError,
     StorageError,
     UnknownModelError,
+    UnreachableError,
     WaitTimeoutError,
 )
 from .jobs import JobStatus
 from .request import ImageInput, Shot, VideoRequest
 
 __version__ = "0.1.0"
+
+# Library code logs but never configures logging: without this, Python's last-resort handler would
+# print reelforge's warnings and tracebacks on the caller's stderr. The CLI adds the log file.
+logging.getLogger("reelforge").addHandler(logging.NullHandler())
 
 __all__ = [
     "Client",
@@ -32,13 +40,16 @@ __all__ = [
     "JobCanceledError",
     "JobFailedError",
     "JobNotFoundError",
+    "JobPage",
     "JobStatus",
+    "NoPlayerError",
     "ReelforgeError",
     "RequestError",
     "Shot",
     "ShotPlan",
     "StorageError",
     "UnknownModelError",
+    "UnreachableError",
     "VideoRequest",
     "WaitTimeoutError",
     "generate",

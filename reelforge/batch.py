@@ -7,10 +7,15 @@ optionally ``model``, ``duration``, ``fps``, ``resolution`` (WIDTHxHEIGHT), ``se
 (a path relative to the batch file) and ``fit`` (crop|pad). Fields left out take the batch's
 defaults (the command line's ``--model``, ``--duration``...).
 
-Resumable. Each line's client request token is a hash of its line number and its normalized
-content (model id, the request's ``modelInput``, the output location). Submitting a line again
-returns the job already started for it, so a rerun after a crash or ``kill -9`` skips finished
-lines, follows the ones still running, and starts only the rest: no line ever has two jobs.
+Resumable. Each line's client request token is a hash of the batch file (its resolved path),
+the line number and the line's normalized content (model id, the request's ``modelInput``, the
+engine options it runs with here, the output location). Submitting a line again returns the job
+already started for it, so a rerun after a crash or ``kill -9`` skips finished lines, follows the
+ones still running, and starts only the rest: no line ever has two jobs, and line 3 of another
+file (or of this one with other engine options) is never taken for this one.
+
+Checked first. Every line is parsed and checked before anything is submitted; the error names
+every bad line (the first ``MAX_REPORTED``, then how many more).
 
 Capacity. At most ``concurrency`` jobs are in flight. A ThrottlingException or
 ServiceQuotaExceededException (Amazon Bedrock: the quota of concurrent async jobs) makes the
@@ -40,19 +45,35 @@ from .request import ImageInput, VideoRequest, check, parse_dimension
 FIELDS = ("prompt", "text", "model", "duration", "fps", "resolution", "seed", "image", "fit")
 CAPACITY_ERRORS = ("ThrottlingException", "ServiceQuotaExceededException", "TooManyRequestsException")
 NOT_SUBMITTED = "NOT_SUBMITTED"
+MAX_REPORTED = 20  # bad lines named in one error; the rest are counted
 
 
 class BatchError(RequestError):
-    """A batch file with lines that cannot become requests; names the file, line and field."""
+    """A batch file with lines that cannot become requests; names the file, line and field.
 
-    def __init__(self, path: str | os.PathLike, line: int | None, field_name: str, message: str, more: int = 0):
+    ``problems`` holds one BatchError per bad line; the message lists them, one a line.
+    """
+
+    def __init__(self, path: str | os.PathLike, line: int | None, field_name: str, message: str):
         self.path, self.line, self.field_name, self.problem = str(path), line, field_name, message
         where = f"{path} line {line}" if line else str(path)
-        tail = f" (and {more} more line{'s' if more != 1 else ''} with problems)" if more else ""
-        super().__init__(f"{where}: {field_name}" if field_name else where, message + tail)
+        super().__init__(f"{where}: {field_name}" if field_name else where, message)
+        self.problems = [self]
 
-    def with_more(self, more: int) -> "BatchError":
-        return BatchError(self.path, self.line, self.field_name, self.problem, more)
+    @classmethod
+    def of(cls, problems: list["BatchError"]) -> "BatchError":
+        """One error naming every bad line (up to MAX_REPORTED), in file order."""
+        first = problems[0]
+        if len(problems) == 1:
+            return first
+        err = cls(first.path, first.line, first.field_name, first.problem)
+        err.problems = list(problems)
+        rest = len(problems) - MAX_REPORTED
+        lines = [str(p) for p in problems[:MAX_REPORTED]]
+        if rest > 0:
+            lines.append(f"... and {rest} more line{'s' if rest != 1 else ''} with problems")
+        err.args = ("\n".join(lines),)
+        return err
 
 
 @dataclass(frozen=True)
@@ -111,7 +132,7 @@ def read_batch(
     endpoint: str | None = None,
     store: Any = None,
 ) -> list[BatchItem]:
-    """Parse and check every line; raise BatchError naming the first bad line (nothing is submitted).
+    """Parse and check every line; raise BatchError naming every bad line (nothing is submitted).
 
     ``defaults`` holds values for fields a line leaves out (keys as in the file). ``output`` and
     ``endpoint`` go into each line's token and estimate; ``store`` is a job log to learn timings from.
@@ -123,10 +144,14 @@ def read_batch(
         raise BatchError(path, None, "", "has no lines to run")
     items, problems = [], []
     out_key = _output_key(output, endpoint)
+    source = str(path.resolve())
     for line, raw in rows:
         try:
+            if isinstance(raw, BatchError):
+                raise raw
             model_id, request = _request(path, line, raw, defaults)
             rows_est = estimate(request, model_id, endpoint=endpoint, store=store)
+            options = None if endpoint else _engine_options(model_id)  # a server's options are its own
         except BatchError as exc:
             problems.append(exc)
             continue
@@ -136,16 +161,26 @@ def read_batch(
             problems.append(BatchError(path, line, _field_name(field_name), message))
             continue
         row = rows_est[-1]  # where it will run: Bedrock on AWS, otherwise here/the server
-        items.append(BatchItem(line, model_id, request, line_token(line, model_id, request, out_key), row.seconds, row.cost_usd, row.time_s))
+        token = line_token(source, line, model_id, request, out_key, options)
+        items.append(BatchItem(line, model_id, request, token, row.seconds, row.cost_usd, row.time_s))
     if problems:
-        raise problems[0].with_more(len(problems) - 1)
+        raise BatchError.of(problems)
     return items
 
 
-def line_token(line: int, model_id: str, request: VideoRequest, output_key: str | None) -> str:
-    """The client request token of a batch line: stable across runs, different for any other content."""
-    blob = json.dumps([line, model_id, request.to_model_input(), output_key], sort_keys=True, separators=(",", ":"))
+def line_token(source: str, line: int, model_id: str, request: VideoRequest, output_key: str | None,
+               engine_options: dict[str, Any] | None = None) -> str:
+    """The client request token of a batch line: stable across runs of one file, different for anything else."""
+    blob = json.dumps([source, line, model_id, request.to_model_input(), output_key, engine_options],
+                      sort_keys=True, separators=(",", ":"))
     return "rfb-" + hashlib.sha256(blob.encode()).hexdigest()[:40]
+
+
+def _engine_options(model_id: str) -> dict[str, Any]:
+    from .models import engine_for, get_model
+
+    engine_id, options = engine_for(get_model(model_id))
+    return {"engine": engine_id, **options}
 
 
 def _output_key(output: str | os.PathLike | None, endpoint: str | None) -> str | None:
@@ -173,8 +208,8 @@ def _rows(path: Path) -> Iterable[tuple[int, Any]]:
                 continue
             try:
                 yield n, json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise BatchError(path, n, "", f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+            except json.JSONDecodeError as exc:  # reported with the other bad lines
+                yield n, BatchError(path, n, "", f"not valid JSON: {exc.msg} (column {exc.colno})")
     elif suffix == ".csv":
         reader = csv.DictReader(io.StringIO(text))
         if not reader.fieldnames:
@@ -188,10 +223,10 @@ def _rows(path: Path) -> Iterable[tuple[int, Any]]:
         reader.fieldnames = header
         start = 2
         for row in reader:
+            values = {k: v.strip() for k, v in row.items() if isinstance(v, str) and v.strip() != ""}
             if None in row:  # more cells than the header names
-                raise BatchError(path, start, "", f"has {len(header) + len(row[None])} cells; the header names {len(header)}")
-            values = {k: v.strip() for k, v in row.items() if v is not None and v.strip() != ""}
-            if values:
+                yield start, BatchError(path, start, "", f"has {len(header) + len(row[None])} cells; the header names {len(header)}")
+            elif values:
                 yield start, values
             start = reader.line_num + 1
     else:

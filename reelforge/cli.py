@@ -22,24 +22,57 @@ class CLIError(click.ClickException):
 
 
 def _setup_logging() -> None:
-    """Tracebacks and job history go to the log file, never to the terminal."""
-    path = config.log_path()
+    """Tracebacks and job history go to the log file, never to the terminal.
+
+    The only place reelforge configures logging (the package itself has a NullHandler); a
+    process that runs several commands (tests, embedding) gets the log of the current data dir.
+    """
+    path = os.path.abspath(config.log_path())
     root = logging.getLogger("reelforge")
-    if any(isinstance(h, logging.FileHandler) for h in root.handlers):
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(path)
-    except OSError:
-        return
+    for old in [h for h in root.handlers if getattr(h, "reelforge_cli", False)]:
+        if old.baseFilename == path:
+            return
+        root.removeHandler(old)
+        old.close()
+    handler = _LogFile(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     root.propagate = False
 
 
+class _LogFile(logging.FileHandler):
+    """The log file, made on its first record (a command that logs nothing leaves no folder behind)."""
+
+    reelforge_cli = True
+
+    def __init__(self, path: str):
+        super().__init__(path, delay=True)
+
+    def _open(self):
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+    # An unusable data dir or a full disk is reported by the command itself, never by a logging traceback.
+    def emit(self, record) -> None:
+        try:
+            super().emit(record)
+        except OSError:
+            pass
+
+    def handleError(self, record) -> None:
+        pass
+
+
 class _Group(click.Group):
     def invoke(self, ctx):
+        try:
+            return self._invoke(ctx)
+        except click.ClickException as exc:  # the line the user reads is kept in the log too
+            log.error("reelforge %s: %s", ctx.invoked_subcommand or "", exc.format_message())
+            raise
+
+    def _invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except ReelforgeError as exc:
@@ -60,6 +93,19 @@ def cli() -> None:
     _setup_logging()
 
 
+ENDPOINT_HELP = (
+    "URL of a reelforge server (or 'bedrock' for Amazon Bedrock itself) to send the command to "
+    "[default: run here, with this machine's job log; env REELFORGE_ENDPOINT]."
+)
+OUTPUT_HELP = "Output folder or s3://bucket/prefix [default: the data dir's outputs; with --endpoint, the server's default output]."
+TOKEN_HELP = "Client request token: the same token never starts a second job [default: none, every run starts a job]."
+
+
+def endpoint_option(command):
+    """--endpoint, worded the same on every command that takes it."""
+    return click.option("--endpoint", envvar="REELFORGE_ENDPOINT", metavar="URL", help=ENDPOINT_HELP)(command)
+
+
 def _client(endpoint: str | None):
     from .client import Client
 
@@ -67,36 +113,42 @@ def _client(endpoint: str | None):
 
 
 def _engine_note(model: str) -> str | None:
+    """A note when a Nova Reel id, which asks for a generative model, is served here by one that is not.
+
+    Nothing is said when the model id was picked for its engine (reelforge.animatic-v1): the user chose it.
+    """
     from .engines import get_engine_class
     from .models import engine_for, get_model
 
-    engine_id, _ = engine_for(get_model(model))
-    if get_engine_class(engine_id).generative:
+    spec = get_model(model)
+    engine_id, _ = engine_for(spec)
+    engine = get_engine_class(engine_id)
+    if engine.generative or not spec.bedrock_id:
         return None
+    what = f"the {engine_id} engine" + (f", a {engine.summary}" if engine.summary else ", which is not a generative model")
     return (
-        f"Note: {model} is rendered here by the animatic engine, a previsualization renderer, not a generative "
-        "model. For generated video use --model reelforge.ltx-video (pip install 'reelforge[diffusers]'); "
-        "`reelforge models` lists them."
+        f"Note: {model} is rendered here by {what}. For generated video set REELFORGE_NOVA_BACKEND or use "
+        "--model reelforge.ltx-video (pip install 'reelforge[diffusers]'); `reelforge models` lists them."
     )
 
 
 @cli.command()
 @click.argument("prompt")
-@click.option("--image", type=click.Path(dir_okay=False), help="Starting image (PNG or JPEG).")
-@click.option("--fit", type=click.Choice(["crop", "pad"]), help="Bring an image of another size to the video size.")
-@click.option("--seed", type=int, help="Seed (0-2147483646); same prompt and seed, same video.")
+@click.option("--image", type=click.Path(dir_okay=False), help="Starting image (PNG or JPEG), the video's first frame [default: none].")
+@click.option("--fit", type=click.Choice(["crop", "pad"]), help="Bring an image of another size to the video size: crop fills, pad adds bars [default: none, a wrong size is refused].")
+@click.option("--seed", type=int, help="Seed (0-2147483646); same prompt and seed, same video [default: 42, Nova Reel's].")
 @click.option("--duration", "duration", type=int, help="Seconds [default: 6, or the model's longest shot if shorter].")
-@click.option("--fps", type=int, default=24, show_default=True)
+@click.option("--fps", type=int, default=24, show_default=True, help="Frames per second (`reelforge models` lists each model's).")
 @click.option("--resolution", default="1280x720", show_default=True, help="WIDTHxHEIGHT.")
 @click.option("--model", default=config.DEFAULT_MODEL, show_default=True, help="Model id (`reelforge models`).")
-@click.option("-o", "--output", help="Output folder or s3://bucket/prefix (default: the data dir's outputs; with --endpoint, the server's default).")
-@click.option("--token", help="Client request token: the same token never starts a second job.")
-@click.option("--endpoint", envvar="REELFORGE_ENDPOINT", help="URL of a reelforge server (default: run here).")
+@click.option("-o", "--output", help=OUTPUT_HELP)
+@click.option("--token", help=TOKEN_HELP)
+@endpoint_option
 @click.option("--no-wait", is_flag=True, help="Print the job id and return; the job runs on.")
 @click.option("--json", "as_json", is_flag=True, help="Print the finished job as JSON.")
 @click.option("--dry-run", is_flag=True, help="Check the request and estimate cost and time; submit nothing.")
 def generate(prompt, image, fit, seed, duration, fps, resolution, model, output, token, endpoint, no_wait, as_json, dry_run):
-    """Make a video from PROMPT."""
+    """Make a video from PROMPT (the text of the video) and print where it is."""
     from .request import ImageInput, VideoRequest, parse_dimension
 
     width, height = parse_dimension(resolution, "--resolution")
@@ -148,7 +200,7 @@ def _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json
     if not endpoint and no_wait:
         client._backend.workers = 0  # the background worker runs it, so this process can exit
     job = client.start(request, model=model, output=output, client_token=token)
-    note = _engine_note(model) if not endpoint else None
+    note = _engine_note(model) if not endpoint else None  # a server decides its own engines
     if note:
         click.echo(note, err=True)
     if no_wait:
@@ -235,43 +287,61 @@ def jobs() -> None:
 
 
 @jobs.command("list")
-@click.option("--status", type=click.Choice([s.value for s in JobStatus], case_sensitive=False))
-@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
-@click.option("--endpoint", envvar="REELFORGE_ENDPOINT")
-@click.option("--json", "as_json", is_flag=True)
-def jobs_list(status, limit, endpoint, as_json):
-    """Recent jobs, newest first."""
+@click.option("--status", type=click.Choice([s.value for s in JobStatus], case_sensitive=False), help="Only jobs with this status [default: any].")
+@click.option("--model", metavar="MODEL_ID", help="Only jobs of this model id [default: any].")
+@click.option("-q", "--q", "--search", "q", metavar="TEXT", help="Only jobs whose prompt or shot texts contain TEXT, case-blind (3 characters or more) [default: all].")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="Jobs per page.")
+@click.option("--after", "--page", "after", metavar="TOKEN", help="Show the page after the one that printed TOKEN [default: the newest jobs].")
+@endpoint_option
+@click.option("--json", "as_json", is_flag=True, help="Print the page's jobs as a JSON list.")
+def jobs_list(status, model, q, limit, after, endpoint, as_json):
+    """Jobs, newest first, a page at a time (the line after the list says how to get the next one)."""
     from .client import iso
 
-    found = _client(endpoint).jobs(status=status, limit=limit)
+    status = status.upper() if status else None
+    page = _client(endpoint).jobs(status=status, model=model, q=q, limit=limit, after=after)
+    if not page:
+        if as_json:
+            click.echo("[]")
+        if after:
+            click.echo("no more jobs", err=True)
+        elif status or model or q:
+            of = (f" of {model}" if model else "") + (f" matching {q!r}" if q else "")
+            click.echo(f"no {status + ' ' if status else ''}jobs{of}", err=True)
+        else:
+            click.echo("no jobs yet: reelforge generate \"a prompt\"", err=True)
+        return
     if as_json:
-        click.echo(json.dumps([_job_dict(j.record) for j in found], indent=2))
-        return
-    if not found:
-        click.echo("no jobs yet: reelforge generate \"a prompt\"", err=True)
-        return
-    import shutil
+        click.echo(json.dumps([_job_dict(j.record) for j in page], indent=2))
+    else:
+        import shutil
 
-    width = shutil.get_terminal_size((100, 24)).columns
-    click.echo(f"{'id':<12}  {'status':<9} {'done':>4}  {'submitted UTC':<11}  {'model':<21}  prompt")
-    for j in found:
-        rec = j._cached or j.record
-        submitted = iso(rec.submit_time)[5:16].replace("T", " ")
-        line = f"{rec.id:<12}  {rec.status.value:<9} {rec.progress:>4.0%}  {submitted:<11}  {rec.model_id:<21}  {' | '.join(_texts(rec))}"
-        click.echo(line if len(line) <= width else line[: width - 1] + "…")
+        width = shutil.get_terminal_size((100, 24)).columns
+        click.echo(f"{'id':<12}  {'status':<9} {'done':>4}  {'submitted UTC':<11}  {'model':<21}  prompt")
+        for j in page:
+            rec = j._cached or j.record
+            submitted = iso(rec.submit_time)[5:16].replace("T", " ")
+            line = f"{rec.id:<12}  {rec.status.value:<9} {rec.progress:>4.0%}  {submitted:<11}  {rec.model_id:<21}  {' | '.join(j.prompts)}"
+            click.echo(line if len(line) <= width else line[: width - 1] + "…")
+    click.echo(_page_line(page, click.get_current_context()), err=True)
 
 
-def _texts(rec: JobRecord) -> list[str]:
-    from .request import VideoRequest
+def _page_line(page, ctx) -> str:
+    """'showing 20 of 33 jobs; next page: reelforge jobs list --after TOKEN ...' (the same filters again)."""
+    import shlex
 
-    try:
-        return VideoRequest.from_model_input(rec.model_input).shot_texts()
-    except ReelforgeError:
-        return []
-
-
-def _short(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
+    span = f"{page.offset + 1}-{page.offset + len(page)}" if page.offset else str(len(page))
+    of = "" if page.total is None else f" of {page.total}{'+' if page.total_is_lower_bound else ''}"
+    line = f"showing {span}{of} job{'s' if (page.total or len(page)) != 1 else ''}"
+    if page.next_token is None:
+        return line
+    words = ["reelforge", "jobs", "list", "--after", page.next_token]
+    for name in ("status", "model", "q", "limit", "endpoint"):
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
+            words += [f"--{name}", str(ctx.params[name])]
+    if ctx.params.get("as_json"):
+        words.append("--json")
+    return f"{line}; next page: {shlex.join(words)}"
 
 
 def _console():
@@ -282,19 +352,19 @@ def _console():
 
 @jobs.command("show")
 @click.argument("job_id")
-@click.option("--endpoint", envvar="REELFORGE_ENDPOINT")
+@endpoint_option
 def jobs_show(job_id, endpoint):
-    """Everything about one job, as JSON."""
+    """Everything about the job JOB_ID (its id or ARN), as JSON."""
     click.echo(json.dumps(_job_dict(_client(endpoint).get(job_id).record), indent=2))
 
 
 @jobs.command("wait")
 @click.argument("job_id")
 @click.option("--timeout", type=click.FloatRange(min=0), metavar="SECONDS", help="Give up waiting after this long (the job keeps running) [default: wait until it ends].")
-@click.option("--endpoint", envvar="REELFORGE_ENDPOINT")
+@endpoint_option
 @click.option("--json", "as_json", is_flag=True, help="Print the finished job as JSON instead of its video's path.")
 def jobs_wait(job_id, timeout, endpoint, as_json):
-    """Wait for a job to end, with a progress bar; exit 0 when it completed, 1 when it failed or was canceled."""
+    """Wait for the job JOB_ID (its id or ARN) to end, with a progress bar; exit 0 when it completed, 1 when it failed or was canceled."""
     job = _client(endpoint).get(job_id)
     _follow(job, timeout)
     if as_json:
@@ -306,9 +376,9 @@ def jobs_wait(job_id, timeout, endpoint, as_json):
 
 @jobs.command("cancel")
 @click.argument("job_id")
-@click.option("--endpoint", envvar="REELFORGE_ENDPOINT")
+@endpoint_option
 def jobs_cancel(job_id, endpoint):
-    """Cancel a queued or running job."""
+    """Cancel the queued or running job JOB_ID (its id or ARN)."""
     job = _client(endpoint).get(job_id)
     before = job.status
     if before.done:
@@ -323,35 +393,41 @@ def jobs_cancel(job_id, endpoint):
 
 @jobs.command("download")
 @click.argument("job_id")
-@click.option("-o", "--output", default=".", show_default=True, help="Folder or file name.")
-@click.option("--shots", is_flag=True, help="Also download shot_0001.mp4... of a multi-shot job.")
-@click.option("--endpoint", envvar="REELFORGE_ENDPOINT")
+@click.option("-o", "--output", default=".", show_default=True, help="Folder (saved as JOB_ID.mp4) or file name.")
+@click.option("--shots", is_flag=True, help="Also download each shot of a multi-shot job, as JOB_ID_shot_0001.mp4...")
+@endpoint_option
 def jobs_download(job_id, output, shots, endpoint):
-    """Save a finished job's video."""
+    """Save the video of the finished job JOB_ID (its id or ARN)."""
     click.echo(str(_client(endpoint).get(job_id).download(output, shots=shots)))
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 def models(as_json):
-    """Model ids and the engine behind each."""
-    from rich.table import Table
-
+    """Model ids, the engine behind each, and what each still needs to run here (an extra, weights)."""
+    from .engines import get_engine_class
     from .models import all_models, engine_for
 
     rows = []
     for spec in all_models():
-        engine_id, _ = engine_for(spec)
+        engine_id, options = engine_for(spec)
+        try:  # looks for packages and files; loads nothing
+            get_engine_class(engine_id).check_available(options)
+            missing = None
+        except ReelforgeError as exc:
+            missing = str(exc)
         lim = spec.limits
         sizes = ", ".join(f"{w}x{h}" for w, h in lim.sizes) if lim.sizes else f"even, up to {lim.max_side}"
         fps = ",".join(map(str, lim.fps))
-        rows.append(dict(model=spec.model_id, engine=engine_id, sizes=sizes, fps=fps, about=spec.summary))
+        rows.append(dict(model=spec.model_id, engine=engine_id, sizes=sizes, fps=fps, about=spec.summary, ready=missing is None, needs=missing))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for r in rows:
         click.echo(f"{r['model']}  ({r['engine']} engine; {r['sizes']}; fps {r['fps']})")
         click.echo(f"    {r['about']}")
+        if r["needs"]:
+            click.echo(f"    not ready here: {r['needs']}")
 
 
 @cli.command()
@@ -397,10 +473,11 @@ def worker(until_idle, idle_exit, background, threads):
 
 @cli.command()
 @click.argument("prompt")
-@click.option("--task-type", type=click.Choice(["TEXT_VIDEO", "MULTI_SHOT_AUTOMATED", "MULTI_SHOT_MANUAL"]), default="TEXT_VIDEO")
-@click.option("--duration", type=int)
+@click.option("--task-type", type=click.Choice(["TEXT_VIDEO", "MULTI_SHOT_AUTOMATED", "MULTI_SHOT_MANUAL"]), default="TEXT_VIDEO",
+              show_default=True, help="The request the prompt is for; a long MULTI_SHOT_AUTOMATED prompt has rules of its own.")
+@click.option("--duration", type=int, help="Seconds of a MULTI_SHOT_AUTOMATED video [default: none given].")
 def lint(prompt, task_type, duration):
-    """Check a prompt against Nova Reel's prompting rules."""
+    """Check PROMPT against Nova Reel's prompting rules; exit 1 on an error."""
     from .prompts import lint_prompt
 
     warnings = lint_prompt(prompt, task_type=task_type, duration_s=duration)

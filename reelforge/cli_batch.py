@@ -9,7 +9,9 @@ from pathlib import Path
 import click
 
 from . import config
-from .cli import CLIError, _client, _console, _engine_note, _stderr_console, _submit_and_follow, lint_request
+from .cli import (
+    OUTPUT_HELP, TOKEN_HELP, CLIError, _console, _engine_note, _stderr_console, _submit_and_follow, endpoint_option, lint_request,
+)
 from .estimate import (
     BEDROCK_CONCURRENCY_QUOTA,
     Estimate,
@@ -74,19 +76,18 @@ def print_estimate(requests, endpoint=None, as_json=False, concurrency: int | No
     click.echo("dry run: nothing was submitted")
 
 
-# --- pre-flight lint ------------------------------------------------------------------------------
 # --- shots ------------------------------------------------------------------------------------------
 @click.command(epilog="File format: docs/storyboards-and-batches.md, or the docstring of reelforge.storyboard.")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--model", help="Model id; wins over the file's 'model:' (default amazon.nova-reel-v1:1).")
-@click.option("-o", "--output", help="Output folder or s3://bucket/prefix (default: the data dir's outputs; with --endpoint, the server's default).")
-@click.option("--token", help="Client request token: the same token never starts a second job.")
-@click.option("--endpoint", envvar="REELFORGE_ENDPOINT", help="URL of a reelforge server or Amazon Bedrock.")
+@click.option("--model", help=f"Model id; wins over the file's 'model:' [default: the file's, else {config.DEFAULT_MODEL}].")
+@click.option("-o", "--output", help=OUTPUT_HELP)
+@click.option("--token", help=TOKEN_HELP)
+@endpoint_option
 @click.option("--no-wait", is_flag=True, help="Print the job id and return; the job runs on.")
 @click.option("--dry-run", is_flag=True, help="Check the storyboard and estimate cost and time; submit nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the finished job (or the estimate) as JSON.")
 def shots(file, model, output, token, endpoint, no_wait, dry_run, as_json):
-    """Make one multi-shot video from a storyboard FILE (YAML or JSON)."""
+    """Make one multi-shot video from the storyboard FILE (YAML or JSON) and print where it is."""
     from .storyboard import load_storyboard
 
     board = load_storyboard(file, model=model)
@@ -102,14 +103,14 @@ def shots(file, model, output, token, endpoint, no_wait, dry_run, as_json):
 @click.command(epilog="Each line: prompt (required), model, duration, fps, resolution, seed, image, fit. "
                "Format: docs/storyboards-and-batches.md.")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--model", help="Model id for lines without 'model' (default amazon.nova-reel-v1:1).")
-@click.option("--duration", type=int, help="Seconds, for lines without 'duration'.")
-@click.option("--fps", type=int, help="For lines without 'fps'.")
-@click.option("--resolution", help="WIDTHxHEIGHT, for lines without 'resolution'.")
-@click.option("--seed", type=int, help="For lines without 'seed'.")
-@click.option("-o", "--output", help="Output folder or s3://bucket/prefix (default: the data dir's outputs; with --endpoint, the server's default).")
+@click.option("--model", help=f"Model id for lines without 'model' [default: {config.DEFAULT_MODEL}].")
+@click.option("--duration", type=int, help="Seconds, for lines without 'duration' [default: 6].")
+@click.option("--fps", type=int, help="Frames per second, for lines without 'fps' [default: 24].")
+@click.option("--resolution", help="WIDTHxHEIGHT, for lines without 'resolution' [default: 1280x720].")
+@click.option("--seed", type=int, help="Seed, for lines without 'seed' [default: 42, Nova Reel's].")
+@click.option("-o", "--output", help=OUTPUT_HELP)
 @click.option("-c", "--concurrency", type=click.IntRange(1, 256), help="Jobs in flight at once [default: 4; on Amazon Bedrock the model's default quota].")
-@click.option("--endpoint", envvar="REELFORGE_ENDPOINT", help="URL of a reelforge server or Amazon Bedrock.")
+@endpoint_option
 @click.option("--report", type=click.Path(dir_okay=False), help="Report file, .csv or .json [default: FILE.report.csv, e.g. prompts.jsonl.report.csv].")
 @click.option("--retry-failed", type=click.IntRange(0, 10), default=0, show_default=True, help="Resubmit lines whose earlier job failed, up to N times.")
 @click.option("--dry-run", is_flag=True, help="Check every line and estimate cost and time; submit nothing.")
@@ -133,11 +134,8 @@ def batch(file, model, duration, fps, resolution, seed, output, concurrency, end
     from .client import Client
 
     client = Client(endpoint) if endpoint else Client(workers=concurrency)
-    if not endpoint:
-        for model_id in dict.fromkeys(i.model_id for i in items):
-            note = _engine_note(model_id)
-            if note:
-                click.echo(note, err=True)
+    if endpoint:
+        client._backend.ping()  # an unreachable server is one error now, not one per line
     report_path = Path(report) if report else default_report_path(file)
     runner = BatchRunner(client, items, concurrency=concurrency, output=output, batch_name=Path(file).name, retry_failed=retry_failed)
     started = time.monotonic()
@@ -148,6 +146,10 @@ def batch(file, model, duration, fps, resolution, seed, output, concurrency, end
         click.echo(f"interrupted after {c.done + c.failed} of {c.total} lines; run the same command again to resume", err=True)
         raise click.exceptions.Exit(130) from None
     wall = time.monotonic() - started
+    if not endpoint:  # once per model id, and only for what this run submitted
+        submitted = dict.fromkeys(i.model_id for i, r in zip(items, results) if r.run == "submitted")
+        for note in filter(None, map(_engine_note, submitted)):
+            click.echo(note, err=True)
     write_report(results, report_path)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))

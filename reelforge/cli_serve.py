@@ -62,16 +62,16 @@ def _is_loopback(host: str) -> bool:
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; loopback unless you mean it.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True, help="TCP port; 0 takes a free one and prints it.")
 @click.option("--workers", type=click.IntRange(0, 64), default=1, show_default=True, help="Worker threads running jobs in this process.")
-@click.option("--bucket-dir", type=click.Path(file_okay=False, path_type=Path), help="Write s3://BUCKET/PREFIX outputs to DIR/BUCKET/PREFIX instead of S3.")
+@click.option("--bucket-dir", type=click.Path(file_okay=False, path_type=Path), help="Write s3://BUCKET/PREFIX outputs to DIR/BUCKET/PREFIX instead of S3 [default: none, outputs go to S3].")
 @click.option("--default-output", metavar="S3_URI", help="s3://bucket/prefix for requests from reelforge clients that name no output (advertised on /reelforge/health) [default with --bucket-dir: s3://reelforge-outputs/videos; else none].")
-@click.option("--auth-keys", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="File of ACCESS_KEY_ID:SECRET lines; requests must be SigV4-signed with one (also REELFORGE_AUTH_KEYS).")
-@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME", help="On a loopback --host, also answer requests with this Host name (a reverse proxy's public name); repeatable.")
+@click.option("--auth-keys", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="File of ACCESS_KEY_ID:SECRET lines; requests must be SigV4-signed with one (also REELFORGE_AUTH_KEYS) [default: none, signatures are not checked].")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME", help="On a loopback --host, also answer requests with this Host name (a reverse proxy's public name); repeatable [default: loopback names only].")
 @click.option("--max-body", default="32MiB", show_default=True, help="Largest request body accepted.")
 @click.option("--region", default=None, help=f"Region for ARNs when a request carries none [default: {config.DEFAULT_REGION}].")
 @click.option("--account", default=None, help=f"12-digit account id in ARNs [default: {config.DEFAULT_ACCOUNT}].")
-@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info", show_default=True)
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info", show_default=True, help="What uvicorn prints on stderr.")
 def serve(host, port, workers, bucket_dir, default_output, auth_keys, allowed_hosts, max_body, region, account, log_level):
     """Serve Bedrock's StartAsyncInvoke / GetAsyncInvoke / ListAsyncInvokes for boto3 and the notebook.
 

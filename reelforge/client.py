@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import datetime, timezone
@@ -20,8 +21,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import background, config
-from .errors import JobCanceledError, JobFailedError, StorageError, WaitTimeoutError
+from .errors import JobCanceledError, JobFailedError, NoPlayerError, StorageError, WaitTimeoutError
 from .jobs import JobRecord, JobStatus, open_store
+from .listing import Page, list_page
 from .request import VideoRequest
 from .runtime import Runtime, statuses
 from .storage import join, local_path, storage_for
@@ -77,11 +79,49 @@ class Client:
         record = self._backend.get(ref)
         return Job(self, record.id, record)
 
-    def jobs(self, *, status: str | None = None, limit: int = 50) -> list["Job"]:
-        return [Job(self, r.id, r) for r in self._backend.list(status, limit)]
+    def jobs(
+        self,
+        *,
+        status: str | JobStatus | None = None,
+        model: str | None = None,
+        q: str | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> "JobPage":
+        """A page of jobs, newest first: a list of Job with ``.total`` and ``.next()``.
+
+        ``status`` and ``model`` filter; ``q`` searches the prompt and shot texts (case-blind, at
+        least 3 characters); ``after`` is the ``next_token`` of the page before.
+        """
+        query = dict(status=status, model=model, q=q, limit=limit)
+        page = self._backend.list(**query, after=after)
+        jobs = [Job(self, r.id, r, prompts=page.prompts.get(r.id)) for r in page.records]
+        return JobPage(jobs, page, lambda token: self.jobs(**query, after=token))
 
     def close(self) -> None:
         self._backend.close()
+
+
+class JobPage(list):
+    """One page of ``Client.jobs()``: the jobs (a list, as before), the total, and the next page.
+
+    ``total`` counts every job matching the filters, not just this page (None where the backend
+    cannot count: Amazon Bedrock); past 10,000 counting stops and ``total_is_lower_bound`` is True.
+    """
+
+    def __init__(self, jobs: list["Job"], page: Page, fetch: Callable[[str], "JobPage"]):
+        super().__init__(jobs)
+        self.total = page.total
+        self.total_is_lower_bound = page.total_is_lower_bound
+        self.offset = page.offset  # jobs on the pages before this one
+        self.next_token = page.next_token  # pass as ``after=`` for the next page; None on the last page
+        self._fetch = fetch
+
+    def next(self) -> "JobPage":
+        """The page after this one (empty after the last page)."""
+        if self.next_token is None:
+            return JobPage([], Page([], self.total, self.total_is_lower_bound, self.offset + len(self)), self._fetch)
+        return self._fetch(self.next_token)
 
 
 class EmbeddedBackend:
@@ -115,8 +155,11 @@ class EmbeddedBackend:
     def get(self, ref: str) -> JobRecord:
         return self.runtime.get(ref.rsplit("/", 1)[-1])
 
-    def list(self, status, limit) -> list[JobRecord]:
-        return self.runtime.store.list(statuses=statuses(status), limit=limit)
+    def list(self, *, status=None, model=None, q=None, limit=50, after=None) -> Page:
+        return list_page(self.runtime.store, statuses=statuses(status), model_id=model, search=q, limit=limit, after=after)
+
+    def files(self, record: JobRecord) -> list[str]:
+        return storage_for(record.storage_uri).list(record.storage_uri)
 
     def cancel(self, job_id: str) -> JobRecord:
         return self.runtime.cancel(job_id)
@@ -134,10 +177,11 @@ class EmbeddedBackend:
 class Job:
     """A handle on one job. Attributes read the job log (or the server) fresh on access."""
 
-    def __init__(self, client: Client, job_id: str, record: JobRecord | None = None):
+    def __init__(self, client: Client, job_id: str, record: JobRecord | None = None, prompts: list[str] | None = None):
         self.client = client
         self.id = job_id
         self._cached = record
+        self._prompts = prompts  # a listing's prompt texts, when its records carry no request
 
     def refresh(self) -> JobRecord:
         self._cached = self.client._backend.get(self.id)
@@ -173,7 +217,17 @@ class Job:
 
     @property
     def request(self) -> VideoRequest:
-        return VideoRequest.from_model_input((self._cached or self.refresh()).model_input)
+        cached = self._cached
+        if cached is None or not cached.model_input:  # a server's listing leaves the request (and its images) out
+            cached = self.refresh()
+        return VideoRequest.from_model_input(cached.model_input)
+
+    @property
+    def prompts(self) -> list[str]:
+        """The prompt, or each shot's text."""
+        if self._prompts is not None:
+            return list(self._prompts)
+        return self.request.shot_texts()
 
     @property
     def local_dir(self) -> Path | None:
@@ -223,23 +277,24 @@ class Job:
         fetch = backend or (lambda uri, path: storage_for(uri).download(uri, path))
         fetch(join(rec.storage_uri, "output.mp4"), target)
         if shots:
-            for name in storage_for(rec.storage_uri).list(rec.storage_uri):
+            for name in self.client._backend.files(rec):
                 if name.startswith("shot_") and name.endswith(".mp4"):
                     fetch(join(rec.storage_uri, name), target.with_name(f"{target.stem}_{name}"))
         return target
 
     def show(self, width: int = 640):
-        """In a notebook: an inline player. Elsewhere: open the video in the system's player."""
+        """In a notebook: an inline player. Elsewhere: open the video in the system's player; return its path.
+
+        Raises NoPlayerError, whose ``path`` is the video, when nothing can open it here: on Linux
+        without a display (neither DISPLAY nor WAYLAND_DISPLAY set), without ``xdg-open`` (``open``
+        on macOS), or when the opener fails. A script on a server gets told why, not a silent no-op.
+        """
         path = self.video_path or self.download(Path(config.data_dir()) / "downloads")
         if _in_notebook():
             from IPython.display import Video
 
             return Video(str(path), embed=True, mimetype="video/mp4", width=width)
-        opener = "open" if sys.platform == "darwin" else "xdg-open"
-        if shutil.which(opener) is None:
-            raise StorageError(f"no video player found ({opener} is missing); the video is at {path}")
-        subprocess.Popen([opener, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return path
+        return open_in_player(path)
 
     def _repr_html_(self) -> str:
         rec = self.refresh()
@@ -261,6 +316,36 @@ def _hand_off_at_exit(runtime: Runtime) -> None:
     """This process is exiting with worker threads: their units go back to the queue, for the background worker."""
     if runtime.release() and runtime.folder is not None and config.background_worker():
         background.ensure_worker(runtime.folder)
+
+
+OPENER_WAIT_S = 5.0  # an opener still running after this is showing the player (some stay until it closes)
+
+
+def open_in_player(path: Path) -> Path:
+    """Hand ``path`` to the desktop's opener and check that it took it (NoPlayerError when not)."""
+    if sys.platform == "win32":
+        try:
+            os.startfile(path)  # type: ignore[attr-defined]
+        except OSError as exc:
+            raise NoPlayerError(path, f"Windows could not open it: {exc.strerror or exc}") from None
+        return path
+    opener = "open" if sys.platform == "darwin" else "xdg-open"
+    if sys.platform != "darwin" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise NoPlayerError(path, "this session has no display (DISPLAY and WAYLAND_DISPLAY are unset)")
+    exe = shutil.which(opener)
+    if exe is None:
+        raise NoPlayerError(path, f"{opener} is not installed")
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([exe, str(path)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        try:
+            code = proc.wait(OPENER_WAIT_S)
+        except subprocess.TimeoutExpired:
+            return path
+        if code != 0:
+            err.seek(0)
+            said = err.read().decode("utf-8", "replace").strip().splitlines()
+            raise NoPlayerError(path, f"{opener} exited with status {code}" + (f" ({said[-1][:200]})" if said else ""))
+    return path
 
 
 def iso(t: float | None) -> str | None:

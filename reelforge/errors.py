@@ -10,6 +10,8 @@ ReelforgeError
 ├── StorageError            an output location that cannot be read or written
 │   └── JobStoreError       the job log cannot be reached or used (server: 503)
 ├── ConfigError             a REELFORGE_* setting that cannot be used
+├── UnreachableError        a server (reelforge, Bedrock, S3) that does not answer at its URL
+├── NoPlayerError           Job.show() outside a notebook with no display or player; ``.path`` is the video
 ├── JobFailedError          Job.wait() on a job that ended FAILED
 ├── JobCanceledError        Job.wait() on a job that ended CANCELED
 └── WaitTimeoutError        Job.wait() ran past its timeout (the job keeps running)
@@ -75,6 +77,21 @@ class JobStoreError(StorageError):
 
 class ConfigError(ReelforgeError):
     """A setting (an environment variable or a configuration value) that cannot be used."""
+class UnreachableError(ReelforgeError, ConnectionError):
+    """Nothing answers at ``url``; ``reason`` is what the connection attempt met."""
+
+    def __init__(self, url: str, reason: str, hint: str = "", context: str = ""):
+        self.url, self.reason = url, reason
+        head = f"{context}: " if context else ""
+        super().__init__(f"{head}cannot reach the server at {url}: {reason}" + (f"; {hint}" if hint else ""))
+
+
+class NoPlayerError(ReelforgeError):
+    """Job.show() found no way to open a player here; the video is at ``path``."""
+
+    def __init__(self, path, why: str):
+        self.path = path
+        super().__init__(f"nothing opened the video: {why}; the video is at {path}")
 
 
 class JobFailedError(ReelforgeError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlparse
 
+from . import config
 from .models import get_model
 from .request import VideoRequest, check
 
@@ -17,10 +18,14 @@ def build_model_input(
     resolution: str = "1280x720",
     seed: int = 0,
     *,
-    model_id: str = "amazon.nova-reel-v1:0",
+    model_id: str = config.DEFAULT_MODEL,
 ) -> dict[str, Any]:
     """Nova Reel's TEXT_VIDEO ``modelInput``, exactly as the notebook builds it, validated for ``model_id``.
 
+    ``model_id`` defaults to ``amazon.nova-reel-v1:1``, reelforge's default everywhere (Client.start,
+    the CLI, the server), so the dict is checked against the model it will most likely be sent to.
+    The notebook's ``amazon.nova-reel-v1:0`` accepts exactly the same TEXT_VIDEO requests (v1:1 only
+    adds multi-shot task types), so a notebook's dict validates the same under either id.
     Unlike the notebook, the image's format is read from the image (a JPEG is sent as "jpeg").
     Raises RequestError naming the field and the allowed values.
     """

@@ -17,6 +17,7 @@ http:// endpoints; the client here asks for SigV4 in code, which is what overrid
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import re
@@ -29,8 +30,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from .errors import ConflictError, JobNotFoundError, ReelforgeError, RequestError, UnknownModelError
+from .aws_errors import botocore_errors, unreachable
+from .errors import ConflictError, JobNotFoundError, ReelforgeError, RequestError, UnknownModelError, UnreachableError
 from .jobs import JobRecord, JobStatus
+from .listing import Page
 from .request import VideoRequest
 from .runtime import statuses
 
@@ -100,14 +103,22 @@ class RemoteBackend:
         return self._reelforge
 
     def _fetch_health(self) -> dict[str, Any] | None:
+        """The server's /reelforge/health reply; None when it answers but is not reelforge (UnreachableError
+        when nothing answers: a start must not go on to blame a missing output location)."""
         if not self.endpoint_url:
             return None
         try:
             status, body = self._call("GET", "/reelforge/health", timeout=5)
             info = json.loads(body)
-        except (OSError, ValueError, ReelforgeError):
+        except UnreachableError:
+            raise
+        except (ValueError, ReelforgeError):
             return None
         return info if status == 200 and isinstance(info, dict) else None
+
+    def ping(self) -> None:
+        """Raise UnreachableError now when nothing answers at the endpoint (a found server is remembered)."""
+        self.is_reelforge
 
     @property
     def default_output(self) -> str | None:
@@ -119,6 +130,7 @@ class RemoteBackend:
 
     # --- the backend interface (see client.EmbeddedBackend) -------------------------------------
     def submit(self, model: str, request, output, client_token, tags) -> str:
+        self.ping()  # before botocore's retries, and before any talk of output locations
         output = self._output_for(model, request, output)
         if isinstance(request, VideoRequest):
             if request.fit is not None:  # fit the image here: the wire format has no field for it
@@ -168,18 +180,36 @@ class RemoteBackend:
         r = self._boto("get_async_invoke", arn, invocationArn=arn)
         return record_from_summary(r)
 
-    def list(self, status, limit) -> list[JobRecord]:
+    def list(self, *, status=None, model=None, q=None, limit=50, after=None) -> Page:
         if self.is_reelforge:
-            q = {"limit": limit, **({"status": str(status).upper()} if status else {})}
-            _, body = self._call("GET", "/reelforge/jobs?" + urlencode(q))
-            return [record_from_detail(d) for d in json.loads(body)["jobs"]]
-        kw: dict[str, Any] = {"PaginationConfig": {"MaxItems": limit, "PageSize": min(limit, 1000)}}
+            query = {k: v for k, v in dict(status=str(status).upper() if status else None, model=model, q=q, limit=limit, after=after).items() if v}
+            _, body = self._call("GET", "/reelforge/jobs?" + urlencode(query))
+            d = json.loads(body)
+            records = [record_from_detail(j) for j in d["jobs"]]
+            return Page(records, d.get("total"), bool(d.get("totalIsLowerBound")), d.get("offset") or 0, d.get("nextToken"),
+                        {j["id"]: j["prompts"] for j in d["jobs"] if isinstance(j.get("prompts"), list)})
+        for name, value in (("model", model), ("q", q)):
+            if value:
+                raise RequestError(name, "Amazon Bedrock's ListAsyncInvokes cannot filter by model or search prompts; only a reelforge server can")
+        kw: dict[str, Any] = {"maxResults": limit}
         if status:
             kw["statusEquals"] = statuses(status)[0].bedrock
-        out = []
-        for page in self.bedrock.get_paginator("list_async_invokes").paginate(**kw):
-            out += [record_from_summary(s) for s in page.get("asyncInvokeSummaries", [])]
-        return out
+        if after:
+            kw["nextToken"] = after
+        r = self._boto("list_async_invokes", "ListAsyncInvokes", **kw)
+        records = [record_from_summary(x) for x in r.get("asyncInvokeSummaries", [])]
+        return Page(records, None, next_token=r.get("nextToken"), prompts={rec.id: [] for rec in records})  # Bedrock keeps no request
+
+    def files(self, record: JobRecord) -> list[str]:
+        """The names of a finished job's output files: as the server lists them, else from S3."""
+        if self.is_reelforge:
+            _, body = self._call("GET", f"/reelforge/jobs/{quote(record.id)}", ref=record.id)
+            names = json.loads(body).get("files") or []
+            if names:
+                return names  # on the server's disk; an S3 job lists none there
+        from .storage import S3Storage
+
+        return S3Storage(self._session.client("s3")).list(record.storage_uri)
 
     def cancel(self, job_id: str) -> JobRecord:
         if not self.is_reelforge:
@@ -254,15 +284,14 @@ class RemoteBackend:
         return f"arn:aws:bedrock:{self.region}:{config.account()}:async-invoke/{job_id}"
 
     def _boto(self, op: str, ref: str, **kw) -> dict:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with botocore_errors(url=self.endpoint_url or self.bedrock.meta.endpoint_url, hint=self._hint(),
+                             client_error=lambda code, message: _error(code, message, ref)):
             return getattr(self.bedrock, op)(**kw)
-        except ClientError as exc:
-            err = exc.response.get("Error", {})
-            raise _error(err.get("Code", ""), err.get("Message", ""), ref) from None
-        except BotoCoreError as exc:
-            raise ReelforgeError(f"cannot reach {self.endpoint_url or 'Bedrock'}: {exc}") from None
+
+    def _hint(self) -> str:
+        if self.endpoint_url is None:
+            return "check this machine's network"
+        return "is `reelforge serve` running there? Check the endpoint URL (--endpoint, REELFORGE_ENDPOINT)"
 
     def _sign(self, method: str, url: str, body: bytes | None) -> dict[str, str]:
         from botocore.auth import SigV4Auth
@@ -277,12 +306,15 @@ class RemoteBackend:
     def _open(self, method: str, path: str, body: bytes | None = None, timeout: float = 30, ref: str | None = None):
         url = self.endpoint_url + path
         req = urllib.request.Request(url, data=body, method=method, headers=self._sign(method, url, body))
+        where = self.endpoint_url
         try:
             response = _NO_REDIRECT.open(req, timeout=timeout)
             if response.status in (301, 302, 303, 307, 308) and response.headers.get("location"):
                 # Files of S3 jobs: a presigned URL carries its own authorization; our signature must not follow.
                 response.close()
-                return urllib.request.urlopen(response.headers["location"], timeout=timeout)
+                location = response.headers["location"]
+                where = "/".join(location.split("/", 3)[:3])
+                return urllib.request.urlopen(location, timeout=timeout)
             return response
         except urllib.error.HTTPError as exc:
             data = exc.read()
@@ -291,8 +323,8 @@ class RemoteBackend:
             except (ValueError, KeyError, TypeError):
                 message = data.decode("utf-8", "replace")[:500]
             raise _error(exc.headers.get("x-amzn-ErrorType", str(exc.code)), message, ref or path) from None
-        except urllib.error.URLError as exc:
-            raise ReelforgeError(f"cannot reach {self.endpoint_url}: {exc.reason}") from None
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            raise unreachable(where, exc, self._hint() if where == self.endpoint_url else "") from None
 
     def _call(self, method: str, path: str, body: bytes | None = None, timeout: float = 30, ref: str | None = None) -> tuple[int, bytes]:
         with self._open(method, path, body, timeout, ref) as r:

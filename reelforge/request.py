@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from . import images as imagelib
 from .errors import ImageError, RequestError
@@ -35,7 +35,24 @@ _DIMENSION = re.compile(r"^(\d{1,5})[xX](\d{1,5})$")
 FitMode = Literal["crop", "pad"]
 
 
-class ImageInput(BaseModel):
+class _Model(BaseModel):
+    """A model whose construction errors are RequestErrors naming the field, never pydantic's ValidationError."""
+
+    def __init__(self, /, **data: Any):
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _request_error(exc, type(self)) from None
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kw: Any):
+        try:
+            return super().model_validate(obj, **kw)
+        except ValidationError as exc:
+            raise _request_error(exc, cls) from None
+
+
+class ImageInput(_Model):
     """A conditioning image as Nova Reel carries it: base64 bytes or an S3 location."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -80,7 +97,7 @@ class ImageInput(BaseModel):
         return {"format": self.format, "source": {"s3Location": loc}}
 
 
-class Shot(BaseModel):
+class Shot(_Model):
     """One shot of a MULTI_SHOT_MANUAL request; duration and seed are for local engines only."""
 
     model_config = ConfigDict(extra="forbid")
@@ -96,8 +113,12 @@ class Shot(BaseModel):
         return _coerce_image(data)
 
 
-class VideoRequest(BaseModel):
-    """A video to make. ``task_type`` follows from the fields when left out."""
+class VideoRequest(_Model):
+    """A video to make. ``task_type`` follows from the fields when left out.
+
+    Either ``text`` (with an optional ``image``) or ``shots``, never both. Every bad field raises
+    RequestError (ImageError for images) naming it.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -125,6 +146,19 @@ class VideoRequest(BaseModel):
         if "dimension" in data:
             data["width"], data["height"] = parse_dimension(data.pop("dimension"))
         return data
+
+    @model_validator(mode="after")
+    def _text_or_shots(self) -> "VideoRequest":
+        if self.task_type == MULTI_SHOT_MANUAL:
+            for name in ("text", "image"):
+                if getattr(self, name) is not None:
+                    raise RequestError(
+                        name, f"a request with shots takes no {name} of its own; give each shot its text and image: "
+                        "shots=[{'text': ..., 'image': ...}], or leave shots out"
+                    )
+        elif self.shots is not None:
+            raise RequestError("shots", f"only MULTI_SHOT_MANUAL requests have shots; this one is {self.task_type}: leave task_type or shots out")
+        return self
 
     # --- Nova Reel JSON -------------------------------------------------------------------
     @classmethod
@@ -239,6 +273,7 @@ class ShotSpec:
     seed: int
     duration_s: int
     image: Any = None  # PIL RGB image at the video size, or None
+    adaptation: dict[str, Any] | None = None  # how the image was fitted to the video size, if it was
 
 
 def check(
@@ -274,7 +309,7 @@ def check(
     if not 0 <= seed <= lim.seed_max:
         raise RequestError("videoGenerationConfig.seed", f"{seed} is out of range; allowed: 0 to {lim.seed_max}")
 
-    def image(img: ImageInput | None, field: str) -> Any:
+    def image(img: ImageInput | None, field: str) -> tuple[Any, ImageInput | None, dict[str, Any] | None]:
         return _check_image(img, field, request, spec, fetch_s3)
 
     prepared = request
@@ -288,10 +323,10 @@ def check(
         lo, hi = lim.duration_range
         if allowed is None and (d is None or not lo <= d <= hi):
             raise RequestError("videoGenerationConfig.durationSeconds", f"{d} is not allowed for {mid}; allowed: {lo} to {hi}")
-        pil, fitted = image(request.image, f"{key}.images[0]")
+        pil, fitted, adapted = image(request.image, f"{key}.images[0]")
         if fitted is not None:
             prepared = request.model_copy(update={"image": fitted})
-        shots = [ShotSpec(request.text or "", seed, d, pil)]
+        shots = [ShotSpec(request.text or "", seed, d, pil, adapted)]
     elif t == MULTI_SHOT_AUTOMATED:
         _check_text(request.text, "multiShotAutomatedParams.text", lim.automated_text_max)
         if request.image is not None:
@@ -325,9 +360,9 @@ def check(
                 if not 0 <= s.seed <= lim.seed_max:
                     raise RequestError(f"{f}.seed", f"{s.seed} is out of range; allowed: 0 to {lim.seed_max}")
                 shot_seed = s.seed
-            pil, fitted = image(s.image, f"{f}.image")
+            pil, fitted, adapted = image(s.image, f"{f}.image")
             fitted_shots.append(s.model_copy(update={"image": fitted}) if fitted is not None else s)
-            shots.append(ShotSpec(s.text, shot_seed, secs, pil))
+            shots.append(ShotSpec(s.text, shot_seed, secs, pil, adapted))
         if any(a is not b for a, b in zip(fitted_shots, request.shots or [])):
             prepared = request.model_copy(update={"shots": fitted_shots})
     total = sum(s.duration_s for s in shots)
@@ -361,9 +396,13 @@ def _shot_seed(seed: int, index: int) -> int:
 
 
 def _check_image(img, field, request: VideoRequest, spec: ModelSpec, fetch_s3):
-    """Decode and validate one image; return (PIL image at video size, ImageInput to store or None)."""
+    """Decode and validate one image; return (PIL image at video size, ImageInput to store or None, adaptation or None).
+
+    A fit the caller asked for is stored (the job renders the image it recorded); a model that
+    fits images by itself (no exact size) keeps the original and crops it the same way each time.
+    """
     if img is None:
-        return None, None
+        return None, None, None
     if not spec.limits.image_input:
         raise ImageError(field, f"{spec.model_id} is text-to-video only and takes no image; remove it or pick a model that does (reelforge models)")
     if img.bytes_b64 is not None:
@@ -377,7 +416,7 @@ def _check_image(img, field, request: VideoRequest, spec: ModelSpec, fetch_s3):
     exact = spec.limits.image_exact_size
     transparent = bool(pil.info.get("reelforge_had_alpha"))
     if pil.size == want and not (exact and transparent):
-        return pil, None
+        return pil, None, None
     if exact and request.fit is None:
         if pil.size != want:
             what, fix = f"is {pil.size[0]}x{pil.size[1]}", f"resize it to {want[0]}x{want[1]}"
@@ -389,9 +428,30 @@ def _check_image(img, field, request: VideoRequest, spec: ModelSpec, fetch_s3):
             "or ask reelforge to fit it (crop or pad; it also flattens): --fit crop|pad for generate, "
             "fit: crop|pad in a storyboard or batch line, VideoRequest(fit='crop') in Python",
         )
-    fitted = imagelib.fit_image(pil, want[0], want[1], request.fit or "crop")
-    stored = ImageInput(format="png", bytes_b64=imagelib.to_base64(imagelib.encode_png(fitted))) if exact else None
-    return fitted, stored
+    mode = request.fit or "crop"
+    fitted = imagelib.fit_image(pil, want[0], want[1], mode)
+    stored = ImageInput(format="png", bytes_b64=imagelib.to_base64(imagelib.encode_png(fitted))) if exact or request.fit else None
+    return fitted, stored, _fit_note(field, pil.size, want, mode, asked=request.fit is not None, flattened=transparent)
+
+
+def _fit_note(field: str, size: tuple[int, int], want: tuple[int, int], mode: str, *, asked: bool, flattened: bool) -> dict[str, Any]:
+    """What fitting an image of ``size`` to ``want`` did, for the manifest: "scaled to 720x720, 560 px of bars"."""
+    (w, h), (tw, th) = size, want
+    scale = (max if mode == "crop" else min)(tw / w, th / h)
+    sw, sh = round(w * scale), round(h * scale)
+    edges = "left and right" if sw != tw else "top and bottom"
+    extra = abs(sw - tw) or abs(sh - th)
+    if (w, h) == (tw, th):
+        how = "size kept"
+    elif not extra:
+        how = f"scaled to {tw}x{th}"
+    elif mode == "crop":
+        how = f"scaled to {sw}x{sh}, then {extra} px cut off the {edges}"
+    else:
+        how = f"scaled to {sw}x{sh}, then {extra} px of black bars added at the {edges}"
+    if flattened:
+        how += "; transparent pixels flattened onto black"
+    return {"field": field, "fit": mode, "asked": asked, "from": f"{w}x{h}", "to": f"{tw}x{th}", "how": how}
 
 
 def _check_text(text: str | None, field: str, limit: int) -> None:
@@ -399,6 +459,28 @@ def _check_text(text: str | None, field: str, limit: int) -> None:
         raise RequestError(field, f"is empty; allowed: 1 to {limit} characters")
     if len(text) > limit:
         raise RequestError(field, f"has {len(text)} characters; allowed: 1 to {limit}")
+
+
+def _request_error(exc: ValidationError, model: type[BaseModel]) -> RequestError:
+    """pydantic's first problem as a RequestError naming the field (a RequestError raised inside is kept)."""
+    problems = exc.errors()
+    err = problems[0]
+    loc = [p for p in err["loc"] if p != "__root__"]
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, RequestError):
+        if not path:
+            return cause
+        return type(cause)(f"{path}.{cause.field}", cause.message) if type(cause) in (RequestError, ImageError) else cause
+    if err["type"] == "extra_forbidden":
+        owner = {"shots": Shot, "image": ImageInput}.get(next((p for p in reversed(loc[:-1]) if isinstance(p, str)), ""), model)
+        return RequestError(path, f"unknown field; allowed: {', '.join(owner.model_fields)}{more}")
+    if err["type"] == "missing":
+        return RequestError(path or "request", f"is required{more}")
+    message = str(err["msg"]).removeprefix("Value error, ")
+    got = f", got {err['input']!r}"[:120] if "input" in err and not isinstance(err["input"], (dict, list)) else ""
+    return RequestError(path or "request", f"{message[:1].lower()}{message[1:]}{got}{more}")
 
 
 def _coerce_image(data: Any) -> Any:

@@ -78,9 +78,12 @@ class Runtime:
         spec = get_model(model_id)
         original = request.to_model_input() if isinstance(request, VideoRequest) else request
         parsed = request if isinstance(request, VideoRequest) else VideoRequest.from_model_input(request)
-        prepared, _ = check(parsed, spec, self.fetch_s3)
+        prepared, shots = check(parsed, spec, self.fetch_s3)
         engine_id, options = engine_for(spec)
-        get_engine_class(engine_id).check_available(options)
+        engine = get_engine_class(engine_id)
+        engine.parse_options(options)  # bad options are refused here, not found by a worker
+        engine.check_available(options)
+        adapted = [s.adaptation for s in shots if s.adaptation]  # images fitted to the video size, for the manifest
         requested = to_uri(output if output is not None else config.output_dir())
         fingerprint = request_fingerprint(model_id, original, [requested, output_config or {}])
         job_id = new_job_id()
@@ -105,6 +108,7 @@ class Runtime:
             fingerprint=fingerprint,
             output_config=output_config or {},
             tags=tags or [],
+            metadata={"adaptations": adapted} if adapted else {},
         )
         record, created = self.store.create(record)
         if created:

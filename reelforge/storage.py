@@ -155,15 +155,13 @@ class S3Storage(Storage):
         return _s3_clients.client
 
     def _call(self, what: str, uri: str, fn, *args, **kw):
-        from botocore.exceptions import BotoCoreError, ClientError
+        from .aws_errors import botocore_errors
 
-        try:
+        context = f"cannot {what} {uri}"
+        url = getattr(getattr(self.client, "meta", None), "endpoint_url", None) or "S3"
+        with botocore_errors(url=url, fallback=StorageError, context=context,
+                             client_error=lambda code, message: StorageError(f"{context}: {code}: {message}")):
             return fn(*args, **kw)
-        except ClientError as exc:
-            err = exc.response.get("Error", {})
-            raise StorageError(f"cannot {what} {uri}: {err.get('Code')}: {err.get('Message')}") from None
-        except BotoCoreError as exc:
-            raise StorageError(f"cannot {what} {uri}: {exc}") from None
 
     def put_file(self, path: Path, uri: str) -> None:
         bucket, key = split_s3(uri)
@@ -185,10 +183,8 @@ class S3Storage(Storage):
     def list(self, uri: str) -> list[str]:
         bucket, key = split_s3(uri)
         prefix = key.rstrip("/") + "/" if key else ""
-        names = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
-            names += [o["Key"][len(prefix):] for o in page.get("Contents", [])]
-        return sorted(names)
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
+        return sorted(self._call("list", uri, lambda: [o["Key"][len(prefix):] for page in pages for o in page.get("Contents", [])]))
 
     def presigned_url(self, uri: str, expires_s: int = 3600) -> str:
         """A time-limited GET URL for one object (no request is sent to make it)."""

@@ -222,6 +222,26 @@ class SQLJobStore(JobStore):
         return [self._row(r) for r in self._attempt(body)]
 
 
+    def count(self, *, statuses=None, submitted_after=None, submitted_before=None, search=None, model_id=None, cap=10_000) -> int:
+        """How many jobs ``list`` would find with these filters, counted up to ``cap`` + 1."""
+        where, args = ["parent_id IS NULL"], []
+        for sql, value in (("submit_time > ?", submitted_after), ("submit_time < ?", submitted_before), ("model_id = ?", model_id)):
+            if value is not None:
+                where.append(sql)
+                args.append(value)
+        if statuses:
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            args += [s.value for s in statuses]
+        if search:
+            where.append("LOWER(model_input) LIKE LOWER(?) ESCAPE '\\'")
+            args.append("%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        sql = f"SELECT COUNT(*) AS n FROM (SELECT 1 FROM jobs WHERE {' AND '.join(where)} LIMIT ?) AS capped"
+        def body(_):
+            with self._conn() as db:
+                return db.execute(sql, args + [cap + 1]).fetchone()["n"]
+
+        return self._attempt(body)
+
     def claim(self, worker_id: str, lease_s: float) -> JobRecord | None:
         def body(retrying: bool):
             now = time.time()

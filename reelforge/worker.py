@@ -221,6 +221,7 @@ def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCach
 
 
 def _completed(store: JobStore, job: JobRecord, worker_id: str, metadata: dict[str, Any], timings: Timings) -> JobStatus:
+    metadata = {**job.metadata, **metadata}  # what was recorded at submit (adaptations) stays
     # A finished render is worth waiting for: ride out a job-log outage for as long as the lease would.
     deadline = time.monotonic() + timings.lease_s
     while True:
@@ -233,10 +234,13 @@ def _completed(store: JobStore, job: JobRecord, worker_id: str, metadata: dict[s
             log.warning("job %s: could not record its completion yet (%s); trying again", job.id, exc)
             time.sleep(timings.backoff_s)
     if applied:
-        what = f"shot {job.shot_index + 1} of job {job.parent_id}" if job.parent_id else f"job {job.id}"
-        log.info("%s completed (unit %s, claim %d, attempt %d, %.2f s)", what, job.id, job.fence, job.attempts, metadata.get("render_encode_s") or metadata.get("total_s") or 0.0)
+        unit = f"unit {job.id}, claim {job.fence}, attempt {job.attempts}"
         if job.parent_id:
+            log.info("shot %d of job %s completed in %.1f s (%s)", job.shot_index + 1, job.parent_id, metadata.get("render_encode_s", 0.0), unit)
             _finalize_parent(store, job.parent_id)
+        else:
+            render = f", rendering and encoding {metadata['render_encode_s']:.1f} s" if "render_encode_s" in metadata else ""
+            log.info("job %s completed in %.1f s (%s engine%s; %s)", job.id, metadata.get("total_s", 0.0), metadata.get("engine"), render, unit)
         return JobStatus.COMPLETED
     log.warning("job %s: claim %d finished after it was lost; the job's next attempt stands", job.id, job.fence)
     return JobStatus.RUNNING
@@ -486,6 +490,7 @@ def _manifest(job: JobRecord, engine_id: str, request: VideoRequest) -> dict[str
         "generative": get_engine_class(engine_id).generative,
         "request": _strip_images(request.to_model_input()),
         "output": {"fps": request.fps, "width": request.width, "height": request.height},
+        "adaptations": job.metadata.get("adaptations", []),  # images fitted to the video size at submit (--fit)
     }
 
 

@@ -1,13 +1,16 @@
 """The Python API on the embedded runtime: start, wait, download, cancel, idempotency, failures."""
 
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from reelforge import Client, Engine, JobCanceledError, JobFailedError, JobStatus, VideoRequest, media, register_engine
+from reelforge import Client, Engine, EngineOptions, JobCanceledError, JobFailedError, JobStatus, VideoRequest, media, register_engine
 from reelforge.models import LOCAL, ModelSpec
 
 TINY = dict(duration_s=1, fps=8, width=128, height=72)
@@ -232,3 +235,130 @@ def test_os_errors_reach_users_without_server_paths(tmp_path, caplog):
         job.wait(timeout=30)
     assert job.failure_message == "the engine failed with OSError: No space left on device (traceback in the log)"
     assert "/srv/secret/place" in caplog.text  # the log keeps the details
+
+
+# --- what users met -----------------------------------------------------------------------------
+@register_engine
+class OptionsEngine(_TestEngine):
+    """A third-party engine with options of its own, registered the way any other engine would be."""
+
+    engine_id = "test-opts"
+
+    class Options(EngineOptions):
+        speed: int = 1
+        style: str = "plain"
+
+    @classmethod
+    def models(cls):
+        return [ModelSpec("test.opts", "test-opts", "has options", LOCAL),
+                ModelSpec("test.opts-typo", "test-opts", "a typo in its options", LOCAL, engine_options={"sped": 2})]
+
+    def step(self, shot, i):
+        pass
+
+
+def test_bad_engine_options_are_refused_before_anything_is_recorded(tmp_path, monkeypatch):
+    from reelforge import EngineError
+
+    client = Client()
+    with pytest.raises(EngineError) as err:
+        client.start(VideoRequest(text="x", **TINY), model="test.opts-typo", output=tmp_path / "o")
+    assert str(err.value) == "engine 'test-opts': bad options: unknown option 'sped' (allowed: speed, style)"
+    monkeypatch.setenv("REELFORGE_TEST_OPTS_OPTIONS", '{"speed": "fast"}')
+    with pytest.raises(EngineError, match=r"^engine 'test-opts': bad options: option 'speed': Input should be a valid integer.* \(allowed: speed, style\)$"):
+        client.start(VideoRequest(text="x", **TINY), model="test.opts", output=tmp_path / "o")
+    assert client.jobs() == [] and not (tmp_path / "o").exists()  # no FAILED job, no folder
+    monkeypatch.setenv("REELFORGE_TEST_OPTS_OPTIONS", '{"speed": 3}')
+    job = client.start(VideoRequest(text="x", **TINY), model="test.opts", output=tmp_path / "o").wait(timeout=60)
+    assert job.record.metadata["engine_options"] == {"speed": 3}
+
+
+def test_fit_adaptations_are_in_the_manifest_and_the_asked_fit_is_what_renders(tmp_path):
+    import json
+
+    from reelforge import ImageInput
+    from tests.helpers import image_bytes
+
+    square = ImageInput.from_source(image_bytes(100, 100, color=(220, 40, 40)))
+    job = Client().start(VideoRequest(text="a red card. Static shot.", image=square, fit="pad", **TINY), model="reelforge.animatic-v1", output=tmp_path).wait(timeout=60)
+    manifest = json.loads((job.local_dir / "manifest.json").read_text())
+    assert manifest["adaptations"] == [{
+        "field": "textToVideoParams.images[0]", "fit": "pad", "asked": True, "from": "100x100", "to": "128x72",
+        "how": "scaled to 72x72, then 56 px of black bars added at the left and right",
+    }]
+    first = media.read_frame(job.local_dir / "output.mp4", 0)
+    assert first[:, :20].mean() < 20 and first[:, -20:].mean() < 20  # padded, as asked: bars at the sides
+    assert first[36, 64, 0] > 150  # the red card in the middle
+    auto = Client().start(VideoRequest(text="a red card. Static shot.", image=square, **TINY), model="reelforge.animatic-v1", output=tmp_path).wait(timeout=60)
+    (note,) = json.loads((auto.local_dir / "manifest.json").read_text())["adaptations"]
+    assert (note["fit"], note["asked"], note["how"]) == ("crop", False, "scaled to 128x128, then 56 px cut off the top and bottom")
+
+
+def test_show_without_a_display_or_player_says_why_and_where_the_video_is(tmp_path, monkeypatch):
+    from reelforge import NoPlayerError
+
+    if sys.platform in ("darwin", "win32"):
+        pytest.skip("DISPLAY and xdg-open are how Linux desktops open files")
+    job = Client().start(VideoRequest(text="a bell", **TINY), model="reelforge.animatic-v1", output=tmp_path / "o").wait(timeout=60)
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls.txt"
+    bin_dir.mkdir()
+    opener = bin_dir / "xdg-open"
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+
+    def fake_opener(status, says=""):
+        opener.write_text(f"#!/bin/sh\necho \"$1\" >> {calls}\n{'echo ' + repr(says) + ' >&2' if says else ''}\nexit {status}\n")
+        opener.chmod(0o755)
+
+    fake_opener(0)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(NoPlayerError) as err:
+        job.show()
+    assert err.value.path == job.video_path and not calls.exists()  # nothing was handed a file it cannot show
+    assert str(err.value) == f"nothing opened the video: this session has no display (DISPLAY and WAYLAND_DISPLAY are unset); the video is at {job.video_path}"
+    monkeypatch.setenv("DISPLAY", ":99")
+    fake_opener(3, "xdg-open: no method available for opening the file")
+    with pytest.raises(NoPlayerError, match=r"xdg-open exited with status 3 \(xdg-open: no method available for opening the file\); the video is at "):
+        job.show()
+    fake_opener(0)
+    assert job.show() == job.video_path
+    assert calls.read_text().splitlines() == [str(job.video_path)] * 2
+
+
+def test_library_logs_never_reach_the_callers_stderr(tmp_path):
+    code = (
+        "import logging, numpy as np, reelforge\n"
+        "from reelforge.models import LOCAL, ModelSpec\n"
+        "class Boom(reelforge.Engine):\n"
+        "    engine_id = 'test-boom-stderr'\n"
+        "    @classmethod\n"
+        "    def models(cls): return [ModelSpec('test.boom-stderr', 'test-boom-stderr', 'raises', LOCAL)]\n"
+        "    def render_shot(self, shot, progress):\n"
+        "        raise ZeroDivisionError('division by zero')\n"
+        "        yield\n"
+        "reelforge.register_engine(Boom)\n"
+        "req = reelforge.VideoRequest(text='x', duration_s=1, fps=8, width=128, height=72)\n"
+        "try:\n"
+        f"    reelforge.Client().start(req, model='test.boom-stderr', output={str(tmp_path / 'o')!r}).wait(timeout=60)\n"
+        "except reelforge.JobFailedError as exc:\n"
+        "    print(exc.failure_message)\n"
+        "print([type(h).__name__ for h in logging.getLogger('reelforge').handlers])\n"
+    )
+    env = {**os.environ, "REELFORGE_HOME": str(tmp_path / "home")}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""  # before, Python's last-resort handler printed the job's traceback here
+    assert run.stdout.splitlines() == ["the engine failed with ZeroDivisionError: division by zero (traceback in the log)", "['NullHandler']"]
+
+
+def test_client_jobs_filters_counts_and_pages_embedded(tmp_path):
+    client = Client(workers=0)  # recorded, never run: the listing is what is tested
+    for text in ("a red kite", "a blue boat", "a kite at night"):
+        client.start(VideoRequest(text=text, **TINY), model="reelforge.animatic-v1", output=tmp_path)
+    client.start(VideoRequest(text="a boat", duration_s=6, fps=24), model="amazon.nova-reel-v1:1", output=tmp_path)
+    page = client.jobs(limit=3)
+    assert (len(page), page.total, page.offset) == (3, 4, 0) and page.next_token is not None
+    assert [j.prompts for j in page.next()] == [["a red kite"]] and page.next().next_token is None
+    assert [j.prompts[0] for j in client.jobs(q="KITE")] == ["a kite at night", "a red kite"]
+    assert [j.model_id for j in client.jobs(model="amazon.nova-reel-v1:1")] == ["amazon.nova-reel-v1:1"]
+    assert client.jobs(status="failed") == [] and client.jobs(status="failed").total == 0

@@ -66,7 +66,7 @@ BAD = [
     ('{"prompt": "a", "model": "nope"}\n', "line 1: model: unknown model 'nope'"),
     ('{"prompt": "a", "image": "x.png"}\n', "line 1: image: no file"),
     ('{"prompt": "a"\n', "line 1: not valid JSON"),
-    ('{"prompt": ""}\n{"prompt": 3}\n{"prompt": "ok"}\n', "line 1: prompt: is required: the text of the video (and 1 more line with problems)"),
+    ('{"prompt": ""}\n{"prompt": 3}\n{"prompt": "ok"}\n', "line 1: prompt: is required: the text of the video\n"),
 ]
 
 
@@ -222,3 +222,50 @@ def test_batch_of_50_killed_midway_and_rerun_has_50_jobs_and_no_duplicates(tmp_p
     assert {r["status"] for r in rows} == {"COMPLETED"} and len({r["job_id"] for r in rows}) == 50
     assert all(Path(r["output"]).is_file() for r in rows)
     assert "50 lines in" in again.stdout
+
+
+# --- what users met --------------------------------------------------------------------------------
+def test_tokens_depend_on_the_file_and_the_engine_options_and_stay_the_same_on_a_rerun(tmp_path, monkeypatch):
+    text = '"A red kite."\n"A blue boat."\n'
+    (tmp_path / "other").mkdir()
+    a, b = write(tmp_path, "a.jsonl", text), write(tmp_path / "other", "a.jsonl", text)
+    tokens = [i.token for i in read_batch(a, defaults=TINY)]
+    assert tokens == [i.token for i in read_batch(tmp_path / "other" / ".." / "a.jsonl", defaults=TINY)]  # the same file, another way
+    assert not set(tokens) & {i.token for i in read_batch(b, defaults=TINY)}  # another file's line 1 is another job
+    served = [i.token for i in read_batch(a, defaults=TINY, endpoint="http://127.0.0.1:9")]
+    monkeypatch.setenv("REELFORGE_ANIMATIC_OPTIONS", '{"caption": false}')
+    assert not set(tokens) & {i.token for i in read_batch(a, defaults=TINY)}  # other engine options render another video
+    assert [i.token for i in read_batch(a, defaults=TINY, endpoint="http://127.0.0.1:9")] == served  # a server's options are its own
+
+
+def test_a_second_file_with_the_same_lines_is_run_not_reported_done(tmp_path):
+    from click.testing import CliRunner
+
+    from reelforge.cli import cli
+
+    text = '"A red kite."\n'
+    args = ["--model", "reelforge.animatic-v1", "--duration", "1", "--fps", "8", "--resolution", "128x72", "-o", str(tmp_path / "out"), "--json"]
+    first = CliRunner().invoke(cli, ["batch", str(write(tmp_path, "monday.jsonl", text)), *args])
+    second = CliRunner().invoke(cli, ["batch", str(write(tmp_path, "tuesday.jsonl", text)), *args])
+    assert first.exit_code == second.exit_code == 0, (first.output, second.output)
+    (one,), (two,) = json.loads(first.stdout), json.loads(second.stdout)
+    assert (one["run"], two["run"]) == ("submitted", "submitted") and one["job_id"] != two["job_id"]
+
+
+def test_every_bad_line_is_reported_up_to_a_cap(tmp_path):
+    from reelforge.batch import MAX_REPORTED
+
+    lines = ['"fine"', '{"prompt": "a", "seed": "x"}', '{"prompt"', '{"colour": "red"}'] + ['{"prompt": ""}'] * 30
+    path = write(tmp_path, "b.jsonl", "\n".join(lines) + "\n")
+    with pytest.raises(BatchError) as err:
+        read_batch(path)
+    report = str(err.value).splitlines()
+    assert len(err.value.problems) == 33 and len(report) == MAX_REPORTED + 1
+    assert report[:3] == [f"{path} line 2: seed: must be a whole number, got 'x'", f"{path} line 3: not valid JSON: Expecting ':' delimiter (column 10)",
+                          f"{path} line 4: colour: unknown field; allowed: prompt, text, model, duration, fps, resolution, seed, image, fit"]
+    assert report[3] == f"{path} line 5: prompt: is required: the text of the video"
+    assert report[-1] == "... and 13 more lines with problems"
+    rows = "prompt,seed\nok,1\nbad,x\n,3\nok,2,extra\n"
+    with pytest.raises(BatchError) as err:
+        read_batch(write(tmp_path, "b.csv", rows))
+    assert [(p.line, p.field_name) for p in err.value.problems] == [(3, "seed"), (4, "prompt"), (5, "")]

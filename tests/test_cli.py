@@ -214,3 +214,131 @@ def test_output_that_looks_like_a_file_name_is_explained(tmp_path, reelforge_hom
     result = run("generate", "a cat", "-o", str(tmp_path / "clip.mp4"), ok=False)
     assert result.exit_code == 1 and "looks like a file name" in result.stderr and "jobs download" in result.stderr
     assert jobs_in_log(reelforge_home) == [] and not (tmp_path / "clip.mp4").exists()
+
+
+# --- what users met ---------------------------------------------------------------------------
+def _commands(command, path=("reelforge",)):
+    yield path, command
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        yield from _commands(sub, (*path, name))
+
+
+def test_help_explains_every_option_with_its_default_and_words_endpoint_the_same_everywhere():
+    import click
+
+    endpoint_helps = {}
+    for path, command in _commands(cli):
+        name = " ".join(path)
+        assert command.help, f"{name} has no help"
+        for param in command.params:
+            if isinstance(param, click.Argument):
+                assert param.human_readable_name in command.help, f"{name}: the help does not say what {param.human_readable_name} is"
+                continue
+            assert param.help, f"{name} {param.opts[-1]} has no help"
+            if not param.is_flag:
+                assert param.show_default or "default" in param.help.lower(), f"{name} {param.opts[-1]}: no default given"
+            if param.name == "endpoint":
+                endpoint_helps[name] = param.help
+        run(*path[1:], "--help")  # every help page renders
+    assert {"reelforge generate", "reelforge shots", "reelforge batch", "reelforge jobs list", "reelforge jobs show",
+            "reelforge jobs cancel", "reelforge jobs download"} <= set(endpoint_helps)
+    assert len(set(endpoint_helps.values())) == 1, endpoint_helps
+
+
+def test_empty_listings_say_what_matched_nothing(reelforge_home):
+    from reelforge import Client, VideoRequest
+
+    assert run("jobs", "list").stderr.strip() == 'no jobs yet: reelforge generate "a prompt"'
+    Client(workers=0).start(VideoRequest(text="a green kite", duration_s=1, fps=8, width=128, height=72), model="reelforge.animatic-v1")
+    assert run("jobs", "list", "--status", "failed").stderr.strip() == "no FAILED jobs"
+    assert run("jobs", "list", "--q", "zebra", "--model", "amazon.nova-reel-v1:1").stderr.strip() == "no jobs of amazon.nova-reel-v1:1 matching 'zebra'"
+    listed = run("jobs", "list", "--search", "KITE", "--status", "queued")
+    assert "a green kite" in listed.stdout and listed.stderr.strip() == "showing 1 of 1 job"
+    assert run("jobs", "list", "--json").stdout.count('"id"') == 1
+
+
+@pytest.fixture
+def sketch_backend(monkeypatch):
+    """A third-party previsualization engine serving the Nova ids, as REELFORGE_NOVA_BACKEND allows."""
+    from reelforge import Engine, register_engine
+    from reelforge.models import LOCAL, ModelSpec
+
+    @register_engine
+    class SketchEngine(Engine):
+        engine_id = "test-sketch"
+        summary = "pencil-sketch renderer"
+        generative = False
+
+        @classmethod
+        def models(cls):
+            return [ModelSpec("test.sketch", "test-sketch", "sketches", LOCAL)]
+
+        def render_shot(self, shot, progress):
+            frame = np.full((shot.height, shot.width, 3), 128, np.uint8)
+            for i in range(shot.frame_count):
+                progress(i, shot.frame_count)
+                yield frame
+
+    monkeypatch.setenv("REELFORGE_NOVA_BACKEND", "test.sketch")
+
+
+def test_the_previz_note_names_the_engine_and_only_comes_when_a_nova_id_is_silently_served(sketch_backend, tmp_path):
+    out = ["-o", str(tmp_path / "o")]
+    nova = run("generate", "a pencil. Static shot.", "--model", "amazon.nova-reel-v1:0", *out)
+    assert "Note: amazon.nova-reel-v1:0 is rendered here by the test-sketch engine, a pencil-sketch renderer." in nova.stderr
+    assert "animatic" not in nova.stderr
+    chosen = run("generate", "a pencil. Static shot.", *TINY, *out)  # the animatic, picked by its own id
+    assert "Note:" not in chosen.stderr
+    lines = tmp_path / "b.jsonl"
+    lines.write_text('"A pencil on a desk."\n"A ruler on a desk."\n')
+    first = run("batch", str(lines), "--model", "amazon.nova-reel-v1:1", *out)
+    assert first.stderr.count("Note: amazon.nova-reel-v1:1 is rendered here by the test-sketch engine") == 1
+    again = run("batch", str(lines), "--model", "amazon.nova-reel-v1:1", *out)  # every line already done
+    assert "already done" in again.stdout and "Note:" not in again.stderr
+    picked = tmp_path / "c.jsonl"
+    picked.write_text(json.dumps({"prompt": "A pen.", **{"model": "reelforge.animatic-v1", "duration": 1, "fps": 8, "resolution": "128x72"}}) + "\n")
+    assert "Note:" not in run("batch", str(picked), *out).stderr
+
+
+
+def test_the_log_file_records_completions_failures_and_every_cli_error(tmp_path, reelforge_home, monkeypatch):
+    from reelforge import Engine, register_engine
+    from reelforge.models import LOCAL, ModelSpec
+
+    @register_engine
+    class BrokenEngine(Engine):
+        engine_id = "test-broken-cli"
+
+        @classmethod
+        def models(cls):
+            return [ModelSpec("test.broken-cli", "test-broken-cli", "fails", LOCAL)]
+
+        def render_shot(self, shot, progress):
+            raise RuntimeError("the GPU caught fire")
+            yield
+
+    done = run("generate", "a boat. Camera pan right.", *TINY, "-o", str(tmp_path / "o"), "--json")
+    job_id = json.loads(done.stdout)["id"]
+    failed = run("generate", "a boat", "--model", "test.broken-cli", "--duration", "1", "--fps", "8", "--resolution", "128x72", ok=False)
+    bad = run("generate", "a boat", "--duration", "7", ok=False)
+    log = (reelforge_home / "logs" / "reelforge.log").read_text()
+    assert f"INFO reelforge.worker: job {job_id} completed in " in log and "(animatic engine, rendering and encoding " in log
+    assert "ERROR reelforge.worker: job " in log and "failed: the engine failed with RuntimeError: the GPU caught fire" in log
+    for result in (failed, bad):
+        printed = result.stderr.strip().removeprefix("Error: ")
+        assert f"ERROR reelforge.cli: reelforge generate: {printed}" in log
+    monkeypatch.setenv("REELFORGE_HOME", str(tmp_path / "other-home"))  # the next command logs to its own data dir
+    run("jobs", "show", "nosuchjob123", ok=False)
+    assert "nosuchjob123" in (tmp_path / "other-home" / "logs" / "reelforge.log").read_text()
+    assert "nosuchjob123" not in (reelforge_home / "logs" / "reelforge.log").read_text()
+
+
+def test_models_say_which_need_an_extra_that_is_not_installed(monkeypatch):
+    diffusers = pytest.importorskip("reelforge.engines.diffusers")
+    monkeypatch.setattr(diffusers, "missing_packages", lambda: ["torch", "diffusers"])
+    rows = {r["model"]: r for r in json.loads(run("models", "--json").stdout)}
+    assert rows["reelforge.animatic-v1"]["ready"] and rows["reelforge.animatic-v1"]["needs"] is None
+    ltx = rows["reelforge.ltx-video"]
+    assert not ltx["ready"] and ltx["needs"].startswith("the diffusers engine needs torch, diffusers: pip install 'reelforge[diffusers]'")
+    text = run("models").stdout
+    assert "    not ready here: the diffusers engine needs torch, diffusers: pip install 'reelforge[diffusers]'" in text

@@ -167,3 +167,57 @@ def test_text_to_video_only_models_refuse_an_image_before_anything_is_recorded()
     with pytest.raises(ImageError) as e:
         check(VideoRequest(text="a cat", image=image_bytes()), spec)
     assert e.value.field == "textToVideoParams.images[0]" and "text-to-video only" in str(e.value)
+
+
+CONSTRUCTION_ERRORS = [
+    (dict(text="a cat", image="missing.png"), ImageError, "image", "does not exist"),
+    (dict(shots=[{"text": "a", "image": "missing.png"}]), ImageError, "shots[0].image", "does not exist"),
+    (dict(shots=[{"image": None}]), RequestError, "shots[0].text", "is required"),
+    (dict(text="a cat", fps="fast"), RequestError, "fps", "valid integer"),
+    (dict(text="a cat", fit="zoom"), RequestError, "fit", "'crop' or 'pad'"),
+    (dict(prompt="a cat"), RequestError, "prompt", "unknown field; allowed: task_type, text, image, shots"),
+    (dict(shots=[{"text": "a", "colour": "red"}]), RequestError, "shots[0].colour", "unknown field; allowed: text, image, duration_s, seed"),
+    (dict(text="a cat", image={"format": "gif", "bytes_b64": "x"}), RequestError, "image.format", "'png' or 'jpeg'"),
+    (dict(text="a cat", shots=[{"text": "a"}]), RequestError, "text", "a request with shots takes no text"),
+    (dict(image=PNG_B64, shots=[{"text": "a"}]), RequestError, "image", "a request with shots takes no image"),
+    (dict(task_type="TEXT_VIDEO", text="a cat", shots=[{"text": "a"}]), RequestError, "shots", "only MULTI_SHOT_MANUAL requests have shots"),
+]
+
+
+@pytest.mark.parametrize("fields, kind, field, fragment", CONSTRUCTION_ERRORS)
+def test_every_construction_error_is_a_request_error_naming_the_field(fields, kind, field, fragment):
+    with pytest.raises(RequestError) as err:  # never pydantic's ValidationError
+        VideoRequest(**fields)
+    assert type(err.value) is kind and err.value.field == field and fragment in err.value.message, str(err.value)
+    assert str(err.value).startswith(f"{field}: ") and "\n" not in str(err.value)
+
+
+def test_shot_and_model_validate_raise_request_errors_too():
+    from reelforge import ImageInput, Shot
+
+    with pytest.raises(RequestError, match=r"^text: input should be a valid string, got 3$"):
+        Shot(text=3)
+    with pytest.raises(ImageError, match=r"^image: "):
+        Shot(text="a", image="missing.png")
+    with pytest.raises(RequestError, match=r"^format: input should be 'png' or 'jpeg', got 'gif'$"):
+        ImageInput(format="gif")
+    with pytest.raises(RequestError, match=r"^fps: "):
+        VideoRequest.model_validate({"text": "a", "fps": "x"})
+
+
+def test_build_model_input_defaults_to_the_model_everything_else_defaults_to():
+    import inspect
+
+    from reelforge import Client, config
+
+    default = inspect.signature(build_model_input).parameters["model_id"].default
+    assert default == config.DEFAULT_MODEL == inspect.signature(Client.start).parameters["model"].default == "amazon.nova-reel-v1:1"
+    # the notebook's id takes the same single-shot requests, so the choice changes no result for its calls
+    for kwargs in (dict(prompt="a cat"), dict(prompt="a cat", duration=12), dict(prompt="a cat", fps=30), dict(prompt="a cat", seed=-1)):
+        outcomes = []
+        for model_id in ("amazon.nova-reel-v1:0", default):
+            try:
+                outcomes.append(build_model_input(**kwargs, model_id=model_id))
+            except RequestError as exc:
+                outcomes.append(str(exc).replace(model_id, "MODEL"))
+        assert outcomes[0] == outcomes[1], outcomes

@@ -205,7 +205,7 @@ def test_serve_on_a_busy_port_says_so_in_one_line(tmp_path, monkeypatch):
         result = CliRunner().invoke(cli, ["serve", "--port", str(port)])
     assert result.exit_code == 1
     assert result.output == f"Error: port {port} on 127.0.0.1 is in use (another reelforge serve?); pick another with --port\n"
-    assert not (tmp_path / "home").exists()  # refused before the job log was opened
+    assert not (tmp_path / "home" / "jobs.sqlite3").exists()  # refused before the job log was opened
 
 
 def test_serve_bad_default_output_is_refused(tmp_path, monkeypatch):
@@ -278,3 +278,146 @@ def http_no_redirect(url):
             return r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as e:
         return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+# --------------------------------------------------------------- what users met
+
+
+def readme_snippet(heading: str) -> str:
+    """The first Python block under a README heading: the test runs the text users copy."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split(heading, 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_boto3_snippet_runs_on_a_machine_without_aws_credentials(tmp_path):
+    snippet = readme_snippet("### Bedrock code, unchanged")
+    assert 'endpoint_url="http://127.0.0.1:8787"' in snippet
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with ServerThread(ServerSettings(workers=0, bucket_dir=tmp_path / "buckets", data_dir=tmp_path / "server")) as s:
+        code = snippet.replace("http://127.0.0.1:8787", s.url)
+        fresh = {"PATH": os.environ["PATH"], "HOME": str(tmp_path / "fresh-home"), "PYTHONPATH": root,
+                 "AWS_EC2_METADATA_DISABLED": "true"}  # no ~/.aws, no AWS_* keys: a fresh machine
+        run = subprocess.run([sys.executable, "-c", code], env=fresh, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == "InProgress"
+        (job,) = s.runtime.store.list()
+        assert job.model_id == "amazon.nova-reel-v1:1" and job.output_uri.startswith("s3://my-bucket/videos/")
+
+
+def _cli_lines(args):
+    result = CliRunner().invoke(cli, args)
+    return result.exit_code, result.output.strip().splitlines(), result.output
+
+
+def test_an_unreachable_endpoint_is_one_line_from_every_command_and_the_client(tmp_path, monkeypatch):
+    from server_fixtures import free_port
+
+    monkeypatch.setenv("REELFORGE_HOME", str(tmp_path / "home"))
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    expected = f"Error: cannot reach the server at {url}: connection refused; is `reelforge serve` running there?"
+    board = tmp_path / "board.yaml"
+    board.write_text("shots:\n  - A harbour at dawn.\n  - Boats leave the harbour.\n")
+    lines = tmp_path / "b.jsonl"
+    lines.write_text('"A red kite."\n"A blue boat."\n')
+    for args in (["jobs", "list"], ["jobs", "show", "abcdefghijkl"], ["jobs", "cancel", "abcdefghijkl"],
+                 ["jobs", "download", "abcdefghijkl"], ["generate", "a cat"], ["generate", "a cat", "-o", "s3://b/p"],
+                 ["shots", str(board)], ["batch", str(lines)]):
+        code, out, text = _cli_lines([*args, "--endpoint", url])
+        assert code == 1 and len(out) == 1 and out[0].startswith(expected), (args, text)
+    client = reelforge.Client(endpoint=url)
+    for call in (lambda: client.start("a cat"), lambda: client.start("a cat", output="s3://b/p"), lambda: client.jobs(), lambda: client.get("abcdefghijkl")):
+        with pytest.raises(reelforge.UnreachableError) as err:
+            call()
+        assert err.value.url == url and err.value.reason == "connection refused"
+
+
+def test_s3_errors_are_mapped_by_the_same_function(tmp_path, monkeypatch):
+    from botocore.config import Config as BotoConfig
+
+    from reelforge.storage import S3Storage
+    from server_fixtures import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    down = boto3.client("s3", endpoint_url=url, region_name="us-east-1", config=BotoConfig(retries={"total_max_attempts": 1}), **TEST_KEYS)
+    with pytest.raises(reelforge.UnreachableError, match=rf"^cannot read s3://b/k: cannot reach the server at {url}: connection refused$"):
+        S3Storage(down).get_bytes("s3://b/k")
+    with moto_s3() as s3_url:
+        with pytest.raises(reelforge.StorageError, match=r"^cannot list s3://no-such-bucket/p: NoSuchBucket: "):
+            S3Storage(boto3.client("s3", endpoint_url=s3_url)).list("s3://no-such-bucket/p")
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
+        monkeypatch.delenv(var, raising=False)
+    for var in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        monkeypatch.setenv(var, str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    keyless = boto3.session.Session().client("s3", endpoint_url=url, region_name="us-east-1")
+    with pytest.raises(reelforge.StorageError, match=rf"^cannot read s3://b/k: no AWS credentials for {url}: set AWS_ACCESS_KEY_ID"):
+        S3Storage(keyless).get_bytes("s3://b/k")
+
+
+def test_download_shots_asks_the_server(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("REELFORGE_HOME", str(tmp_path / "cli-home"))
+    client = reelforge.Client(endpoint=server.url)
+    shots = [{"text": "a harbour at dawn", "duration_s": 1}, {"text": "boats leave", "duration_s": 1}]
+    job = client.start(reelforge.VideoRequest(shots=shots, fps=8, width=128, height=72), model=TINY_MODEL, output="s3://client-bucket/shots").wait(timeout=60)
+    result = CliRunner().invoke(cli, ["jobs", "download", job.id, "--shots", "--endpoint", server.url, "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.glob("*.mp4")) == [f"{job.id}.mp4", f"{job.id}_shot_0001.mp4", f"{job.id}_shot_0002.mp4"]
+    assert probe(tmp_path / f"{job.id}.mp4").frames == 16 and probe(tmp_path / f"{job.id}_shot_0002.mp4").frames == 8
+
+
+def test_download_shots_of_an_s3_job_lists_them_in_s3(tmp_path):
+    with moto_s3():
+        boto3.client("s3").create_bucket(Bucket="shots-bucket")
+        with ServerThread(ServerSettings(workers=1, data_dir=tmp_path / "home")) as s:
+            shots = [{"text": "rain", "duration_s": 1}, {"text": "sun", "duration_s": 1}]
+            job = reelforge.Client(endpoint=s.url).start(reelforge.VideoRequest(shots=shots, fps=8, width=128, height=72), model=TINY_MODEL, output="s3://shots-bucket/p")
+            path = job.wait(timeout=60).download(tmp_path / "v.mp4", shots=True)
+            assert probe(path).frames == 16
+            assert probe(tmp_path / "v_shot_0001.mp4").frames == probe(tmp_path / "v_shot_0002.mp4").frames == 8
+
+
+def test_listing_over_the_server_searches_filters_counts_and_pages(tmp_path, monkeypatch):
+    monkeypatch.setenv("REELFORGE_HOME", str(tmp_path / "cli-home"))
+    with ServerThread(ServerSettings(workers=0, bucket_dir=tmp_path / "buckets", data_dir=tmp_path / "server")) as s:
+        client = reelforge.Client(endpoint=s.url)
+        prompts = ["a red kite over a field", "a blue boat", "a kite on a beach", "a green train", "a paper boat"]
+        for p in prompts:  # workers=0: they wait in the queue; newest first is the reverse
+            client.start(reelforge.VideoRequest(text=p, **TINY_REQUEST), model=TINY_MODEL)
+        client.start(reelforge.VideoRequest(shots=[{"text": "a kite shot"}, {"text": "a boat shot"}], fps=8, width=128, height=72), model=TINY_MODEL)
+        status, _, body = http(f"{s.url}/reelforge/jobs?q=KITE")
+        d = json.loads(body)
+        assert status == 200 and d["total"] == 3 and not d["totalIsLowerBound"] and d["nextToken"] is None
+        assert [j["prompts"] for j in d["jobs"]] == [["a kite shot", "a boat shot"], ["a kite on a beach"], ["a red kite over a field"]]
+        assert "modelInput" not in d["jobs"][0]
+        assert json.loads(http(f"{s.url}/reelforge/jobs?model=amazon.nova-reel-v1:1")[2])["total"] == 0
+        assert json.loads(http(f"{s.url}/reelforge/jobs?model={TINY_MODEL}&status=queued")[2])["total"] == 6
+        from server_fixtures import error_of
+
+        assert error_of(http(f"{s.url}/reelforge/jobs?colour=red")) == (400, "ValidationException", "colour: unknown query parameter; allowed: status, model, q, limit, after")
+
+        page = client.jobs(limit=4)
+        assert isinstance(page, list) and len(page) == 4 and page.total == 6 and page.offset == 0 and page.next_token
+        assert page[0].prompts == ["a kite shot", "a boat shot"] and page[1].prompts == ["a paper boat"]
+        assert page[1].request.text == "a paper boat"  # the listing left the request out; reading it asks the server
+        rest = page.next()
+        assert [j.prompts for j in rest] == [["a blue boat"], ["a red kite over a field"]] and rest.offset == 4 and rest.next_token is None
+        assert rest.next() == [] and [j.id for j in client.jobs(q="boat", limit=1).next()] == [page[1].id]
+        with pytest.raises(reelforge.RequestError, match="^after: "):
+            client.jobs(after="not-a-token")
+        with pytest.raises(reelforge.RequestError, match="^after: the token belongs to a listing with other filters"):
+            client.jobs(q="kite", after=page.next_token)
+
+        code, out, text = _cli_lines(["jobs", "list", "--endpoint", s.url, "--limit", "2"])
+        assert code == 0, text
+        assert "a kite shot | a boat shot" in out[1] and out[2].endswith("a paper boat")  # the prompts, not empty
+        m = re.fullmatch(r"showing 2 of 6 jobs; next page: (reelforge jobs list --after \S+ --limit 2 --endpoint \S+)", out[-1])
+        assert m, out[-1]
+        code, out, text = _cli_lines(m.group(1).split()[1:])
+        assert code == 0 and out[-1].startswith("showing 3-4 of 6 jobs; next page: ") and out[2].endswith("a kite on a beach"), text
+        assert _cli_lines(["jobs", "list", "--endpoint", s.url, "--status", "failed"])[1] == ["no FAILED jobs"]
+        assert _cli_lines(["jobs", "list", "--endpoint", s.url, "--q", "zebra"])[1] == ["no jobs matching 'zebra'"]
+        code, out, _ = _cli_lines(["jobs", "list", "--endpoint", s.url, "--search", "train"])
+        assert code == 0 and out[1].endswith("a green train") and out[-1] == "showing 1 of 1 job"

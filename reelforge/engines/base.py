@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import EngineError
 
@@ -69,13 +69,24 @@ class Engine(ABC):
     Options: ClassVar[type[EngineOptions]] = EngineOptions
 
     def __init__(self, options: dict[str, Any] | EngineOptions | None = None):
-        if isinstance(options, EngineOptions):
-            self.options = options
-        else:
-            try:
-                self.options = self.Options.model_validate(options or {})
-            except Exception as exc:  # pydantic's ValidationError, reworded for one line
-                raise EngineError(f"engine {self.engine_id!r}: bad options: {exc}") from None
+        self.options = options if isinstance(options, EngineOptions) else self.parse_options(options)
+
+    @classmethod
+    def parse_options(cls, options: dict[str, Any] | None) -> EngineOptions:
+        """``options`` as this engine's ``Options``; EngineError in one line naming the option and the allowed ones."""
+        try:
+            return cls.Options.model_validate(options or {})
+        except ValidationError as exc:
+            allowed = ", ".join(cls.Options.model_fields) or "none"
+            problems = []
+            for e in exc.errors():
+                name = ".".join(map(str, e["loc"]))
+                if e["type"] == "extra_forbidden":
+                    problems.append(f"unknown option {name!r}")
+                else:
+                    said = str(e["msg"]).removeprefix("Value error, ")
+                    problems.append(f"option {name!r}: {said}" if name else said)
+            raise EngineError(f"engine {cls.engine_id!r}: bad options: {'; '.join(problems)} (allowed: {allowed})") from None
 
     @classmethod
     def check_available(cls, options: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Literal
 
 import numpy as np
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from ..errors import EngineError, JobCanceled, RequestError
 from ..models import ModelSpec
@@ -133,12 +133,7 @@ class DiffusersEngine(Engine):
     @classmethod
     def check_available(cls, options: dict[str, Any]) -> None:
         """Refuse a job before it is recorded when the extra or the weights are missing (nothing is loaded)."""
-        try:
-            opts = cls.Options.model_validate(options or {})
-        except ValidationError as exc:  # one line: "engine 'diffusers': bad options: model: ...; dtype: ..."
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg'].removeprefix('Value error, ')}"
-                                 for e in exc.errors())
-            raise EngineError(f"engine {cls.engine_id!r}: bad options: {problems}") from None
+        opts = cls.parse_options(options)
         missing = missing_packages()
         if missing:
             raise EngineError(f"the diffusers engine needs {', '.join(missing)}: {install_hint()}")

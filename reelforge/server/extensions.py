@@ -1,7 +1,8 @@
 """reelforge's own routes, all under ``/reelforge/`` (never on Bedrock's paths).
 
 GET  /reelforge/health                     liveness, configuration summary, default output (no auth needed)
-GET  /reelforge/jobs?status=&limit=        recent jobs with reelforge's own statuses
+GET  /reelforge/jobs?status=&model=&q=&limit=&after=
+                                           a page of jobs, newest first: total, prompts, nextToken
 GET  /reelforge/jobs/{id}                  one job: progress, stage, CANCELED, request, metadata
 POST /reelforge/jobs/{id}/cancel           cancel a queued or running job
 GET  /reelforge/jobs/{id}/events           server-sent events: the job on each change, until it ends
@@ -22,7 +23,9 @@ from starlette.routing import Route
 
 from .. import __version__
 from ..errors import JobNotFoundError
+from ..gallery import views
 from ..jobs import JobRecord
+from ..listing import list_page
 from ..runtime import statuses
 from ..storage import LocalStorage, S3Storage, join, local_path
 from . import wire
@@ -94,17 +97,27 @@ async def health(request: Request) -> JSONResponse:
     )
 
 
+LIST_PARAMS = ("status", "model", "q", "limit", "after")
+
+
 async def list_jobs(request: Request) -> JSONResponse:
+    """A page of jobs, newest first, with the prompt texts (not the images), the total and the next page's token."""
     q = request.query_params
+    unknown = sorted(set(q) - set(LIST_PARAMS))
+    if unknown:
+        raise validation(f"{unknown[0]}: unknown query parameter; allowed: {', '.join(LIST_PARAMS)}")
     try:
         limit = int(q.get("limit", "50"))
     except ValueError:
         raise validation(f"limit: {q['limit']!r} is not a whole number") from None
-    if not 1 <= limit <= 1000:
-        raise validation(f"limit: {limit} is out of range; allowed: 1 to 1000")
-    wanted = statuses(q.get("status"))
-    rows = await run_in_threadpool(_state(request).runtime.store.list, statuses=wanted, limit=limit)
-    return JSONResponse({"jobs": [detail(r, full=False) for r in rows]})
+    wanted = statuses(q.get("status") or None)
+    page = await run_in_threadpool(
+        list_page, _state(request).runtime.store, statuses=wanted, model_id=q.get("model") or None,
+        search=q.get("q") or None, limit=limit, after=q.get("after") or None,
+    )
+    jobs = [{**detail(r, full=False), "prompts": views.prompts(r.model_input)} for r in page.records]
+    return JSONResponse({"jobs": jobs, "total": page.total, "totalIsLowerBound": page.total_is_lower_bound,
+                         "offset": page.offset, "nextToken": page.next_token})
 
 
 async def get_job(request: Request) -> JSONResponse:
