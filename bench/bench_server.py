@@ -1,11 +1,16 @@
 """Benchmark `reelforge serve`: request rate and latency of Get/List, and completion-to-wait delay.
 
-    .venv/bin/python bench/bench_server.py [--seconds 5] [--threads 4] [--jobs 100] [--waits 10]
+    .venv/bin/python bench/bench_server.py [--seconds 10] [--rounds 5] [--threads 4] [--jobs 100] [--waits 10]
 
-1. GetAsyncInvoke and ListAsyncInvokes (100 jobs stored, one page of all 100) from 4 boto3
-   threads, against `reelforge serve` and against a minimal Starlette app that returns the very
-   same response bytes, fixed. Both run as uvicorn subprocesses with the same settings, so the
-   ratio is the cost of reelforge's routing, validation and job-log reads.
+1. GetAsyncInvoke and ListAsyncInvokes (100 jobs stored, one page of all 100) from 1 and from 4
+   boto3 threads on kept-alive connections, against `reelforge serve` and against a minimal
+   Starlette app that returns the very same response bytes, fixed. reelforge runs as the real
+   command (`python -m reelforge serve`: its own listener from `bind_listener`, its protocol and
+   limits from `uvicorn_config`); the minimal app runs on `uvicorn.run`'s own listener. So the
+   ratio is the cost of everything `reelforge serve` adds, the listener included: a listener
+   without TCP_NODELAY on its connections shows as ~40 ms per request (the delayed ACK), most
+   plainly in the 1-thread rows. The two servers are measured in alternating rounds
+   (``--rounds``), so that load from elsewhere on the machine falls on both alike.
 2. The delay from a job's end (its end time in the job log) to `Job.wait()` returning:
    server-sent events, reelforge's adaptive polling (1 s growing to 15 s), and the notebook's
    fixed 60 s polling. The notebook's figure is analytic: a job ends at a uniformly random point
@@ -103,11 +108,25 @@ def bedrock(url: str):
     )
 
 
-def hammer(url: str, op: str, arns: list[str], threads: int, seconds: float) -> tuple[float, list[float]]:
-    """Requests per second and every latency (s) of ``op`` from ``threads`` boto3 clients."""
-    clients = [bedrock(url) for _ in range(threads)]
-    for c in clients:  # warm connections and botocore's model caches
-        call(c, op, arns)
+def compare(urls: dict[str, str], op: str, arns: list[str], threads: int, seconds: float, rounds: int) -> dict[str, tuple[float, list[float]]]:
+    """Requests per second and every latency (s) of ``op`` on each server, measured in alternating rounds."""
+    clients = {label: [bedrock(url) for _ in range(threads)] for label, url in urls.items()}
+    for group in clients.values():  # warm connections and botocore's model caches
+        for c in group:
+            call(c, op, arns)
+    elapsed = dict.fromkeys(urls, 0.0)
+    lat: dict[str, list[float]] = {label: [] for label in urls}
+    for _ in range(rounds):
+        for label, group in clients.items():
+            took, more = hammer(group, op, arns, seconds / rounds)
+            elapsed[label] += took
+            lat[label] += more
+    return {label: (len(lat[label]) / elapsed[label], lat[label]) for label in urls}
+
+
+def hammer(clients: list, op: str, arns: list[str], seconds: float) -> tuple[float, list[float]]:
+    """Elapsed seconds and every latency (s) of ``op`` from one thread per (warm) boto3 client."""
+    threads = len(clients)
     lat: list[list[float]] = [[] for _ in range(threads)]
     stop = time.perf_counter() + seconds
 
@@ -125,9 +144,7 @@ def hammer(url: str, op: str, arns: list[str], threads: int, seconds: float) -> 
         t.start()
     for t in ts:
         t.join()
-    elapsed = time.perf_counter() - t0
-    all_lat = [x for part in lat for x in part]
-    return len(all_lat) / elapsed, all_lat
+    return time.perf_counter() - t0, [x for part in lat for x in part]
 
 
 def call(client, op: str, arns: list[str], rng: random.Random | None = None) -> None:
@@ -135,7 +152,7 @@ def call(client, op: str, arns: list[str], rng: random.Random | None = None) -> 
         client.get_async_invoke(invocationArn=(rng or random).choice(arns))
     else:
         r = client.list_async_invokes(maxResults=100)
-        assert len(r["asyncInvokeSummaries"]) == 100
+        assert len(r["asyncInvokeSummaries"]) == min(len(arns), 100)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -157,7 +174,8 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=5.0, help="duration of each load run")
+    ap.add_argument("--seconds", type=float, default=10.0, help="load time per server and operation, all rounds together")
+    ap.add_argument("--rounds", type=int, default=5, help="alternations between the two servers")
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--jobs", type=int, default=100)
     ap.add_argument("--waits", type=int, default=10, help="jobs per wait-delay measurement")
@@ -198,15 +216,14 @@ def main() -> None:
 
         rows = []
         for op, name in (("get", "GetAsyncInvoke"), ("list", f"ListAsyncInvokes ({args.jobs} jobs, 1 page)")):
-            res = {}
-            for label, target in (("reelforge", url), ("minimal", murl)):
-                rps, lat = hammer(target, op, arns, args.threads, args.seconds)
-                res[label] = rps
-                rows.append([name, label, f"{rps:,.0f}", f"{pct(lat, 50) * 1000:.1f}", f"{pct(lat, 99) * 1000:.1f}", f"{len(lat):,}"])
-            rows.append([name, "ratio reelforge/minimal", f"{res['reelforge'] / res['minimal']:.2f}", "", "", ""])
+            for threads in sorted({1, args.threads}):
+                res = compare({"reelforge": url, "minimal": murl}, op, arns, threads, args.seconds, args.rounds)
+                for label, (rps, lat) in res.items():
+                    rows.append([name, str(threads), label, f"{rps:,.0f}", f"{pct(lat, 50) * 1000:.1f}", f"{pct(lat, 99) * 1000:.1f}", f"{len(lat):,}"])
+                rows.append([name, str(threads), "ratio reelforge/minimal", f"{res['reelforge'][0] / res['minimal'][0]:.2f}", "", "", ""])
         table(
-            f"Request rate, {args.threads} boto3 threads x {args.seconds:g} s, uvicorn subprocess, {os.cpu_count()} CPUs",
-            ["operation", "server", "req/s", "p50 ms", "p99 ms", "requests"],
+            f"Request rate, boto3 threads x {args.seconds:g} s in {args.rounds} alternating rounds, uvicorn subprocesses, {os.cpu_count()} CPUs",
+            ["operation", "threads", "server", "req/s", "p50 ms", "p99 ms", "requests"],
             rows,
         )
 

@@ -12,12 +12,13 @@ import click
 
 from . import config
 
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"\s*(\d+)\s*([kmg]i?b?|b)?\s*", re.IGNORECASE | re.ASCII)
+RESERVED_FDS = 256  # descriptors kept for the job log, threads' SQLite connections, files and logs
 
 
 def parse_size(text: str) -> int:
     """``33554432``, ``32MiB``, ``32M``, ``512k`` as bytes (binary units)."""
-    m = _SIZE.match(str(text))
+    m = _SIZE.fullmatch(str(text))
     if not m:
         raise click.BadParameter(f"{text!r} is not a size; write e.g. 32MiB or 1048576")
     unit = (m.group(2) or "b")[0].lower()
@@ -30,7 +31,9 @@ def bind_listener(host: str, port: int) -> socket.socket:
     Binds the way uvicorn does (SO_REUSEADDR; IPv6 when the host has a ':'); ``port`` 0 takes a free one.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only when the
+    # listener says TCP, and without it every kept-alive reply waits for the delayed ACK (~40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
@@ -45,6 +48,32 @@ def bind_listener(host: str, port: int) -> socket.socket:
         raise click.ClickException(f"cannot listen on {host} port {port}: {reason}; check --host and --port") from None
     sock.set_inheritable(True)
     return sock
+
+
+def connection_budget(max_connections: int) -> tuple[int, str | None]:
+    """``max_connections`` fitted to this process's descriptor limit (raised towards it first), and a warning when lowered.
+
+    Python leaves the soft RLIMIT_NOFILE where the shell set it (often 1,024); at that limit
+    accept() fails and the server cannot be reached at all, so the soft limit is raised up to
+    the hard one, and connections are capped below what is left after RESERVED_FDS.
+    """
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return max_connections, None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max_connections + RESERVED_FDS
+    if soft != resource.RLIM_INFINITY and soft < want:
+        target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return max_connections, None
+    fitted = max(soft - RESERVED_FDS, 16)
+    return fitted, f"the descriptor limit is {soft} (ulimit -n), so at most {fitted} connections are held, not {max_connections}"
 
 
 def _url_host(host: str) -> str:
@@ -68,11 +97,13 @@ def _is_loopback(host: str) -> bool:
 @click.option("--default-output", metavar="S3_URI", help="s3://bucket/prefix for requests from reelforge clients that name no output (advertised on /reelforge/health) [default with --bucket-dir: s3://reelforge-outputs/videos; else none].")
 @click.option("--auth-keys", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="File of ACCESS_KEY_ID:SECRET lines; requests must be SigV4-signed with one (also REELFORGE_AUTH_KEYS) [default: none, signatures are not checked].")
 @click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME", help="On a loopback --host, also answer requests with this Host name (a reverse proxy's public name); repeatable [default: loopback names only].")
-@click.option("--max-body", default="32MiB", show_default=True, help="Largest request body accepted.")
+@click.option("--max-body", default="32MiB", show_default=True, help="Largest request body accepted; a larger one gets 413 at once.")
+@click.option("--read-timeout", type=click.FloatRange(0.1, 3600), default=config.SERVER_READ_TIMEOUT, show_default=True, help="Seconds a request's headers may take to arrive (its body: this plus 1 s per 32 KiB); slower clients get 408 and are disconnected.")
+@click.option("--max-connections", type=click.IntRange(1, 1_000_000), default=config.SERVER_MAX_CONNECTIONS, show_default=True, help="Connections held at once; beyond it the one idle longest is closed, and requests get 503 when none is idle.")
 @click.option("--region", default=None, help=f"Region for ARNs when a request carries none [default: {config.DEFAULT_REGION}].")
 @click.option("--account", default=None, help=f"12-digit account id in ARNs [default: {config.DEFAULT_ACCOUNT}].")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info", show_default=True, help="What uvicorn prints on stderr.")
-def serve(host, port, workers, bucket_dir, default_output, auth_keys, allowed_hosts, max_body, region, account, log_level):
+def serve(host, port, workers, bucket_dir, default_output, auth_keys, allowed_hosts, max_body, read_timeout, max_connections, region, account, log_level):
     """Serve Bedrock's StartAsyncInvoke / GetAsyncInvoke / ListAsyncInvokes for boto3 and the notebook.
 
     Point boto3 at it with endpoint_url="http://HOST:PORT" (any credentials, a region). Outputs go
@@ -91,10 +122,16 @@ def serve(host, port, workers, bucket_dir, default_output, auth_keys, allowed_ho
         keys = load_keys(auth_keys, os.environ.get("REELFORGE_AUTH_KEYS"))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    overrides = dict(host=host, port=port, workers=workers, auth_keys=keys, max_body=parse_size(max_body), allowed_hosts=tuple(h.strip().lower() for h in allowed_hosts))
+    overrides = dict(
+        host=host, port=port, workers=workers, auth_keys=keys, max_body=parse_size(max_body),
+        allowed_hosts=tuple(h.strip().lower() for h in allowed_hosts), read_timeout=read_timeout,
+    )
+    overrides["max_connections"], warning = connection_budget(max_connections)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
     if default_output is not None:
         try:
-            overrides["default_output"] = check_default_output(default_output, bucket_dir)
+            overrides["default_output"] = check_default_output(default_output)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--default-output") from None
     sock = bind_listener(host, port)  # before anything else: a busy port is the first and only message
@@ -110,6 +147,7 @@ def _serve_on(sock: socket.socket, host: str, overrides: dict, bucket_dir: Path 
     import uvicorn
 
     from .server.app import create_app, settings_from_env
+    from .server.protocol import uvicorn_config
 
     port = overrides["port"] = sock.getsockname()[1]  # the real one for --port 0
     if bucket_dir is not None:
@@ -131,7 +169,7 @@ def _serve_on(sock: socket.socket, host: str, overrides: dict, bucket_dir: Path 
         f"SigV4 {'checked' if settings.auth_keys else 'not checked'})",
         err=True,
     )
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5))
+    server = uvicorn.Server(uvicorn_config(app, settings, log_level))
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # as uvicorn.run: Ctrl-C after a graceful shutdown is a normal end

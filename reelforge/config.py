@@ -14,6 +14,8 @@ from .errors import ConfigError
 DEFAULT_MODEL = "amazon.nova-reel-v1:1"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "000000000000"
+SERVER_READ_TIMEOUT = 10.0  # s for a request's headers to arrive (the body gets more per byte): server/protocol.py
+SERVER_MAX_CONNECTIONS = 1000
 
 
 def data_dir() -> Path:

@@ -2,7 +2,11 @@
 
 The checks run in a fixed order (see reference/media-stack.md §4): size of the input, format from the
 header, declared format, pixel count from the header, then the full decode. Nothing is decoded before
-the header says the image is small enough.
+the header says the image is small enough: at most ``MAX_PIXELS``, and, when the video it is for is
+known, at most :func:`pixel_limit` of that video's frame (16 times its pixels: 4 times its width and
+height, which is more than any fit to the frame can use; never below a 4K frame). A few kilobytes of
+PNG can declare tens of megapixels, so decodes are also bounded in number: at most
+``DECODE_SLOTS`` run at once in a process, the others wait.
 
 Transparent pixels are flattened onto **black**, the same colour as the letterbox bars of ``fit_image``
 and of video padding in general, so a cut-out subject looks the same whichever way it is framed.
@@ -16,6 +20,7 @@ import io
 import os
 import re
 import struct
+import threading
 import warnings
 
 import numpy as np
@@ -32,13 +37,19 @@ __all__ = [
     "encode_png",
     "fit_image",
     "has_transparency",
+    "inspect_image",
     "open_image",
+    "pixel_limit",
     "prepare_image",
     "read_image_source",
     "to_base64",
 ]
 
 MAX_PIXELS = 40_000_000
+FRAME_FACTOR = 16  # an image may have this many times the pixels of the frame it is fitted to
+MIN_PIXEL_LIMIT = 3840 * 2160  # ... but a 4K image is always accepted
+DECODE_SLOTS = 2
+_decodes = threading.BoundedSemaphore(DECODE_SLOTS)
 MAX_BYTES = 50 * 1024 * 1024
 ALLOWED_FORMATS = ("PNG", "JPEG")
 ALPHA_BACKGROUND = (0, 0, 0)
@@ -139,7 +150,12 @@ def _normalise_declared(declared_format: str | None, field: str) -> str | None:
     return fmt
 
 
-def _open_checked(data: bytes, field: str, declared_format: str | None) -> Image.Image:
+def pixel_limit(width: int, height: int) -> int:
+    """The most pixels an image for a ``width`` x ``height`` video may declare."""
+    return min(MAX_PIXELS, max(FRAME_FACTOR * width * height, MIN_PIXEL_LIMIT))
+
+
+def _open_checked(data: bytes, field: str, declared_format: str | None, frame: tuple[int, int] | None = None) -> Image.Image:
     """Open lazily and check size, format and pixel count from the header alone."""
     if len(data) > MAX_BYTES:
         raise ImageError(field, f"image is {_mb(len(data))}; the limit is {_mb(MAX_BYTES)}")
@@ -162,12 +178,20 @@ def _open_checked(data: bytes, field: str, declared_format: str | None) -> Image
         raise ImageError(field, f"declared format is {declared.lower()} but the data is a {im.format.lower()} image")
     if im.size[0] * im.size[1] > MAX_PIXELS:
         raise _too_many_pixels(field, *im.size)
+    if frame is not None and im.size[0] * im.size[1] > pixel_limit(*frame):
+        raise _too_many_pixels(field, *im.size, frame)
     return im
 
 
-def _too_many_pixels(field: str, w: int, h: int) -> ImageError:
+def _too_many_pixels(field: str, w: int, h: int, frame: tuple[int, int] | None = None) -> ImageError:
+    shown = f"image is {w}x{h} ({w * h / 1e6:.1f} megapixels)"
+    if frame is None:
+        return ImageError(field, f"{shown}; the limit is {MAX_PIXELS / 1e6:g} megapixels")
+    limit = pixel_limit(*frame)
     return ImageError(
-        field, f"image is {w}x{h} ({w * h / 1e6:.1f} megapixels); the limit is {MAX_PIXELS / 1e6:g} megapixels"
+        field,
+        f"{shown}; for a {frame[0]}x{frame[1]} video the limit is {limit / 1e6:.1f} megapixels "
+        f"({FRAME_FACTOR} times the frame, at least a 4K image): scale it down to about {frame[0]}x{frame[1]} first",
     )
 
 
@@ -185,12 +209,38 @@ def _decode_error(field: str, e: Exception) -> ImageError:
     return ImageError(field, f"image data is truncated or corrupt and cannot be decoded ({e})")
 
 
-def _load(data: bytes, field: str, declared_format: str | None, draft_size: tuple[int, int] | None) -> Image.Image:
-    # catch_warnings is process-wide before Python 3.14; the pixel cap above makes the warning a backstop only.
+def inspect_image(data: bytes, field: str, declared_format: str | None = None) -> str:
+    """The format ("PNG"/"JPEG") of image bytes, checked without decoding them at full size.
+
+    PNG: the header and every chunk's checksum. JPEG: a decode at 1/8 scale (1/64 of the
+    pixels), which reads the whole file and so finds a truncated one.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             im = _open_checked(data, field, declared_format)
+            fmt = im.format
+            im.verify()
+            if fmt == "JPEG":
+                im = Image.open(io.BytesIO(data))
+                im.draft(im.mode, (max(im.size[0] // 8, 1), max(im.size[1] // 8, 1)))
+                with _decodes:
+                    im.load()
+        except ImageError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise ImageError(field, f"image is too large to decode safely ({e})") from None
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
+            raise _decode_error(field, e) from None
+    return fmt
+
+
+def _load(data: bytes, field: str, declared_format: str | None, draft_size: tuple[int, int] | None, frame: tuple[int, int] | None = None) -> Image.Image:
+    # catch_warnings is process-wide before Python 3.14; the pixel cap above makes the warning a backstop only.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            im = _open_checked(data, field, declared_format, frame)
             # verify() checks PNG chunk CRCs but leaves the object unusable, hence the reopen.
             im.verify()
             im = Image.open(io.BytesIO(data))
@@ -244,23 +294,26 @@ def open_image(
     declared_format: str | None = None,
     *,
     draft_size: tuple[int, int] | None = None,
+    frame: tuple[int, int] | None = None,
 ) -> Image.Image:
     """Validate and decode PNG/JPEG bytes into a loaded, upright, opaque RGB image.
 
     ``declared_format`` ("png"/"jpeg") must match the data. ``draft_size`` lets a JPEG decode at a
-    reduced scale that is still at least that size. The result's ``info`` carries
+    reduced scale that is still at least that size. ``frame`` (width, height of the video the
+    image is for) refuses, from the header, an image over :func:`pixel_limit`. The result's ``info`` carries
     ``reelforge_format`` ("PNG"/"JPEG") and ``reelforge_had_alpha`` (True when some pixel was not fully
     opaque before flattening onto black), so callers can enforce Nova Reel's all-opaque rule.
     """
-    im = _load(data, field, declared_format, draft_size)
-    fmt = im.format
-    try:
-        im = ImageOps.exif_transpose(im)
-        rgb, had_alpha = _to_rgb(im)
-    except (OSError, SyntaxError, ValueError) as e:
-        raise _decode_error(field, e) from None
-    if rgb is im:
-        rgb = im.copy()
+    with _decodes:
+        im = _load(data, field, declared_format, draft_size, frame)
+        fmt = im.format
+        try:
+            im = ImageOps.exif_transpose(im)
+            rgb, had_alpha = _to_rgb(im)
+        except (OSError, SyntaxError, ValueError) as e:
+            raise _decode_error(field, e) from None
+        if rgb is im:
+            rgb = im.copy()
     rgb.info["reelforge_format"] = fmt
     rgb.info["reelforge_had_alpha"] = had_alpha
     return rgb
@@ -268,9 +321,10 @@ def open_image(
 
 def has_transparency(data: bytes, field: str = "image") -> bool:
     """True when the image has at least one pixel that is not fully opaque (Nova Reel rejects those)."""
-    im = _load(data, field, None, None)
-    mask = _alpha_mask(im)
-    return mask is not None and mask.getextrema()[0] < 255
+    with _decodes:
+        im = _load(data, field, None, None)
+        mask = _alpha_mask(im)
+        return mask is not None and mask.getextrema()[0] < 255
 
 
 def fit_image(img: Image.Image, width: int, height: int, mode: str) -> Image.Image:
@@ -306,7 +360,7 @@ def prepare_image(
     if mode not in FIT_MODES:
         raise ValueError(f"fit mode {mode!r} is not supported; use one of: {', '.join(FIT_MODES)}")
     data = read_image_source(source, field)
-    img = open_image(data, field, declared_format, draft_size=(width, height))
+    img = open_image(data, field, declared_format, draft_size=(width, height), frame=(width, height))
     return fit_image(img, width, height, mode)
 
 

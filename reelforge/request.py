@@ -31,7 +31,7 @@ PARAMS_KEY = {
     MULTI_SHOT_AUTOMATED: "multiShotAutomatedParams",
     MULTI_SHOT_MANUAL: "multiShotManualParams",
 }
-_DIMENSION = re.compile(r"^(\d{1,5})[xX](\d{1,5})$")
+_DIMENSION = re.compile(r"([0-9]{1,5})[xX]([0-9]{1,5})")
 FitMode = Literal["crop", "pad"]
 
 
@@ -66,8 +66,8 @@ class ImageInput(_Model):
     def from_source(cls, source: str | os.PathLike | bytes, field: str = "image") -> "ImageInput":
         """Read a path, raw bytes, base64 text or data URI; the format is detected, not trusted."""
         data = imagelib.read_image_source(source, field)
-        img = imagelib.open_image(data, field)
-        fmt = "jpeg" if img.info.get("reelforge_format") == "JPEG" else "png"
+        # Header and checksums only: pixels are decoded once, by check(), against the video's size.
+        fmt = "jpeg" if imagelib.inspect_image(data, field) == "JPEG" else "png"
         return cls(format=fmt, bytes_b64=imagelib.to_base64(data))
 
     @classmethod
@@ -259,7 +259,7 @@ class VideoRequest(_Model):
 
 
 def parse_dimension(value: Any, field: str = "dimension") -> tuple[int, int]:
-    m = _DIMENSION.match(value) if isinstance(value, str) else None
+    m = _DIMENSION.fullmatch(value) if isinstance(value, str) else None
     if not m:
         raise RequestError(field, f"{value!r} is not a size; write WIDTHxHEIGHT, e.g. 1280x720")
     return int(m.group(1)), int(m.group(2))
@@ -411,8 +411,8 @@ def _check_image(img, field, request: VideoRequest, spec: ModelSpec, fetch_s3):
         data = fetch_s3(img.s3_uri, img.bucket_owner)
     else:
         raise ImageError(f"{field}.source.s3Location", "S3 image locations need a server with S3 access; send the image bytes instead")
-    pil = imagelib.open_image(data, field, declared_format=img.format)
     want = (request.width, request.height)
+    pil = imagelib.open_image(data, field, declared_format=img.format, frame=want)
     exact = spec.limits.image_exact_size
     transparent = bool(pil.info.get("reelforge_had_alpha"))
     if pil.size == want and not (exact and transparent):
@@ -459,6 +459,20 @@ def _check_text(text: str | None, field: str, limit: int) -> None:
         raise RequestError(field, f"is empty; allowed: 1 to {limit} characters")
     if len(text) > limit:
         raise RequestError(field, f"has {len(text)} characters; allowed: 1 to {limit}")
+    problem = surrogate_problem(text)
+    if problem:
+        raise RequestError(field, problem)
+
+
+def surrogate_problem(text: str) -> str | None:
+    """What is wrong with ``text`` when it holds a lone UTF-16 surrogate (JSON's "\\ud800"), which no UTF-8 store or wire can carry."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"contains \\u{ord(text[exc.start]):04x}, a lone UTF-16 surrogate, which is not a character; send valid Unicode text"
+    return None
 
 
 def _request_error(exc: ValidationError, model: type[BaseModel]) -> RequestError:

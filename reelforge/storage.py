@@ -12,18 +12,35 @@ import threading
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from .errors import StorageError
+from .errors import RequestError, StorageError
 from .media import _publish, _temp_path, _unlink_quietly, atomic_write_bytes, make_dirs
 
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".webm", ".mkv"}
 
 
+def check_location(uri: str, field: str = "output") -> str:
+    """``uri``, refused (RequestError naming ``field``) when its S3 key or file path has an empty, '.' or '..' segment.
+
+    Every output backend goes through this one check: S3 would store ``a/../b`` as a literal
+    key that no folder view shows, a local folder would resolve it outside the place asked for.
+    """
+    if uri.startswith("s3://"):
+        rest = uri[len("s3://"):].partition("/")[2]
+    elif uri.startswith("file://"):
+        rest = unquote(urlparse(uri).path).strip("/")
+    else:
+        return uri
+    if rest and any(p in ("", ".", "..") for p in rest.split("/")):
+        raise RequestError(field, f"{uri!r} has an empty, '.' or '..' path segment; write the location without them")
+    return uri
+
+
 def to_uri(location: str | os.PathLike) -> str:
     """A path or URI as a URI: plain paths become absolute file:// URIs."""
     text = os.fspath(location)
     if text.startswith(("s3://", "file://")):
-        return text.rstrip("/") if text not in ("s3://", "file://") else text
+        return check_location(text.rstrip("/")) if text not in ("s3://", "file://") else text
     if "://" in text:
         raise StorageError(f"output {text!r}: use a folder path, file:// or s3://bucket/prefix")
     if "\0" in text:

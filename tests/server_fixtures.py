@@ -17,7 +17,9 @@ import boto3
 import uvicorn
 from botocore.config import Config
 
+from reelforge.cli_serve import bind_listener
 from reelforge.server.app import ServerSettings, create_app
+from reelforge.server.protocol import uvicorn_config
 
 TEST_KEYS = dict(aws_access_key_id="AKIDTEST", aws_secret_access_key="secret")
 TINY = {  # reelforge.animatic-v1 at postage-stamp size: a job takes a few tens of milliseconds
@@ -35,15 +37,18 @@ def free_port() -> int:
 
 
 class ServerThread:
-    """uvicorn serving ``create_app(settings)`` in a background thread of this process."""
+    """``create_app(settings)`` in a background thread of this process, served as `reelforge serve`
+    serves it: on a listener from ``bind_listener`` with ``uvicorn_config`` (protocol, limits)."""
 
     def __init__(self, settings: ServerSettings):
-        settings.port = settings.port if settings.port not in (0, 8787) else free_port()
+        self.sock = bind_listener("127.0.0.1", settings.port if settings.port not in (0, 8787) else 0)
+        settings.port = self.sock.getsockname()[1]
         self.settings = settings
         self.app = create_app(settings)
-        cfg = uvicorn.Config(self.app, host="127.0.0.1", port=settings.port, log_level="warning", timeout_graceful_shutdown=2)
+        cfg = uvicorn_config(self.app, settings, "warning")
+        cfg.timeout_graceful_shutdown = 2
         self.server = uvicorn.Server(cfg)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
         self.url = f"http://127.0.0.1:{settings.port}"
 
     @property
@@ -62,6 +67,7 @@ class ServerThread:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(20)
+        self.sock.close()
 
 
 def bedrock(url: str, **config) -> "boto3.client":
@@ -114,6 +120,50 @@ def expect(code: str, fn, *args, **kw) -> str:
     return err["Message"]
 
 
+def raw_exchange(port: int, data: bytes, *, shut_write: bool = False, timeout: float = 15) -> bytes:
+    """Send ``data`` on a fresh connection and read until the server closes it (or ``timeout``)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        if shut_write:
+            s.shutdown(socket.SHUT_WR)
+        chunks = []
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def read_reply(s: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One reply read from a connection that stays open: headers, then Content-Length bytes."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        assert chunk, f"the connection closed after {data!r}"
+        data += chunk
+    status, headers, body = parse_reply(data)
+    while len(body) < int(headers.get("content-length", 0)):
+        chunk = s.recv(65536)
+        assert chunk, "the connection closed inside the body"
+        body += chunk
+    return status, headers, body
+
+
+def parse_reply(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """(status, lower-cased headers, body) of one HTTP/1.1 reply."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), headers, body
+
+
 def error_of(status_headers_body) -> tuple[int, str, str]:
     status, headers, body = status_headers_body
     lower = {k.lower(): v for k, v in headers.items()}
@@ -146,7 +196,8 @@ def moto_s3():
 class ServerProcess:
     """``reelforge serve`` as a child process (for the kill -9 test)."""
 
-    def __init__(self, home: Path, *args: str):
+    def __init__(self, home: Path, *args: str, fd_limit: int | None = None):
+        self.fd_limit = fd_limit  # RLIMIT_NOFILE (soft and hard) of the server process
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.home = home
@@ -157,7 +208,8 @@ class ServerProcess:
         env = dict(os.environ, REELFORGE_HOME=str(self.home))
         cmd = [sys.executable, "-m", "reelforge", "serve", "--port", str(self.port), "--log-level", "warning", *self.args]
         log = open(self.home / f"server-{time.time_ns()}.log", "wb")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.log = Path(log.name)
+        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=self._limit if self.fd_limit else None)
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -168,6 +220,11 @@ class ServerProcess:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"reelforge serve did not start; see {log.name}")
             time.sleep(0.1)
+
+    def _limit(self) -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.fd_limit, self.fd_limit))
 
     def kill9(self) -> None:
         self.proc.kill()

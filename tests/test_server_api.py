@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from reelforge.server.app import ServerSettings
-from server_fixtures import TINY, TINY_MODEL, ServerThread, bedrock, error_of, expect, http, start_tiny, wait_done
+from server_fixtures import TINY, TINY_MODEL, ServerThread, bedrock, error_of, expect, http, parse_reply, raw_exchange, start_tiny, wait_done
 
 NOVA_INPUT = {
     "taskType": "TEXT_VIDEO",
@@ -311,32 +312,87 @@ def test_cancel_extension(idle_server):
 # --- the error shape, on every route ------------------------------------------------------------
 
 
+def _assert_bedrock_shape(status, headers, raw, want_status, want_code, what):
+    lower = {k.lower(): v for k, v in headers.items()}
+    assert (status, lower.get("x-amzn-errortype")) == (want_status, want_code), (what, raw)
+    assert lower["content-type"] == "application/json" and lower.get("x-amzn-requestid"), what
+    doc = json.loads(raw)
+    assert list(doc) == ["message"] and doc["message"], what
+
+
 def test_error_shape_on_every_route(server, tmp_path):
     bad_id = "zzzzzzzzzzzz"
-    cases = [
-        ("POST", "/async-invoke", b"[]", 400, "ValidationException"),
-        ("GET", "/async-invoke?maxResults=0", None, 400, "ValidationException"),
-        ("GET", "/async-invoke/arn%3Aaws%3Abedrock%3Aus-east-1%3A000000000000%3Aasync-invoke%2F" + bad_id, None, 404, "ResourceNotFoundException"),
-        ("GET", "/async-invoke/", None, 400, "ValidationException"),
-        ("GET", "/reelforge/jobs?limit=0", None, 400, "ValidationException"),
-        ("GET", "/reelforge/jobs?status=DONE", None, 400, "ValidationException"),
-        ("GET", f"/reelforge/jobs/{bad_id}", None, 404, "ResourceNotFoundException"),
-        ("POST", f"/reelforge/jobs/{bad_id}/cancel", b"", 404, "ResourceNotFoundException"),
-        ("GET", f"/reelforge/jobs/{bad_id}/events", None, 404, "ResourceNotFoundException"),
-        ("GET", f"/reelforge/jobs/{bad_id}/files/output.mp4", None, 404, "ResourceNotFoundException"),
-        ("GET", "/no/such/route", None, 404, "UnknownOperationException"),
-        ("DELETE", "/async-invoke", None, 405, "UnknownOperationException"),
-        ("POST", "/reelforge/health", b"", 405, "UnknownOperationException"),
-    ]
-    for method, path, body, want_status, want_code in cases:
-        status, headers, raw = http(server.url + path, method, body)
-        lower = {k.lower(): v for k, v in headers.items()}
-        assert (status, lower.get("x-amzn-errortype")) == (want_status, want_code), (method, path, raw)
-        assert lower["content-type"] == "application/json" and lower.get("x-amzn-requestid")
-        doc = json.loads(raw)
-        assert list(doc) == ["message"] and doc["message"], (method, path)
+    json_body = {"Content-Type": "application/json"}
     arn = start_tiny(bedrock(server.url))
     job_id = arn.rsplit("/", 1)[-1]
+    wait_done(bedrock(server.url), arn)
+    size = len(http(f"{server.url}/reelforge/jobs/{job_id}/files/output.mp4")[2])
+    cases = [
+        ("POST", "/async-invoke", b"[]", json_body, 400, "ValidationException"),
+        ("POST", "/async-invoke", b"[]", {"Content-Type": "text/plain"}, 415, "ValidationException"),
+        ("POST", "/async-invoke", b"[]", {**json_body, "Origin": "http://evil.example"}, 403, "AccessDeniedException"),
+        ("GET", "/async-invoke?maxResults=0", None, {}, 400, "ValidationException"),
+        ("GET", "/async-invoke/arn%3Aaws%3Abedrock%3Aus-east-1%3A000000000000%3Aasync-invoke%2F" + bad_id, None, {}, 404, "ResourceNotFoundException"),
+        ("GET", "/async-invoke/", None, {}, 400, "ValidationException"),
+        ("GET", "/reelforge/jobs?limit=0", None, {}, 400, "ValidationException"),
+        ("GET", "/reelforge/jobs?status=DONE", None, {}, 400, "ValidationException"),
+        ("GET", f"/reelforge/jobs/{bad_id}", None, {}, 404, "ResourceNotFoundException"),
+        ("POST", f"/reelforge/jobs/{bad_id}/cancel", b"", {}, 404, "ResourceNotFoundException"),
+        ("GET", f"/reelforge/jobs/{bad_id}/events", None, {}, 404, "ResourceNotFoundException"),
+        ("GET", f"/reelforge/jobs/{bad_id}/files/output.mp4", None, {}, 404, "ResourceNotFoundException"),
+        ("GET", f"/reelforge/jobs/{job_id}/files/output.mp4", None, {"Range": "bytes=abc"}, 400, "ValidationException"),
+        ("GET", f"/reelforge/jobs/{job_id}/files/output.mp4", None, {"Range": "items=0-1"}, 400, "ValidationException"),
+        ("GET", f"/reelforge/jobs/{job_id}/files/output.mp4", None, {"Range": f"bytes={size + 10}-"}, 416, "ValidationException"),
+        ("GET", "/gallery/events?ids=not-an-id", None, {}, 400, "ValidationException"),
+        ("GET", "/gallery/static/nothing.css", None, {}, 404, "UnknownOperationException"),
+        ("GET", "/no/such/route", None, {}, 404, "UnknownOperationException"),
+        ("DELETE", "/async-invoke", None, {}, 405, "UnknownOperationException"),
+        ("PUT", f"/async-invoke/{arn}", b"{}", json_body, 405, "UnknownOperationException"),
+        ("POST", "/reelforge/health", b"", {}, 405, "UnknownOperationException"),
+        ("DELETE", f"/reelforge/jobs/{job_id}", None, {}, 405, "UnknownOperationException"),
+    ]
+    for method, path, body, headers, want_status, want_code in cases:
+        status, got, raw = http(server.url + path, method, body, headers)
+        _assert_bedrock_shape(status, got, raw, want_status, want_code, (method, path, headers))
+    status, got, _ = http(f"{server.url}/reelforge/jobs/{job_id}/files/output.mp4", headers={"Range": f"bytes={size + 10}-"})
+    assert got["content-range"] == f"bytes */{size}"  # the 416 still says how long the file is
     for name in ("..%2Fsecret", ".hidden", "%2Fetc%2Fpasswd"):  # nothing outside the job's own files
         status, code, _ = error_of(http(f"{server.url}/reelforge/jobs/{job_id}/files/{name}"))
         assert status == 404 and code in ("ResourceNotFoundException", "UnknownOperationException")
+
+    # the replies uvicorn's protocol writes itself: bad HTTP, headers too large, a request that never completes
+    port = server.settings.port
+    raws = [
+        (b"GARBAGE\r\n\r\n", 400, "ValidationException"),
+        (b"GET /reelforge/health HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header\r\n\r\n", 400, "ValidationException"),
+        (b"GET /reelforge/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431, "ValidationException"),
+        (b"GET /reelforge/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 70_000, 431, "ValidationException"),
+    ]
+    for data, want_status, want_code in raws:
+        status, got, raw = parse_reply(raw_exchange(port, data))
+        _assert_bedrock_shape(status, got, raw, want_status, want_code, data[:40])
+
+
+def test_error_shape_of_timeouts_and_overload(tmp_path):
+    settings = ServerSettings(workers=0, bucket_dir=tmp_path / "b", data_dir=tmp_path / "h", read_timeout=0.5, max_connections=1)
+    with ServerThread(settings) as s:
+        port = s.settings.port
+        status, got, raw = parse_reply(raw_exchange(port, b"GET /reelforge/health HTTP/1.1\r\nHost: 127.0.0"))
+        _assert_bedrock_shape(status, got, raw, 408, "RequestTimeoutException", "slow headers")
+        job_id = start_tiny(bedrock(s.url)).rsplit("/", 1)[-1]
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as busy:  # the one connection, busy with a stream
+            busy.sendall(f"GET /reelforge/jobs/{job_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            assert busy.recv(65536).startswith(b"HTTP/1.1 200")
+            _assert_bedrock_shape(*http(s.url + "/reelforge/health"), 503, "ServiceUnavailableException", "overload")
+
+
+def test_gallery_form_errors_are_pages(server):
+    """A form the server cannot read, or a post no form makes, gets a page, not an API error."""
+    page = {"Accept": "text/html"}
+    broken = http(server.url + "/gallery/new", "POST", b"--x\r\nbroken", {"Content-Type": "multipart/form-data", **page})
+    nowhere = http(server.url + "/gallery/jobs/zzzzzzzzzzzz/image", "POST", b"a=b", {"Content-Type": "application/x-www-form-urlencoded"})
+    for (status, headers, body), want in ((broken, 400), (nowhere, 405)):
+        lower = {k.lower(): v for k, v in headers.items()}
+        assert status == want and lower["content-type"].startswith("text/html") and "x-amzn-errortype" not in lower
+        assert "Nothing was started" in body.decode() or "nothing was started" in body.decode()
+        assert "UnknownOperationException" not in body.decode()

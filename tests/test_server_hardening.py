@@ -116,7 +116,7 @@ def test_control_characters_are_400_naming_the_field(client, server):
     assert msg.startswith(f"{IMAGE_FIELD}: ")
     # the raw wire form too (a JSON \u0000 escape), not only what boto3 sends
     body = {"modelId": TINY_MODEL, "modelInput": TINY, "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": "s3://outb/x\u0000y"}}}
-    status, code, msg = error_of(http(server.url + "/async-invoke", "POST", json.dumps(body).encode()))
+    status, code, msg = error_of(http(server.url + "/async-invoke", "POST", json.dumps(body).encode(), {"Content-Type": "application/json"}))
     assert (status, code) == (400, "ValidationException") and OUTPUT_FIELD in msg
 
 

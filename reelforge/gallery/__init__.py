@@ -3,6 +3,6 @@
 Server-rendered Jinja2 pages and a little vanilla JS; ``gallery_routes(runtime)`` gives the Starlette routes.
 """
 
-from .routes import gallery_routes, not_found, upload_too_large
+from .routes import error_page, gallery_routes, not_found, upload_too_large
 
-__all__ = ["gallery_routes", "not_found", "upload_too_large"]
+__all__ = ["error_page", "gallery_routes", "not_found", "upload_too_large"]

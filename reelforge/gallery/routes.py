@@ -15,7 +15,7 @@ Video, poster and download links, the job page's progress stream and the cancel 
 server's own extension routes (``/reelforge/jobs/{id}/files/{name}`` with HTTP Range,
 ``/reelforge/jobs/{id}/events``, ``POST /reelforge/jobs/{id}/cancel``). The list has its own stream
 because a browser opens at most six connections to one server: one stream per row would stall it.
-Form posts pass a same-origin check (:mod:`reelforge.server.origin`).
+Form posts pass the server's same-origin check before they get here (:mod:`reelforge.server.origin`).
 
 Jobs from the gallery's forms go to the server's default output (``--default-output``, or the
 bucket folder's ``s3://reelforge-outputs/videos`` under ``--bucket-dir``), else to the local
@@ -46,7 +46,6 @@ from ..jobs import JobStatus
 from ..models import get_model
 from ..runtime import Runtime, statuses
 from . import forms, views
-from ..server.origin import same_origin_problem
 
 log = logging.getLogger("reelforge.gallery")
 
@@ -186,9 +185,6 @@ class Gallery:
         return self._new_page(forms.NewJobForm())
 
     async def new_submit(self, request: Request) -> Response:
-        problem = same_origin_problem(request)
-        if problem:
-            return error_page(403, "Form refused", f"This form was not posted from the gallery's own page: {problem}.")
         data = await request.form()
         values = {k: str(data.get(k, "")) for k in _FORM_FIELDS if isinstance(data.get(k, ""), str)}
         upload = data.get("image")
@@ -230,9 +226,6 @@ class Gallery:
 
     async def run_again(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
-        problem = same_origin_problem(request)
-        if problem:
-            return error_page(403, "Form refused", f"This form was not posted from the gallery's own page: {problem}.")
         try:
             record = await self._record(job_id)
         except JobNotFoundError:

@@ -3,9 +3,11 @@
 ``create_app(settings)`` builds the runtime (same job log, engines and worker code as the
 embedded client), recovers jobs a stopped server left running, and starts worker threads and
 the change hub when the server starts. One middleware gives every reply an
-``x-amzn-RequestId``, enforces the body size limit and, when access keys are configured,
-verifies SigV4 signatures before any route runs; on a loopback-bound server another refuses
-requests whose Host is not a loopback name (DNS rebinding).
+``x-amzn-RequestId``, the browser headers (origin.py) and Bedrock's error shape, and before any
+route runs applies the same-origin rule to every state-changing request, requires JSON bodies
+on Bedrock's POST, enforces the body size limit and, when access keys are configured, verifies
+SigV4 signatures; on a loopback-bound server another refuses requests whose Host is not a
+loopback name (DNS rebinding). How connections are held (timeouts, limits) is protocol.py's.
 """
 
 from __future__ import annotations
@@ -27,18 +29,18 @@ from starlette.requests import Request
 
 from .. import config
 from ..errors import ImageError, ReelforgeError, RequestError
-from ..gallery import gallery_routes, not_found, upload_too_large
+from ..gallery import error_page, gallery_routes, not_found, upload_too_large
 from ..jobs import open_store
 from ..runtime import Runtime
-from ..storage import S3Storage
+from ..storage import S3Storage, check_location
 from . import bedrock_api, extensions, sigv4
-from .errors import ApiError, access_denied, error_response
+from .errors import ApiError, access_denied, code_for_status, error_response, shaped_send
 from .events import ChangeHub
+from .origin import SAFE_METHODS, same_origin_problem, security_headers
 
 log = logging.getLogger("reelforge.server")
 
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
-_DRAIN_MAX = 256 * 1024 * 1024  # read (and drop) at most this much of a too-large body before replying
 OPEN_PATHS = ("/reelforge/health",)
 BUCKET_DIR_DEFAULT_OUTPUT = "s3://reelforge-outputs/videos"  # with --bucket-dir: DIR/reelforge-outputs/videos
 
@@ -51,6 +53,8 @@ class ServerSettings:
     bucket_dir: Path | None = None  # s3://bucket/prefix -> bucket_dir/bucket/prefix
     auth_keys: dict[str, str] = field(default_factory=dict)  # access key id -> secret; empty: no checks
     max_body: int = DEFAULT_MAX_BODY
+    read_timeout: float = config.SERVER_READ_TIMEOUT  # see protocol.py
+    max_connections: int = config.SERVER_MAX_CONNECTIONS
     region: str = field(default_factory=config.region)
     account: str = field(default_factory=config.account)
     data_dir: Path | None = None  # default: REELFORGE_HOME / the user data dir
@@ -65,7 +69,7 @@ class ServerSettings:
         return BUCKET_DIR_DEFAULT_OUTPUT if self.bucket_dir is not None else None
 
 
-def check_default_output(uri: str, bucket_dir: Path | None = None) -> str:
+def check_default_output(uri: str) -> str:
     """``uri`` without a trailing '/' when it can be a job's output location, else a one-line ValueError."""
     from .wire import S3_URI
 
@@ -74,11 +78,10 @@ def check_default_output(uri: str, bucket_dir: Path | None = None) -> str:
         raise ValueError(f"{uri!r} contains a control character, which an output location may not")
     if not S3_URI.fullmatch(uri):
         raise ValueError(f"{uri!r} is not an S3 location; write it as s3://bucket/prefix (a bucket name of 3 to 63 lowercase letters, digits, '.' and '-')")
-    if bucket_dir is not None:
-        _, _, key = uri[len("s3://"):].partition("/")
-        if key and any(p in ("", ".", "..") for p in key.split("/")):
-            raise ValueError(f"{uri!r} has an empty, '.' or '..' path segment, which a local bucket folder cannot hold")
-    return uri
+    try:
+        return check_location(uri)
+    except RequestError as exc:
+        raise ValueError(exc.message) from None
 
 
 OUTPUT_FIELD = "outputDataConfig.s3OutputDataConfig.s3Uri"
@@ -152,9 +155,8 @@ def check_s3_uri(uri: str, field: str) -> tuple[str, str]:
 
 def _bucket_path(bucket_dir: Path, s3_uri: str, field: str) -> Path:
     bucket, key = check_s3_uri(s3_uri, field)
+    check_location(s3_uri, field)
     parts = key.split("/") if key else []
-    if any(p in ("", ".", "..") for p in parts):
-        raise RequestError(field, f"{s3_uri!r} has an empty, '.' or '..' path segment, which a local bucket folder cannot hold")
     if any(len(p.encode("utf-8", "surrogatepass")) > _MAX_SEGMENT for p in parts):
         raise RequestError(field, f"{s3_uri!r} has a path segment longer than {_MAX_SEGMENT} bytes, which a local bucket folder cannot hold")
     path = Path(bucket_dir, bucket, *parts)
@@ -240,12 +242,45 @@ class LoopbackHostMiddleware:
         return await self.app(scope, receive, send)
 
 
+class _ClientGone(Exception):
+    """The client closed the connection before its request body was complete."""
+
+
+class _CrossSite(ApiError):
+    """A state-changing request sent by another site's page (see origin.py)."""
+
+    def __init__(self, method: str, path: str, problem: str):
+        self.problem = problem
+        super().__init__(403, "AccessDeniedException", f"{method} {path[:100]} refused: {problem} (a page of another site may not change jobs here).")
+
+
+BEDROCK_BODY_PATHS = ("/async-invoke",)  # POST routes whose body is Bedrock JSON
+JSON_CHARSETS = ("utf-8", "utf8")
+
+
+def json_content_problem(content_type: str | None) -> str | None:
+    """Why a body with this Content-Type is not Bedrock JSON, or None (boto3 sends ``application/json``)."""
+    if not content_type:
+        return "The request has no Content-Type; send the JSON body with Content-Type: application/json."
+    media, *params = [p.strip().lower() for p in content_type.split(";")]
+    charset = next((p.partition("=")[2].strip('"') for p in params if p.startswith("charset=")), None)
+    if media != "application/json" or (charset is not None and charset not in JSON_CHARSETS):
+        return f"The Content-Type is {content_type[:100]!r}; this operation takes a JSON body sent as Content-Type: application/json (UTF-8)."
+    return None
+
+
+def _is_gallery(path: str) -> bool:
+    return path.startswith("/gallery/")
+
+
 class BedrockMiddleware:
-    """Request id on every reply, body size limit, SigV4 verification, region from the signature."""
+    """Request id, browser headers and Bedrock's error shape on every reply; the same-origin rule,
+    JSON bodies on Bedrock's routes, the body size limit and SigV4 before any route runs."""
 
     def __init__(self, app, settings: ServerSettings):
         self.app = app
         self.settings = settings
+        self.headers = security_headers()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -253,25 +288,36 @@ class BedrockMiddleware:
         request_id = str(uuid.uuid4())
         scope["reelforge.request_id"] = request_id
 
-        async def send_with_id(message):
+        async def send_with_headers(message):
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 if "x-amzn-requestid" not in headers:
                     headers.append("x-amzn-RequestId", request_id)
+                for name, value in self.headers:
+                    if name.decode() not in headers:
+                        headers.raw.append((name, value))
             await send(message)
 
+        send_out = shaped_send(send_with_headers)
+        path = scope["path"]
         try:
+            self._check_request(scope)
             body = await self._read_body(scope, receive)
             auth = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-            if self.settings.auth_keys and scope["path"] not in OPEN_PATHS:
+            if self.settings.auth_keys and path not in OPEN_PATHS:
                 sigv4.verify(scope, body, self.settings.auth_keys)
             scope["reelforge.region"] = arn_region(sigv4.credential_region(auth))
+        except _ClientGone:
+            log.info("request %s: the client left before sending its whole body; nothing done", request_id)
+            return
         except ApiError as exc:
-            if exc.status == 413 and scope["path"].startswith("/gallery/"):  # a browser's form post: a page, not JSON
+            if _is_gallery(path) and exc.status == 413:  # a browser's form post: a page, not JSON
                 declared = dict(scope["headers"]).get(b"content-length", b"")
                 size = int(declared) if declared.isdigit() else None
-                return await upload_too_large(scope["path"], self.settings.max_body, size)(scope, receive, send_with_id)
-            return await error_response(exc, request_id)(scope, receive, send)
+                return await upload_too_large(path, self.settings.max_body, size)(scope, receive, send_out)
+            if _is_gallery(path) and isinstance(exc, _CrossSite):
+                return await error_page(403, "Form refused", f"This form was not posted from the gallery's own page: {exc.problem}.")(scope, receive, send_out)
+            return await error_response(exc, request_id)(scope, receive, send_out)
 
         replayed = False
 
@@ -282,37 +328,44 @@ class BedrockMiddleware:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()  # then wait for the disconnect, as streaming responses do
 
-        await self.app(scope, replay, send_with_id)
+        await self.app(scope, replay, send_out)
+
+    def _check_request(self, scope) -> None:
+        """The checks that need no body: the same-origin rule and Bedrock's JSON content type."""
+        method = scope["method"]
+        if method in SAFE_METHODS:
+            return
+        request = Request(scope)
+        problem = same_origin_problem(request)
+        if problem:  # another site's page must not start, cancel or rerun jobs through a visitor's browser
+            raise _CrossSite(method, scope["path"], problem)
+        if method == "POST" and scope["path"] in BEDROCK_BODY_PATHS:
+            problem = json_content_problem(request.headers.get("content-type"))
+            if problem:
+                raise ApiError(415, "ValidationException", problem)
 
     async def _read_body(self, scope, receive) -> bytes:
+        """The whole body; 413 as soon as it is known to be over the limit (the protocol drains the rest)."""
         limit = self.settings.max_body
         declared = dict(scope["headers"]).get(b"content-length")
-        too_big = declared is not None and declared.isdigit() and int(declared) > limit
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _too_large(int(declared), limit)
         chunks, size = [], 0
-        more = True
-        while more:
+        while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                break
+                raise _ClientGone()
             chunk = message.get("body", b"")
             size += len(chunk)
-            more = message.get("more_body", False)
             if size > limit:
-                too_big = True
-            if too_big:
-                chunks = []
-                if size > _DRAIN_MAX:
-                    break
-            else:
-                chunks.append(chunk)
-        if too_big:
-            shown = int(declared) if declared and declared.isdigit() else size
-            raise ApiError(
-                413,
-                "ValidationException",
-                f"The request body is {shown} bytes; this server accepts at most {limit} bytes (reelforge serve --max-body).",
-            )
-        return b"".join(chunks)
+                raise _too_large(size, limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _too_large(size: int, limit: int) -> ApiError:
+    return ApiError(413, "ValidationException", f"The request body is {size} bytes; this server accepts at most {limit} bytes (reelforge serve --max-body).")
 
 
 async def _handle(request: Request, exc: Exception):
@@ -330,11 +383,19 @@ def _wants_page(request: Request) -> bool:
 
 
 async def _handle_http(request: Request, exc: HTTPException):
-    if exc.status_code == 404 and _wants_page(request):
-        return not_found(request.url.path)
-    code = "UnknownOperationException"
-    message = f"No operation answers {request.method} {request.url.path}."
-    return error_response(ApiError(exc.status_code, code, message), request.scope.get("reelforge.request_id"))
+    path, status = request.url.path, exc.status_code
+    unknown = status in (404, 405)
+    if _is_gallery(path) and request.method == "POST":  # a gallery form: its error is a page
+        if unknown:
+            return error_page(status, "No such form", f"Nothing here takes a form posted to {path[:200]}; nothing was started.")
+        return error_page(status, "The form could not be read", f"{exc.detail}. Nothing was started: go back and send the form again.")
+    if status == 404 and _wants_page(request):
+        return not_found(path)
+    if unknown:
+        error = ApiError(status, "UnknownOperationException", f"No operation answers {request.method} {path}.")
+    else:
+        error = ApiError(status, code_for_status(status), str(exc.detail))
+    return error_response(error, request.scope.get("reelforge.request_id"))
 
 
 def create_app(settings: ServerSettings | None = None, runtime: Runtime | None = None) -> Starlette:

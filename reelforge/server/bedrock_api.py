@@ -29,11 +29,7 @@ def _state(request: Request):
 
 
 async def start_async_invoke(request: Request) -> JSONResponse:
-    try:
-        body = json.loads(await request.body() or b"null")
-    except (ValueError, UnicodeDecodeError):
-        raise validation("The request body is not valid JSON.") from None
-    parts = wire.parse_start(body)
+    parts = wire.parse_start(wire.parse_body(await request.body()))
     state = _state(request)
     record, _ = await run_in_threadpool(
         state.runtime.submit,
@@ -86,10 +82,9 @@ async def list_async_invokes(request: Request) -> JSONResponse:
     filters["order"] = order
     limit = DEFAULT_PAGE
     if "maxResults" in q:
-        try:
-            limit = int(q["maxResults"])
-        except ValueError:
+        if not wire.INTEGER.fullmatch(q["maxResults"]):
             wire._fail(q["maxResults"], "maxResults", "Member must be an integer")
+        limit = int(q["maxResults"])
         if not 1 <= limit <= 1000:
             wire._fail(limit, "maxResults", "Member must have value between 1 and 1000")
     digest = _filters_digest(filters)

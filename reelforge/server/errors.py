@@ -12,10 +12,17 @@ status, the ``x-amzn-ErrorType: <Code>`` header and a ``{"message": ...}`` JSON 
 | JobNotFoundError                            | 404  | ResourceNotFoundException     |
 | ApiError (the server's own)                 | any  | as given                      |
 | anything else                               | 500  | InternalServerException       |
+
+Replies written elsewhere (Starlette's Range errors, a route's plain JSON error) are reshaped
+on their way out by :func:`shaped_send`, with a code that follows the status
+(:data:`CODE_FOR_STATUS`); gallery pages (``text/html``) keep their own form. uvicorn's own
+replies (bad HTTP, timeouts, overload) are written in this shape by
+:mod:`reelforge.server.protocol`.
 """
 
 from __future__ import annotations
 
+import http
 import json
 import logging
 
@@ -70,3 +77,63 @@ def error_response(exc: BaseException, request_id: str | None = None) -> Respons
         headers["x-amzn-RequestId"] = request_id
     body = json.dumps({"message": message}).encode()
     return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+CODE_FOR_STATUS = {
+    401: "AccessDeniedException",
+    403: "AccessDeniedException",
+    404: "ResourceNotFoundException",
+    405: "UnknownOperationException",
+    408: "RequestTimeoutException",
+    409: "ConflictException",
+    429: "ThrottlingException",
+    503: "ServiceUnavailableException",
+}
+_KEPT = {b"content-range", b"allow", b"retry-after", b"x-amzn-requestid", b"connection"}
+_MAX_MESSAGE = 2048
+
+
+def code_for_status(status: int) -> str:
+    return CODE_FOR_STATUS.get(status) or ("InternalServerException" if status >= 500 else "ValidationException")
+
+
+def _message(body: bytes, content_type: str, status: int) -> str:
+    text = body[:_MAX_MESSAGE * 2].decode("utf-8", "replace").strip()
+    if content_type.startswith("application/json"):
+        try:
+            doc = json.loads(body)
+            text = str(doc.get("message") or doc.get("detail") or "") if isinstance(doc, dict) else ""
+        except ValueError:
+            text = ""
+    elif not content_type.startswith("text/plain"):
+        text = ""
+    return text[:_MAX_MESSAGE] or f"{status} {http.HTTPStatus(status).phrase}."
+
+
+def shaped_send(send):
+    """``send`` that rewrites an error reply lacking ``x-amzn-ErrorType`` into Bedrock's shape."""
+    held: dict | None = None
+    chunks: list[bytes] = []
+
+    async def wrapped(message):
+        nonlocal held
+        if message["type"] == "http.response.start" and message["status"] >= 400:
+            names = {k.lower(): v for k, v in message.get("headers", [])}
+            content_type = names.get(b"content-type", b"").decode("latin-1").lower()
+            if b"x-amzn-errortype" not in names and not content_type.startswith("text/html"):
+                held = message
+                return
+        elif held is not None and message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            names = {k.lower(): v for k, v in held.get("headers", [])}
+            status = held["status"]
+            body = json.dumps({"message": _message(b"".join(chunks), names.get(b"content-type", b"").decode("latin-1").lower(), status)}).encode()
+            headers = [(k, v) for k, v in held.get("headers", []) if k.lower() in _KEPT]
+            headers += [(b"x-amzn-errortype", code_for_status(status).encode()), (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            return await send({"type": "http.response.body", "body": body, "more_body": False})
+        await send(message)
+
+    return wrapped

@@ -7,12 +7,15 @@ botocore checks lengths, ranges and required members but not patterns or enums (
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from datetime import datetime, timezone
 from typing import Any
 
 from ..jobs import JobRecord, JobStatus
+from ..request import surrogate_problem
+from ..storage import check_location
 from .errors import validation
 
 MODEL_ID = re.compile(r"[a-zA-Z_\.\-/0-9:]+")
@@ -23,9 +26,12 @@ TOKEN = re.compile(r"[!-~]*")
 TAG = re.compile(r"[a-zA-Z0-9\s._:/=+@-]*")
 INVOCATION_ARN = re.compile(r"arn:aws(-[^:]+)?:bedrock:([a-z0-9-]{1,20}):([0-9]{12}):async-invoke/([a-z0-9]{12})")
 FOUNDATION_ARN = re.compile(r"arn:aws(-[^:]+)?:bedrock:[a-z0-9-]*:[0-9]*:foundation-model/(.+)")
+INTEGER = re.compile(r"[0-9]{1,10}")
+EPOCH_SECONDS = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
 BEDROCK_STATUSES = ("InProgress", "Completed", "Failed")
 SORT_ORDERS = ("Ascending", "Descending")
 START_MEMBERS = {"modelId", "modelInput", "outputDataConfig", "clientRequestToken", "tags"}
+MAX_DEPTH = 32  # of arrays and objects in a body; Nova's deepest request needs 9
 
 
 def _fail(value: Any, field: str, constraint: str) -> None:
@@ -46,6 +52,42 @@ def _string(body: dict, key: str, field: str, lo: int, hi: int, pattern: re.Patt
     if pattern is not None and not pattern.fullmatch(value):
         _fail(value, field, f"Member must satisfy regular expression pattern: {pattern.pattern}")
     return value
+
+
+def parse_body(raw: bytes) -> Any:
+    """A request body as JSON, refused (400) unless it is UTF-8, at most MAX_DEPTH deep and free of lone surrogates."""
+    try:
+        doc = json.loads(raw.decode("utf-8") or "null")
+    except RecursionError:
+        raise validation(f"The request body nests arrays or objects too deeply; at most {MAX_DEPTH} levels are allowed.") from None
+    except (ValueError, UnicodeDecodeError):
+        raise validation("The request body is not valid JSON.") from None
+    stack = [(doc, "", 0)]
+    while stack:  # iterative: a deep document must not exhaust the stack here either
+        value, path, depth = stack.pop()
+        if isinstance(value, str):
+            _check_text(value, path)
+        elif isinstance(value, (dict, list)):
+            if depth >= MAX_DEPTH:
+                raise validation(f"The request body nests arrays or objects more than {MAX_DEPTH} levels deep (at {(path or 'the top')[:200]}); at most {MAX_DEPTH} are allowed.")
+            items = value.items() if isinstance(value, dict) else ((f"[{i}]", v) for i, v in enumerate(value))
+            for key, item in items:
+                if isinstance(value, dict):
+                    _check_text(key, path or "the request body")
+                stack.append((item, _join(path, key), depth + 1))
+    return doc
+
+
+def _join(path: str, key: str) -> str:
+    if key.startswith("["):
+        return path + key
+    return key if path in ("", "modelInput") else f"{path}.{key}"  # model input fields are named as the runtime names them
+
+
+def _check_text(text: str, path: str) -> None:
+    problem = surrogate_problem(text)
+    if problem:
+        raise validation(f"{path or 'The request body'}: {problem}")
 
 
 def parse_start(body: Any) -> dict[str, Any]:
@@ -74,6 +116,7 @@ def parse_start(body: Any) -> dict[str, Any]:
     s3_uri = _string(s3, "s3Uri", f"{field}.s3Uri", 1, 1024, S3_URI, True)
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in s3_uri):  # a NUL passes the pattern's "."
         raise validation(f"{field}.s3Uri: contains a control character (such as NUL); write the output location without one")
+    check_location(s3_uri.rstrip("/"), f"{field}.s3Uri")
     kms = _string(s3, "kmsKeyId", f"{field}.kmsKeyId", 1, 2048, KMS_KEY, False)
     owner = _string(s3, "bucketOwner", f"{field}.bucketOwner", 12, 12, ACCOUNT, False)
     if kms is not None:
@@ -122,10 +165,8 @@ def parse_invocation_arn(arn: str) -> tuple[str, str]:
 
 def parse_time(value: str, field: str) -> float:
     """An ISO-8601 timestamp (what botocore sends) or epoch seconds, as epoch seconds."""
-    try:
+    if EPOCH_SECONDS.fullmatch(value):
         return float(value)
-    except ValueError:
-        pass
     try:
         t = datetime.fromisoformat(value.replace("z", "Z"))
     except ValueError:
