@@ -50,7 +50,9 @@ CHANNEL = "reelforge_jobs"  # PostgreSQL NOTIFY channel: a job became claimable
 # Every listing excludes shot units (parent_id IS NULL), so the indexes that serve it are partial and
 # hold top-level jobs only, each ordered by (submit_time, id) after its equality columns. The old
 # index on parent_id covered NULLs too, and SQLite chose it for "parent_id IS NULL": a scan of every job.
+# jobs_submit served only listings (shot units included), so jobs_list replaces it.
 _LISTING_INDEXES = """
+    DROP INDEX jobs_submit;
     DROP INDEX jobs_parent;
     CREATE INDEX jobs_parent ON jobs (parent_id) WHERE parent_id IS NOT NULL;
     DROP INDEX jobs_status_submit;
