@@ -107,7 +107,9 @@ def filled(request, tmp_path_factory):
                 for row in _rows(records, columns):
                     copy.write_row(row)
             conn.execute("VACUUM ANALYZE jobs")
-        yield open_store(url)
+        store = open_store(url)
+        yield store
+        store.pool.close()
     finally:
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
