@@ -14,9 +14,11 @@ import json
 import secrets
 import string
 import time
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .errors import RequestError
 
 
 class JobStatus(str, enum.Enum):
@@ -109,6 +111,47 @@ class JobRecord:
 _JSON_COLUMNS = ("model_input", "output_config", "tags", "metadata")
 _COLUMNS = tuple(JobRecord.__dataclass_fields__)
 
+SEARCH_MIN_CHARS = 3  # trigram indexes cannot look up anything shorter
+
+
+def check_search(q: str | None) -> str:
+    """The search text a listing filters on ("" for none), or RequestError naming ``q``."""
+    q = unicodedata.normalize("NFC", (q or "").strip())
+    if not q:
+        return ""
+    try:
+        q.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestError("q", "is not valid text (it holds a lone surrogate)") from None
+    if "\0" in q:
+        raise RequestError("q", "must not contain NUL characters")
+    if len(q) < SEARCH_MIN_CHARS:
+        raise RequestError("q", f"a search needs at least {SEARCH_MIN_CHARS} characters; got {q!r}")
+    return q
+
+
+def fold_search(text: str) -> str:
+    """Case-blind form of text (canonical caseless match), applied in Python so both databases agree on non-ASCII."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", text).casefold())
+
+
+def search_text(model_input: Any) -> str:
+    """What search looks in: the prompt and the shot texts of a request, folded; never keys, images or options."""
+    if not isinstance(model_input, dict):
+        return ""
+    texts = []
+    for key in ("textToVideoParams", "multiShotAutomatedParams"):
+        params = model_input.get(key)
+        if isinstance(params, dict) and isinstance(params.get("text"), str):
+            texts.append(params["text"])
+    params = model_input.get("multiShotManualParams")
+    shots = params.get("shots") if isinstance(params, dict) else None
+    for shot in shots if isinstance(shots, list) else []:
+        if isinstance(shot, dict) and isinstance(shot.get("text"), str):
+            texts.append(shot["text"])
+    # A line break between texts keeps a match from spanning two shots.
+    return fold_search("\n".join(texts))
+
 class JobStore:
     """The job log's interface. Times are epoch seconds; every method is safe across threads."""
 
@@ -131,7 +174,23 @@ class JobStore:
         search: str | None = None,
         model_id: str | None = None,
     ) -> list[JobRecord]:
-        """Jobs in submit-time order; ``after`` is the (submit_time, id) of the last row already seen."""
+        """Jobs in submit-time order; ``after`` is the (submit_time, id) of the last row already seen.
+
+        ``search`` is a case-blind substring of the prompt and shot texts (``check_search`` refuses
+        one shorter than 3 characters); ``%`` and ``_`` in it are literal."""
+        raise NotImplementedError
+
+    def count(
+        self,
+        *,
+        statuses: list[JobStatus] | None = None,
+        submitted_after: float | None = None,
+        submitted_before: float | None = None,
+        search: str | None = None,
+        model_id: str | None = None,
+        cap: int = 10_000,
+    ) -> int:
+        """How many jobs ``list`` would give with these filters, counting at most ``cap + 1`` ("10,000+")."""
         raise NotImplementedError
 
     def claim(self, worker_id: str, lease_s: float) -> JobRecord | None:

@@ -32,10 +32,57 @@ from typing import Any, Callable
 
 from . import config
 from .errors import ConflictError, JobNotFoundError, JobStoreError
-from .jobs import _COLUMNS, _JSON_COLUMNS, Beat, JobRecord, JobStatus, JobStore
+from .jobs import (
+    _COLUMNS,
+    _JSON_COLUMNS,
+    Beat,
+    JobRecord,
+    JobStatus,
+    JobStore,
+    check_search,
+    fold_search,
+    search_text,
+)
 
 log = logging.getLogger("reelforge.stores")
 CHANNEL = "reelforge_jobs"  # PostgreSQL NOTIFY channel: a job became claimable
+
+# Every listing excludes shot units (parent_id IS NULL), so the indexes that serve it are partial and
+# hold top-level jobs only, each ordered by (submit_time, id) after its equality columns. The old
+# index on parent_id covered NULLs too, and SQLite chose it for "parent_id IS NULL": a scan of every job.
+# jobs_submit served only listings (shot units included), so jobs_list replaces it.
+_LISTING_INDEXES = """
+    DROP INDEX jobs_submit;
+    DROP INDEX jobs_parent;
+    CREATE INDEX jobs_parent ON jobs (parent_id) WHERE parent_id IS NOT NULL;
+    DROP INDEX jobs_status_submit;
+    CREATE INDEX jobs_status_submit ON jobs (status, submit_time, id);
+    CREATE INDEX jobs_list ON jobs (submit_time, id) WHERE parent_id IS NULL;
+    CREATE INDEX jobs_list_status ON jobs (status, submit_time, id) WHERE parent_id IS NULL;
+    CREATE INDEX jobs_list_model ON jobs (model_id, submit_time, id) WHERE parent_id IS NULL;
+    CREATE INDEX jobs_list_model_status ON jobs (model_id, status, submit_time, id) WHERE parent_id IS NULL
+"""
+
+
+def _add_search_text(db, write_batch) -> None:
+    """Add the searchable text of each job (folded in Python, as create does) and fill it for the jobs already there."""
+    db.execute("ALTER TABLE jobs ADD COLUMN search_text TEXT")
+    last = ""
+    while True:
+        rows = db.execute(
+            "SELECT id, model_input FROM jobs WHERE parent_id IS NULL AND id > ? ORDER BY id LIMIT 1000", (last,)
+        ).fetchall()
+        if not rows:
+            return
+        write_batch(db, [r["id"] for r in rows], [search_text(json.loads(r["model_input"])) for r in rows])
+        last = rows[-1]["id"]
+
+
+def _sqlite_search_text(db) -> None:
+    def write(db, ids, texts):
+        db.executemany("UPDATE jobs SET search_text = ? WHERE id = ?", zip(texts, ids))
+
+    _add_search_text(db, write)
 
 SQLITE_MIGRATIONS = [
     # 1: the job log
@@ -63,6 +110,10 @@ SQLITE_MIGRATIONS = [
     ALTER TABLE jobs ADD COLUMN counted_fence INTEGER NOT NULL DEFAULT 0;
     UPDATE jobs SET fence = attempts, counted_fence = attempts
     """,
+    # 4: listings cost the same at a million jobs as at a thousand
+    _LISTING_INDEXES,
+    # 5: search looks at prompt and shot texts only (the FTS index on it: SQLiteJobStore._prepare_search)
+    _sqlite_search_text,
 ]
 
 
@@ -78,6 +129,20 @@ def _column_values(record: JobRecord) -> dict[str, Any]:
         values[c] = json.dumps(values[c], ensure_ascii=False)  # readable text, so search finds "café"
     values["cancel_requested"] = int(values["cancel_requested"])
     return values
+
+
+def _statuses(statuses) -> list[str]:
+    wanted = sorted({JobStatus(s).value for s in statuses or ()})
+    return [] if len(wanted) == len(JobStatus) else wanted
+
+
+def _status_in(wanted: list[str]) -> str:
+    return f"status IN ({', '.join('?' * len(wanted))})"
+
+
+def _order_by(descending: bool) -> str:
+    order = "DESC" if descending else "ASC"
+    return f" ORDER BY submit_time {order}, id {order}"
 
 
 class SQLJobStore(JobStore):
@@ -96,11 +161,21 @@ class SQLJobStore(JobStore):
             self._migration_lock(db)
             db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL)")
             current = db.execute("SELECT MAX(version) AS v FROM schema_migrations").fetchone()["v"] or 0
-            for version, sql in enumerate(self.migrations, start=1):
+            for version, step in enumerate(self.migrations, start=1):
                 if version > current:
-                    for stmt in filter(str.strip, sql.split(";")):
-                        db.execute(stmt)
+                    if callable(step):  # what SQL alone cannot do, such as reading JSON in Python
+                        step(db)
+                    else:
+                        for stmt in filter(str.strip, step.split(";")):
+                            db.execute(stmt)
                     db.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
+            self._prepare_search(db)
+
+    def _prepare_search(self, db) -> None:
+        """Build the search index when missing and possible (it may need what a later start has)."""
+
+    def _index_search(self, db, job_id: str, text: str) -> None:
+        """Add a new job's search text to an index that is not a column's (SQLite's FTS table)."""
 
     # --- what a dialect supplies -----------------------------------------------------------
     def _conn(self):
@@ -143,6 +218,7 @@ class SQLJobStore(JobStore):
     @staticmethod
     def _row(row) -> JobRecord:
         d = dict(row)
+        d.pop("search_text", None)  # an index column, not part of the record
         for c in _JSON_COLUMNS:
             d[c] = json.loads(d[c])
         d["status"] = JobStatus(d["status"])
@@ -152,16 +228,20 @@ class SQLJobStore(JobStore):
     # --- interface -------------------------------------------------------------------------
     def create(self, record: JobRecord) -> tuple[JobRecord, bool]:
         values = _column_values(record)
+        values["search_text"] = search_text(record.model_input) if record.parent_id is None else None
+        columns = _COLUMNS + ("search_text",)
 
         def body(retrying: bool) -> tuple[JobRecord, bool]:
             with self._tx() as db:
                 # One write: a repeated token (or our own insert, when a retry follows a lost reply) inserts nothing.
                 row = db.execute(
-                    f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+                    f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
                     " ON CONFLICT DO NOTHING RETURNING id",
-                    [values[c] for c in _COLUMNS],
+                    [values[c] for c in columns],
                 ).fetchone()
                 if row is not None:
+                    if values["search_text"] is not None:
+                        self._index_search(db, record.id, values["search_text"])
                     self._announce(db)
                     return record, True
                 found = db.execute(
@@ -192,10 +272,67 @@ class SQLJobStore(JobStore):
         return self._row(row)
 
     def list(self, *, statuses=None, submitted_after=None, submitted_before=None, descending=True, limit=100, after=None, search=None, model_id=None):
-        where, args = ["parent_id IS NULL"], []
-        if statuses:
-            where.append(f"status IN ({', '.join('?' * len(statuses))})")
-            args += [s.value for s in statuses]
+        needle = check_search(search)
+        where, args = self._where(submitted_after, submitted_before, model_id, after, descending)
+        wanted = _statuses(statuses)
+        if not needle:
+            sql, sql_args = self._ordered("jobs.*", where, args, wanted, descending, limit)
+            return [self._row(r) for r in self._read([(sql, sql_args)])]
+        needle = fold_search(needle)
+        order = _order_by(descending)
+        # A common word fills the page from the newest jobs: look in a window of them first (its cost is
+        # bounded by the page size), then ask the search index, whose cost follows the matches. Both pick
+        # ids only; the rows of the page are read once, at the end.
+        window, window_args = self._ordered("jobs.id, jobs.submit_time, jobs.search_text", where, args, wanted, descending, limit * self._SEARCH_WINDOW)
+        page = f"SELECT * FROM jobs WHERE id IN ({{}}){order}"
+        recent = page.format(f"SELECT id FROM ({window}) recent WHERE {self._CONTAINS}{order} LIMIT ?"), window_args + [needle, limit]
+        matches, match_args = self._matches(needle, where + [_status_in(wanted)] if wanted else where, args + wanted)
+        indexed = page.format(f"SELECT id FROM ({matches}) m{order} LIMIT ?"), match_args + [limit]
+        return [self._row(r) for r in self._read([recent, indexed], enough=limit)]
+
+    def count(self, *, statuses=None, submitted_after=None, submitted_before=None, search=None, model_id=None, cap=10_000) -> int:
+        needle = check_search(search)
+        where, args = self._where(submitted_after, submitted_before, model_id, None, True)
+        wanted = _statuses(statuses)
+        if needle:
+            sql, sql_args = self._matches(fold_search(needle), where + [_status_in(wanted)] if wanted else where, args + wanted)
+            sql, sql_args = f"SELECT id FROM ({sql}) m LIMIT ?", sql_args + [cap + 1]
+        else:
+            # A page's own query, so the same ordered index scans serve it, stopping after cap + 1 rows.
+            sql, sql_args = self._ordered("jobs.submit_time, jobs.id", where, args, wanted, True, cap + 1)
+        return self._read([(f"SELECT COUNT(*) AS n FROM ({sql}) counted", sql_args)])[0]["n"]
+
+    def _read(self, statements: list[tuple[str, list]], enough: int = 0) -> list:
+        """The rows of the first statement that gives at least ``enough`` (else of the last)."""
+
+        def body(_):
+            with self._conn() as db:
+                for sql, args in statements:
+                    rows = db.execute(sql, args).fetchall()
+                    if len(rows) >= enough:
+                        break
+                return rows
+
+        return self._attempt(body)
+
+    _SEARCH_WINDOW = 20  # pages' worth of newest jobs a search looks at before it asks the index
+    _CONTAINS = "instr(search_text, ?) > 0"  # search_text and the needle are both folded: an exact substring test
+
+    @staticmethod
+    def _where(submitted_after, submitted_before, model_id, after, descending) -> tuple[list[str], list]:
+        where, args = ["parent_id IS NULL"], []  # shot units are part of their job, never listed
+        # One bound on each side: with a cursor and a time limit on the same side, a planner bounds its
+        # index scan by one of them and filters by the other, reading every row in between.
+        if after is not None:
+            if descending:
+                if submitted_before is not None and submitted_before <= after[0]:
+                    after = None
+                else:
+                    submitted_before = None
+            elif submitted_after is not None and submitted_after >= after[0]:
+                after = None
+            else:
+                submitted_after = None
         if submitted_after is not None:
             where.append("submit_time > ?")
             args.append(submitted_after)
@@ -205,42 +342,33 @@ class SQLJobStore(JobStore):
         if model_id:
             where.append("model_id = ?")
             args.append(model_id)
-        if search:
-            where.append("LOWER(model_input) LIKE LOWER(?) ESCAPE '\\'")  # case-blind on both databases
-            args.append("%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
         if after is not None:
             where.append("(submit_time, id) < (?, ?)" if descending else "(submit_time, id) > (?, ?)")
             args += list(after)
-        order = "DESC" if descending else "ASC"
-        sql = "SELECT * FROM jobs WHERE " + " AND ".join(where)
-        sql += f" ORDER BY submit_time {order}, id {order} LIMIT ?"
+        return where, args
 
-        def body(_):
-            with self._conn() as db:
-                return db.execute(sql, args + [limit]).fetchall()
+    # PostgreSQL plans a bare UNION ALL under ORDER BY ... LIMIT as a sort of every matching row;
+    # a LIMIT in each branch makes it merge the branches' ordered index scans. SQLite merges either way.
+    _LIMIT_EACH_BRANCH = False
 
-        return [self._row(r) for r in self._attempt(body)]
+    def _ordered(self, columns, where, args, wanted, descending, limit) -> tuple[str, list]:
+        """A page in (submit_time, id) order read from an index in that order, stopping after ``limit`` rows."""
+        order = _order_by(descending)
+        if len(wanted) < 2:
+            where, args = (where + ["status = ?"], args + wanted) if wanted else (where, args)
+            return f"SELECT {columns} FROM jobs WHERE {' AND '.join(where)}{order} LIMIT ?", args + [limit]
+        # Several statuses (Bedrock's InProgress, Failed): an ordered scan of each, merged.
+        branch = f"SELECT {columns} FROM jobs WHERE {' AND '.join(where)} AND status = ?"
+        branch_args = [args + [s] for s in wanted]
+        if self._LIMIT_EACH_BRANCH:
+            branch = f"({branch}{order} LIMIT ?)"
+            branch_args = [a + [limit] for a in branch_args]
+        sql = " UNION ALL ".join([branch] * len(wanted)) + f"{order} LIMIT ?"
+        return sql, [a for b in branch_args for a in b] + [limit]
 
-
-    def count(self, *, statuses=None, submitted_after=None, submitted_before=None, search=None, model_id=None, cap=10_000) -> int:
-        """How many jobs ``list`` would find with these filters, counted up to ``cap`` + 1."""
-        where, args = ["parent_id IS NULL"], []
-        for sql, value in (("submit_time > ?", submitted_after), ("submit_time < ?", submitted_before), ("model_id = ?", model_id)):
-            if value is not None:
-                where.append(sql)
-                args.append(value)
-        if statuses:
-            where.append(f"status IN ({', '.join('?' * len(statuses))})")
-            args += [s.value for s in statuses]
-        if search:
-            where.append("LOWER(model_input) LIKE LOWER(?) ESCAPE '\\'")
-            args.append("%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
-        sql = f"SELECT COUNT(*) AS n FROM (SELECT 1 FROM jobs WHERE {' AND '.join(where)} LIMIT ?) AS capped"
-        def body(_):
-            with self._conn() as db:
-                return db.execute(sql, args + [cap + 1]).fetchone()["n"]
-
-        return self._attempt(body)
+    def _matches(self, needle: str, where: list[str], args: list) -> tuple[str, list]:
+        """(id, submit_time) of every job whose search_text contains ``needle``, found through the search index."""
+        raise NotImplementedError
 
     def claim(self, worker_id: str, lease_s: float) -> JobRecord | None:
         def body(retrying: bool):
@@ -587,6 +715,40 @@ class SQLiteJobStore(SQLJobStore):
             raise
 
 
+    _fts = False  # whether jobs_search, the trigram index of search_text, exists
+
+    def _prepare_search(self, db) -> None:
+        self._fts = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'jobs_search'").fetchone() is not None
+        if self._fts:
+            return
+        try:
+            # case_sensitive 1: search_text is folded already, so matching is exact, as LIKE is on PostgreSQL.
+            db.execute("CREATE VIRTUAL TABLE jobs_search USING fts5(job_id UNINDEXED, text, tokenize='trigram case_sensitive 1')")
+        except sqlite3.OperationalError as exc:  # no FTS5, or SQLite older than 3.34 (no trigram tokenizer)
+            log.warning("search in the job log reads every job: SQLite %s cannot build its index (%s)", sqlite3.sqlite_version, exc)
+            return
+        db.execute("INSERT INTO jobs_search (job_id, text) SELECT id, search_text FROM jobs WHERE search_text IS NOT NULL")
+        self._fts = True
+
+    def _index_search(self, db, job_id: str, text: str) -> None:
+        if self._fts:
+            db.execute("INSERT INTO jobs_search (job_id, text) VALUES (?, ?)", (job_id, text))
+
+    def _matches(self, needle: str, where: list[str], args: list) -> tuple[str, list]:
+        if not self._fts:
+            return f"SELECT id, submit_time FROM jobs WHERE {self._CONTAINS} AND {' AND '.join(where)}", [needle] + args
+        # CROSS JOIN fixes the order: the index's matches first, then their rows; never the log checked against them.
+        phrase = '"' + needle.replace('"', '""') + '"'  # one FTS5 string, in which every character is literal
+        sql = "SELECT jobs.id, jobs.submit_time FROM jobs_search CROSS JOIN jobs ON jobs.id = jobs_search.job_id"
+        return f"{sql} WHERE jobs_search MATCH ? AND {' AND '.join(where)}", [phrase] + args
+
+def _postgres_search_text(db) -> None:
+    def write(db, ids, texts):
+        db.execute("UPDATE jobs SET search_text = v.text FROM unnest(?::text[], ?::text[]) AS v(id, text) WHERE jobs.id = v.id", (ids, texts))
+
+    _add_search_text(db, write)
+
+
 POSTGRES_MIGRATIONS = [
     # 1: the job log (times as epoch seconds in double precision; JSON kept as text, like SQLite)
     """
@@ -610,6 +772,10 @@ POSTGRES_MIGRATIONS = [
     ALTER TABLE jobs ADD COLUMN counted_fence INTEGER NOT NULL DEFAULT 0;
     UPDATE jobs SET fence = attempts, counted_fence = attempts
     """,
+    # 3: listings cost the same at a million jobs as at a thousand
+    _LISTING_INDEXES,
+    # 4: search looks at prompt and shot texts only (its trigram index: PostgresJobStore._prepare_search)
+    _postgres_search_text,
 ]
 
 
@@ -673,6 +839,7 @@ class PostgresJobStore(SQLJobStore):
 
     migrations = POSTGRES_MIGRATIONS
     _CLAIM_NEXT = SQLJobStore._CLAIM_NEXT + " FOR UPDATE SKIP LOCKED"
+    _LIMIT_EACH_BRANCH = True
 
     def __init__(self, url: str):
         super().__init__()
@@ -729,6 +896,38 @@ class PostgresJobStore(SQLJobStore):
 
     def _lock(self, db, job_id: str) -> None:
         db.execute("SELECT id FROM jobs WHERE id = ? FOR UPDATE", (job_id,))
+
+    def _prepare_search(self, db) -> None:
+        """Index search_text with pg_trgm; install it in schema public when this role may, else searches scan."""
+        import psycopg
+
+        if db.execute("SELECT to_regclass('jobs_search_trgm') AS i").fetchone()["i"] is not None:
+            return
+        find = "SELECT n.nspname AS s FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'"
+        found = db.execute(find).fetchone()
+        if found is None:
+            db.execute("SAVEPOINT trgm")
+            try:
+                db.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
+                db.execute("RELEASE SAVEPOINT trgm")
+            except psycopg.Error as exc:
+                db.execute("ROLLBACK TO SAVEPOINT trgm")
+                log.warning(
+                    "search in the job log reads every job: the pg_trgm extension is not installed and this role "
+                    "cannot install it (%s); run CREATE EXTENSION pg_trgm as a database owner and restart", _first_line(exc)
+                )
+                return
+            found = db.execute(find).fetchone()
+        opclass = '"' + found["s"].replace('"', '""') + '".gin_trgm_ops'
+        db.execute(f"CREATE INDEX jobs_search_trgm ON jobs USING gin (search_text {opclass}) WHERE parent_id IS NULL")
+
+    _CONTAINS = "strpos(search_text, ?) > 0"
+
+    def _matches(self, needle: str, where: list[str], args: list) -> tuple[str, list]:
+        # OFFSET 0 keeps the planner from folding this into the caller's ORDER BY ... LIMIT, where it may
+        # choose an ordered scan of the whole log over the trigram index. LIKE's escape is backslash here.
+        pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        return f"SELECT id, submit_time FROM jobs WHERE search_text LIKE ? AND {' AND '.join(where)} OFFSET 0", [pattern] + args
 
     def _try_lock(self, db, job_id: str) -> bool:
         row = db.execute("SELECT id FROM jobs WHERE id = ? FOR UPDATE SKIP LOCKED", (job_id,)).fetchone()

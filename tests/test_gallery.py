@@ -158,6 +158,9 @@ def test_search_and_filters_narrow_the_list(server, http):
     assert ids(q="no such words") == set()
     bad = http.get("/", params={"status": "LOST"})
     assert bad.status_code == 400 and "&#39;LOST&#39; is not a status" in bad.text
+    short = http.get("/", params={"q": "ze"})  # too short for the search index: said on the form, not a crash
+    assert short.status_code == 400 and "a search needs at least 3 characters" in short.text and 'role="alert"' in short.text
+    assert 'value="ze"' in short.text
 
 
 def test_list_pages_through_older_jobs(server, http, monkeypatch):

@@ -1,21 +1,28 @@
 """The job log's contract, run against SQLite and PostgreSQL alike."""
 
+import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+import uuid
 
 import pytest
+from conftest import PG_URL, pg_available
 
-from reelforge.errors import ConflictError, JobNotFoundError
+from reelforge.errors import ConflictError, JobNotFoundError, RequestError
 from reelforge.jobs import Beat, JobRecord, JobStatus, new_job_id, open_store
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request, tmp_path):
     if request.param == "sqlite":
-        return open_store(tmp_path / "jobs.sqlite3")
-    return open_store(request.getfixturevalue("pg_url"))
+        yield open_store(tmp_path / "jobs.sqlite3")
+        return
+    store = open_store(request.getfixturevalue("pg_url"))
+    yield store
+    store.pool.close()  # a pool per test schema would hold its connections until the whole run ends
 
 
 def record(token=None, fingerprint="f", submit_time=None, text="a cat", **kw) -> JobRecord:
@@ -223,3 +230,172 @@ def test_shot_units_of_an_ended_job_are_not_claimed(store):
     unit = store.claim("w1", 30)
     store.finish(unit.id, "w1", JobStatus.FAILED, failure_message="boom")  # fails the job, cancels queued shots
     assert store.get(parent.id).status is JobStatus.FAILED and store.claim("w2", 30) is None
+
+
+def _job(text=None, shots=None, automated=None, image=None, **kw) -> JobRecord:
+    """A job whose request is Nova Reel's model input, as the runtime records it."""
+    cfg = {"durationSeconds": 6, "fps": 24, "dimension": "1280x720", "seed": 7}
+    if shots is not None:
+        model_input = {"taskType": "MULTI_SHOT_MANUAL", "multiShotManualParams": {"shots": [{"text": t} for t in shots]},
+                       "videoGenerationConfig": {"fps": 24, "dimension": "1280x720"}}
+    elif automated is not None:
+        model_input = {"taskType": "MULTI_SHOT_AUTOMATED", "multiShotAutomatedParams": {"text": automated},
+                       "videoGenerationConfig": {**cfg, "durationSeconds": 18}}
+    else:
+        params = {"text": text}
+        if image is not None:
+            params["images"] = [{"format": "png", "source": {"bytes": image}}]
+        model_input = {"taskType": "TEXT_VIDEO", "textToVideoParams": params, "videoGenerationConfig": cfg}
+    rec = record(**kw)
+    rec.model_input = model_input
+    return rec
+
+
+def test_search_is_a_case_blind_substring_of_prompt_and_shot_texts_only(store):
+    t0 = 1_800_000_000.0
+    lighthouse = store.create(_job("A Red LIGHTHOUSE at dusk", submit_time=t0))[0]
+    shots = store.create(_job(shots=["a quiet harbour", "Café terrace at night"], submit_time=t0 + 1))[0]
+    street = store.create(_job(automated="Straße im Regen; ÉCOLE in fog", submit_time=t0 + 2))[0]
+    literal = store.create(_job('snake_case sign says "100% cotton"', image="iVBORw0KGgoAAAANSUhEUgAAQUJD", submit_time=t0 + 3))[0]
+    other = store.create(_job("snakeXcase and 1000 cotton bales", submit_time=t0 + 4))[0]
+
+    def found(q, **kw):
+        return [j.id for j in store.list(search=q, **kw)]
+
+    assert found("lighthouse") == found("LightHouse") == found("red light") == [lighthouse.id]
+    assert found("café") == found("CAFÉ") == found("Cafe\u0301") == [shots.id]  # composed or not, any case
+    assert found("harbour") == [shots.id] and found("cafe") == []  # accents count
+    assert found("STRASSE") == found("straße") == [street.id] and found("école") == [street.id]
+    assert found("e_c") == [literal.id] and found("0% c") == [literal.id] and found('"100%') == [literal.id]
+    assert found("cotton") == [other.id, literal.id]  # newest first
+    assert found("cotton", descending=False) == [literal.id, other.id]
+    # Never keys, option values, the task type or an image's base64:
+    for q in ("textToVideoParams", "text", "1280x720", "durationSeconds", "MULTI_SHOT", "iVBORw0KGgo", "QUJD", "png"):
+        assert found(q) == [], q
+    assert found("cotton", statuses=[JobStatus.QUEUED], submitted_after=t0 + 3.5) == [other.id]
+    assert found("cotton", model_id="reelforge.animatic-v1", after=(other.submit_time, other.id)) == [literal.id]
+    assert found("cotton", statuses=[JobStatus.FAILED]) == [] and found("cotton", model_id="amazon.nova-reel-v1:1") == []
+    assert store.count(search="COTTON") == 2 and store.count(search="cotton", submitted_before=t0 + 3.5) == 1
+
+
+def test_a_search_shorter_than_three_characters_is_refused_naming_q(store):
+    store.create(_job("an ox"))
+    for q in ("ab", " an ", "é", "e\u0301x"):
+        with pytest.raises(RequestError, match="at least 3 characters") as refused:
+            store.list(search=q)
+        assert refused.value.field == "q"
+        with pytest.raises(RequestError, match="at least 3 characters"):
+            store.count(search=q)
+    assert len(store.list(search=" n o ")) == 1 and len(store.list(search="")) == 1 and store.count(search="  ") == 1
+
+
+def test_search_pages_through_the_newest_window_and_then_the_index(store):
+    """A page found among the newest jobs, and matches too old for that window, give the same order."""
+    t0 = 1_800_000_000.0
+    made = [store.create(_job(f"clip {i} {'of a rare yak' if i in (0, 1) else 'of a cat'}", submit_time=t0 + i))[0] for i in range(60)]
+    assert [j.id for j in store.list(search="a cat", limit=3)] == [made[59].id, made[58].id, made[57].id]
+    assert [j.id for j in store.list(search="rare yak", limit=3)] == [made[1].id, made[0].id]  # older than 20 pages of 3
+    assert [j.id for j in store.list(search="rare yak", limit=1, after=(made[1].submit_time, made[1].id))] == [made[0].id]
+    assert [j.id for j in store.list(search="rare yak", limit=2, descending=False)] == [made[0].id, made[1].id]
+    cats = store.list(search="a cat", limit=100, descending=False)
+    assert [j.id for j in cats] == [j.id for j in made[2:]]
+
+
+def test_count_is_that_of_the_listing_capped(store):
+    t0 = 1_800_000_000.0
+    for i in range(7):
+        store.create(record(submit_time=t0 + i, text=f"clip {i}"))
+    store.claim("w", 30)
+    parent = store.claim("w", 30)
+    store.split(parent.id, "w", [record(parent_id=parent.id, shot_index=k, submit_time=parent.submit_time) for k in range(3)])
+    assert store.count() == 7 and store.count(cap=3) == 4  # "3+" needs one more than the cap; shot units not counted
+    assert store.count(statuses=JobStatus.from_bedrock("InProgress")) == 7
+    assert store.count(statuses=[JobStatus.RUNNING]) == 2 and store.count(statuses=[JobStatus.COMPLETED]) == 0
+    assert store.count(submitted_after=t0 + 4.5) == 2 and store.count(model_id="reelforge.animatic-v1", submitted_before=t0 + 1.5) == 2
+    assert store.count(model_id="amazon.nova-reel-v1:1") == 0
+
+
+def _old_store(kind: str, location) -> None:
+    """A job log as the release before search and the listing indexes left it (fencing its last step), holding two jobs."""
+    from reelforge.stores import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
+
+    jobs = [_job("An old LIGHTHOUSE film", submit_time=1e9), _job(shots=["shot one", "a Café at noon"], submit_time=2e9)]
+    columns = [c for c in JobRecord.__dataclass_fields__]
+    rows = []
+    for j in jobs:
+        d = j.to_dict()
+        d.update({c: json.dumps(d[c]) for c in ("model_input", "output_config", "tags", "metadata")}, cancel_requested=0)
+        rows.append([d[c] for c in columns])
+    insert = f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({', '.join(['{}'] * len(columns))})"
+    if kind == "sqlite":
+        db = sqlite3.connect(location, isolation_level=None)
+        db.execute("CREATE TABLE schema_migrations (version INTEGER NOT NULL)")
+        for version, sql in enumerate(SQLITE_MIGRATIONS[:3], start=1):
+            db.executescript(sql)
+            db.execute("INSERT INTO schema_migrations VALUES (?)", (version,))
+        db.executemany(insert.format(*["?"] * len(columns)), rows)
+        db.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(location, autocommit=True) as conn:
+            conn.execute("CREATE TABLE schema_migrations (version INTEGER NOT NULL)")
+            for version, sql in enumerate(POSTGRES_MIGRATIONS[:2], start=1):
+                for stmt in filter(str.strip, sql.split(";")):
+                    conn.execute(stmt)
+                conn.execute("INSERT INTO schema_migrations VALUES (%s)", (version,))
+            conn.cursor().executemany(insert.format(*["%s"] * len(columns)), rows)
+    return jobs
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_an_existing_job_log_is_migrated_and_its_jobs_found_by_search(kind, tmp_path, request):
+    location = tmp_path / "jobs.sqlite3" if kind == "sqlite" else request.getfixturevalue("pg_url")
+    old = _old_store(kind, location)
+    store = open_store(location)
+    assert [j.id for j in store.list(search="lighthouse")] == [old[0].id]
+    assert [j.id for j in store.list(search="CAFÉ")] == [old[1].id] and store.list(search="shot one")[0].id == old[1].id
+    assert store.list(search="taskType") == [] and store.count() == 2
+    new, _ = store.create(_job("a new lighthouse"))
+    assert [j.id for j in store.list(search="lighthouse")] == [new.id, old[0].id]
+    assert [j.id for j in open_store(location).list(search="lighthouse")] == [new.id, old[0].id]  # a second open changes nothing
+    if kind == "postgres":
+        store.pool.close()
+
+
+def test_without_pg_trgm_search_still_works_and_says_why_it_is_slow(pg_url, caplog):
+    """A role that may not create extensions, in a database without pg_trgm: a warning, and searches that scan."""
+    import psycopg
+
+    if not pg_available():
+        pytest.skip("no PostgreSQL")
+    name = "rf_noext_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {name} LOGIN")
+        conn.execute(f"CREATE DATABASE {name} OWNER postgres")
+    try:
+        admin_url = PG_URL.rsplit("/", 1)[0] + "/" + name
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA app AUTHORIZATION {name}")
+            conn.execute(f"REVOKE CREATE ON DATABASE {name} FROM PUBLIC")
+        url = admin_url.replace("postgres@", f"{name}@", 1) + "?options=-csearch_path%3Dapp"
+        with caplog.at_level("WARNING", logger="reelforge.stores"):
+            store = open_store(url)
+        assert "pg_trgm" in caplog.text and "CREATE EXTENSION pg_trgm" in caplog.text
+        job, _ = store.create(_job("A Café by the sea"))
+        assert [j.id for j in store.list(search="CAFÉ by")] == [job.id] and store.count(search="café") == 1
+        store.pool.close()
+        with psycopg.connect(admin_url, autocommit=True) as conn:  # an administrator installs it: the next start indexes
+            conn.execute("CREATE EXTENSION pg_trgm SCHEMA public")
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="reelforge.stores"):
+            again = open_store(url)
+        assert "pg_trgm" not in caplog.text
+        with again._conn() as db:
+            assert db.execute("SELECT to_regclass('jobs_search_trgm') AS i").fetchone()["i"] is not None
+        assert [j.id for j in again.list(search="café")] == [job.id]
+        again.pool.close()
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.execute(f"DROP ROLE IF EXISTS {name}")

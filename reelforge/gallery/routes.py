@@ -145,15 +145,18 @@ class Gallery:
         query = dict(statuses=wanted, search=search or None, model_id=model or None, limit=PAGE_SIZE + 1)
         store = self.runtime.store
         rows, newer_exist = [], False
-        if after is not None:
-            rows = await run_in_threadpool(lambda: store.list(**query, after=after, descending=False))
-            if len(rows) > PAGE_SIZE:
-                newer_exist, rows = True, rows[:PAGE_SIZE][::-1]
-            else:
-                after = None  # fewer than a page of newer jobs: that is the first page
-        if after is None:
-            rows = await run_in_threadpool(lambda: store.list(**query, after=before))
-            newer_exist = before is not None
+        try:
+            if after is not None:
+                rows = await run_in_threadpool(lambda: store.list(**query, after=after, descending=False))
+                if len(rows) > PAGE_SIZE:
+                    newer_exist, rows = True, rows[:PAGE_SIZE][::-1]
+                else:
+                    after = None  # fewer than a page of newer jobs: that is the first page
+            if after is None:
+                rows = await run_in_threadpool(lambda: store.list(**query, after=before))
+                newer_exist = before is not None
+        except RequestError as exc:  # the store refuses a search too short to look up
+            rows, newer_exist, after, error = [], False, None, exc.message
         more = len(rows) > PAGE_SIZE if after is None else True  # a page reached going back has older jobs after it
         rows = rows[:PAGE_SIZE]
         params = {k: v for k, v in (("q", search), ("status", status), ("model", model)) if v}
