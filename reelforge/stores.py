@@ -829,6 +829,13 @@ def _pool(url: str):
         return pool
 
 
+def close_pools(matching: str = "") -> None:
+    """Close this process's connection pools (those whose URL contains ``matching``)."""
+    with _pools_lock:
+        for url in [u for u in _pools if matching in u]:
+            _pools.pop(url).close()
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
