@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
 import os
 import re
@@ -209,54 +210,53 @@ def _decode_error(field: str, e: Exception) -> ImageError:
     return ImageError(field, f"image data is truncated or corrupt and cannot be decoded ({e})")
 
 
+@contextlib.contextmanager
+def _decoding(field: str):
+    """Decoding errors of every kind as one ImageError naming ``field``."""
+    # catch_warnings is process-wide before Python 3.14; the pixel cap makes the warning a backstop only.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            yield
+        except ImageError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise ImageError(field, f"image is too large to decode safely ({e})") from None
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
+            raise _decode_error(field, e) from None
+
+
 def inspect_image(data: bytes, field: str, declared_format: str | None = None) -> str:
     """The format ("PNG"/"JPEG") of image bytes, checked without decoding them at full size.
 
     PNG: the header and every chunk's checksum. JPEG: a decode at 1/8 scale (1/64 of the
     pixels), which reads the whole file and so finds a truncated one.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            im = _open_checked(data, field, declared_format)
-            fmt = im.format
-            im.verify()
-            if fmt == "JPEG":
-                im = Image.open(io.BytesIO(data))
-                im.draft(im.mode, (max(im.size[0] // 8, 1), max(im.size[1] // 8, 1)))
-                with _decodes:
-                    im.load()
-        except ImageError:
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise ImageError(field, f"image is too large to decode safely ({e})") from None
-        except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
-            raise _decode_error(field, e) from None
+    with _decoding(field):
+        im = _open_checked(data, field, declared_format)
+        fmt = im.format
+        im.verify()
+        if fmt == "JPEG":
+            im = Image.open(io.BytesIO(data))
+            im.draft(im.mode, (max(im.size[0] // 8, 1), max(im.size[1] // 8, 1)))
+            with _decodes:
+                im.load()
     return fmt
 
 
 def _load(data: bytes, field: str, declared_format: str | None, draft_size: tuple[int, int] | None, frame: tuple[int, int] | None = None) -> Image.Image:
-    # catch_warnings is process-wide before Python 3.14; the pixel cap above makes the warning a backstop only.
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            im = _open_checked(data, field, declared_format, frame)
-            # verify() checks PNG chunk CRCs but leaves the object unusable, hence the reopen.
-            im.verify()
-            im = Image.open(io.BytesIO(data))
-            if draft_size and im.format == "JPEG":
-                tw, th = draft_size
-                if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-                    tw, th = th, tw  # draft works on stored pixels, before the EXIF rotation
-                # JPEG decodes at 1/2, 1/4 or 1/8 scale for free, never below the requested size.
-                im.draft("RGB", (tw, th))
-            im.load()
-        except ImageError:
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise ImageError(field, f"image is too large to decode safely ({e})") from None
-        except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
-            raise _decode_error(field, e) from None
+    with _decoding(field):
+        im = _open_checked(data, field, declared_format, frame)
+        # verify() checks PNG chunk CRCs but leaves the object unusable, hence the reopen.
+        im.verify()
+        im = Image.open(io.BytesIO(data))
+        if draft_size and im.format == "JPEG":
+            tw, th = draft_size
+            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                tw, th = th, tw  # draft works on stored pixels, before the EXIF rotation
+            # JPEG decodes at 1/2, 1/4 or 1/8 scale for free, never below the requested size.
+            im.draft("RGB", (tw, th))
+        im.load()
     return im
 
 

@@ -126,15 +126,20 @@ def raw_exchange(port: int, data: bytes, *, shut_write: bool = False, timeout: f
         s.sendall(data)
         if shut_write:
             s.shutdown(socket.SHUT_WR)
-        chunks = []
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
+        return read_to_close(s)
+
+
+def read_to_close(s: socket.socket) -> bytes:
+    """Everything ``s`` receives until the server closes (or resets) the connection."""
+    chunks = []
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
     return b"".join(chunks)
 
 

@@ -33,7 +33,7 @@ from reelforge.server.app import ServerSettings
 from reelforge.server.origin import s3_sources
 from server_fixtures import (
     TEST_KEYS, TINY, TINY_MODEL, ServerProcess, ServerThread, bedrock, error_of, expect, http, moto_s3,
-    parse_reply, raw_exchange, read_reply, start_tiny, wait_done,
+    parse_reply, raw_exchange, read_reply, read_to_close, start_tiny, wait_done,
 )
 
 OUTPUT_FIELD = "outputDataConfig.s3OutputDataConfig.s3Uri"
@@ -263,10 +263,10 @@ def test_idle_and_slow_clients_are_dropped_and_the_server_keeps_serving(tmp_path
         )
         assert "asyncInvokeSummaries" in client.list_async_invokes()  # served while the flood is still open
         for s in slow_heads + slow_bodies:
-            status, headers, body = parse_reply(_read_to_close(s))
+            status, headers, body = parse_reply(read_to_close(s))
             assert (status, headers["x-amzn-errortype"]) == (408, "RequestTimeoutException"), body
         for s in idle:
-            assert _read_to_close(s) == b""  # closed: by the read timeout, or to make room for newer ones
+            assert read_to_close(s) == b""  # closed: by the read timeout, or to make room for newer ones
         assert "warning: the descriptor limit is 400" in srv.log.read_text()
         arn = start_tiny(client)
         assert client.get_async_invoke(invocationArn=arn)["status"] == "InProgress"
@@ -274,19 +274,6 @@ def test_idle_and_slow_clients_are_dropped_and_the_server_keeps_serving(tmp_path
         for s in idle + slow_heads + slow_bodies:
             s.close()
         srv.stop()
-
-
-def _read_to_close(s: socket.socket) -> bytes:
-    chunks = []
-    while True:
-        try:
-            chunk = s.recv(65536)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def test_requests_beyond_the_connection_limit_get_503_in_bedrock_shape(tmp_path):
