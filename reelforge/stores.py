@@ -63,6 +63,12 @@ SQLITE_MIGRATIONS = [
     ALTER TABLE jobs ADD COLUMN counted_fence INTEGER NOT NULL DEFAULT 0;
     UPDATE jobs SET fence = attempts, counted_fence = attempts
     """,
+    # 4: the API a job came on and its request there; when its files were deleted (docs/wires.md)
+    """
+    ALTER TABLE jobs ADD COLUMN wire TEXT NOT NULL DEFAULT 'bedrock';
+    ALTER TABLE jobs ADD COLUMN wire_request TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE jobs ADD COLUMN deleted_time REAL
+    """,
 ]
 
 
@@ -359,6 +365,19 @@ class SQLJobStore(JobStore):
 
         return self.get(self._attempt(body))
 
+    def mark_deleted(self, job_id: str) -> JobRecord | None:
+        def body(_):
+            now = time.time()
+            with self._tx() as db:
+                return db.execute(
+                    "UPDATE jobs SET deleted_time = COALESCE(deleted_time, ?), stage = 'deleted', last_modified = ?"
+                    " WHERE id = ? AND parent_id IS NULL AND status IN ('COMPLETED', 'FAILED', 'CANCELED') RETURNING *",
+                    (now, now, job_id),
+                ).fetchone()
+
+        row = self._attempt(body)
+        return self._row(row) if row is not None else None
+
     def release(self, worker_id: str) -> list[str]:
         def body(_):
             with self._tx() as db:
@@ -609,6 +628,12 @@ POSTGRES_MIGRATIONS = [
     ALTER TABLE jobs ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN counted_fence INTEGER NOT NULL DEFAULT 0;
     UPDATE jobs SET fence = attempts, counted_fence = attempts
+    """,
+    # 3: wires, as SQLite's 4
+    """
+    ALTER TABLE jobs ADD COLUMN wire TEXT NOT NULL DEFAULT 'bedrock';
+    ALTER TABLE jobs ADD COLUMN wire_request TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE jobs ADD COLUMN deleted_time DOUBLE PRECISION
     """,
 ]
 

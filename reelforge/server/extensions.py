@@ -60,8 +60,11 @@ def detail(record: JobRecord, full: bool = True) -> dict[str, Any]:
         "s3Uri": record.output_uri,
         "outputConfig": record.output_config,
         "tags": record.tags,
+        "wire": record.wire,
+        "deletedTime": wire.iso(record.deleted_time),
     }
     if full:
+        d["wireRequest"] = record.wire_request
         d["modelInput"] = record.model_input
         d["metadata"] = record.metadata
         d["files"] = _files(record)
