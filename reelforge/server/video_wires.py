@@ -14,6 +14,7 @@ import hmac
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -150,7 +151,10 @@ def renamed(exc: RequestError, names: dict[str, str]) -> RequestError:
 
 def output_location(state) -> str:
     """Where a wire job's files go: the server's default output (S3 or --bucket-dir), else its data dir."""
-    return state.settings.advertised_output or str(config.output_dir())
+    settings = state.settings
+    if settings.advertised_output:
+        return settings.advertised_output
+    return str(Path(settings.data_dir) / "outputs") if settings.data_dir else str(config.output_dir())
 
 
 async def submit(state, model_id: str, request: VideoRequest, *, wire: str, wire_request: dict[str, Any],
