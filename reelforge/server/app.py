@@ -26,6 +26,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.routing import Match
 
 from .. import config
 from ..errors import ImageError, ReelforgeError, RequestError
@@ -34,7 +35,7 @@ from ..jobs import open_store
 from ..runtime import Runtime
 from ..storage import S3Storage, check_location
 from . import bedrock_api, extensions, gemini_api, openai_api, openapi, sigv4, video_wires
-from .errors import BEDROCK, OPENAI, ApiError, access_denied, code_for_status, error_response, shaped_send, wire_of
+from .errors import BEDROCK, GEMINI, OPENAI, ApiError, access_denied, code_for_status, error_response, shaped_send, wire_of
 from .events import ChangeHub
 from .origin import SAFE_METHODS, same_origin_problem, security_headers
 
@@ -392,6 +393,8 @@ def _wants_page(request: Request) -> bool:
 
 async def _handle_http(request: Request, exc: HTTPException):
     path, status = request.url.path, exc.status_code
+    if status == 405 and wire_of(path) == GEMINI and not path.startswith("/v1/videos") and gemini_api.allowed_methods(path) is None:
+        status = 404  # the catch-all route of a version prefix matched the path, but no resource is there
     unknown = status in (404, 405)
     if _is_gallery(path) and request.method == "POST":  # a gallery form: its error is a page
         if unknown:
@@ -403,7 +406,23 @@ async def _handle_http(request: Request, exc: HTTPException):
         error = ApiError(status, "UnknownOperationException", f"No operation answers {request.method} {path}.")
     else:
         error = ApiError(status, code_for_status(status), str(exc.detail))
-    return error_response(error, request.scope.get("reelforge.request_id"), wire_of(path))
+    reply = error_response(error, request.scope.get("reelforge.request_id"), wire_of(path))
+    for name, value in (exc.headers or {}).items():
+        if name.lower() != "allow":
+            reply.headers[name] = value
+    if status == 405:  # RFC 9110: Allow lists every method of the resource (Starlette names one route's only)
+        reply.headers["Allow"] = _allowed(request)
+    return reply
+
+
+def _allowed(request: Request) -> str:
+    """The methods of the resource at the request's path: those of every route with the first matching route's path."""
+    if wire_of(request.url.path) == GEMINI and not request.url.path.startswith("/v1/videos"):
+        return gemini_api.allowed_methods(request.url.path) or ""
+    routes = request.app.router.routes
+    first = next((r for r in routes if r.matches(request.scope)[0] is not Match.NONE), None)
+    same = [r for r in routes if first is not None and getattr(r, "path", None) == first.path]
+    return ", ".join(sorted(set().union(*(getattr(r, "methods", None) or set() for r in same))))
 
 
 def create_app(settings: ServerSettings | None = None, runtime: Runtime | None = None) -> Starlette:

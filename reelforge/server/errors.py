@@ -60,9 +60,9 @@ class ApiError(Exception):
     the OpenAI shape carries both (``param``, ``code``).
     """
 
-    def __init__(self, status: int, code: str, message: str, *, param: str | None = None, detail: str | None = None):
+    def __init__(self, status: int, code: str, message: str, *, param: str | None = None, detail: str | None = None, headers: dict[str, str] | None = None):
         self.status, self.code, self.message = status, code, message
-        self.param, self.detail = param, detail
+        self.param, self.detail, self.headers = param, detail, headers or {}
         super().__init__(message)
 
 
@@ -100,6 +100,8 @@ def error_response(exc: BaseException, request_id: str | None = None, wire: str 
     body, headers = error_body(wire, status, code, message, param=param, detail=getattr(exc, "detail", None))
     if request_id:
         headers["x-amzn-RequestId"] = request_id
+    if isinstance(exc, ApiError):
+        headers.update(exc.headers)
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 

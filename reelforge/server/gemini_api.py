@@ -68,26 +68,40 @@ def _not_found(what: str) -> ApiError:
     return ApiError(404, "ResourceNotFoundException", f"{what[:200]} is not found.")
 
 
+def _resource(rest: str) -> tuple[str, re.Match | None, str | None]:
+    """What a path below the version names: (kind, match, the methods it answers), kind "" when nothing."""
+    resource, _, verb = rest.rpartition(":")
+    if verb == "predictLongRunning" and (m := _VERTEX.fullmatch(resource) or _DEVELOPER.fullmatch(resource)):
+        return "create", m, "POST"
+    if verb == "fetchPredictOperation" and (m := _VERTEX.fullmatch(resource)):
+        return "fetch", m, "POST"
+    if m := _OPERATION.fullmatch(rest):
+        return "operation", m, "GET, HEAD"
+    if m := _FILE.fullmatch(rest):
+        return "file", m, "GET, HEAD"
+    return "", None, None
+
+
+def allowed_methods(path: str) -> str | None:
+    """The Allow header of a Google-wire path (None: no such resource)."""
+    return _resource(path.split("/", 2)[2] if path.count("/") >= 2 else "")[2]
+
+
 async def dispatch(request: Request) -> Response:
     """One route per version prefix: the resource paths carry colons (``...:predictLongRunning``), matched here."""
     rest = request.path_params["rest"]
-    method = request.method
-    if method == "POST" and rest.endswith(":predictLongRunning"):
-        resource = rest[: -len(":predictLongRunning")]
-        m = _VERTEX.fullmatch(resource) or _DEVELOPER.fullmatch(resource)
-        if m:
-            return await create(request, m.group(1), m.group(2))
-    elif method == "POST" and rest.endswith(":fetchPredictOperation"):
-        if _VERTEX.fullmatch(rest[: -len(":fetchPredictOperation")]):
-            return await fetch_operation(request)
-    elif method == "GET":
-        m = _OPERATION.fullmatch(rest)
-        if m:
-            return JSONResponse(await _operation(request, rest, m.group(2), vertex=False))
-        m = _FILE.fullmatch(rest)
-        if m:
-            return await download(request, m.group(1))
-    raise ApiError(404, "UnknownOperationException", f"No method answers {method} {request.url.path[:200]}.")
+    kind, m, allowed = _resource(rest)
+    if not kind:
+        raise ApiError(404, "UnknownOperationException", f"No method answers {request.method} {request.url.path[:200]}.")
+    if request.method not in allowed:
+        raise ApiError(405, "UnknownOperationException", f"{request.url.path[:200]} does not answer {request.method}; it answers {allowed}.", headers={"Allow": allowed})
+    if kind == "create":
+        return await create(request, m.group(1), m.group(2))
+    if kind == "fetch":
+        return await fetch_operation(request)
+    if kind == "operation":
+        return JSONResponse(await _operation(request, rest, m.group(2), vertex=False))
+    return await download(request, m.group(1))
 
 
 # --- create -----------------------------------------------------------------------------------

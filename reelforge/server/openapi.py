@@ -86,7 +86,6 @@ def query(name: str, schema: dict | None = None) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema or S}
 
 
-VERSION = path_param("version", {"enum": ["v1", "v1beta", "v1beta1"]})
 FORM = "multipart/form-data"
 BINARY = {"type": "string", "format": "binary"}
 
@@ -161,16 +160,19 @@ def _gemini_paths() -> dict[str, Any]:
     operation = _ref("Operation")
     model = path_param("model")
     project = [path_param("project"), path_param("location")]
-    vertex, vertex_project = "/{version}/publishers/google/models/{model}", "/{version}/projects/{project}/locations/{location}/publishers/google/models/{model}"
-    return {
-        vertex + ":predictLongRunning": {"post": op("gemini", "Vertex: generate videos (an operation)", operation, params=[VERSION, model], body=create)},
-        vertex + ":fetchPredictOperation": {"post": op("gemini", "Vertex: an operation, videos inline when done", operation, params=[VERSION, model], body=fetch)},
-        vertex_project + ":predictLongRunning": {"post": op("gemini", "Vertex (project mode): generate videos", operation, params=[VERSION, *project, model], body=create)},
-        vertex_project + ":fetchPredictOperation": {"post": op("gemini", "Vertex (project mode): an operation", operation, params=[VERSION, *project, model], body=fetch)},
-        "/{version}/models/{model}:predictLongRunning": {"post": op("gemini", "Developer API: generate videos", operation, params=[VERSION, model], body=create)},
-        "/{version}/models/{model}/operations/{operation}": {"get": op("gemini", "Developer API: an operation, videos as files/ID", operation, params=[VERSION, model, path_param("operation")])},
-        "/{version}/files/{file}:download": {"get": op("gemini", "Developer API: a video's bytes", None, params=[VERSION, path_param("file"), {"name": "alt", "in": "query", "required": True, "schema": {"const": "media"}}], media="video/mp4")},
-    }
+    out: dict[str, Any] = {}
+    for version in ("v1", "v1beta", "v1beta1"):  # each spelled out: a path parameter would be fuzzed into other prefixes
+        vertex, vertex_project = f"/{version}/publishers/google/models/{{model}}", f"/{version}/projects/{{project}}/locations/{{location}}/publishers/google/models/{{model}}"
+        out.update({
+            vertex + ":predictLongRunning": {"post": op("gemini", "Vertex: generate videos (an operation)", operation, params=[model], body=create)},
+            vertex + ":fetchPredictOperation": {"post": op("gemini", "Vertex: an operation, videos inline when done", operation, params=[model], body=fetch)},
+            vertex_project + ":predictLongRunning": {"post": op("gemini", "Vertex (project mode): generate videos", operation, params=[*project, model], body=create)},
+            vertex_project + ":fetchPredictOperation": {"post": op("gemini", "Vertex (project mode): an operation", operation, params=[*project, model], body=fetch)},
+            f"/{version}/models/{{model}}:predictLongRunning": {"post": op("gemini", "Developer API: generate videos", operation, params=[model], body=create)},
+            f"/{version}/models/{{model}}/operations/{{operation}}": {"get": op("gemini", "Developer API: an operation, videos as files/ID", operation, params=[model, path_param("operation")])},
+            f"/{version}/files/{{file}}:download": {"get": op("gemini", "Developer API: a video's bytes", None, params=[path_param("file"), {"name": "alt", "in": "query", "required": True, "schema": {"const": "media"}}], media="video/mp4")},
+        })
+    return out
 
 
 def document() -> dict[str, Any]:
