@@ -124,6 +124,8 @@ class Runtime:
         if prepare is not None:
             prepare(record)
         record, created = self.store.create(record)
+        if prepare is not None and not created:  # a repeated token: the job it repeats has files of its own
+            storage_for(storage_uri).remove_tree(storage_uri)
         if created:
             log.info("job %s queued (%s)", record.id, model_id)
             self.notify(record.id)

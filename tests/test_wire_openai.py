@@ -7,6 +7,7 @@ import json
 import socket
 
 import openai
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -113,6 +114,14 @@ def test_remix_extend_delete(server, tmp_path):
     last_of_source = media.read_frame(tmp_path / "video.mp4", 23)
     first_of_added = media.read_frame(tmp_path / "video.mp4", 24)
     assert close_to(first_of_added, Image.fromarray(last_of_source))  # the new shot starts where the source ended
+    folder = server.settings.bucket_dir / "reelforge-outputs" / "videos" / longer.id.removeprefix("video_")
+    assert (folder / "shot_0001.mp4").read_bytes() == clip  # a reelforge video is joined as it is, by stream copy
+    # another encoder's stream (here x264's ultrafast preset: other parameter sets) is re-encoded once to join
+    foreign = tmp_path / "foreign.mp4"
+    media.encode_mp4([np.asarray(gradient(320, 180))] * 12, foreign, 12, preset="ultrafast")
+    mixed = c.videos.poll(c.videos.extend(prompt="from elsewhere", seconds="1", video=("foreign.mp4", foreign.read_bytes(), "video/mp4")).id)
+    assert mixed.status == "completed" and mixed.seconds == "2"
+    assert decoded(c.videos.download_content(mixed.id).content, tmp_path, "mixed.mp4").frames == 24
     by_id = c.videos.poll(c.videos.extend(prompt="and further", seconds="2", video=openai.omit, extra_body={"video": {"id": longer.id}}).id)
     assert_video(by_id, server, status="completed", seconds="4")
     job = server.runtime.get(by_id.id.removeprefix("video_"))

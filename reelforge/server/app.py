@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -31,7 +32,7 @@ from starlette.routing import Match
 from .. import config
 from ..errors import ImageError, ReelforgeError, RequestError
 from ..gallery import error_page, gallery_routes, not_found, upload_too_large
-from ..jobs import open_store
+from ..jobs import JobRecord, SQLiteJobStore, open_store
 from ..runtime import Runtime
 from ..storage import S3Storage, check_location
 from . import bedrock_api, extensions, gemini_api, openai_api, openapi, sigv4, video_wires
@@ -104,6 +105,17 @@ class ServerState:
         self.runtime = runtime
         self.hub = ChangeHub(runtime)
         self.wire_models = video_wires.WireModels.from_env()  # REELFORGE_WIRE_MODELS, checked at start
+
+    async def job(self, job_id: str) -> JobRecord:
+        """One job by id, for a request.
+
+        On SQLite the read runs on the event loop: a WAL reader does not wait for writers, and a
+        point read (tens of microseconds) costs less than the hop to a worker thread, which was
+        most of a Get's time. PostgreSQL reads cross the network, so they run in a thread.
+        """
+        if isinstance(self.runtime.store, SQLiteJobStore):
+            return self.runtime.get(job_id)
+        return await run_in_threadpool(self.runtime.get, job_id)
 
     def local_path_for(self, s3_uri: str, field: str = OUTPUT_FIELD) -> Path:
         """Where ``s3://bucket/key`` lives under --bucket-dir; refuses anything that could leave it.

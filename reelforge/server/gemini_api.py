@@ -271,7 +271,7 @@ async def _operation(request: Request, name: str, op_id: str, *, vertex: bool) -
     records = []
     for i in range(0, len(op_id), 12):
         try:
-            record = await run_in_threadpool(_state(request).runtime.get, op_id[i:i + 12])
+            record = await _state(request).job(op_id[i:i + 12])
         except JobNotFoundError:
             raise _not_found(f"Operation {name}") from None
         if record.deleted_time is not None or record.parent_id is not None:
@@ -303,7 +303,7 @@ async def download(request: Request, job_id: str) -> Response:
     if request.query_params.get("alt") != "media":
         raise _invalid("alt", "this server serves only the file's bytes: add ?alt=media")
     try:
-        record = await run_in_threadpool(_state(request).runtime.get, job_id)
+        record = await _state(request).job(job_id)
     except JobNotFoundError:
         raise _not_found(f"File files/{job_id}") from None
     if record.deleted_time is not None or record.status is not JobStatus.COMPLETED:

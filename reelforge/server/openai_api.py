@@ -10,6 +10,7 @@ and an ``Idempotency-Key`` header makes it idempotent. Facts: reference §1; cho
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 from typing import Any
 
@@ -102,7 +103,7 @@ async def _record(request: Request, vid: str | None = None) -> JobRecord:
     try:
         if m is None:
             raise JobNotFoundError(vid)
-        record = await run_in_threadpool(_state(request).runtime.get, m.group(1))
+        record = await _state(request).job(m.group(1))
     except JobNotFoundError:
         raise ApiError(404, "ResourceNotFoundException", f"No video found with id {vid[:100]!r}.", param="video_id", detail="not_found") from None
     if record.deleted_time is not None or record.parent_id is not None:
@@ -176,13 +177,10 @@ def _reference(fields: dict[str, Any]) -> tuple[ImageInput | None, dict[str, Any
         value = url
     if value is None:
         return None, None
-    if isinstance(value, str):
-        image = ImageInput.from_source(value, "input_reference")
-        data, mime = value.encode(), value.partition(";")[0].removeprefix("data:")
-    else:
-        _, data, mime = value
-        image = ImageInput.from_source(data, "input_reference")
-    return image, video_wires.describe_bytes(data, mime or None)
+    field = "input_reference[image_url]" if isinstance(value, str) else "input_reference"
+    image = ImageInput.from_source(value if isinstance(value, str) else value[1], field)
+    mime = value.partition(";")[0].removeprefix("data:") if isinstance(value, str) else value[2]
+    return image, video_wires.describe_bytes(base64.b64decode(image.bytes_b64), mime or None)
 
 
 # --- routes -----------------------------------------------------------------------------------
@@ -237,7 +235,7 @@ async def _until_done(request: Request, record: JobRecord) -> JobRecord:
     wake = hub.subscribe()
     deadline = asyncio.get_running_loop().time() + HOLD_S
     try:
-        record = await run_in_threadpool(state.runtime.get, record.id)  # after subscribing: no change is missed
+        record = await state.job(record.id)  # after subscribing: no change is missed
         while not record.status.done and not hub.stopping:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
@@ -247,7 +245,7 @@ async def _until_done(request: Request, record: JobRecord) -> JobRecord:
             except asyncio.TimeoutError:
                 break
             wake.clear()
-            record = await run_in_threadpool(state.runtime.get, record.id)
+            record = await state.job(record.id)
     finally:
         hub.unsubscribe(wake)
     return record
@@ -275,7 +273,7 @@ async def list_videos(request: Request) -> JSONResponse:
         except ApiError as exc:
             if exc.status != 404 or _VIDEO_ID.fullmatch(q["after"]) is None:
                 raise _bad(f"after: {q['after'][:100]!r} is not the id of a video; pass the last_id of the page before", param="after") from None
-            anchor = await run_in_threadpool(_state(request).runtime.get, q["after"][len(ID_PREFIX):])  # a deleted anchor still marks its place
+            anchor = await _state(request).job(q["after"][len(ID_PREFIX):])  # a deleted anchor still marks its place
         cursor = (anchor.submit_time, anchor.id)
     rows = await run_in_threadpool(_page, _state(request).runtime.store, order == "desc", limit + 1, cursor)
     page = rows[:limit]
@@ -363,7 +361,7 @@ async def extend_video(request: Request) -> JSONResponse:
     if prompt is None:
         raise RequestError("prompt", "is required")
     seconds = _seconds(_text(fields, "seconds", DEFAULT_SECONDS))
-    source = None
+    source, upload = None, None
     if "video[id]" in fields:
         source = await _record(request, fields["video[id]"])
     elif isinstance(fields.get("video"), tuple):
@@ -371,7 +369,7 @@ async def extend_video(request: Request) -> JSONResponse:
     else:
         raise RequestError("video", "is required: the video to extend, as a file (video=open('clip.mp4', 'rb')) or its id in video[id]")
     model_id = source.model_id if source is not None else state.wire_models.resolve(DEFAULT_MODEL, "video")
-    plan = await run_in_threadpool(continuation.plan, source, None if source is not None else upload, prompt, seconds, "video")
+    plan = await run_in_threadpool(continuation.plan, source, upload, prompt, seconds, "video")
     wire_request = {
         "operation": "extend", "model": (source.wire_request.get("model") if source else None) or DEFAULT_MODEL,
         "prompt": prompt, "seconds": plan.total_seconds, "added_seconds": str(seconds), "size": f"{plan.width}x{plan.height}",
