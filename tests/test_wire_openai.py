@@ -188,6 +188,9 @@ def test_list_pages_across_wires(idle):
     assert all(i.removeprefix("video_") in page_html for i in newest_first)
     jobs = json.loads(http(idle.url + "/reelforge/jobs")[2])["jobs"]
     assert {j["wire"] for j in jobs} == {"openai", "bedrock"}
+    import reelforge
+
+    assert [j.id for j in reelforge.Client(endpoint=idle.url).jobs()] == [i.removeprefix("video_") for i in newest_first]
 
 
 def test_idempotency_key(idle):

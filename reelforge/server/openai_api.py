@@ -25,7 +25,7 @@ from ..errors import JobNotFoundError, RequestError, StorageError
 from ..jobs import JobRecord, JobStatus
 from ..models import MULTI_SHOT_MANUAL, get_model
 from ..request import ImageInput, VideoRequest, parse_dimension, surrogate_problem
-from ..storage import join, local_path
+from ..storage import local_path
 from . import video_wires, wire
 from .errors import OPENAI, ApiError
 
