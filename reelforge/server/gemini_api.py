@@ -93,7 +93,7 @@ async def dispatch(request: Request) -> Response:
     kind, m, allowed = _resource(rest)
     if not kind:
         raise ApiError(404, "UnknownOperationException", f"No method answers {request.method} {request.url.path[:200]}.")
-    if request.method not in allowed:
+    if request.method not in allowed.split(", "):
         raise ApiError(405, "UnknownOperationException", f"{request.url.path[:200]} does not answer {request.method}; it answers {allowed}.", headers={"Allow": allowed})
     if kind == "create":
         return await create(request, m.group(1), m.group(2))
