@@ -31,7 +31,7 @@ def test_an_older_sqlite_log_gains_the_columns(tmp_path):
     path = tmp_path / "old.sqlite3"
     db = sqlite3.connect(path)
     db.execute("CREATE TABLE schema_migrations (version INTEGER NOT NULL)")
-    for version, sql in enumerate(SQLITE_MIGRATIONS[:3], start=1):  # the log as issue 9 left it
+    for version, sql in enumerate(SQLITE_MIGRATIONS[:3], start=1):  # an older log: its first three migrations
         for stmt in filter(str.strip, sql.split(";")):
             db.execute(stmt)
         db.execute("INSERT INTO schema_migrations VALUES (?)", (version,))
