@@ -1,9 +1,10 @@
 """Benchmark `reelforge serve`: request rate and latency of Get/List, and completion-to-wait delay.
 
-    .venv/bin/python bench/bench_server.py [--seconds 10] [--rounds 5] [--threads 4] [--jobs 100] [--waits 10]
+    .venv/bin/python bench/bench_server.py [--seconds 10] [--rounds 5] [--threads 4] [--jobs 100] [--waits 10] [--ops get,list,video]
 
 1. GetAsyncInvoke and ListAsyncInvokes (100 jobs stored, one page of all 100) from 1 and from 4
-   boto3 threads on kept-alive connections, against `reelforge serve` and against a minimal
+   boto3 threads, and OpenAI's retrieve (``videos.retrieve``) from as many openai clients, on
+   kept-alive connections, against `reelforge serve` and against a minimal
    Starlette app that returns the very same response bytes, fixed. reelforge runs as the real
    command (`python -m reelforge serve`: its own listener from `bind_listener`, its protocol and
    limits from `uvicorn_config`); the minimal app runs on `uvicorn.run`'s own listener. So the
@@ -57,7 +58,13 @@ def minimal_app(fixed: dict[str, bytes]):
     async def lst(request):
         return Response(fixed["list"], media_type="application/json")
 
-    return Starlette(routes=[Route("/async-invoke", lst, methods=["GET"]), Route("/async-invoke/{arn:path}", get, methods=["GET"])])
+    async def video(request):
+        return Response(fixed["video"], media_type="application/json")
+
+    return Starlette(routes=[
+        Route("/async-invoke", lst, methods=["GET"]), Route("/async-invoke/{arn:path}", get, methods=["GET"]),
+        Route("/v1/videos/{video_id}", video, methods=["GET"]),
+    ])
 
 
 def serve_minimal(path: str, port: int) -> None:
@@ -108,9 +115,19 @@ def bedrock(url: str):
     )
 
 
+def openai_client(url: str):
+    import warnings
+
+    import openai
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # the client announces the hosted API's shutdown
+    return openai.OpenAI(base_url=url + "/v1", api_key="bench", max_retries=0)
+
+
 def compare(urls: dict[str, str], op: str, arns: list[str], threads: int, seconds: float, rounds: int) -> dict[str, tuple[float, list[float]]]:
     """Requests per second and every latency (s) of ``op`` on each server, measured in alternating rounds."""
-    clients = {label: [bedrock(url) for _ in range(threads)] for label, url in urls.items()}
+    make = openai_client if op == "video" else bedrock
+    clients = {label: [make(url) for _ in range(threads)] for label, url in urls.items()}
     for group in clients.values():  # warm connections and botocore's model caches
         for c in group:
             call(c, op, arns)
@@ -150,6 +167,8 @@ def hammer(clients: list, op: str, arns: list[str], seconds: float) -> tuple[flo
 def call(client, op: str, arns: list[str], rng: random.Random | None = None) -> None:
     if op == "get":
         client.get_async_invoke(invocationArn=(rng or random).choice(arns))
+    elif op == "video":
+        client.videos.retrieve("video_" + (rng or random).choice(arns).rsplit("/", 1)[1])
     else:
         r = client.list_async_invokes(maxResults=100)
         assert len(r["asyncInvokeSummaries"]) == min(len(arns), 100)
@@ -178,7 +197,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="alternations between the two servers")
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--jobs", type=int, default=100)
-    ap.add_argument("--waits", type=int, default=10, help="jobs per wait-delay measurement")
+    ap.add_argument("--waits", type=int, default=10, help="jobs per wait-delay measurement (0: skip it)")
+    ap.add_argument("--ops", default="get,list,video", help="operations to measure: get (GetAsyncInvoke), list (ListAsyncInvokes), video (OpenAI videos.retrieve)")
     ap.add_argument("--minimal", nargs=2, metavar=("FILE", "PORT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.minimal:
@@ -206,6 +226,7 @@ def main() -> None:
         fixed = {
             "get": urllib.request.urlopen(f"{url}/async-invoke/{urllib.parse.quote(arns[0], safe='')}").read().decode(),
             "list": urllib.request.urlopen(f"{url}/async-invoke?maxResults=100").read().decode(),
+            "video": urllib.request.urlopen(f"{url}/v1/videos/video_{arns[0].rsplit('/', 1)[1]}").read().decode(),
         }
         (tmp / "fixed.json").write_text(json.dumps(fixed))
         mport = free_port()
@@ -215,7 +236,8 @@ def main() -> None:
         wait_up(murl + "/async-invoke", mini)
 
         rows = []
-        for op, name in (("get", "GetAsyncInvoke"), ("list", f"ListAsyncInvokes ({args.jobs} jobs, 1 page)")):
+        ops = (("get", "GetAsyncInvoke"), ("list", f"ListAsyncInvokes ({args.jobs} jobs, 1 page)"), ("video", "OpenAI videos.retrieve"))
+        for op, name in [o for o in ops if o[0] in args.ops.split(",")]:
             for threads in sorted({1, args.threads}):
                 res = compare({"reelforge": url, "minimal": murl}, op, arns, threads, args.seconds, args.rounds)
                 for label, (rps, lat) in res.items():
@@ -227,6 +249,8 @@ def main() -> None:
             rows,
         )
 
+        if not args.waits:
+            return
         delays = measure_wait_delays(url, args.waits)
         rows = [[name, f"{statistics.mean(d):.3f}", f"{pct(d, 50):.3f}", f"{max(d):.3f}", str(len(d))] for name, d in delays]
         rows.append(["Job.wait(), adaptive polling once at 15 s (analytic, jobs over ~32 s)", "7.500", "7.500", "15.000", "-"])

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from . import config
+from .errors import ReelforgeError
 
 _SIZE = re.compile(r"\s*(\d+)\s*([kmg]i?b?|b)?\s*", re.IGNORECASE | re.ASCII)
 RESERVED_FDS = 256  # descriptors kept for the job log, threads' SQLite connections, files and logs
@@ -95,7 +96,7 @@ def _is_loopback(host: str) -> bool:
 @click.option("--workers", type=click.IntRange(0, 64), default=1, show_default=True, help="Worker threads running jobs in this process.")
 @click.option("--bucket-dir", type=click.Path(file_okay=False, path_type=Path), help="Write s3://BUCKET/PREFIX outputs to DIR/BUCKET/PREFIX instead of S3 [default: none, outputs go to S3].")
 @click.option("--default-output", metavar="S3_URI", help="s3://bucket/prefix for requests from reelforge clients that name no output (advertised on /reelforge/health) [default with --bucket-dir: s3://reelforge-outputs/videos; else none].")
-@click.option("--auth-keys", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="File of ACCESS_KEY_ID:SECRET lines; requests must be SigV4-signed with one (also REELFORGE_AUTH_KEYS) [default: none, signatures are not checked].")
+@click.option("--auth-keys", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="File of ACCESS_KEY_ID:SECRET lines; Bedrock requests must be SigV4-signed with one, OpenAI and Google clients send a SECRET as their API key (also REELFORGE_AUTH_KEYS) [default: none, nothing is checked].")
 @click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME", help="On a loopback --host, also answer requests with this Host name (a reverse proxy's public name); repeatable [default: loopback names only].")
 @click.option("--max-body", default="32MiB", show_default=True, help="Largest request body accepted; a larger one gets 413 at once.")
 @click.option("--read-timeout", type=click.FloatRange(0.1, 3600), default=config.SERVER_READ_TIMEOUT, show_default=True, help="Seconds a request's headers may take to arrive (its body: this plus 1 s per 32 KiB); slower clients get 408 and are disconnected.")
@@ -104,10 +105,12 @@ def _is_loopback(host: str) -> bool:
 @click.option("--account", default=None, help=f"12-digit account id in ARNs [default: {config.DEFAULT_ACCOUNT}].")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info", show_default=True, help="What uvicorn prints on stderr.")
 def serve(host, port, workers, bucket_dir, default_output, auth_keys, allowed_hosts, max_body, read_timeout, max_connections, region, account, log_level):
-    """Serve Bedrock's StartAsyncInvoke / GetAsyncInvoke / ListAsyncInvokes for boto3 and the notebook.
+    """Serve Bedrock's async-invoke API, OpenAI's Videos API and Google's Veo API over one job log.
 
-    Point boto3 at it with endpoint_url="http://HOST:PORT" (any credentials, a region). Outputs go
-    to S3 (AWS_ENDPOINT_URL_S3 picks an S3-compatible server) or, with --bucket-dir, to a folder.
+    Point boto3 at it with endpoint_url="http://HOST:PORT" (any credentials, a region), the openai
+    client with base_url="http://HOST:PORT/v1", google-genai with
+    HttpOptions(base_url="http://HOST:PORT") (docs/wires.md). Outputs go to S3
+    (AWS_ENDPOINT_URL_S3 picks an S3-compatible server) or, with --bucket-dir, to a folder.
     """
     import os
 
@@ -160,13 +163,16 @@ def _serve_on(sock: socket.socket, host: str, overrides: dict, bucket_dir: Path 
     settings = settings_from_env(**overrides)
     if not _is_loopback(host) and not settings.auth_keys:
         click.echo(f"warning: listening on {host} without --auth-keys: anyone who can reach it can start jobs", err=True)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ReelforgeError as exc:  # a setting it reads at start (REELFORGE_WIRE_MODELS, the job log)
+        raise click.ClickException(str(exc)) from None
     where = f"folder {settings.bucket_dir}" if settings.bucket_dir else "S3" + (f" at {os.environ['AWS_ENDPOINT_URL_S3']}" if os.environ.get("AWS_ENDPOINT_URL_S3") else "")
     default = f", default output {settings.advertised_output}" if settings.advertised_output else ""
     click.echo(
-        f"reelforge serving Bedrock async-invoke on http://{_url_host(host)}:{port} "
+        f"reelforge serving Bedrock async-invoke, OpenAI Videos (/v1/videos) and Google Veo (/v1beta1, /v1beta) on http://{_url_host(host)}:{port} "
         f"(job log {config.job_store_location()}, {settings.workers} worker(s), outputs to {where}{default}, "
-        f"SigV4 {'checked' if settings.auth_keys else 'not checked'})",
+        f"SigV4 and API keys {'checked' if settings.auth_keys else 'not checked'})",
         err=True,
     )
     server = uvicorn.Server(uvicorn_config(app, settings, log_level))

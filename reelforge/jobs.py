@@ -101,6 +101,9 @@ class JobRecord:
     shot_index: int | None = None
     fence: int = 0  # raised by every claim; a worker's writes name the fence it holds
     counted_fence: int = 0  # the claim whose attempt was last counted
+    wire: str = "bedrock"  # the API the job came on: bedrock, openai, gemini (docs/wires.md)
+    wire_request: dict[str, Any] = field(default_factory=dict)  # that API's request, image and video bytes as size and digest
+    deleted_time: float | None = None  # set when its files were deleted (OpenAI's DELETE); the record stays
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -108,7 +111,7 @@ class JobRecord:
         return d
 
 
-_JSON_COLUMNS = ("model_input", "output_config", "tags", "metadata")
+_JSON_COLUMNS = ("model_input", "output_config", "tags", "metadata", "wire_request")
 _COLUMNS = tuple(JobRecord.__dataclass_fields__)
 
 SEARCH_MIN_CHARS = 3  # trigram indexes cannot look up anything shorter
@@ -210,6 +213,10 @@ class JobStore:
         raise NotImplementedError
 
     def request_cancel(self, job_id: str) -> JobRecord:
+        raise NotImplementedError
+
+    def mark_deleted(self, job_id: str) -> JobRecord | None:
+        """Record that an ended job's files were deleted (its record stays); None while it has not ended."""
         raise NotImplementedError
 
     def retry(self, job_id: str, worker_id: str, reason: str, *, fence: int | None = None) -> None:

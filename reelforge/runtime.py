@@ -25,7 +25,7 @@ from .jobs import JobRecord, JobStatus, JobStore, new_job_id, open_store, reques
 from .engines import get_engine_class
 from .models import engine_for, get_model
 from .request import VideoRequest, check
-from .storage import join, local_path, to_uri
+from .storage import join, local_path, storage_for, to_uri
 from .worker import EngineCache, finalize_ended, new_worker_id, perform, sweep_staging, worker_is_dead
 
 log = logging.getLogger("reelforge.runtime")
@@ -73,8 +73,16 @@ class Runtime:
         tags: list[dict[str, str]] | None = None,
         output_config: dict[str, Any] | None = None,
         region: str | None = None,
+        wire: str = "bedrock",
+        wire_request: dict[str, Any] | None = None,
+        prepare: Callable[[JobRecord], None] | None = None,
     ) -> tuple[JobRecord, bool]:
-        """Validate and record a job; return it and whether it is new (False: same token seen)."""
+        """Validate and record a job; return it and whether it is new (False: same token seen).
+
+        ``wire`` and ``wire_request`` say which API the job came on and what it asked there (kept
+        with the job, written to its manifest); ``prepare(record)`` runs after every check and
+        before the job is recorded, to place input files in its folder (an extension's source).
+        """
         spec = get_model(model_id)
         original = request.to_model_input() if isinstance(request, VideoRequest) else request
         parsed = request if isinstance(request, VideoRequest) else VideoRequest.from_model_input(request)
@@ -85,7 +93,8 @@ class Runtime:
         engine.check_available(options)
         adapted = [s.adaptation for s in shots if s.adaptation]  # images fitted to the video size, for the manifest
         requested = to_uri(output if output is not None else config.output_dir())
-        fingerprint = request_fingerprint(model_id, original, [requested, output_config or {}])
+        same = [requested, output_config or {}] + ([wire, wire_request or {}] if wire != "bedrock" else [])
+        fingerprint = request_fingerprint(model_id, original, same)
         job_id = new_job_id()
         output_uri = join(requested, job_id)
         storage_uri = join(self.map_output(requested), job_id) if self.map_output else output_uri
@@ -109,8 +118,14 @@ class Runtime:
             output_config=output_config or {},
             tags=tags or [],
             metadata={"adaptations": adapted} if adapted else {},
+            wire=wire,
+            wire_request=wire_request or {},
         )
+        if prepare is not None:
+            prepare(record)
         record, created = self.store.create(record)
+        if prepare is not None and not created:  # a repeated token: the job it repeats has files of its own
+            storage_for(storage_uri).remove_tree(storage_uri)
         if created:
             log.info("job %s queued (%s)", record.id, model_id)
             self.notify(record.id)
@@ -123,6 +138,25 @@ class Runtime:
         record = self.store.request_cancel(job_id)
         self.notify(job_id)
         return record
+
+    def delete(self, job_id: str, wait_s: float = 30.0) -> JobRecord | None:
+        """Cancel a job that has not ended, wait up to ``wait_s`` for it to end, then remove its files.
+
+        The record stays (a tombstone: its id and client token are never reused), marked with its
+        deletion time. Returns None when the job is still running after ``wait_s`` (its worker
+        has not stopped yet); nothing is removed then.
+        """
+        record = self.store.get(job_id)
+        if not record.status.done:
+            record = self.cancel(job_id)
+        deadline = time.monotonic() + wait_s
+        while not record.status.done:
+            if time.monotonic() > deadline:
+                return None
+            self.wait_for_change(0.2)
+            record = self.store.get(job_id)
+        storage_for(record.storage_uri).remove_tree(record.storage_uri)
+        return self.store.mark_deleted(job_id)
 
     def recover(self) -> list[str]:
         """Requeue the units of workers that are gone; finish the files of jobs that ends."""

@@ -96,6 +96,10 @@ class Storage:
         atomic_write_bytes(path, self.get_bytes(uri))
         return path
 
+    def remove_tree(self, uri: str) -> None:
+        """Delete the folder ``uri`` and everything under it (nothing there is fine)."""
+        raise NotImplementedError
+
 
 class LocalStorage(Storage):
     def put_file(self, path: Path, uri: str) -> None:
@@ -133,6 +137,15 @@ class LocalStorage(Storage):
         if src.resolve() != path.resolve():
             _copy_atomic(src, path)
         return path
+
+    def remove_tree(self, uri: str) -> None:
+        folder = local_path(uri)
+        try:
+            shutil.rmtree(folder)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StorageError(f"cannot delete {uri}: {exc.strerror}") from None
 
 
 def _mkdir(folder: Path) -> None:
@@ -219,6 +232,18 @@ class S3Storage(Storage):
             raise
         _publish(tmp, path)
         return path
+
+    def remove_tree(self, uri: str) -> None:
+        bucket, key = split_s3(uri)
+        prefix = key.rstrip("/") + "/"
+
+        def remove() -> None:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+                if keys:
+                    self.client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+
+        self._call("delete", uri, remove)
 
 
 def storage_for(uri: str) -> Storage:

@@ -114,6 +114,12 @@ SQLITE_MIGRATIONS = [
     _LISTING_INDEXES,
     # 5: search looks at prompt and shot texts only (the FTS index on it: SQLiteJobStore._prepare_search)
     _sqlite_search_text,
+    # 6: the API a job came on and its request there; when its files were deleted (docs/wires.md)
+    """
+    ALTER TABLE jobs ADD COLUMN wire TEXT NOT NULL DEFAULT 'bedrock';
+    ALTER TABLE jobs ADD COLUMN wire_request TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE jobs ADD COLUMN deleted_time REAL
+    """,
 ]
 
 
@@ -487,6 +493,19 @@ class SQLJobStore(JobStore):
 
         return self.get(self._attempt(body))
 
+    def mark_deleted(self, job_id: str) -> JobRecord | None:
+        def body(_):
+            now = time.time()
+            with self._tx() as db:
+                return db.execute(
+                    "UPDATE jobs SET deleted_time = COALESCE(deleted_time, ?), stage = 'deleted', last_modified = ?"
+                    " WHERE id = ? AND parent_id IS NULL AND status IN ('COMPLETED', 'FAILED', 'CANCELED') RETURNING *",
+                    (now, now, job_id),
+                ).fetchone()
+
+        row = self._attempt(body)
+        return self._row(row) if row is not None else None
+
     def release(self, worker_id: str) -> list[str]:
         def body(_):
             with self._tx() as db:
@@ -776,6 +795,12 @@ POSTGRES_MIGRATIONS = [
     _LISTING_INDEXES,
     # 4: search looks at prompt and shot texts only (its trigram index: PostgresJobStore._prepare_search)
     _postgres_search_text,
+    # 5: wires, as SQLite's 6
+    """
+    ALTER TABLE jobs ADD COLUMN wire TEXT NOT NULL DEFAULT 'bedrock';
+    ALTER TABLE jobs ADD COLUMN wire_request TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE jobs ADD COLUMN deleted_time DOUBLE PRECISION
+    """,
 ]
 
 

@@ -211,6 +211,8 @@ def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCach
                 names, poster, metadata = unit.join_shots(out, done)
             else:
                 names, poster, metadata = unit.render_all(out)
+                if job.wire_request.get("extends"):
+                    names = unit.append_to_source(out)
             unit.finish_video(out, names, poster, metadata)
         return _completed(store, job, worker_id, metadata, timings)
     except BaseException as exc:  # noqa: BLE001 - the one failure path, KeyboardInterrupt included
@@ -296,6 +298,15 @@ class _Unit:
         if multi:
             media.concat_mp4(paths, out.path / "output.mp4")
         return names, poster, {**self.progress.metadata, "engine": self.engine_id, "render_encode_s": seconds}
+
+    def append_to_source(self, out: "_Folder") -> list[str]:
+        """An extension (docs/wires.md): the video it continues, placed as shot 1 when the job was
+        recorded, then the shot just rendered from its last frame, joined by stream copy."""
+        source, added = shot_file_name(0), shot_file_name(1)
+        out.fetch([source])
+        os.replace(out.path / "output.mp4", out.path / added)
+        media.concat_mp4([out.path / source, out.path / added], out.path / "output.mp4")
+        return [source, added]
 
     def finish_video(self, out: "_Folder", names: list[str], poster, metadata: dict[str, Any]) -> None:
         """Poster, contact sheet, manifest and status file; output.mp4 is uploaded last."""
@@ -491,6 +502,8 @@ def _manifest(job: JobRecord, engine_id: str, request: VideoRequest) -> dict[str
         "request": _strip_images(request.to_model_input()),
         "output": {"fps": request.fps, "width": request.width, "height": request.height},
         "adaptations": job.metadata.get("adaptations", []),  # images fitted to the video size at submit (--fit)
+        "wire": job.wire,  # the API the job came on, and its request there (bytes as size and digest)
+        "wireRequest": job.wire_request,
     }
 
 

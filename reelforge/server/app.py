@@ -23,25 +23,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.routing import Match
 
 from .. import config
 from ..errors import ImageError, ReelforgeError, RequestError
 from ..gallery import error_page, gallery_routes, not_found, upload_too_large
-from ..jobs import open_store
+from ..jobs import JobRecord, SQLiteJobStore, open_store
 from ..runtime import Runtime
 from ..storage import S3Storage, check_location
-from . import bedrock_api, extensions, sigv4
-from .errors import ApiError, access_denied, code_for_status, error_response, shaped_send
+from . import bedrock_api, extensions, gemini_api, openai_api, openapi, sigv4, video_wires
+from .errors import BEDROCK, GEMINI, OPENAI, ApiError, access_denied, code_for_status, error_response, shaped_send, wire_of
 from .events import ChangeHub
 from .origin import SAFE_METHODS, same_origin_problem, security_headers
 
 log = logging.getLogger("reelforge.server")
 
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
-OPEN_PATHS = ("/reelforge/health",)
+OPEN_PATHS = ("/reelforge/health", "/openapi.json")
 BUCKET_DIR_DEFAULT_OUTPUT = "s3://reelforge-outputs/videos"  # with --bucket-dir: DIR/reelforge-outputs/videos
 
 
@@ -102,6 +104,18 @@ class ServerState:
             )
         self.runtime = runtime
         self.hub = ChangeHub(runtime)
+        self.wire_models = video_wires.WireModels.from_env()  # REELFORGE_WIRE_MODELS, checked at start
+
+    async def job(self, job_id: str) -> JobRecord:
+        """One job by id, for a request.
+
+        On SQLite the read runs on the event loop: a WAL reader does not wait for writers, and a
+        point read (tens of microseconds) costs less than the hop to a worker thread, which was
+        most of a Get's time. PostgreSQL reads cross the network, so they run in a thread.
+        """
+        if isinstance(self.runtime.store, SQLiteJobStore):
+            return self.runtime.get(job_id)
+        return await run_in_threadpool(self.runtime.get, job_id)
 
     def local_path_for(self, s3_uri: str, field: str = OUTPUT_FIELD) -> Path:
         """Where ``s3://bucket/key`` lives under --bucket-dir; refuses anything that could leave it.
@@ -238,7 +252,7 @@ class LoopbackHostMiddleware:
                 "requests addressed to 127.0.0.1, localhost or ::1 (a guard against DNS rebinding; "
                 "reelforge serve --allowed-host NAME adds a reverse proxy's name)."
             )
-            return await error_response(exc, str(uuid.uuid4()))(scope, receive, send)
+            return await error_response(exc, str(uuid.uuid4()), wire_of(scope["path"]))(scope, receive, send)
         return await self.app(scope, receive, send)
 
 
@@ -287,26 +301,32 @@ class BedrockMiddleware:
             return await self.app(scope, receive, send)
         request_id = str(uuid.uuid4())
         scope["reelforge.request_id"] = request_id
+        path = scope["path"]
+        wire = wire_of(path)
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 if "x-amzn-requestid" not in headers:
                     headers.append("x-amzn-RequestId", request_id)
+                if wire == OPENAI and "x-request-id" not in headers:  # the openai client's request_id
+                    headers.append("x-request-id", request_id)
                 for name, value in self.headers:
                     if name.decode() not in headers:
                         headers.raw.append((name, value))
             await send(message)
 
-        send_out = shaped_send(send_with_headers)
-        path = scope["path"]
+        send_out = shaped_send(send_with_headers, wire)
         try:
             self._check_request(scope)
             body = await self._read_body(scope, receive)
             auth = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
             if self.settings.auth_keys and path not in OPEN_PATHS:
-                sigv4.verify(scope, body, self.settings.auth_keys)
-            scope["reelforge.region"] = arn_region(sigv4.credential_region(auth))
+                if wire == BEDROCK:
+                    sigv4.verify(scope, body, self.settings.auth_keys)
+                else:  # OpenAI's and Google's clients send API keys, not signatures
+                    video_wires.check_key(scope, wire, self.settings.auth_keys)
+            scope["reelforge.region"] = arn_region(sigv4.credential_region(auth)) if wire == BEDROCK else None
         except _ClientGone:
             log.info("request %s: the client left before sending its whole body; nothing done", request_id)
             return
@@ -317,7 +337,7 @@ class BedrockMiddleware:
                 return await upload_too_large(path, self.settings.max_body, size)(scope, receive, send_out)
             if _is_gallery(path) and isinstance(exc, _CrossSite):
                 return await error_page(403, "Form refused", f"This form was not posted from the gallery's own page: {exc.problem}.")(scope, receive, send_out)
-            return await error_response(exc, request_id)(scope, receive, send_out)
+            return await error_response(exc, request_id, wire)(scope, receive, send_out)
 
         replayed = False
 
@@ -369,7 +389,7 @@ def _too_large(size: int, limit: int) -> ApiError:
 
 
 async def _handle(request: Request, exc: Exception):
-    return error_response(exc, request.scope.get("reelforge.request_id"))
+    return error_response(exc, request.scope.get("reelforge.request_id"), wire_of(request.url.path))
 
 
 def _wants_page(request: Request) -> bool:
@@ -379,11 +399,14 @@ def _wants_page(request: Request) -> bool:
         request.method == "GET"
         and "text/html" in request.headers.get("accept", "")
         and not (path == "/async-invoke" or path.startswith(("/async-invoke/", "/reelforge/")))
+        and wire_of(path) == BEDROCK
     )
 
 
 async def _handle_http(request: Request, exc: HTTPException):
     path, status = request.url.path, exc.status_code
+    if status == 405 and wire_of(path) == GEMINI and not path.startswith("/v1/videos") and gemini_api.allowed_methods(path) is None:
+        status = 404  # the catch-all route of a version prefix matched the path, but no resource is there
     unknown = status in (404, 405)
     if _is_gallery(path) and request.method == "POST":  # a gallery form: its error is a page
         if unknown:
@@ -395,7 +418,23 @@ async def _handle_http(request: Request, exc: HTTPException):
         error = ApiError(status, "UnknownOperationException", f"No operation answers {request.method} {path}.")
     else:
         error = ApiError(status, code_for_status(status), str(exc.detail))
-    return error_response(error, request.scope.get("reelforge.request_id"))
+    reply = error_response(error, request.scope.get("reelforge.request_id"), wire_of(path))
+    for name, value in (exc.headers or {}).items():
+        if name.lower() != "allow":
+            reply.headers[name] = value
+    if status == 405:  # RFC 9110: Allow lists every method of the resource (Starlette names one route's only)
+        reply.headers["Allow"] = _allowed(request)
+    return reply
+
+
+def _allowed(request: Request) -> str:
+    """The methods of the resource at the request's path: those of every route with the first matching route's path."""
+    if wire_of(request.url.path) == GEMINI and not request.url.path.startswith("/v1/videos"):
+        return gemini_api.allowed_methods(request.url.path) or ""
+    routes = request.app.router.routes
+    first = next((r for r in routes if r.matches(request.scope)[0] is not Match.NONE), None)
+    same = [r for r in routes if first is not None and getattr(r, "path", None) == first.path]
+    return ", ".join(sorted(set().union(*(getattr(r, "methods", None) or set() for r in same))))
 
 
 def create_app(settings: ServerSettings | None = None, runtime: Runtime | None = None) -> Starlette:
@@ -418,7 +457,8 @@ def create_app(settings: ServerSettings | None = None, runtime: Runtime | None =
             await asyncio.to_thread(state.runtime.stop, 10)
 
     app = Starlette(
-        routes=bedrock_api.routes + extensions.routes + gallery_routes(state.runtime, settings.advertised_output, settings.max_body),
+        routes=bedrock_api.routes + extensions.routes + openai_api.routes + gemini_api.routes + openapi.routes
+        + gallery_routes(state.runtime, settings.advertised_output, settings.max_body),
         exception_handlers={ApiError: _handle, ReelforgeError: _handle, HTTPException: _handle_http, Exception: _handle},
         lifespan=lifespan,
     )

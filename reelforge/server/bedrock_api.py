@@ -48,7 +48,7 @@ async def get_async_invoke(request: Request) -> JSONResponse:
     arn = request.path_params["arn"]
     _, job_id = wire.parse_invocation_arn(arn)
     try:
-        record = await run_in_threadpool(_state(request).runtime.get, job_id)
+        record = await _state(request).job(job_id)
     except JobNotFoundError:
         raise JobNotFoundError(arn) from None
     if record.arn != arn:  # same id, other region or account: not this invocation

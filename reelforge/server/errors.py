@@ -18,6 +18,12 @@ on their way out by :func:`shaped_send`, with a code that follows the status
 (:data:`CODE_FOR_STATUS`); gallery pages (``text/html``) keep their own form. uvicorn's own
 replies (bad HTTP, timeouts, overload) are written in this shape by
 :mod:`reelforge.server.protocol`.
+
+The other wires (docs/wires.md) get the same errors in their own shapes, chosen by the request
+path (:func:`wire_of`): OpenAI's ``{"error": {"message", "type", "param", "code"}}`` under
+``/v1/videos``, Google's ``{"error": {"code", "message", "status"}}`` under ``/v1``, ``/v1beta``
+and ``/v1beta1``. Status codes are the same on every wire, except that a missing or wrong key is
+401 on those two (their clients raise their authentication errors for it) where Bedrock says 403.
 """
 
 from __future__ import annotations
@@ -34,11 +40,29 @@ from ..stores import JobStoreError
 log = logging.getLogger("reelforge.server")
 
 
-class ApiError(Exception):
-    """An error the server itself decides on (auth, limits, unknown routes)."""
+BEDROCK, OPENAI, GEMINI = "bedrock", "openai", "gemini"
+GEMINI_PREFIXES = ("/v1/", "/v1beta/", "/v1beta1/")
 
-    def __init__(self, status: int, code: str, message: str):
+
+def wire_of(path: str) -> str:
+    """The API a request path belongs to, and so the shape of its error replies."""
+    if path == "/v1/videos" or path.startswith("/v1/videos/"):
+        return OPENAI
+    if path.startswith(GEMINI_PREFIXES):
+        return GEMINI
+    return BEDROCK
+
+
+class ApiError(Exception):
+    """An error the server itself decides on (auth, limits, unknown routes).
+
+    ``param`` names the request field at fault and ``detail`` is a short machine-readable code;
+    the OpenAI shape carries both (``param``, ``code``).
+    """
+
+    def __init__(self, status: int, code: str, message: str, *, param: str | None = None, detail: str | None = None, headers: dict[str, str] | None = None):
         self.status, self.code, self.message = status, code, message
+        self.param, self.detail, self.headers = param, detail, headers or {}
         super().__init__(message)
 
 
@@ -67,16 +91,48 @@ def error_parts(exc: BaseException) -> tuple[int, str, str]:
     return 500, "InternalServerException", "The server hit an internal error; details are in the server log."
 
 
-def error_response(exc: BaseException, request_id: str | None = None) -> Response:
-    """The one mapping from an exception to Bedrock's error reply."""
+def error_response(exc: BaseException, request_id: str | None = None, wire: str = BEDROCK) -> Response:
+    """The one mapping from an exception to an error reply, in the shape of ``wire``."""
     status, code, message = error_parts(exc)
     if status >= 500:
         log.error("request %s failed", request_id or "-", exc_info=exc)
-    headers = {"x-amzn-ErrorType": code}
+    param = getattr(exc, "param", None) or getattr(exc, "field", None)
+    body, headers = error_body(wire, status, code, message, param=param, detail=getattr(exc, "detail", None))
     if request_id:
         headers["x-amzn-RequestId"] = request_id
-    body = json.dumps({"message": message}).encode()
+    if isinstance(exc, ApiError):
+        headers.update(exc.headers)
     return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+# Google's canonical error names by HTTP status (google.rpc.Code as the REST APIs map it).
+GRPC_STATUS = {
+    400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+    405: "UNIMPLEMENTED", 408: "DEADLINE_EXCEEDED", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
+}
+# OpenAI's error codes for reelforge's (Bedrock's) codes, where a route gives none of its own.
+OPENAI_CODE = {
+    "ValidationException": "invalid_request", "AccessDeniedException": "access_denied",
+    "ResourceNotFoundException": "not_found", "ConflictException": "idempotency_key_reused",
+    "UnknownOperationException": "unknown_url", "RequestTimeoutException": "request_timeout",
+    "ThrottlingException": "rate_limit_exceeded", "ServiceUnavailableException": "service_unavailable",
+    "InternalServerException": "server_error",
+}
+
+
+def error_body(wire: str, status: int, code: str, message: str, *, param: str | None = None, detail: str | None = None) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of an error reply on ``wire`` (``code`` is reelforge's Bedrock code)."""
+    if wire == OPENAI:
+        kind = "server_error" if status >= 500 else "rate_limit_error" if status == 429 else "invalid_request_error"
+        if status == 401:
+            detail = detail or "invalid_api_key"
+        doc = {"error": {"message": message, "type": kind, "param": param, "code": detail or OPENAI_CODE.get(code, "invalid_request")}}
+        return json.dumps(doc).encode(), {}
+    if wire == GEMINI:
+        name = GRPC_STATUS.get(status) or ("INTERNAL" if status >= 500 else "INVALID_ARGUMENT")
+        return json.dumps({"error": {"code": status, "message": message, "status": name}}).encode(), {}
+    return json.dumps({"message": message}).encode(), {"x-amzn-ErrorType": code}
 
 
 CODE_FOR_STATUS = {
@@ -110,8 +166,19 @@ def _message(body: bytes, content_type: str, status: int) -> str:
     return text[:_MAX_MESSAGE] or f"{status} {http.HTTPStatus(status).phrase}."
 
 
-def shaped_send(send):
-    """``send`` that rewrites an error reply lacking ``x-amzn-ErrorType`` into Bedrock's shape."""
+def _shaped(wire: str, body: bytes, names: dict[bytes, bytes]) -> bool:
+    """Whether an error reply is already in ``wire``'s shape."""
+    if wire == BEDROCK:
+        return b"x-amzn-errortype" in names
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and isinstance(doc.get("error"), dict)
+
+
+def shaped_send(send, wire: str = BEDROCK):
+    """``send`` that rewrites an error reply not in ``wire``'s shape (e.g. lacking ``x-amzn-ErrorType``) into it."""
     held: dict | None = None
     chunks: list[bytes] = []
 
@@ -120,7 +187,7 @@ def shaped_send(send):
         if message["type"] == "http.response.start" and message["status"] >= 400:
             names = {k.lower(): v for k, v in message.get("headers", [])}
             content_type = names.get(b"content-type", b"").decode("latin-1").lower()
-            if b"x-amzn-errortype" not in names and not content_type.startswith("text/html"):
+            if not content_type.startswith("text/html") and (wire != BEDROCK or not _shaped(wire, b"", names)):
                 held = message
                 return
         elif held is not None and message["type"] == "http.response.body":
@@ -128,10 +195,15 @@ def shaped_send(send):
             if message.get("more_body", False):
                 return
             names = {k.lower(): v for k, v in held.get("headers", [])}
-            status = held["status"]
-            body = json.dumps({"message": _message(b"".join(chunks), names.get(b"content-type", b"").decode("latin-1").lower(), status)}).encode()
+            status, raw = held["status"], b"".join(chunks)
+            if _shaped(wire, raw, names):
+                await send(held)
+                return await send({"type": "http.response.body", "body": raw, "more_body": False})
+            text = _message(raw, names.get(b"content-type", b"").decode("latin-1").lower(), status)
+            body, extra = error_body(wire, status, code_for_status(status), text)
             headers = [(k, v) for k, v in held.get("headers", []) if k.lower() in _KEPT]
-            headers += [(b"x-amzn-errortype", code_for_status(status).encode()), (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+            headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
             await send({"type": "http.response.start", "status": status, "headers": headers})
             return await send({"type": "http.response.body", "body": body, "more_body": False})
         await send(message)

@@ -60,8 +60,11 @@ def detail(record: JobRecord, full: bool = True) -> dict[str, Any]:
         "s3Uri": record.output_uri,
         "outputConfig": record.output_config,
         "tags": record.tags,
+        "wire": record.wire,
+        "deletedTime": wire.iso(record.deleted_time),
     }
     if full:
+        d["wireRequest"] = record.wire_request
         d["modelInput"] = record.model_input
         d["metadata"] = record.metadata
         d["files"] = _files(record)
@@ -78,7 +81,7 @@ async def _job(request: Request) -> JobRecord:
     job_id = request.path_params["job_id"]
     if not _JOB_ID.fullmatch(job_id):
         raise JobNotFoundError(job_id)
-    return await run_in_threadpool(_state(request).runtime.get, job_id)
+    return await _state(request).job(job_id)
 
 
 async def health(request: Request) -> JSONResponse:
@@ -153,7 +156,7 @@ async def job_events(request: Request) -> StreamingResponse:
                 except asyncio.TimeoutError:
                     yield ": ping\n\n"
                 wake.clear()
-                current = await run_in_threadpool(state.runtime.get, record.id)
+                current = await state.job(record.id)
         finally:
             hub.unsubscribe(wake)
 

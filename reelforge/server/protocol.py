@@ -17,13 +17,13 @@ ever; it also writes its own error replies as plain text. ``GuardedH11Protocol``
   bytes, so that a client still writing its body (boto3 sends no ``Expect: 100-continue``)
   reads the 413 instead of a connection reset. Then the connection is closed.
 - **Bedrock's error shape** on the replies it writes itself: 400 (not HTTP), 431 (headers
-  over ``MAX_HEADER_BYTES``), 408 and 503.
+  over ``MAX_HEADER_BYTES``), 408 and 503; the OpenAI or Google shape instead when the request's
+  path is known and belongs to one of those wires (errors.wire_of): a 408 for a slow body, a 503.
 """
 
 from __future__ import annotations
 
 import http
-import json
 import logging
 import uuid
 from typing import TYPE_CHECKING
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .errors import ApiError, error_response
+from .errors import BEDROCK, ApiError, error_body, error_response, wire_of
 
 if TYPE_CHECKING:
     from .app import ServerSettings
@@ -67,14 +67,15 @@ def _head_too_large(limit: int) -> ApiError:
     return ApiError(431, "ValidationException", f"The request line and headers are over {limit} bytes, this server's limit.")
 
 
-def raw_error(status: int, code: str, message: str) -> bytes:
-    """A whole HTTP/1.1 error reply in Bedrock's shape, for the protocol's own replies."""
-    body = json.dumps({"message": message}).encode()
+def raw_error(status: int, code: str, message: str, wire: str = BEDROCK) -> bytes:
+    """A whole HTTP/1.1 error reply in ``wire``'s shape (Bedrock's by default), for the protocol's own replies."""
+    body, headers = error_body(wire, status, code, message)
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     head = (
         f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n"
         "content-type: application/json\r\n"
         f"content-length: {len(body)}\r\n"
-        f"x-amzn-ErrorType: {code}\r\n"
+        f"{extra}"
         f"x-amzn-RequestId: {uuid.uuid4()}\r\n"
         "connection: close\r\n\r\n"
     )
@@ -139,7 +140,7 @@ class GuardedH11Protocol(H11Protocol):
             error = _head_too_large(self._max_head)
         if error is None:
             return await self._app(scope, receive, send)
-        reply = error_response(error, str(uuid.uuid4()))
+        reply = error_response(error, str(uuid.uuid4()), wire_of(scope.get("path", "")))
         reply.headers["connection"] = "close"
         await reply(scope, receive, send)
 
@@ -187,8 +188,9 @@ class GuardedH11Protocol(H11Protocol):
             cycle.message_event.set()
         what = "headers" if self._phase == _HEADERS else "body"
         log.info("closing a connection whose request %s did not arrive in time", what)
+        wire = wire_of(cycle.scope.get("path", "")) if cycle is not None else BEDROCK  # headers unfinished: no path yet
         self.transport.write(
-            raw_error(408, "RequestTimeoutException", f"The request's {what} did not arrive in time (reelforge serve --read-timeout {self.settings.read_timeout:g}).")
+            raw_error(408, "RequestTimeoutException", f"The request's {what} did not arrive in time (reelforge serve --read-timeout {self.settings.read_timeout:g}).", wire)
         )
         self.transport.close()
 

@@ -1,0 +1,414 @@
+"""OpenAI's Videos API under ``/v1/videos``, as the ``openai`` package (3.x) sends and parses it.
+
+Every job of the job log is a video here (``video_<job id>``), whatever wire started it. The
+client sends creates, edits and extensions as multipart forms (JSON is accepted too) and remixes
+as JSON; it reads the poll interval from ``openai-poll-after-ms`` and retries a create after a
+5xx or a dropped connection without a key of its own, so a recorded create never answers 5xx
+and an ``Idempotency-Key`` header makes it idempotent. Facts: reference §1; choices: docs/wires.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from .. import continuation
+from ..errors import JobNotFoundError, RequestError, StorageError
+from ..jobs import JobRecord, JobStatus
+from ..models import MULTI_SHOT_MANUAL, get_model
+from ..request import ImageInput, VideoRequest, parse_dimension, surrogate_problem
+from ..storage import local_path
+from . import video_wires, wire
+from .errors import OPENAI, ApiError
+
+ID_PREFIX = "video_"
+_VIDEO_ID = re.compile(ID_PREFIX + r"([a-z0-9]{12})")
+DEFAULT_MODEL, DEFAULT_SECONDS, DEFAULT_SIZE = "sora-2", "4", "720x1280"  # the client's documented defaults
+POLL_AFTER_MS = 100  # openai-poll-after-ms on replies about a job that has not ended
+HOLD_S = 10.0  # a poll from the client's poll helper waits this long for its job to end
+STATUS = {
+    JobStatus.QUEUED: "queued",
+    JobStatus.RUNNING: "in_progress",
+    JobStatus.COMPLETED: "completed",
+    JobStatus.FAILED: "failed",
+    JobStatus.CANCELED: "failed",  # with error.code "canceled": any other word would end the client's poll early
+}
+VARIANTS = {"video": ("output.mp4", "video/mp4"), "thumbnail": ("poster.jpg", "image/jpeg"), "spritesheet": ("contact_sheet.png", "image/png")}
+CREATE_FIELDS = {
+    "textToVideoParams.text": "prompt",
+    "textToVideoParams.images": "input_reference",
+    "videoGenerationConfig.dimension": "size",
+    "videoGenerationConfig.durationSeconds": "seconds",
+    "multiShotAutomatedParams.text": "prompt",
+}
+MAX_FORM_FIELD = 64 * 1024  # bytes in one text field of a form (a prompt is at most a few thousand characters)
+
+
+def _state(request: Request):
+    return request.app.state.reelforge
+
+
+def _bad(message: str, param: str | None = None, code: str | None = None) -> ApiError:
+    return ApiError(400, "ValidationException", message, param=param, detail=code)
+
+
+def video_id(record: JobRecord) -> str:
+    return ID_PREFIX + record.id
+
+
+def video(record: JobRecord) -> dict[str, Any]:
+    """A job as OpenAI's ``Video`` object (every field, in the types strict clients check)."""
+    width, height, seconds = video_wires.shape(record)
+    done = record.status is JobStatus.COMPLETED
+    error = None
+    if record.status is JobStatus.CANCELED:
+        error = {"code": "canceled", "message": record.failure_message or "Canceled."}
+    elif record.status is JobStatus.FAILED:
+        error = {"code": "generation_failed", "message": (record.failure_message or "The job failed.")[:2048]}
+    source = record.wire_request.get("remixed_from_video_id")
+    return {
+        "id": video_id(record),
+        "object": "video",
+        "model": record.wire_request.get("model") or record.model_id,
+        "status": STATUS[record.status],
+        "progress": 100 if done else min(99, int(record.progress * 100)),
+        "created_at": int(record.submit_time),
+        "completed_at": int(record.end_time) if done and record.end_time else None,
+        "expires_at": None,  # kept until deleted
+        "prompt": video_wires.prompt(record),
+        "seconds": seconds,
+        "size": f"{width}x{height}",
+        "remixed_from_video_id": source,
+        "error": error,
+    }
+
+
+def _reply(record: JobRecord) -> JSONResponse:
+    headers = {} if record.status.done else {"openai-poll-after-ms": str(POLL_AFTER_MS)}
+    return JSONResponse(video(record), headers=headers)
+
+
+async def _record(request: Request, vid: str | None = None) -> JobRecord:
+    """The job a video id names; 404 for ids of no job, and for deleted videos."""
+    vid = vid if vid is not None else request.path_params["video_id"]
+    m = _VIDEO_ID.fullmatch(vid)
+    try:
+        if m is None:
+            raise JobNotFoundError(vid)
+        record = await _state(request).job(m.group(1))
+    except JobNotFoundError:
+        raise ApiError(404, "ResourceNotFoundException", f"No video found with id {vid[:100]!r}.", param="video_id", detail="not_found") from None
+    if record.deleted_time is not None or record.parent_id is not None:
+        raise ApiError(404, "ResourceNotFoundException", f"No video found with id {vid[:100]!r}; it was deleted.", param="video_id", detail="not_found")
+    return record
+
+
+# --- bodies -----------------------------------------------------------------------------------
+
+
+async def read_fields(request: Request, allowed: set[str]) -> dict[str, Any]:
+    """A form body (what the client sends) or a JSON one, as {field: text, or (file name, bytes, type)}.
+
+    Nested JSON objects become the bracket names the client's ``extra_body`` sends in a form
+    (``{"input_reference": {"image_url": ...}}`` is ``input_reference[image_url]``).
+    """
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    out: dict[str, Any] = {}
+    if media == "application/json":
+        doc = wire.parse_body(await request.body())
+        if not isinstance(doc, dict):
+            raise _bad("The request body must be a JSON object.")
+        pairs = []
+        for key, value in doc.items():
+            pairs += [(f"{key}[{k}]", v) for k, v in value.items()] if isinstance(value, dict) else [(key, value)]
+        for name, item in pairs:
+            if isinstance(item, bool) or not isinstance(item, (str, int)):
+                raise _bad(f"{name[:100]}: must be a string", param=name[:100])
+            out[name] = str(item)
+    elif media == "multipart/form-data":
+        form = await request.form(max_files=2, max_fields=len(allowed) + 2, max_part_size=MAX_FORM_FIELD)
+        for key, value in form.multi_items():
+            if key in out:
+                raise _bad(f"{key}: given more than once; send it once", param=key)
+            out[key] = (value.filename or "upload", await value.read(), value.content_type) if isinstance(value, UploadFile) else value
+    else:
+        raise ApiError(415, "ValidationException", f"The Content-Type is {media[:100]!r}; send the fields as multipart/form-data (what the openai client sends) or as a JSON object.")
+    unknown = sorted(set(out) - allowed)
+    if unknown:
+        raise _bad(f"{unknown[0][:100]}: unknown field; allowed: {', '.join(sorted(allowed))}", param=unknown[0][:100])
+    for key, value in out.items():
+        if isinstance(value, str):
+            problem = surrogate_problem(value)
+            if problem:
+                raise _bad(f"{key}: {problem}", param=key)
+    return out
+
+
+def _text(fields: dict[str, Any], name: str, default: str | None = None) -> str | None:
+    value = fields.get(name, default)
+    if isinstance(value, tuple):
+        raise _bad(f"{name}: must be a text field, not a file", param=name)
+    return value
+
+
+def _seconds(text: str, field: str = "seconds") -> int:
+    if not re.fullmatch(r"[0-9]{1,4}", text.strip()):
+        raise RequestError(field, f"{text[:20]!r} is not a whole number of seconds, e.g. 4, 8 or 12")
+    return int(text)
+
+
+def _reference(fields: dict[str, Any]) -> tuple[ImageInput | None, dict[str, Any] | None]:
+    """The input_reference image, if any (a file, or a data: URL through extra_body), and what the job keeps of it."""
+    if "input_reference[file_id]" in fields:
+        raise RequestError("input_reference[file_id]", "this server has no Files API; send the image itself as input_reference (a file) or as a data: URL in input_reference[image_url]")
+    value = fields.get("input_reference")
+    if value is None and "input_reference[image_url]" in fields:
+        url = fields["input_reference[image_url]"]
+        if not url.startswith("data:"):
+            raise RequestError("input_reference[image_url]", "this server fetches no URLs; send the image as a file (input_reference=open('ref.png', 'rb')) or as a data: URL")
+        value = url
+    if value is None:
+        return None, None
+    field = "input_reference[image_url]" if isinstance(value, str) else "input_reference"
+    image = ImageInput.from_source(value if isinstance(value, str) else value[1], field)
+    mime = value.partition(";")[0].removeprefix("data:") if isinstance(value, str) else value[2]
+    return image, video_wires.describe_bytes(base64.b64decode(image.bytes_b64), mime or None)
+
+
+# --- routes -----------------------------------------------------------------------------------
+
+
+async def create(request: Request) -> JSONResponse:
+    allowed = {"prompt", "model", "seconds", "size", "input_reference", "input_reference[image_url]", "input_reference[file_id]"}
+    fields = await read_fields(request, allowed)
+    state = _state(request)
+    prompt = _text(fields, "prompt")
+    if prompt is None:
+        raise RequestError("prompt", "is required")
+    name = _text(fields, "model", DEFAULT_MODEL)
+    model_id = state.wire_models.resolve(name, "model")
+    spec = get_model(model_id)
+    seconds = _seconds(_text(fields, "seconds", DEFAULT_SECONDS))
+    size = _text(fields, "size", DEFAULT_SIZE)
+    width, height = parse_dimension(size, "size")
+    image, kept = _reference(fields)
+    req = VideoRequest(text=prompt, image=image, duration_s=seconds, fps=video_wires.default_fps(spec), width=width, height=height)
+    wire_request = {"operation": "create", "model": name, "prompt": prompt, "seconds": str(seconds), "size": size}
+    if kept:
+        wire_request["input_reference"] = kept
+    record, _ = await video_wires.submit(
+        state, model_id, req, wire=OPENAI, wire_request=wire_request, fields=CREATE_FIELDS, client_token=_token(request),
+    )
+    return _reply(record)
+
+
+def _token(request: Request) -> str | None:
+    """The job log's client token for an ``Idempotency-Key`` header (namespaced: other wires' tokens never collide)."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 200 or not wire.TOKEN.fullmatch(key):
+        raise _bad("Idempotency-Key: must be 1 to 200 printable ASCII characters without spaces", param="Idempotency-Key")
+    return "openai:" + key
+
+
+async def retrieve(request: Request) -> JSONResponse:
+    record = await _record(request)
+    helper = request.headers.get("x-stainless-poll-helper") == "true" and "x-stainless-custom-poll-interval" not in request.headers
+    if helper and not record.status.done:
+        record = await _until_done(request, record)
+    return _reply(record)
+
+
+async def _until_done(request: Request, record: JobRecord) -> JobRecord:
+    """``record`` again once its job ended, or after HOLD_S: the client's poll helper then finishes as soon as the job does."""
+    state = _state(request)
+    hub = state.hub
+    wake = hub.subscribe()
+    deadline = asyncio.get_running_loop().time() + HOLD_S
+    try:
+        record = await state.job(record.id)  # after subscribing: no change is missed
+        while not record.status.done and not hub.stopping:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            try:
+                await asyncio.wait_for(wake.wait(), left)
+            except asyncio.TimeoutError:
+                break
+            wake.clear()
+            record = await state.job(record.id)
+    finally:
+        hub.unsubscribe(wake)
+    return record
+
+
+LIST_PARAMS = ("after", "limit", "order")
+
+
+async def list_videos(request: Request) -> JSONResponse:
+    q = request.query_params
+    unknown = sorted(set(q) - set(LIST_PARAMS))
+    if unknown:
+        raise _bad(f"{unknown[0][:100]}: unknown query parameter; allowed: {', '.join(LIST_PARAMS)}", param=unknown[0][:100])
+    limit_text = q.get("limit", "20")
+    if not re.fullmatch(r"[0-9]{1,4}", limit_text) or not 1 <= int(limit_text) <= 100:
+        raise _bad(f"limit: {limit_text[:20]!r} is not allowed; allowed: 1 to 100", param="limit")
+    limit = int(limit_text)
+    order = q.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise _bad(f"order: {order[:20]!r} is not allowed; allowed: asc, desc", param="order")
+    cursor = None
+    if "after" in q:
+        try:
+            anchor = await _record(request, q["after"])
+        except ApiError as exc:
+            if exc.status != 404 or _VIDEO_ID.fullmatch(q["after"]) is None:
+                raise _bad(f"after: {q['after'][:100]!r} is not the id of a video; pass the last_id of the page before", param="after") from None
+            anchor = await _state(request).job(q["after"][len(ID_PREFIX):])  # a deleted anchor still marks its place
+        cursor = (anchor.submit_time, anchor.id)
+    rows = await run_in_threadpool(_page, _state(request).runtime.store, order == "desc", limit + 1, cursor)
+    page = rows[:limit]
+    data = [video(r) for r in page]
+    return JSONResponse({
+        "object": "list", "data": data, "has_more": len(rows) > limit,
+        "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None,
+    })
+
+
+def _page(store, descending: bool, want: int, cursor) -> list[JobRecord]:
+    """Up to ``want`` jobs after ``cursor`` that were not deleted (deleted ones are skipped, not counted)."""
+    out: list[JobRecord] = []
+    while len(out) < want:
+        rows = store.list(descending=descending, limit=want, after=cursor)
+        out += [r for r in rows if r.deleted_time is None]
+        if len(rows) < want:
+            break
+        cursor = (rows[-1].submit_time, rows[-1].id)
+    return out[:want]
+
+
+async def delete(request: Request) -> JSONResponse:
+    record = await _record(request)
+    state = _state(request)
+    wait_s = state.runtime.timings.lease_s + 2 * state.runtime.timings.recover_s
+    deleted = await run_in_threadpool(state.runtime.delete, record.id, wait_s)
+    if deleted is None:
+        raise ApiError(409, "ConflictException", f"Video {video_id(record)} is being canceled and its worker has not stopped yet; send the delete again shortly.", detail="still_running")
+    return JSONResponse({"id": video_id(record), "object": "video.deleted", "deleted": True})
+
+
+async def content(request: Request) -> Response:
+    record = await _record(request)
+    q = request.query_params
+    unknown = sorted(set(q) - {"variant"})
+    if unknown:
+        raise _bad(f"{unknown[0][:100]}: unknown query parameter; allowed: variant", param=unknown[0][:100])
+    variant = q.get("variant", "video")
+    if variant not in VARIANTS:
+        raise _bad(f"variant: {variant[:40]!r} is not allowed; allowed: {', '.join(VARIANTS)}", param="variant")
+    if record.status is not JobStatus.COMPLETED:
+        raise _bad(f"Video {video_id(record)} is {video(record)['status']}; its content can be downloaded once it is completed.", param="video_id", code="video_not_ready")
+    name, media_type = VARIANTS[variant]
+    if record.storage_uri.startswith("file://"):
+        path = local_path(record.storage_uri) / name
+        if not path.is_file():
+            raise ApiError(404, "ResourceNotFoundException", f"Video {video_id(record)} has no {variant} on this server.", param="variant", detail="not_found")
+        return FileResponse(path, media_type=media_type)
+    try:
+        data = await run_in_threadpool(video_wires.output_bytes, record, name)
+    except StorageError:
+        raise ApiError(404, "ResourceNotFoundException", f"Video {video_id(record)} has no {variant} in its storage.", param="variant", detail="not_found") from None
+    return Response(data, media_type=media_type)
+
+
+async def remix(request: Request) -> JSONResponse:
+    source = await _record(request)
+    doc = wire.parse_body(await request.body())
+    if not isinstance(doc, dict) or not isinstance(doc.get("prompt"), str):
+        raise RequestError("prompt", "is required: send {\"prompt\": \"...\"} as JSON")
+    extra = sorted(set(doc) - {"prompt"})
+    if extra:
+        raise _bad(f"{extra[0][:100]}: unknown field; allowed: prompt", param=extra[0][:100])
+    if source.wire_request.get("extends"):
+        raise _bad(f"Video {video_id(source)} is an extension; remix the video it extends, then extend the remix.", param="video_id", code="unsupported_operation")
+    req = VideoRequest.from_model_input(source.model_input)
+    if req.task_type == MULTI_SHOT_MANUAL:
+        raise _bad(f"Video {video_id(source)} was made from several shots, each with its own prompt; one new prompt cannot replace them. Start a new video instead.", param="video_id", code="unsupported_operation")
+    req = req.model_copy(update={"text": doc["prompt"]})
+    width, height, seconds = video_wires.shape(source)
+    wire_request = {
+        "operation": "remix", "model": source.wire_request.get("model") or source.model_id, "prompt": doc["prompt"],
+        "seconds": seconds, "size": f"{width}x{height}", "remixed_from_video_id": video_id(source),
+    }
+    record, _ = await video_wires.submit(_state(request), source.model_id, req, wire=OPENAI, wire_request=wire_request,
+                                         fields=CREATE_FIELDS, client_token=_token(request), tags=source.tags)
+    return _reply(record)
+
+
+async def extend_video(request: Request) -> JSONResponse:
+    fields = await read_fields(request, {"prompt", "seconds", "video", "video[id]"})
+    state = _state(request)
+    prompt = _text(fields, "prompt")
+    if prompt is None:
+        raise RequestError("prompt", "is required")
+    seconds = _seconds(_text(fields, "seconds", DEFAULT_SECONDS))
+    source, upload = None, None
+    if "video[id]" in fields:
+        source = await _record(request, fields["video[id]"])
+    elif isinstance(fields.get("video"), tuple):
+        upload = fields["video"][1]
+    else:
+        raise RequestError("video", "is required: the video to extend, as a file (video=open('clip.mp4', 'rb')) or its id in video[id]")
+    model_id = source.model_id if source is not None else state.wire_models.resolve(DEFAULT_MODEL, "video")
+    plan = await run_in_threadpool(continuation.plan, source, upload, prompt, seconds, "video")
+    wire_request = {
+        "operation": "extend", "model": (source.wire_request.get("model") if source else None) or DEFAULT_MODEL,
+        "prompt": prompt, "seconds": plan.total_seconds, "added_seconds": str(seconds), "size": f"{plan.width}x{plan.height}",
+        "extends": {"video_id": video_id(source)} if source is not None else {"video": video_wires.describe_bytes(upload, "video/mp4")},
+    }
+    try:
+        record, _ = await video_wires.submit(state, model_id, plan.request, wire=OPENAI, wire_request=wire_request,
+                                             fields={**CREATE_FIELDS, "videoGenerationConfig": "video"}, client_token=_token(request), prepare=plan.place)
+    finally:
+        plan.cleanup()
+    return _reply(record)
+
+
+async def edit(request: Request) -> JSONResponse:
+    # No engine here conditions on a video (engines/): refuse before reading what was sent.
+    raise _bad(
+        "Video edits need a model that conditions on a source video; none of this server's models does. "
+        "Use remix (a new prompt on the same recipe) or extend (continue from the last frame) instead.",
+        param="video", code="unsupported_operation",
+    )
+
+
+async def create_character(request: Request) -> JSONResponse:
+    raise _bad("Characters are not supported by this server: no model here conditions on a character's video.", param="video", code="unsupported_operation")
+
+
+async def get_character(request: Request) -> JSONResponse:
+    raise ApiError(404, "ResourceNotFoundException", f"No character found with id {request.path_params['character_id'][:100]!r}; this server keeps no characters.", param="character_id", detail="not_found")
+
+
+routes = [
+    Route("/v1/videos", create, methods=["POST"]),
+    Route("/v1/videos", list_videos, methods=["GET"]),
+    Route("/v1/videos/edits", edit, methods=["POST"]),
+    Route("/v1/videos/extensions", extend_video, methods=["POST"]),
+    Route("/v1/videos/characters", create_character, methods=["POST"]),
+    Route("/v1/videos/characters/{character_id}", get_character, methods=["GET"]),
+    Route("/v1/videos/{video_id}", retrieve, methods=["GET"]),
+    Route("/v1/videos/{video_id}", delete, methods=["DELETE"]),
+    Route("/v1/videos/{video_id}/content", content, methods=["GET"]),
+    Route("/v1/videos/{video_id}/remix", remix, methods=["POST"]),
+]
