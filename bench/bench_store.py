@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import random
 import statistics
 import sys
@@ -32,8 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reelforge import jobs as jobs_module
 from reelforge.jobs import JobRecord, JobStatus, open_store
+from reelforge.stores import row_values
 
 T0 = 1_700_000_000.0
 MODELS = [("amazon.nova-reel-v1:1", 60), ("reelforge.animatic-v1", 25), ("reelforge.ltx-video", 10), ("reelforge.wan-t2v", 5)]
@@ -107,12 +106,8 @@ def job_rows(n: int, seed: int = 1):
 
 
 def encoded(row: dict, columns: list[str]) -> list:
-    text_of = getattr(jobs_module, "search_text", None)
-    values = dict(row)
-    if text_of is not None:
-        values["search_text"] = text_of(row["model_input"]) if row["parent_id"] is None else None
-    for c in ("model_input", "output_config", "tags", "metadata"):
-        values[c] = json.dumps(values[c], ensure_ascii=False)
+    """``row`` as the store itself writes it, in ``columns`` order."""
+    values = row_values(JobRecord(**{**row, "status": JobStatus(row["status"])}))
     return [values[c] for c in columns]
 
 

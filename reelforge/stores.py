@@ -129,11 +129,13 @@ def _fenced(fence: int | None) -> tuple[str, list[int]]:
     return (" AND fence = ?", [fence]) if fence is not None else ("", [])
 
 
-def _column_values(record: JobRecord) -> dict[str, Any]:
+def row_values(record: JobRecord) -> dict[str, Any]:
+    """Every column value the store writes for ``record``: JSON as readable text, and a job's search text."""
     values = record.to_dict()
     for c in _JSON_COLUMNS:
         values[c] = json.dumps(values[c], ensure_ascii=False)  # readable text, so search finds "café"
     values["cancel_requested"] = int(values["cancel_requested"])
+    values["search_text"] = search_text(record.model_input) if record.parent_id is None else None
     return values
 
 
@@ -233,8 +235,7 @@ class SQLJobStore(JobStore):
 
     # --- interface -------------------------------------------------------------------------
     def create(self, record: JobRecord) -> tuple[JobRecord, bool]:
-        values = _column_values(record)
-        values["search_text"] = search_text(record.model_input) if record.parent_id is None else None
+        values = row_values(record)
         columns = _COLUMNS + ("search_text",)
 
         def body(retrying: bool) -> tuple[JobRecord, bool]:
@@ -540,7 +541,7 @@ class SQLJobStore(JobStore):
                 for rec in shots:
                     if owned["cancel_requested"]:
                         rec.status, rec.stage, rec.end_time, rec.failure_message = JobStatus.CANCELED, "canceled", now, "Canceled."
-                    values = _column_values(rec)
+                    values = row_values(rec)
                     db.execute(
                         f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
                         [values[c] for c in _COLUMNS],

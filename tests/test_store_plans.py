@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-import json
 import random
 import sqlite3
 import uuid
@@ -22,8 +21,8 @@ import uuid
 import pytest
 from conftest import PG_URL, pg_available
 
-from reelforge.jobs import JobRecord, JobStatus, open_store, search_text
-from reelforge.stores import SQLiteJobStore
+from reelforge.jobs import JobRecord, JobStatus, open_store
+from reelforge.stores import SQLiteJobStore, row_values
 
 T0 = 1_800_000_000.0
 N = 10_000
@@ -62,15 +61,8 @@ def _records(n: int) -> list[JobRecord]:
 
 
 def _rows(records: list[JobRecord], columns: list) -> list[list]:
-    rows = []
-    for r in records:
-        d = {c: getattr(r, c, None) for c in columns}
-        for c in ("model_input", "output_config", "tags", "metadata"):
-            d[c] = json.dumps(d[c])
-        d["status"], d["cancel_requested"] = r.status.value, int(r.cancel_requested)
-        d["search_text"] = search_text(r.model_input) if r.parent_id is None else None
-        rows.append([d[c] for c in columns])
-    return rows
+    """The rows the store itself would write for ``records``, in ``columns`` order."""
+    return [[values[c] for c in columns] for values in map(row_values, records)]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

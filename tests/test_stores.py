@@ -1,6 +1,5 @@
 """The job log's contract, run against SQLite and PostgreSQL alike."""
 
-import json
 import os
 import sqlite3
 import subprocess
@@ -317,21 +316,21 @@ def _old_store(kind: str, location) -> None:
     """A job log as the release before search and the listing indexes left it (fencing its last step), holding two jobs."""
     from reelforge.stores import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
 
+    from reelforge.stores import row_values
+
     jobs = [_job("An old LIGHTHOUSE film", submit_time=1e9), _job(shots=["shot one", "a Café at noon"], submit_time=2e9)]
-    columns = [c for c in JobRecord.__dataclass_fields__]
-    rows = []
-    for j in jobs:
-        d = j.to_dict()
-        d.update({c: json.dumps(d[c]) for c in ("model_input", "output_config", "tags", "metadata")}, cancel_requested=0)
-        rows.append([d[c] for c in columns])
-    insert = f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({', '.join(['{}'] * len(columns))})"
+
+    def rows(columns):  # the jobs in the columns an older log has
+        return [[row_values(j)[c] for c in columns] for j in jobs]
+
     if kind == "sqlite":
         db = sqlite3.connect(location, isolation_level=None)
         db.execute("CREATE TABLE schema_migrations (version INTEGER NOT NULL)")
         for version, sql in enumerate(SQLITE_MIGRATIONS[:3], start=1):
             db.executescript(sql)
             db.execute("INSERT INTO schema_migrations VALUES (?)", (version,))
-        db.executemany(insert.format(*["?"] * len(columns)), rows)
+        columns = [r[1] for r in db.execute("PRAGMA table_info(jobs)")]
+        db.executemany(f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", rows(columns))
         db.close()
     else:
         import psycopg
@@ -342,7 +341,10 @@ def _old_store(kind: str, location) -> None:
                 for stmt in filter(str.strip, sql.split(";")):
                     conn.execute(stmt)
                 conn.execute("INSERT INTO schema_migrations VALUES (%s)", (version,))
-            conn.cursor().executemany(insert.format(*["%s"] * len(columns)), rows)
+            columns = [r[0] for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'jobs'"
+                " ORDER BY ordinal_position")]
+            conn.cursor().executemany(f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})", rows(columns))
     return jobs
 
 
