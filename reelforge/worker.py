@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from . import media
 from .config import Timings
-from .engines import Engine, ShotPlan, get_engine_class
+from .engines import Engine, RenderContext, ShotPlan, get_engine_class
 from .errors import JobCanceled, ReelforgeError
 from .jobs import Beat, JobRecord, JobStatus, JobStore, new_job_id
 from .models import engine_for, get_model
@@ -355,8 +355,11 @@ def _render(engine: Engine, plan: ShotPlan, path: Path, progress: "JobProgress")
     """Render and encode one shot to ``path``; return a poster frame and the seconds it took."""
     t0 = time.perf_counter()
     poster = None
+    output = engine.render(plan, RenderContext(progress))
+    if output.frames is None:
+        raise ReelforgeError(f"engine {engine.engine_id} returned no frames for shot {plan.index + 1}")
     with media.VideoWriter(path, plan.fps, plan.width, plan.height) as writer:
-        for k, frame in enumerate(engine.render_shot(plan, progress)):
+        for k, frame in enumerate(output.frames):
             writer.write(frame)
             if k == plan.frame_count // 3:
                 poster = frame

@@ -7,9 +7,9 @@ from functools import lru_cache
 from importlib.metadata import entry_points
 
 from ..errors import EngineError
-from .base import Engine, EngineOptions, NullProgress, Progress, ShotPlan
+from .base import Audio, Engine, EngineOptions, NullProgress, Progress, RenderContext, ShotOutput, ShotPlan
 
-__all__ = ["Engine", "EngineOptions", "NullProgress", "Progress", "ShotPlan", "engine_classes", "get_engine_class", "register_engine"]
+__all__ = ["Audio", "Engine", "EngineOptions", "NullProgress", "Progress", "RenderContext", "ShotOutput", "ShotPlan", "engine_classes", "get_engine_class", "register_engine"]
 
 log = logging.getLogger("reelforge.engines")
 GROUP = "reelforge.engines"

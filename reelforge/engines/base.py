@@ -1,13 +1,16 @@
 """The engine interface: what every engine, built-in or third-party, implements.
 
-An engine turns one shot plan into frames. The worker owns everything around it (job state,
-encoding, storage, joining shots), so an engine stays a small class with one method.
+An engine turns one shot plan into a ShotOutput: frames (and an audio track where the model
+makes one), or a finished video file (an engine that forwards to a remote service). The worker
+owns everything around it (job state, encoding, storage, joining shots), so an engine stays a
+small class with one method: ``render`` or, for engines that only make frames, ``render_shot``.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABC
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Iterable, Protocol
 
 import numpy as np
@@ -55,12 +58,46 @@ class NullProgress:
         self.calls.append((done, total, stage))
 
 
+@dataclass(frozen=True)
+class Audio:
+    """A shot's sound: float32 samples in [-1, 1], shaped (channels, samples)."""
+
+    samples: np.ndarray
+    sample_rate: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples.shape[-1] / self.sample_rate
+
+
+@dataclass
+class ShotOutput:
+    """What an engine hands back for one shot: exactly one of ``frames`` or ``video_file``.
+
+    ``frames`` yields ``shot.frame_count`` HxWx3 uint8 RGB frames; ``audio``, when set, is
+    muxed as the shot's AAC track. ``video_file`` is a finished MP4 of the shot that the worker
+    checks and publishes as it is (engines that forward to a service which encodes).
+    """
+
+    frames: Iterable[np.ndarray] | None = None
+    audio: Audio | None = None
+    video_file: Path | None = None
+
+
+@dataclass
+class RenderContext:
+    """What the worker gives an engine for one shot besides the plan."""
+
+    progress: Progress
+    workdir: Path | None = None  # a private folder for the attempt's files, removed after the shot
+
+
 class EngineOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class Engine(ABC):
-    """Base class of engines. Subclasses set ``engine_id`` and implement ``render_shot``."""
+    """Base class of engines. Subclasses set ``engine_id`` and implement ``render`` or ``render_shot``."""
 
     engine_id: ClassVar[str]
     summary: ClassVar[str] = ""
@@ -101,9 +138,13 @@ class Engine(ABC):
         """Model specs (reelforge.models.ModelSpec) this engine adds to the model table."""
         return []
 
-    @abstractmethod
+    def render(self, shot: ShotPlan, ctx: RenderContext) -> ShotOutput:
+        """Render one shot. The default wraps ``render_shot`` for engines that only make frames."""
+        return ShotOutput(frames=self.render_shot(shot, ctx.progress))
+
     def render_shot(self, shot: ShotPlan, progress: Progress) -> Iterable[np.ndarray]:
         """Yield ``shot.frame_count`` frames, each HxWx3 uint8 RGB at shot.height x shot.width."""
+        raise NotImplementedError(f"engine {self.engine_id!r} implements neither render nor render_shot")
 
     def close(self) -> None:
         """Release what the engine holds (weights, GPU memory)."""
