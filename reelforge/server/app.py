@@ -62,6 +62,7 @@ class ServerSettings:
     data_dir: Path | None = None  # default: REELFORGE_HOME / the user data dir
     default_output: str | None = None  # s3://bucket/prefix advertised on /reelforge/health for clients without one
     allowed_hosts: tuple[str, ...] = ()  # extra Host names a loopback-bound server answers (a reverse proxy's)
+    retain_s: float | None = None  # prune ended jobs this old (reelforge/retention.py); None keeps every job
 
     @property
     def advertised_output(self) -> str | None:
@@ -101,6 +102,7 @@ class ServerState:
                 account=settings.account,
                 fetch_s3=self.fetch_s3,
                 map_output=self.map_output if settings.bucket_dir is not None else None,
+                retain_s=settings.retain_s,
             )
         self.runtime = runtime
         self.hub = ChangeHub(runtime)
@@ -447,6 +449,7 @@ def create_app(settings: ServerSettings | None = None, runtime: Runtime | None =
         state.hub.start(asyncio.get_running_loop())
         if settings.workers > 0:
             state.runtime.start_workers(settings.workers)
+        state.runtime.start_pruning()
         log.info("serving; job log %s, %d worker(s)", getattr(state.runtime.store, "path", "?"), settings.workers)
         try:
             yield

@@ -10,6 +10,7 @@ status, the ``x-amzn-ErrorType: <Code>`` header and a ``{"message": ...}`` JSON 
 | StorageError, EngineError                   | 400  | ValidationException           |
 | ConflictError                               | 400  | ConflictException             |
 | JobNotFoundError                            | 404  | ResourceNotFoundException     |
+| JobExpiredError (pruned: "has expired")     | 404  | ResourceNotFoundException     |
 | ApiError (the server's own)                 | any  | as given                      |
 | anything else                               | 500  | InternalServerException       |
 
@@ -34,7 +35,7 @@ import logging
 
 from starlette.responses import Response
 
-from ..errors import ConflictError, EngineError, JobNotFoundError, ReelforgeError, RequestError, StorageError, UnknownModelError
+from ..errors import ConflictError, EngineError, JobExpiredError, JobNotFoundError, ReelforgeError, RequestError, StorageError, UnknownModelError
 from ..stores import JobStoreError
 
 log = logging.getLogger("reelforge.server")
@@ -82,6 +83,8 @@ def error_parts(exc: BaseException) -> tuple[int, str, str]:
         return 503, "ServiceUnavailableException", "The job log is unavailable right now; try again shortly (details are in the server log)."
     if isinstance(exc, ConflictError):
         return 400, "ConflictException", str(exc)
+    if isinstance(exc, JobExpiredError):
+        return 404, "ResourceNotFoundException", f"Invocation {exc.ref!r} has expired: {exc.expiry}."
     if isinstance(exc, JobNotFoundError):
         return 404, "ResourceNotFoundException", f"Could not find invocation {exc.ref!r}."
     if isinstance(exc, (RequestError, UnknownModelError, StorageError, EngineError)):
