@@ -225,3 +225,87 @@ def test_a_batch_line_whose_job_was_pruned_is_not_run_again(reelforge_home, tmp_
     assert (again[0].job_id, again[0].status, again[0].run) == (first[0].job_id, "COMPLETED", "already done")
     assert "expired" in again[0].error and again[0].output is None
     assert store.list() == []  # nothing new was started
+
+
+def test_every_wire_answers_expired_for_a_pruned_job_and_a_repeated_token_starts_nothing(tmp_path):
+    import openai
+    from google.genai import errors, types
+    from server_fixtures import ServerThread, bedrock, expect, start_tiny, wait_done
+    from test_wire_gemini import until_done, vertex
+    from wire_fixtures import job_count, openai_client
+
+    from reelforge.server.app import ServerSettings
+
+    settings = ServerSettings(workers=1, bucket_dir=tmp_path / "buckets", data_dir=tmp_path / "home", retain_s=30 * DAY)
+    with ServerThread(settings) as server:
+        boto = bedrock(server.url)
+        arn = start_tiny(boto, clientRequestToken="tok-wire")
+        wait_done(boto, arn)
+        oa = openai_client(server.url)
+        video = oa.videos.create_and_poll(prompt="a kite", seconds="4", size="720x1280", extra_headers={"Idempotency-Key": "key-1"})
+        assert video.status == "completed" and video.expires_at == video.completed_at + 30 * 86400  # the retention, in seconds
+        g = vertex(server.url)
+        op = until_done(g, g.models.generate_videos(model="veo-3.1-generate-001", prompt="a neon cat",
+                                                   config=types.GenerateVideosConfig(duration_seconds=1, fps=8, resolution="720p")))
+        assert op.error is None
+        count = job_count(server)
+        assert len(prune(server.runtime.store, 30 * DAY, now=time.time() + 31 * DAY).ids) == count == 3
+
+        assert "has expired: it ended as COMPLETED" in expect("ResourceNotFoundException", boto.get_async_invoke, invocationArn=arn)
+        assert start_tiny(boto, clientRequestToken="tok-wire") == arn  # the same invocation, not a new one
+        with pytest.raises(openai.NotFoundError) as info:
+            oa.videos.retrieve(video.id)
+        assert info.value.code == "video_expired" and "has expired" in info.value.message
+        with pytest.raises(openai.ConflictError) as info:
+            oa.videos.create(prompt="a kite", seconds="4", size="720x1280", extra_headers={"Idempotency-Key": "key-1"})
+        assert info.value.code == "video_expired" and video.id in info.value.message
+        with pytest.raises(errors.ClientError) as info:
+            g.operations.get(op)
+        assert info.value.code == 404 and "has expired" in info.value.message
+        assert job_count(server) == 0 and boto.list_async_invokes()["asyncInvokeSummaries"] == []
+
+
+def test_openai_expires_at_is_null_without_retention(tmp_path):
+    from server_fixtures import ServerThread
+    from wire_fixtures import openai_client
+
+    from reelforge.server.app import ServerSettings
+
+    with ServerThread(ServerSettings(workers=1, bucket_dir=tmp_path / "b", data_dir=tmp_path / "h")) as server:
+        video = openai_client(server.url).videos.create_and_poll(prompt="a kite", seconds="4", size="720x1280")
+        assert video.status == "completed" and video.expires_at is None
+
+
+def test_serve_retain_prunes_on_its_timer(tmp_path, monkeypatch):
+    from server_fixtures import ServerProcess, bedrock, expect, start_tiny, wait_done
+
+    monkeypatch.setenv("REELFORGE_PRUNE_EVERY_S", "0.2")
+    home = tmp_path / "home"
+    home.mkdir()
+    server = ServerProcess(home, "--retain", "1s", "--bucket-dir", str(tmp_path / "buckets")).start()
+    try:
+        boto = bedrock(server.url)
+        arn = start_tiny(boto, "s3://bkt/out", clientRequestToken="tok-timer")
+        assert wait_done(boto, arn)["status"] == "Completed"
+        folder = tmp_path / "buckets" / "bkt" / "out" / arn.rsplit("/", 1)[1]
+        deadline = time.monotonic() + 60
+        while True:  # no timing is asserted: the outcome is waited for
+            try:
+                boto.get_async_invoke(invocationArn=arn)
+            except boto.exceptions.ResourceNotFoundException as exc:
+                assert "has expired" in str(exc)
+                break
+            assert time.monotonic() < deadline, "not pruned within 60 s"
+            time.sleep(0.1)
+        assert not folder.exists()
+        assert start_tiny(boto, "s3://bkt/out", clientRequestToken="tok-timer") == arn
+        assert "has expired" in expect("ResourceNotFoundException", boto.get_async_invoke, invocationArn=arn)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("value", ["30", "1.5d", "a month", "0s"])
+def test_serve_refuses_a_bad_retain_naming_the_flag_and_the_forms(value):
+    result = CliRunner().invoke(cli, ["serve", "--port", "0", "--retain", value])
+    assert result.exit_code == 2
+    assert "--retain" in result.stderr and "12h, 30d, 2w" in result.stderr
