@@ -263,6 +263,10 @@ def test_every_wire_answers_expired_for_a_pruned_job_and_a_repeated_token_starts
             g.operations.get(op)
         assert info.value.code == 404 and "has expired" in info.value.message
         assert job_count(server) == 0 and boto.list_async_invokes()["asyncInvokeSummaries"] == []
+        from reelforge.client import Client
+
+        with pytest.raises(JobNotFoundError, match="has expired"):  # reelforge's own client over the wire
+            Client(endpoint=server.url).get(arn)
 
 
 def test_openai_expires_at_is_null_without_retention(tmp_path):
