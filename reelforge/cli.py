@@ -392,7 +392,7 @@ def jobs_cancel(job_id, endpoint):
 
 
 @jobs.command("prune")
-@click.option("--older-than", "older_than", required=True, metavar="DURATION", help="Prune jobs that ended at least this long ago: a whole number and s, m, h, d or w (12h, 30d, 2w).")
+@click.option("--older-than", "older_than", required=True, metavar="DURATION", help="Prune jobs that ended at least this long ago: a whole number and s, m, h, d or w (12h, 30d, 2w) [required: no default, nothing is pruned without it].")
 @click.option("--dry-run", is_flag=True, help="List the ids that would be pruned; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print {ids, failed} as JSON.")
 def jobs_prune(older_than, dry_run, as_json):

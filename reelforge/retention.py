@@ -25,7 +25,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from .errors import ConfigError, StorageError
+from .errors import ConfigError, ReelforgeError
 from .jobs import JobStore
 from .storage import storage_for
 
@@ -110,7 +110,7 @@ def _remove_files(store: JobStore, gone, report: PruneReport) -> None:
     if gone.storage_uri:
         try:
             storage_for(gone.storage_uri).remove_tree(gone.storage_uri)
-        except StorageError as exc:
+        except ReelforgeError as exc:  # StorageError, or UnreachableError: storage is away for now
             report.failed[gone.id] = str(exc)
             log.warning("job %s: its files could not be removed yet (%s); the next prune tries again", gone.id, exc)
             return

@@ -313,3 +313,54 @@ def test_serve_refuses_a_bad_retain_naming_the_flag_and_the_forms(value):
     result = CliRunner().invoke(cli, ["serve", "--port", "0", "--retain", value])
     assert result.exit_code == 2
     assert "--retain" in result.stderr and "12h, 30d, 2w" in result.stderr
+
+
+def test_s3_outputs_are_pruned_and_unreachable_storage_is_retried(location, tmp_path, monkeypatch):
+    import os
+    import threading
+
+    import boto3
+    from server_fixtures import free_port, moto_s3
+
+    from reelforge import storage
+
+    def fresh_s3_clients():  # S3Storage keeps one client per thread, made from the environment of its time
+        monkeypatch.setattr(storage, "_s3_clients", threading.local())
+
+    def s3_job(store, status_end=True):
+        rec = record(tmp_path)
+        rec.output_uri = rec.storage_uri = f"s3://pruned/out/{rec.id}"
+        for name in ("output.mp4", "shot_0001.mp4", "shot_0002.mp4", "manifest.json"):
+            s3.put_object(Bucket="pruned", Key=f"out/{rec.id}/{name}", Body=b"x")
+        store.create(rec)
+        store.claim("w", 30)
+        store.finish(rec.id, "w", JobStatus.COMPLETED)
+        return rec
+
+    def keys(rec):
+        return [o["Key"] for o in s3.list_objects_v2(Bucket="pruned", Prefix=f"out/{rec.id}").get("Contents", [])]
+
+    with moto_s3() as url:
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="pruned")
+        store = open_store(location)
+        old = s3_job(store)
+        cutoff = time.time()
+        time.sleep(0.01)
+        young = s3_job(store)
+        now = cutoff + DAY
+        fresh_s3_clients()
+        os.environ.update(AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{free_port()}", AWS_MAX_ATTEMPTS="1")  # S3 away
+        try:
+            report = prune(store, DAY, now=now)
+        finally:
+            os.environ["AWS_ENDPOINT_URL_S3"] = url
+            del os.environ["AWS_MAX_ATTEMPTS"]
+        assert report.ids == [old.id] and list(report.failed) == [old.id]
+        assert len(keys(old)) == 4
+        with pytest.raises(JobExpiredError):  # the record went first: never shown with files that may be half gone
+            store.get(old.id)
+        fresh_s3_clients()
+        assert prune(store, DAY, now=now).ids == [old.id]  # S3 back: the next round finishes it
+        assert keys(old) == [] and len(keys(young)) == 4
+        assert store.get(young.id).status is JobStatus.COMPLETED
