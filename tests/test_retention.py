@@ -256,6 +256,7 @@ def test_every_wire_answers_expired_for_a_pruned_job_and_a_repeated_token_starts
         with pytest.raises(openai.NotFoundError) as info:
             oa.videos.retrieve(video.id)
         assert info.value.code == "video_expired" and "has expired" in info.value.message
+        assert oa.videos.list(after=video.id).data == []  # a pruned video still marks its place in a listing
         with pytest.raises(openai.ConflictError) as info:
             oa.videos.create(prompt="a kite", seconds="4", size="720x1280", extra_headers={"Idempotency-Key": "key-1"})
         assert info.value.code == "video_expired" and video.id in info.value.message
@@ -301,7 +302,9 @@ def test_serve_retain_prunes_on_its_timer(tmp_path, monkeypatch):
                 break
             assert time.monotonic() < deadline, "not pruned within 60 s"
             time.sleep(0.1)
-        assert not folder.exists()
+        while folder.exists():  # the record goes first, then the files
+            assert time.monotonic() < deadline, f"{folder} still there"
+            time.sleep(0.1)
         assert start_tiny(boto, "s3://bkt/out", clientRequestToken="tok-timer") == arn
         assert "has expired" in expect("ResourceNotFoundException", boto.get_async_invoke, invocationArn=arn)
     finally:
@@ -364,3 +367,29 @@ def test_s3_outputs_are_pruned_and_unreachable_storage_is_retried(location, tmp_
         assert prune(store, DAY, now=now).ids == [old.id]  # S3 back: the next round finishes it
         assert keys(old) == [] and len(keys(young)) == 4
         assert store.get(young.id).status is JobStatus.COMPLETED
+
+
+def test_embedded_workers_prune_when_reelforge_retain_is_set(tmp_path, monkeypatch):
+    from reelforge.client import Client
+
+    monkeypatch.setenv("REELFORGE_RETAIN", "1s")
+    monkeypatch.setenv("REELFORGE_PRUNE_EVERY_S", "0.1")
+    job = Client().start("a paper boat", model="reelforge.animatic-v1", output=tmp_path / "out")
+    folder = tmp_path / "out" / job.id
+    try:
+        job.wait(timeout=60)
+    except JobExpiredError:  # pruned already (it ended more than 1 s ago)
+        pass
+    deadline = time.monotonic() + 60
+    while True:  # the outcome is polled for, no timing asserted
+        try:
+            job.refresh()
+        except JobExpiredError as exc:
+            assert exc.job.status is JobStatus.COMPLETED
+            break
+        assert time.monotonic() < deadline, "not pruned within 60 s"
+        time.sleep(0.05)
+    store = job.client._backend.runtime.store
+    while folder.exists() or store.unfinished_prunes():  # the record goes first, then the files
+        assert time.monotonic() < deadline, f"{folder} still there"
+        time.sleep(0.05)
