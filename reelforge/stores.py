@@ -154,8 +154,11 @@ class _Tombstoned(Exception):
 def _pruned(row) -> PrunedJob:
     d = dict(row)
     d["status"] = JobStatus(d["status"])
-    # The request, files and metadata are gone; output_uri stays empty, storage_uri names files still to remove.
-    return PrunedJob(model_input={}, output_uri="", storage_uri=d.pop("storage_uri") or "", stage="expired", progress=1.0 if d["status"] is JobStatus.COMPLETED else 0.0, last_modified=d["pruned_time"], **d)
+    # The request, files and metadata are gone; storage_uri names the files while they are still to remove.
+    return PrunedJob(
+        model_input={}, output_uri="", storage_uri=d.pop("storage_uri") or "", stage="expired",
+        progress=1.0 if d["status"] is JobStatus.COMPLETED else 0.0, last_modified=d["pruned_time"], **d,
+    )
 
 
 def _fenced(fence: int | None) -> tuple[str, list[int]]:
