@@ -234,9 +234,9 @@ class JobStore:
         raise NotImplementedError
 
     # --- retention (reelforge/retention.py drives these) ----------------------------------------
-    def prunable(self, ended_before: float, *, after: tuple[float, str] | None = None, limit: int = 500) -> list[JobRecord]:
-        """Ended jobs (no shot unit still queued or running) whose end time is before ``ended_before``,
-        in (end_time, id) order after the cursor ``after``."""
+    def prunable(self, ended_before: float, *, after: tuple[float, str] | None = None, limit: int = 500) -> list[tuple[float, str]]:
+        """(end_time, id) of ended jobs (no shot unit still queued or running) that ended before
+        ``ended_before``, in that order, after the cursor ``after``."""
         raise NotImplementedError
 
     def prune(self, job_id: str, ended_before: float) -> PrunedJob | None:

@@ -91,12 +91,12 @@ def prune(store: JobStore, older_than_s: float, *, dry_run: bool = False, now: f
         page = store.prunable(cutoff, after=after)
         if not page:
             break
-        after = (page[-1].end_time, page[-1].id)
-        for record in page:
+        after = page[-1]
+        for _, job_id in page:
             if dry_run:
-                report.ids.append(record.id)
+                report.ids.append(job_id)
                 continue
-            gone = store.prune(record.id, cutoff)
+            gone = store.prune(job_id, cutoff)
             if gone is not None:  # None: it changed meanwhile (another pruner took it)
                 report.ids.append(gone.id)
                 _remove_files(store, gone, report)

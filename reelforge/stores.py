@@ -350,13 +350,13 @@ class SQLJobStore(JobStore):
         " AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.parent_id = jobs.id AND c.status IN ('QUEUED', 'RUNNING'))"
     )
 
-    def prunable(self, ended_before: float, *, after: tuple[float, str] | None = None, limit: int = 500) -> list[JobRecord]:
+    def prunable(self, ended_before: float, *, after: tuple[float, str] | None = None, limit: int = 500) -> list[tuple[float, str]]:
         where, args = self._PRUNABLE, [ended_before]
         if after is not None:
             where += " AND (end_time, id) > (?, ?)"
             args += list(after)
-        rows = self._read([(f"SELECT * FROM jobs WHERE {where} ORDER BY end_time, id LIMIT ?", args + [limit])])
-        return [self._row(r) for r in rows]
+        rows = self._read([(f"SELECT end_time, id FROM jobs WHERE {where} ORDER BY end_time, id LIMIT ?", args + [limit])])
+        return [(r["end_time"], r["id"]) for r in rows]
 
     def prune(self, job_id: str, ended_before: float) -> PrunedJob | None:
         def body(_):
