@@ -393,3 +393,28 @@ def test_embedded_workers_prune_when_reelforge_retain_is_set(tmp_path, monkeypat
     while folder.exists() or store.unfinished_prunes():  # the record goes first, then the files
         assert time.monotonic() < deadline, f"{folder} still there"
         time.sleep(0.05)
+
+
+def test_two_pruners_at_once_prune_every_job_once(location, tmp_path):
+    import threading
+
+    store = open_store(location)
+    jobs = [ended(store, record(tmp_path, token=f"tok-{i}")) for i in range(30)]
+    reports, barrier = [], threading.Barrier(2)
+
+    def run():
+        mine = open_store(location)
+        barrier.wait()
+        reports.append(prune(mine, DAY, now=time.time() + 2 * DAY))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(reports[0].ids) | set(reports[1].ids) == {j.id for j in jobs}
+    assert not reports[0].failed and not reports[1].failed
+    assert store.list(limit=100) == [] and store.unfinished_prunes() == []
+    for i, j in enumerate(jobs):
+        assert not local_path(j.storage_uri).exists()
+        assert store.create(record(tmp_path, token=f"tok-{i}"))[0].id == j.id
