@@ -84,6 +84,82 @@ def _sqlite_search_text(db) -> None:
 
     _add_search_text(db, write)
 
+# --- webhooks: the outbox ---------------------------------------------------------------------
+# A job's endpoints are recorded with it at submit (jobs.webhooks: {"endpoints": [{"name", "url",
+# "kinds", "key"}], "base": URL}). A trigger turns each status change of a top-level job into one
+# delivery row per endpoint that asked for that kind of event, inside the transaction that made the
+# change: no code path that moves a job (finish, cancel, recovery, a multi-shot job settling) can
+# forget its notification, and none is written for a change that was rolled back.
+# Kinds: started (start_time set, once per job), completed, failed, canceled, progress (each 10%).
+
+_WEBHOOK_TABLE = """
+    CREATE TABLE webhook_deliveries (
+        id TEXT PRIMARY KEY, job_id TEXT NOT NULL, endpoint TEXT NOT NULL, url TEXT NOT NULL, kind TEXT NOT NULL,
+        key TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+        created {real} NOT NULL, next_attempt {real} NOT NULL, lease_until {real}, owner TEXT, body TEXT,
+        last_code INTEGER, last_error TEXT, ended {real}, history TEXT NOT NULL DEFAULT '[]', retried {real}
+    )
+"""
+_WEBHOOK_INDEXES = (
+    "CREATE INDEX webhook_due ON webhook_deliveries (next_attempt) WHERE state = 'pending'",
+    "CREATE INDEX webhook_job ON webhook_deliveries (job_id, created)",
+)
+# Which kinds one UPDATE of a job row makes (OLD and NEW are the row before and after).
+_WEBHOOK_KINDS = """
+    SELECT 'started' AS kind WHERE OLD.start_time IS NULL AND NEW.start_time IS NOT NULL
+    UNION ALL SELECT lower(NEW.status) WHERE OLD.status <> NEW.status AND NEW.status IN ('COMPLETED', 'FAILED', 'CANCELED')
+    UNION ALL SELECT 'progress' WHERE NEW.status = 'RUNNING' AND {tenths}(NEW.progress) > {tenths}(OLD.progress)
+"""
+_WEBHOOK_WHEN = "NEW.parent_id IS NULL AND NEW.webhooks <> '{}'"
+
+
+def _sqlite_webhooks(db) -> None:
+    db.execute("ALTER TABLE jobs ADD COLUMN webhooks TEXT NOT NULL DEFAULT '{}'")
+    db.execute(_WEBHOOK_TABLE.format(real="REAL"))
+    for stmt in _WEBHOOK_INDEXES:
+        db.execute(stmt)
+    kinds = _WEBHOOK_KINDS.replace("{tenths}(NEW.progress)", "CAST(NEW.progress * 10 AS INTEGER)").replace("{tenths}(OLD.progress)", "CAST(OLD.progress * 10 AS INTEGER)")
+    db.execute(f"""
+        CREATE TRIGGER jobs_webhooks AFTER UPDATE ON jobs WHEN {_WEBHOOK_WHEN}
+        BEGIN
+            INSERT INTO webhook_deliveries (id, job_id, endpoint, url, kind, key, created, next_attempt)
+            SELECT 'msg_' || lower(hex(randomblob(12))), NEW.id, json_extract(e.value, '$.name'), json_extract(e.value, '$.url'),
+                   k.kind, json_extract(e.value, '$.key'), (julianday('now') - 2440587.5) * 86400.0, (julianday('now') - 2440587.5) * 86400.0
+            FROM json_each(NEW.webhooks, '$.endpoints') e, ({kinds}) k
+            WHERE EXISTS (SELECT 1 FROM json_each(e.value, '$.kinds') w WHERE w.value = k.kind);
+        END
+    """)
+
+
+WEBHOOK_CHANNEL = "reelforge_webhooks"  # PostgreSQL NOTIFY channel: a delivery was written
+
+
+def _postgres_webhooks(db) -> None:
+    db.execute("ALTER TABLE jobs ADD COLUMN webhooks TEXT NOT NULL DEFAULT '{}'")
+    db.execute(_WEBHOOK_TABLE.format(real="DOUBLE PRECISION"))
+    for stmt in _WEBHOOK_INDEXES:
+        db.execute(stmt)
+    kinds = _WEBHOOK_KINDS.format(tenths="10 * trunc")
+    # Raw connection: the body holds no placeholders, and "?" must not be rewritten inside it.
+    db.conn.execute(f"""
+        CREATE FUNCTION reelforge_webhook_events() RETURNS trigger LANGUAGE plpgsql AS $body$
+        BEGIN
+            INSERT INTO webhook_deliveries (id, job_id, endpoint, url, kind, key, created, next_attempt)
+            SELECT 'msg_' || substr(md5(random()::text || clock_timestamp()::text || NEW.id || k.kind || e.value::text), 1, 24),
+                   NEW.id, e.value->>'name', e.value->>'url', k.kind, e.value->>'key',
+                   extract(epoch from clock_timestamp()), extract(epoch from clock_timestamp())
+            FROM json_array_elements(NEW.webhooks::json -> 'endpoints') e, ({kinds}) k
+            WHERE (e.value -> 'kinds')::jsonb @> to_jsonb(k.kind);
+            IF FOUND THEN
+                PERFORM pg_notify('{WEBHOOK_CHANNEL}', '');
+            END IF;
+            RETURN NULL;
+        END
+        $body$
+    """)
+    db.conn.execute(f"CREATE TRIGGER jobs_webhooks AFTER UPDATE ON jobs FOR EACH ROW WHEN ({_WEBHOOK_WHEN}) EXECUTE FUNCTION reelforge_webhook_events()")
+
+
 SQLITE_MIGRATIONS = [
     # 1: the job log
     """
@@ -120,6 +196,8 @@ SQLITE_MIGRATIONS = [
     ALTER TABLE jobs ADD COLUMN wire_request TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE jobs ADD COLUMN deleted_time REAL
     """,
+    # 7: webhooks: each job's endpoints, and the outbox its status changes write to (webhooks.py)
+    _sqlite_webhooks,
 ]
 
 
@@ -137,6 +215,15 @@ def row_values(record: JobRecord) -> dict[str, Any]:
     values["cancel_requested"] = int(values["cancel_requested"])
     values["search_text"] = search_text(record.model_input) if record.parent_id is None else None
     return values
+
+
+_DELIVERY_COLUMNS = "id, job_id, endpoint, url, kind, key, state, attempts, created, next_attempt, lease_until, owner, last_code, last_error, ended, history, retried"
+
+
+def _delivery(row) -> dict[str, Any]:
+    d = dict(row)
+    d["history"] = json.loads(d["history"])
+    return d
 
 
 def _statuses(statuses) -> list[str]:
@@ -670,10 +757,118 @@ class SQLJobStore(JobStore):
         for r in self._attempt(body):
             self.settle(r["id"])
 
-    def listen(self, wake: Callable[[], None], stop: threading.Event) -> None:
+    # --- webhook deliveries: the outbox the jobs_webhooks trigger writes (webhooks.py sends them) ---
+    _SKIP_LOCKED = ""  # PostgreSQL: FOR UPDATE SKIP LOCKED, so dispatchers never wait for each other's claims
+
+    def _announce_webhooks(self, db) -> None:
+        """Tell dispatchers elsewhere that a delivery is due (on commit; the trigger does it for new ones)."""
+
+    def claim_delivery(self, owner: str, lease_s: float, keys: list[str]) -> dict[str, Any] | None:
+        """Take the delivery due first that is signed with one of ``keys`` for ``lease_s`` (counting an attempt), or None.
+
+        ``owner`` names this one claim: every later write about it names it too, so a dispatcher
+        whose lease ran out (frozen, killed) can never record over the attempt that followed."""
+        if not keys:
+            return None
+        due = (
+            "SELECT id FROM webhook_deliveries WHERE state = 'pending' AND next_attempt <= ? AND (lease_until IS NULL OR lease_until < ?)"
+            f" AND key IN ({', '.join('?' * len(keys))}) ORDER BY next_attempt, created LIMIT 1{self._SKIP_LOCKED}"
+        )
+
+        def body(retrying: bool):
+            now = time.time()
+            with self._tx() as db:
+                if retrying:  # the reply to an earlier try may have been lost after its commit: that claim is ours
+                    row = db.execute("SELECT * FROM webhook_deliveries WHERE owner = ?", (owner,)).fetchone()
+                    if row is not None:
+                        return row
+                return db.execute(
+                    f"UPDATE webhook_deliveries SET owner = ?, lease_until = ?, attempts = attempts + 1 WHERE id = ({due}) RETURNING *",
+                    [owner, now + lease_s, now, now, *keys],
+                ).fetchone()
+
+        row = self._attempt(body)
+        return _delivery(row) if row is not None else None
+
+    def next_delivery_time(self, keys: list[str]) -> float | None:
+        """When the next pending delivery signed with one of ``keys`` is due (None: none is pending)."""
+        if not keys:
+            return None
+
+        def body(_):
+            with self._conn() as db:
+                return db.execute(
+                    f"SELECT MIN(next_attempt) AS t FROM webhook_deliveries WHERE state = 'pending' AND key IN ({', '.join('?' * len(keys))})", keys
+                ).fetchone()
+
+        return self._attempt(body)["t"]
+
+    def keep_delivery_body(self, delivery_id: str, owner: str, body: str) -> None:
+        """Record the body of a delivery's first attempt: every retry sends these bytes again."""
+
+        def run(_):
+            with self._tx() as db:
+                db.execute("UPDATE webhook_deliveries SET body = ? WHERE id = ? AND owner = ? AND body IS NULL", (body, delivery_id, owner))
+
+        self._attempt(run)
+
+    def end_delivery_attempt(self, delivery_id: str, owner: str, *, state: str, next_attempt: float, code: int | None, error: str | None, history: list) -> bool:
+        """Record how an attempt went: ``state`` pending (try again at ``next_attempt``), delivered or failed."""
+
+        def run(_):
+            now = time.time()
+            with self._tx() as db:
+                row = db.execute(
+                    "UPDATE webhook_deliveries SET state = ?, next_attempt = ?, lease_until = NULL, owner = NULL, last_code = ?,"
+                    " last_error = ?, history = ?, ended = ? WHERE id = ? AND owner = ? RETURNING id",
+                    (state, next_attempt, code, error, json.dumps(history), None if state == "pending" else now, delivery_id, owner),
+                ).fetchone()
+            return row is not None
+
+        return self._attempt(run)
+
+    def deliveries(self, job_id: str) -> list[dict[str, Any]]:
+        """A job's deliveries, oldest first (their bodies left out)."""
+
+        def body(_):
+            with self._conn() as db:
+                return db.execute(f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE job_id = ? ORDER BY created, id", (job_id,)).fetchall()
+
+        return [_delivery(r) for r in self._attempt(body)]
+
+    def delivery(self, delivery_id: str) -> dict[str, Any] | None:
+        def body(_):
+            with self._conn() as db:
+                return db.execute("SELECT * FROM webhook_deliveries WHERE id = ?", (delivery_id,)).fetchone()
+
+        row = self._attempt(body)
+        return _delivery(row) if row is not None else None
+
+    def retry_deliveries(self, ref: str) -> list[str]:
+        """Send again the delivery ``ref`` names (whatever its state), or every failed delivery of job ``ref``; their ids.
+
+        A delivery sent again keeps its id and body (receivers deduplicate by webhook-id) and gets
+        the whole retry window again, counted from now."""
+
+        def body(_):
+            now = time.time()
+            with self._tx() as db:
+                rows = db.execute(
+                    "UPDATE webhook_deliveries SET state = 'pending', next_attempt = ?, ended = NULL, retried = ?"
+                    " WHERE (id = ? AND (state <> 'pending' OR next_attempt > ?)) OR (job_id = ? AND state = 'failed') RETURNING id",
+                    (now, now, ref, now, ref),
+                ).fetchall()
+                if rows:
+                    self._announce_webhooks(db)
+            return [r["id"] for r in rows]
+
+        return self._attempt(body)
+
+    def listen(self, wake: Callable[[], None], stop: threading.Event, channel: str = CHANNEL) -> None:
         """Call ``wake`` whenever another process makes a job claimable, until ``stop`` is set.
 
-        Stores without notifications return at once; their workers look again every second."""
+        ``channel`` WEBHOOK_CHANNEL listens for new webhook deliveries instead. Stores without
+        notifications return at once; their workers look again every second."""
 
 
 class SQLiteJobStore(SQLJobStore):
@@ -762,6 +957,7 @@ class SQLiteJobStore(SQLJobStore):
         sql = "SELECT jobs.id, jobs.submit_time FROM jobs_search CROSS JOIN jobs ON jobs.id = jobs_search.job_id"
         return f"{sql} WHERE jobs_search MATCH ? AND {' AND '.join(where)}", [phrase] + args
 
+
 def _postgres_search_text(db) -> None:
     def write(db, ids, texts):
         db.execute("UPDATE jobs SET search_text = v.text FROM unnest(?::text[], ?::text[]) AS v(id, text) WHERE jobs.id = v.id", (ids, texts))
@@ -802,6 +998,8 @@ POSTGRES_MIGRATIONS = [
     ALTER TABLE jobs ADD COLUMN wire_request TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE jobs ADD COLUMN deleted_time DOUBLE PRECISION
     """,
+    # 6: webhooks, as SQLite's 7
+    _postgres_webhooks,
 ]
 
 
@@ -972,14 +1170,19 @@ class PostgresJobStore(SQLJobStore):
     def _announce(self, db) -> None:
         db.execute(f"NOTIFY {CHANNEL}")
 
-    def listen(self, wake: Callable[[], None], stop: threading.Event) -> None:
+    _SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
+
+    def _announce_webhooks(self, db) -> None:
+        db.execute(f"NOTIFY {WEBHOOK_CHANNEL}")
+
+    def listen(self, wake: Callable[[], None], stop: threading.Event, channel: str = CHANNEL) -> None:
         import psycopg
 
         pause = self.timings.backoff_s
         while not stop.is_set():
             try:
                 with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {channel}")
                     pause = self.timings.backoff_s
                     wake()  # anything announced while we were not listening
                     while not stop.is_set():
