@@ -270,6 +270,12 @@ def endpoints_for(settings: Settings, record: JobRecord, *, url: str | None = No
     return {"endpoints": endpoints, **({"base": base.rstrip("/")} if base else {})} if endpoints else {}
 
 
+def shown(delivery: dict[str, Any]) -> dict[str, Any]:
+    """A delivery as the API, ``jobs show``, ``Job.webhooks`` and the gallery show it (no lease, no key)."""
+    keep = ("id", "endpoint", "url", "kind", "state", "attempts", "created", "next_attempt", "last_code", "last_error", "ended", "history")
+    return {k: delivery[k] for k in keep}
+
+
 def tag_endpoint(tags: list[dict[str, str]] | None) -> str | None:
     for tag in tags or ():
         if tag.get("key") == TAG:
