@@ -295,3 +295,23 @@ def test_two_dispatchers_on_postgresql_never_send_one_delivery_at_once(pg_url, t
         for d in dispatchers:
             d.wake()
         rt.stop()
+
+
+def test_gallery_form_takes_a_webhook_and_names_the_field_when_refused(tmp_path, receiver):
+    with ServerThread(ServerSettings(webhooks=webhooks.Settings(secret=SECRET), bucket_dir=tmp_path / "b")) as server:
+        form = {"task": "TEXT_VIDEO", "model": TINY_MODEL, "prompt": "a kite over a beach", "size": "128x72", "fps": "8", "duration": "1", "webhook": receiver.url}
+        import urllib.parse
+
+        status, _, page = http(f"{server.url}/gallery/new", "POST", urllib.parse.urlencode(form).encode(),
+                               {"Content-Type": "application/x-www-form-urlencoded", "Origin": server.url})
+        assert status == 400 and "Webhook:" in page.decode() and "must use https" in page.decode()  # no --allow-private-webhooks here
+        assert server.runtime.store.list() == []
+    with ServerThread(ServerSettings(webhooks=settings(), bucket_dir=tmp_path / "b")) as server:
+        status, headers, _ = http(f"{server.url}/gallery/new", "POST", urllib.parse.urlencode(form).encode(),
+                                  {"Content-Type": "application/x-www-form-urlencoded", "Origin": server.url})
+        assert status == 200  # the redirect to the job's page, followed
+        (record,) = server.runtime.store.list()
+        receiver.wait(deliveries_done(server.runtime.store, record.id, 2), what="started and completed")
+        assert [json.loads(x["body"])["type"] for x in receiver.delivered()] == ["job.started", "job.completed"]
+        page = http(f"{server.url}/gallery/jobs/{record.id}")[2].decode()
+        assert "Webhooks" in page and "delivered" in page and "HTTP 204" in page and SECRET not in page
