@@ -108,7 +108,7 @@ _WEBHOOK_INDEXES = (
 _WEBHOOK_KINDS = """
     SELECT 'started' AS kind WHERE OLD.start_time IS NULL AND NEW.start_time IS NOT NULL
     UNION ALL SELECT lower(NEW.status) WHERE OLD.status <> NEW.status AND NEW.status IN ('COMPLETED', 'FAILED', 'CANCELED')
-    UNION ALL SELECT 'progress' WHERE NEW.status = 'RUNNING' AND {tenths}(NEW.progress) > {tenths}(OLD.progress)
+    UNION ALL SELECT 'progress' WHERE NEW.status = 'RUNNING' AND {tenths} > {tenths}
 """
 _WEBHOOK_WHEN = "NEW.parent_id IS NULL AND NEW.webhooks <> '{}'"
 
@@ -118,7 +118,7 @@ def _sqlite_webhooks(db) -> None:
     db.execute(_WEBHOOK_TABLE.format(real="REAL"))
     for stmt in _WEBHOOK_INDEXES:
         db.execute(stmt)
-    kinds = _WEBHOOK_KINDS.replace("{tenths}(NEW.progress)", "CAST(NEW.progress * 10 AS INTEGER)").replace("{tenths}(OLD.progress)", "CAST(OLD.progress * 10 AS INTEGER)")
+    kinds = _WEBHOOK_KINDS.format(tenths="CAST(10 * {} AS INTEGER)").format("NEW.progress", "OLD.progress")
     db.execute(f"""
         CREATE TRIGGER jobs_webhooks AFTER UPDATE ON jobs WHEN {_WEBHOOK_WHEN}
         BEGIN
@@ -139,7 +139,7 @@ def _postgres_webhooks(db) -> None:
     db.execute(_WEBHOOK_TABLE.format(real="DOUBLE PRECISION"))
     for stmt in _WEBHOOK_INDEXES:
         db.execute(stmt)
-    kinds = _WEBHOOK_KINDS.format(tenths="10 * trunc")
+    kinds = _WEBHOOK_KINDS.format(tenths="trunc(10 * {})").format("NEW.progress", "OLD.progress")
     # Raw connection: the body holds no placeholders, and "?" must not be rewritten inside it.
     db.conn.execute(f"""
         CREATE FUNCTION reelforge_webhook_events() RETURNS trigger LANGUAGE plpgsql AS $body$

@@ -315,3 +315,27 @@ def test_gallery_form_takes_a_webhook_and_names_the_field_when_refused(tmp_path,
         assert [json.loads(x["body"])["type"] for x in receiver.delivered()] == ["job.started", "job.completed"]
         page = http(f"{server.url}/gallery/jobs/{record.id}")[2].decode()
         assert "Webhooks" in page and "delivered" in page and "HTTP 204" in page and SECRET not in page
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_the_outbox_is_written_with_each_status_change(kind, request, tmp_path):
+    from reelforge.jobs import JobRecord
+    from reelforge.stores import PostgresJobStore, SQLiteJobStore
+
+    store = PostgresJobStore(request.getfixturevalue("pg_url")) if kind == "postgres" else SQLiteJobStore(tmp_path / "jobs.sqlite3")
+    hooks = {"endpoints": [{"name": "all", "url": "https://a.example/", "kinds": list(webhooks.KINDS), "key": "k"},
+                           {"name": "ends", "url": "https://b.example/", "kinds": ["completed", "failed"], "key": "k"}]}
+    store.create(JobRecord(id="hookjob00001", arn="arn", model_id="m", model_input={}, output_uri="u", storage_uri="u", webhooks=hooks))
+    store.create(JobRecord(id="quietjob0001", arn="arn", model_id="m", model_input={}, output_uri="u", storage_uri="u"))
+    job = store.claim("w1", 30)
+    for p in (0.05, 0.12, 0.15, 0.31):
+        store.heartbeat(job.id, "w1", 30, p, "rendering", fence=job.fence)
+    store.release("w1")  # back in the queue, claimed again: not started a second time
+    job = store.claim("w2", 30)
+    store.finish(job.id, "w2", JobStatus.COMPLETED, fence=job.fence)
+    got = [(d["endpoint"], d["kind"]) for d in store.deliveries("hookjob00001")]
+    assert sorted(got) == sorted([("all", "started"), ("all", "progress"), ("all", "progress"), ("all", "completed"), ("ends", "completed")])
+    quiet = store.claim("w3", 30)
+    store.finish(quiet.id, "w3", JobStatus.FAILED, failure_message="x", fence=quiet.fence)
+    assert store.deliveries("quietjob0001") == []  # a job without endpoints writes nothing
+    assert len({d["id"] for d in store.deliveries("hookjob00001")}) == 5
