@@ -229,7 +229,7 @@ class Job:
     @property
     def webhooks(self) -> list[dict[str, Any]]:
         """The job's webhook deliveries: endpoint, event, state (pending, delivered, failed), attempts, last response."""
-        return self._client._backend.deliveries(self.id)
+        return self.client._backend.deliveries(self.id)
 
     @property
     def failure_message(self) -> str | None:

@@ -225,6 +225,8 @@ class Runtime:
                 continue
             now = time.monotonic()
             idle_since = idle_since if idle_since is not None else now
+            if idle_exit_s and now - idle_since >= idle_exit_s and self.dispatcher.pending():
+                idle_since = now  # webhooks still to send (a receiver is down): a worker with an idle timeout stays for them
             if idle_exit_s is not None and now - idle_since >= idle_exit_s:
                 self._release_presence()
                 if not self._run_guarded():

@@ -803,25 +803,19 @@ class SQLJobStore(JobStore):
 
         return self._attempt(body)["t"]
 
-    def keep_delivery_body(self, delivery_id: str, owner: str, body: str) -> None:
-        """Record the body of a delivery's first attempt: every retry sends these bytes again."""
+    def end_delivery_attempt(self, delivery_id: str, owner: str, *, state: str, next_attempt: float, code: int | None, error: str | None,
+                             history: list, body: str | None = None) -> bool:
+        """Record how an attempt went: ``state`` pending (try again at ``next_attempt``), delivered or failed.
 
-        def run(_):
-            with self._tx() as db:
-                db.execute("UPDATE webhook_deliveries SET body = ? WHERE id = ? AND owner = ? AND body IS NULL", (body, delivery_id, owner))
-
-        self._attempt(run)
-
-    def end_delivery_attempt(self, delivery_id: str, owner: str, *, state: str, next_attempt: float, code: int | None, error: str | None, history: list) -> bool:
-        """Record how an attempt went: ``state`` pending (try again at ``next_attempt``), delivered or failed."""
+        ``body`` is kept on the first attempt that made one; every later attempt sends it unchanged."""
 
         def run(_):
             now = time.time()
             with self._tx() as db:
                 row = db.execute(
                     "UPDATE webhook_deliveries SET state = ?, next_attempt = ?, lease_until = NULL, owner = NULL, last_code = ?,"
-                    " last_error = ?, history = ?, ended = ? WHERE id = ? AND owner = ? RETURNING id",
-                    (state, next_attempt, code, error, json.dumps(history), None if state == "pending" else now, delivery_id, owner),
+                    " last_error = ?, history = ?, ended = ?, body = COALESCE(body, ?) WHERE id = ? AND owner = ? RETURNING id",
+                    (state, next_attempt, code, error, json.dumps(history), None if state == "pending" else now, body, delivery_id, owner),
                 ).fetchone()
             return row is not None
 

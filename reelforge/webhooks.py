@@ -316,8 +316,11 @@ def view(record: JobRecord) -> dict[str, Any]:
 
 
 def body_for(delivery: dict[str, Any], record: JobRecord) -> str:
-    """The notification's JSON text, made once (on the first attempt) and sent unchanged on every retry."""
-    now = time.time()
+    """The notification's JSON text, made on the first attempt and kept: every retry sends the same bytes.
+
+    Its time is the event's (when the status changed), so a first attempt cut short before its
+    body was kept makes the same text again unless the job itself changed since."""
+    now = delivery["created"]
     kind = delivery["kind"]
     data = view(record)
     extra = {"links": links(record, record.webhooks.get("base"))} if record.status.value == "COMPLETED" and record.deleted_time is None else {}
@@ -416,6 +419,13 @@ class Dispatcher:
         t.start()
         self.threads.append(t)
 
+    def pending(self) -> bool:
+        """Whether deliveries this process could send are waiting (sent now or after a back-off)."""
+        try:
+            return self.store.next_delivery_time(self.keys) is not None
+        except Exception:
+            return False
+
     def wake(self, *_: Any) -> None:
         with self._wake:
             self._pending_wake = True
@@ -452,14 +462,11 @@ class Dispatcher:
         if delivery is None:
             return False
         started = time.time()
-        code, error = None, None
+        code, error, body = None, None, None
         window_start = delivery.get("retried") or delivery["created"]
         try:
             record = self.get_record(delivery["job_id"])
-            body = delivery.get("body")
-            if body is None:
-                body = body_for(delivery, record)
-                self.store.keep_delivery_body(delivery["id"], owner, body)
+            body = delivery.get("body") or body_for(delivery, record)  # kept with the attempt's outcome, below
             target = check_url(delivery["url"], s.allow_private, "url")  # again, after DNS resolution
             stamp = int(time.time())
             code = post(target, body.encode(), sign(s.secret, delivery["id"], stamp, body), s.timeout_s)
@@ -479,7 +486,7 @@ class Dispatcher:
             state = "pending" if next_at - window_start <= s.give_up_s else "failed"
             log.warning("webhook %s (job %s, %s) to endpoint %s: attempt %d failed: %s%s", delivery["id"], delivery["job_id"], delivery["kind"],
                         delivery["endpoint"], delivery["attempts"], error, "; trying again later" if state == "pending" else "; giving up")
-        self.store.end_delivery_attempt(delivery["id"], owner, state=state, next_attempt=next_at, code=code, error=error, history=history)
+        self.store.end_delivery_attempt(delivery["id"], owner, state=state, next_attempt=next_at, code=code, error=error, history=history, body=body)
         return True
 
 

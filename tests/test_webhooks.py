@@ -339,3 +339,35 @@ def test_the_outbox_is_written_with_each_status_change(kind, request, tmp_path):
     store.finish(quiet.id, "w3", JobStatus.FAILED, failure_message="x", fence=quiet.fence)
     assert store.deliveries("quietjob0001") == []  # a job without endpoints writes nothing
     assert len({d["id"] for d in store.deliveries("hookjob00001")}) == 5
+
+
+def test_cli_generate_with_a_webhook_then_jobs_show_and_retry(tmp_path, monkeypatch, receiver):
+    from click.testing import CliRunner
+
+    from reelforge.cli import cli
+
+    monkeypatch.setenv("REELFORGE_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("REELFORGE_ALLOW_PRIVATE_WEBHOOKS", "1")
+    receiver.mode = 500
+    monkeypatch.setenv("REELFORGE_WEBHOOK_GIVE_UP_S", "0")
+    runner = CliRunner()
+    out = runner.invoke(cli, ["generate", "a lighthouse at dusk", "--model", TINY_MODEL, "--resolution", "128x72", "--fps", "8", "--duration", "1",
+                              "-o", str(tmp_path / "out"), "--webhook", receiver.url, "--webhook-events", "job.completed", "--json"])
+    assert out.exit_code == 0, out.output
+    job_id = json.loads(out.stdout)["id"]
+    receiver.wait(lambda r: r.received, what="the attempt")
+    deadline = time.monotonic() + 20
+    while True:
+        shown = json.loads(runner.invoke(cli, ["jobs", "show", job_id]).stdout)
+        if shown["webhooks"] and shown["webhooks"][0]["state"] == "failed" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    (d,) = shown["webhooks"]
+    assert d["state"] == "failed" and d["last_code"] == 500 and d["kind"] == "completed"
+    receiver.mode = "ok"
+    again = runner.invoke(cli, ["webhooks", "retry", job_id])
+    assert again.exit_code == 0 and again.stdout.split() == [d["id"]]
+    receiver.wait(lambda r: r.delivered(), what="the retry")  # this process's dispatcher sends it
+    assert receiver.delivered()[0]["headers"]["webhook-id"] == d["id"]
+    bad = runner.invoke(cli, ["generate", "x y z", "--model", TINY_MODEL, "--webhook", "ftp://10.0.0.1/x", "--no-wait"])
+    assert bad.exit_code != 0 and "webhook" in bad.output and "not an http(s) URL" in bad.output
