@@ -105,8 +105,8 @@ def _is_loopback(host: str) -> bool:
 @click.option("--account", default=None, help=f"12-digit account id in ARNs [default: {config.DEFAULT_ACCOUNT}].")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info", show_default=True, help="What uvicorn prints on stderr.")
 @click.option("--webhook", "webhook_urls", multiple=True, metavar="URL", help="Notify this URL of every job's events, signed (docs/webhooks.md); repeatable (also REELFORGE_WEBHOOKS, space-separated) [default: none].")
-@click.option("--webhook-endpoint", "webhook_endpoints", multiple=True, metavar="NAME=URL", help="An endpoint notified only for the jobs that name it (Bedrock tag reelforge:webhook=NAME); repeatable (also REELFORGE_WEBHOOK_ENDPOINTS).")
-@click.option("--webhook-secret", metavar="whsec_...", help="Standard Webhooks signing secret (also REELFORGE_WEBHOOK_SECRET; make one with `reelforge webhooks secret`).")
+@click.option("--webhook-endpoint", "webhook_endpoints", multiple=True, metavar="NAME=URL", help="An endpoint notified only for the jobs that name it (Bedrock tag reelforge:webhook=NAME); repeatable (also REELFORGE_WEBHOOK_ENDPOINTS) [default: none].")
+@click.option("--webhook-secret", metavar="whsec_...", help="Standard Webhooks signing secret (also REELFORGE_WEBHOOK_SECRET; make one with `reelforge webhooks secret`) [default: none, webhooks off].")
 @click.option("--webhook-events", metavar="EVENTS", help="What the server's endpoints hear, comma-separated: job.started, job.completed, job.failed, job.canceled, job.progress (also REELFORGE_WEBHOOK_EVENTS) [default: all but job.progress].")
 @click.option("--allow-private-webhooks", is_flag=True, default=None, help="Let webhooks reach loopback, private and link-local addresses, and plain http (also REELFORGE_ALLOW_PRIVATE_WEBHOOKS=1).")
 @click.option("--public-url", metavar="URL", help="This server's address as receivers reach it, for the file links in webhooks [default: http://HOST:PORT].")
@@ -173,6 +173,14 @@ def webhook_settings(urls=(), endpoints=(), secret=None, events=None, allow_priv
         raise click.ClickException(str(exc)) from None
 
 
+def _webhooks_note(hooks) -> str:
+    """What the start line says of webhooks: how many endpoints, never the secret."""
+    if hooks is None or not hooks.secret:
+        return ""
+    private = ", private addresses allowed" if hooks.allow_private else ""
+    return f", webhooks to {len(hooks.urls)} endpoint(s) for every job and {len(hooks.named)} named{private}"
+
+
 def _serve_on(sock: socket.socket, host: str, overrides: dict, bucket_dir: Path | None, region, account, log_level) -> None:
     import os
 
@@ -201,7 +209,7 @@ def _serve_on(sock: socket.socket, host: str, overrides: dict, bucket_dir: Path 
     click.echo(
         f"reelforge serving Bedrock async-invoke, OpenAI Videos (/v1/videos) and Google Veo (/v1beta1, /v1beta) on http://{_url_host(host)}:{port} "
         f"(job log {config.job_store_location()}, {settings.workers} worker(s), outputs to {where}{default}, "
-        f"SigV4 and API keys {'checked' if settings.auth_keys else 'not checked'})",
+        f"SigV4 and API keys {'checked' if settings.auth_keys else 'not checked'}{_webhooks_note(settings.webhooks)})",
         err=True,
     )
     server = uvicorn.Server(uvicorn_config(app, settings, log_level))

@@ -371,3 +371,20 @@ def test_cli_generate_with_a_webhook_then_jobs_show_and_retry(tmp_path, monkeypa
     assert receiver.delivered()[0]["headers"]["webhook-id"] == d["id"]
     bad = runner.invoke(cli, ["generate", "x y z", "--model", TINY_MODEL, "--webhook", "ftp://10.0.0.1/x", "--no-wait"])
     assert bad.exit_code != 0 and "webhook" in bad.output and "not an http(s) URL" in bad.output
+
+
+def test_a_gemini_job_notifies_with_its_operation_and_a_file_link(tmp_path, receiver):
+    with ServerThread(ServerSettings(webhooks=settings(urls=(receiver.url,), kinds=("completed",)))) as server:
+        status, _, body = http(f"{server.url}/v1beta/models/veo-3.1-generate-preview:predictLongRunning", "POST",
+                               json.dumps({"instances": [{"prompt": "a heron in reeds"}], "parameters": {"durationSeconds": 4}}).encode(),
+                               {"Content-Type": "application/json"})
+        assert status == 200, body
+        receiver.wait(lambda r: r.delivered(), timeout=60, what="job.completed")
+        doc = Webhook(SECRET).verify(receiver.delivered()[0]["body"], receiver.delivered()[0]["headers"])
+        assert doc["type"] == "job.completed" and doc["data"]["done"] is True
+        assert doc["data"]["name"].startswith("models/veo-3.1-generate-preview/operations/")
+        assert "bytesBase64Encoded" not in receiver.delivered()[0]["body"].decode()  # a link, never the MP4 inline
+        status, _, video = http(doc["links"]["video"])
+        assert status == 200 and video[4:8] == b"ftyp"
+        status, _, op = http(f"{server.url}/v1beta/{doc['data']['name']}")
+        assert status == 200 and json.loads(op)["done"] is True  # the name it sends is one the API answers

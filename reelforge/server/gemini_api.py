@@ -282,11 +282,7 @@ async def _operation(request: Request, name: str, op_id: str, *, vertex: bool) -
         return {"name": name, "done": False, "metadata": {"progressPercent": int(progress * 100)}}
     ended = [r for r in records if r.status is not JobStatus.COMPLETED]
     if ended:
-        first = ended[0]
-        canceled = first.status is JobStatus.CANCELED
-        error = {"code": 1 if canceled else 13, "message": first.failure_message or ("Canceled." if canceled else "The job failed."),
-                 "status": "CANCELLED" if canceled else "INTERNAL"}
-        return {"name": name, "done": True, "error": error}
+        return {"name": name, "done": True, "error": _error(ended[0])}
     if vertex:
         videos = []
         for r in records:
@@ -310,11 +306,15 @@ def operation_view(record: JobRecord) -> dict[str, Any]:
     if not record.status.done:
         return {"name": name, "done": False, "metadata": {"progressPercent": int(record.progress * 100)}}
     if record.status is not JobStatus.COMPLETED:
-        canceled = record.status is JobStatus.CANCELED
-        error = {"code": 1 if canceled else 13, "message": record.failure_message or ("Canceled." if canceled else "The job failed."),
-                 "status": "CANCELLED" if canceled else "INTERNAL"}
-        return {"name": name, "done": True, "error": error}
+        return {"name": name, "done": True, "error": _error(record)}
     return {"name": name, "done": True, "response": _developer_response([record])}
+
+
+def _error(record: JobRecord) -> dict[str, Any]:
+    """An ended job that made no video, as a google.rpc.Status."""
+    canceled = record.status is JobStatus.CANCELED
+    return {"code": 1 if canceled else 13, "message": record.failure_message or ("Canceled." if canceled else "The job failed."),
+            "status": "CANCELLED" if canceled else "INTERNAL"}
 
 
 async def download(request: Request, job_id: str) -> Response:
