@@ -500,7 +500,8 @@ def webhooks() -> None:
 @webhooks.command("retry")
 @click.argument("ref", metavar="DELIVERY_ID|JOB_ID")
 def webhooks_retry(ref):
-    """Send a delivery again now (msg_...), or every failed delivery of a job; same webhook-id, same body."""
+    """Send DELIVERY_ID|JOB_ID again now: one delivery (msg_..., whatever its state), or every failed
+    delivery of a job; same webhook-id, same body. A running serve or worker on this job log sends them."""
     from .client import embedded_runtime
     from .errors import JobNotFoundError
 
