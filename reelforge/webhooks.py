@@ -443,6 +443,7 @@ class Dispatcher:
             self._pending_wake = False
 
     def _loop(self) -> None:
+        self.store.relax_commits()
         pause = 0.5
         while not self._stop.is_set():
             try:
