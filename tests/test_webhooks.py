@@ -388,3 +388,39 @@ def test_a_gemini_job_notifies_with_its_operation_and_a_file_link(tmp_path, rece
         assert status == 200 and video[4:8] == b"ftyp"
         status, _, op = http(f"{server.url}/v1beta/{doc['data']['name']}")
         assert status == 200 and json.loads(op)["done"] is True  # the name it sends is one the API answers
+
+
+def test_a_script_that_exits_is_notified_by_the_background_worker(background_worker, monkeypatch, receiver):
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("REELFORGE_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("REELFORGE_ALLOW_PRIVATE_WEBHOOKS", "1")  # the same settings as the server's, from the environment
+    monkeypatch.setenv("REELFORGE_WORKER_IDLE_S", "1")
+    script = ("import sys\nfrom reelforge import Client, VideoRequest\n"
+              "job = Client().start(VideoRequest(text='a paper boat', duration_s=1, fps=8, width=96, height=64), model='reelforge.animatic-v1', webhook=sys.argv[1])\n"
+              "print(job.id)\n")
+    out = subprocess.run([sys.executable, "-c", script, receiver.url], capture_output=True, text=True, env=os.environ.copy(), timeout=60)
+    assert out.returncode == 0, out.stderr
+    receiver.wait(lambda r: [t for t, _ in r.events()] == ["job.started", "job.completed"], timeout=60, what="started and completed")
+    doc = Webhook(SECRET).verify(receiver.delivered()[1]["body"], receiver.delivered()[1]["headers"])
+    assert doc["data"]["invocationArn"].endswith(out.stdout.strip()) and doc["links"]["video"].startswith("file://")
+
+
+def test_a_remote_client_names_a_registered_endpoint(tmp_path, receiver):
+    from reelforge import Client, VideoRequest
+
+    with ServerThread(ServerSettings(webhooks=settings(named={"mine": receiver.url}, kinds=("completed",)), bucket_dir=tmp_path / "b")) as server:
+        client = Client(server.url)
+        request = VideoRequest(text="a kite", duration_s=1, fps=8, width=128, height=72)
+        with pytest.raises(RequestError) as err:
+            client.start(request, model=TINY_MODEL, output="s3://hook-bucket/out", webhook="https://hooks.example.test/x")
+        assert err.value.field == "webhook" and "--webhook-endpoint NAME=URL" in err.value.message
+        job = client.start(request, model=TINY_MODEL, output="s3://hook-bucket/out", webhook="mine").wait(60)
+        receiver.wait(lambda r: r.delivered(), what="job.completed")
+        deadline = time.monotonic() + 10
+        while job.webhooks[0]["state"] != "delivered" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (d,) = job.webhooks
+        assert d["endpoint"] == "mine" and d["state"] == "delivered" and d["id"] == receiver.delivered()[0]["headers"]["webhook-id"]
