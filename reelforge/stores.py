@@ -110,7 +110,11 @@ _WEBHOOK_KINDS = """
     UNION ALL SELECT lower(NEW.status) WHERE OLD.status <> NEW.status AND NEW.status IN ('COMPLETED', 'FAILED', 'CANCELED')
     UNION ALL SELECT 'progress' WHERE NEW.status = 'RUNNING' AND {tenths} > {tenths}
 """
-_WEBHOOK_WHEN = "NEW.parent_id IS NULL AND NEW.webhooks <> '{}'"
+# The trigger's body runs only for updates that may make an event (not for each heartbeat's lease renewal).
+_WEBHOOK_WHEN = (
+    "NEW.parent_id IS NULL AND NEW.webhooks <> '{{{{}}}}' AND (OLD.status <> NEW.status"
+    " OR (OLD.start_time IS NULL AND NEW.start_time IS NOT NULL) OR {tenths} <> {tenths})"
+)
 
 
 def _sqlite_webhooks(db) -> None:
@@ -118,9 +122,11 @@ def _sqlite_webhooks(db) -> None:
     db.execute(_WEBHOOK_TABLE.format(real="REAL"))
     for stmt in _WEBHOOK_INDEXES:
         db.execute(stmt)
-    kinds = _WEBHOOK_KINDS.format(tenths="CAST(10 * {} AS INTEGER)").format("NEW.progress", "OLD.progress")
+    tenths = "CAST(10 * {} AS INTEGER)"
+    kinds = _WEBHOOK_KINDS.format(tenths=tenths).format("NEW.progress", "OLD.progress")
+    when = _WEBHOOK_WHEN.format(tenths=tenths).format("NEW.progress", "OLD.progress")
     db.execute(f"""
-        CREATE TRIGGER jobs_webhooks AFTER UPDATE ON jobs WHEN {_WEBHOOK_WHEN}
+        CREATE TRIGGER jobs_webhooks AFTER UPDATE ON jobs WHEN {when}
         BEGIN
             INSERT INTO webhook_deliveries (id, job_id, endpoint, url, kind, key, created, next_attempt)
             SELECT 'msg_' || lower(hex(randomblob(12))), NEW.id, json_extract(e.value, '$.name'), json_extract(e.value, '$.url'),
@@ -139,7 +145,9 @@ def _postgres_webhooks(db) -> None:
     db.execute(_WEBHOOK_TABLE.format(real="DOUBLE PRECISION"))
     for stmt in _WEBHOOK_INDEXES:
         db.execute(stmt)
-    kinds = _WEBHOOK_KINDS.format(tenths="trunc(10 * {})").format("NEW.progress", "OLD.progress")
+    tenths = "trunc(10 * {})"
+    kinds = _WEBHOOK_KINDS.format(tenths=tenths).format("NEW.progress", "OLD.progress")
+    when = _WEBHOOK_WHEN.format(tenths=tenths).format("NEW.progress", "OLD.progress")
     # Raw connection: the body holds no placeholders, and "?" must not be rewritten inside it.
     db.conn.execute(f"""
         CREATE FUNCTION reelforge_webhook_events() RETURNS trigger LANGUAGE plpgsql AS $body$
@@ -157,7 +165,7 @@ def _postgres_webhooks(db) -> None:
         END
         $body$
     """)
-    db.conn.execute(f"CREATE TRIGGER jobs_webhooks AFTER UPDATE ON jobs FOR EACH ROW WHEN ({_WEBHOOK_WHEN}) EXECUTE FUNCTION reelforge_webhook_events()")
+    db.conn.execute(f"CREATE TRIGGER jobs_webhooks AFTER UPDATE ON jobs FOR EACH ROW WHEN ({when}) EXECUTE FUNCTION reelforge_webhook_events()")
 
 
 SQLITE_MIGRATIONS = [
