@@ -424,3 +424,29 @@ def test_a_remote_client_names_a_registered_endpoint(tmp_path, receiver):
             time.sleep(0.05)
         (d,) = job.webhooks
         assert d["endpoint"] == "mine" and d["state"] == "delivered" and d["id"] == receiver.delivered()[0]["headers"]["webhook-id"]
+
+
+def test_https_goes_to_the_checked_address_with_the_name_in_sni_host_and_certificate(tmp_path, monkeypatch):
+    from webhook_receiver import TlsReceiver, self_signed
+
+    cert, key = self_signed(tmp_path, "hooks.example.test")
+    monkeypatch.setenv("SSL_CERT_FILE", cert)  # the dispatcher's default context trusts this certificate only
+    monkeypatch.setattr(webhooks, "resolve", lambda host, port: ["127.0.0.1"])
+    tls = TlsReceiver(cert, key).start()
+    rt = Runtime(webhooks=settings(give_up_s=0))
+    try:
+        good, _ = rt.submit(TINY_MODEL, TINY, tmp_path / "out", webhook=f"https://hooks.example.test:{tls.port}/in", webhook_events="job.completed")
+        # another name, resolved to the same receiver's address here: its certificate does not match
+        wrong, _ = rt.submit(TINY_MODEL, TINY, tmp_path / "out", webhook=f"https://other.example.test:{tls.port}/in", webhook_events="job.completed")
+        rt.start_workers(1)
+        tls.wait(deliveries_done(rt.store, good.id, 1), what="the https delivery")
+        (x,) = tls.delivered()
+        assert x["headers"]["host"] == f"hooks.example.test:{tls.port}" and x["path"] == "/in"
+        assert "hooks.example.test" in tls.server_names
+        Webhook(SECRET).verify(x["body"], x["headers"])
+        tls.wait(deliveries_done(rt.store, wrong.id, 1), what="the refused certificate")
+        (d,) = rt.store.deliveries(wrong.id)
+        assert d["state"] == "failed" and "certificate" in d["last_error"].lower()
+    finally:
+        rt.stop()
+        tls.stop()
