@@ -450,3 +450,37 @@ def test_https_goes_to_the_checked_address_with_the_name_in_sni_host_and_certifi
     finally:
         rt.stop()
         tls.stop()
+
+
+def test_a_redirect_is_not_followed(tmp_path, receiver):
+    elsewhere = Receiver().start()
+    receiver.mode, receiver.location = 307, elsewhere.url
+    rt = Runtime(webhooks=settings(urls=(receiver.url,), kinds=("completed",), give_up_s=0))
+    try:
+        rt.start_workers(1)
+        record, _ = rt.submit(TINY_MODEL, TINY, tmp_path / "out")
+        receiver.wait(deliveries_done(rt.store, record.id, 1), what="the attempt")
+        (d,) = rt.store.deliveries(record.id)
+        assert d["state"] == "failed" and d["last_code"] == 307 and "redirects are not followed" in d["last_error"]
+        assert len(receiver.received) == 1 and elsewhere.received == []
+    finally:
+        rt.stop()
+        elsewhere.stop()
+
+
+def test_a_dispatcher_whose_lease_ran_out_cannot_record_over_the_next_attempt(tmp_path):
+    from reelforge.jobs import JobRecord
+    from reelforge.stores import SQLiteJobStore
+
+    store = SQLiteJobStore(tmp_path / "jobs.sqlite3")
+    hooks = {"endpoints": [{"name": "e", "url": "https://a.example/", "kinds": ["canceled"], "key": "k"}]}
+    store.create(JobRecord(id="leasejob0001", arn="a", model_id="m", model_input={}, output_uri="u", storage_uri="u", webhooks=hooks))
+    store.request_cancel("leasejob0001")
+    first = store.claim_delivery("a", 0.05, ["k"])
+    assert store.claim_delivery("b", 30, ["k"]) is None  # held
+    time.sleep(0.1)
+    second = store.claim_delivery("b", 30, ["k"])  # the lease ran out: taken over, a second attempt
+    assert second["id"] == first["id"] and second["attempts"] == 2
+    assert not store.end_delivery_attempt(first["id"], "a", state="delivered", next_attempt=0, code=204, error=None, history=[])
+    assert store.end_delivery_attempt(second["id"], "b", state="delivered", next_attempt=0, code=204, error=None, history=[])
+    assert store.delivery(first["id"])["state"] == "delivered" and store.claim_delivery("c", 30, ["k"]) is None

@@ -20,6 +20,7 @@ class Receiver:
         self.in_flight: dict[str, int] = {}
         self.overlaps: list[str] = []  # webhook-ids seen twice at once
         self.delay = 0.0
+        self.location = ""  # a Location header on every answer (to offer a redirect)
         self._lock = threading.Lock()
         self._release = threading.Event()
         self.port = port
@@ -54,6 +55,8 @@ class Receiver:
                         time.sleep(receiver.delay)
                     status = 204 if mode == "ok" else int(mode)
                     self.send_response(status)
+                    if receiver.location:
+                        self.send_header("Location", receiver.location)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                 finally:
