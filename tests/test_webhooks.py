@@ -484,3 +484,23 @@ def test_a_dispatcher_whose_lease_ran_out_cannot_record_over_the_next_attempt(tm
     assert not store.end_delivery_attempt(first["id"], "a", state="delivered", next_attempt=0, code=204, error=None, history=[])
     assert store.end_delivery_attempt(second["id"], "b", state="delivered", next_attempt=0, code=204, error=None, history=[])
     assert store.delivery(first["id"])["state"] == "delivered" and store.claim_delivery("c", 30, ["k"]) is None
+
+
+def test_serve_refuses_webhook_flags_it_cannot_use(monkeypatch):
+    from click.testing import CliRunner
+
+    from reelforge.cli import cli
+
+    def serve(*args):
+        return CliRunner().invoke(cli, ["serve", "--port", "0", *args])
+
+    out = serve("--webhook", "https://10.0.0.1/x", "--webhook-secret", SECRET)
+    assert out.exit_code != 0 and "--webhook" in out.output and "not a public address" in out.output and SECRET not in out.output
+    out = serve("--webhook-endpoint", "billing", "--webhook-secret", SECRET)
+    assert out.exit_code != 0 and "--webhook-endpoint" in out.output and "NAME=URL" in out.output
+    out = serve("--webhook", "https://93.184.216.34/x")
+    assert out.exit_code != 0 and "signing secret" in out.output
+    out = serve("--webhook-events", "job.finished", "--webhook-secret", SECRET)
+    assert out.exit_code != 0 and "--webhook-events" in out.output and "job.progress" in out.output
+    out = serve("--webhook-secret", "whsec_short")
+    assert out.exit_code != 0 and "secret" in out.output
