@@ -1,7 +1,9 @@
 """Benchmark webhook latency: from a job's completion (its end time in the job log) to the signed
 notification arriving at a receiver on 127.0.0.1.
 
-    .venv/bin/python bench/bench_webhooks.py [--jobs 40]
+    .venv/bin/python bench/bench_webhooks.py [--jobs 40] [--postgres URL]
+
+(``--postgres``: the job log in a fresh schema of that database instead of SQLite.)
 
 `reelforge serve` runs as the real command (SQLite job log, one worker, --webhook to the receiver,
 --webhook-events job.completed), jobs are started with unmodified boto3, and the receiver notes
@@ -74,13 +76,14 @@ def receiver() -> tuple[http.server.ThreadingHTTPServer, dict[str, float]]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=40)
+    ap.add_argument("--postgres", metavar="URL", help="a PostgreSQL database for the job log (a schema is made and dropped)")
     args = ap.parse_args()
 
     import boto3
     from botocore.config import Config
 
     from reelforge import webhooks
-    from reelforge.stores import SQLiteJobStore
+    from reelforge.stores import PostgresJobStore, SQLiteJobStore
 
     home = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
     recv, arrived = receiver()
@@ -90,6 +93,16 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, REELFORGE_HOME=str(home), REELFORGE_WEBHOOK_SECRET=secret, PYTHONPATH=str(ROOT))
+    schema = None
+    if args.postgres:
+        import uuid
+
+        import psycopg
+
+        schema = "bench_hooks_" + uuid.uuid4().hex[:8]
+        with psycopg.connect(args.postgres, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        env["REELFORGE_DATABASE_URL"] = f"{args.postgres}{'&' if '?' in args.postgres else '?'}options=-csearch_path%3D{schema}"
     cmd = [sys.executable, "-m", "reelforge", "serve", "--port", str(port), "--log-level", "warning", "--workers", "1",
            "--bucket-dir", str(home / "b"), "--webhook", url, "--webhook-events", "job.completed", "--allow-private-webhooks"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -105,7 +118,7 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        store = SQLiteJobStore(home / "jobs.sqlite3")
+        store = PostgresJobStore(env["REELFORGE_DATABASE_URL"]) if schema else SQLiteJobStore(home / "jobs.sqlite3")
         seen: dict[str, float] = {}
         for _ in range(args.jobs):  # one at a time, so each poll loop watches one job to its end
             arn = client.start_async_invoke(modelId=MODEL, modelInput=TINY, outputDataConfig={"s3OutputDataConfig": {"s3Uri": "s3://bench/out"}})["invocationArn"]
@@ -131,8 +144,14 @@ def main() -> None:
         proc.terminate()
         proc.wait(15)
         recv.shutdown()
+        if schema:
+            from reelforge.stores import close_pools
 
-    print(f"jobs: {args.jobs}, notifications arrived: {len(hook)}")
+            close_pools(schema)
+            with psycopg.connect(args.postgres, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+    print(f"job log: {'PostgreSQL' if schema else 'SQLite'}; jobs: {args.jobs}, notifications arrived: {len(hook)}")
     print(f"{'latency after completion (ms)':<44}{'p50':>9}{'p99':>9}")
     for name, values in (("webhook (job.completed at the receiver)", hook), ("poll without sleep (GetAsyncInvoke)", poll), ("bare HTTP POST to the receiver", bare)):
         print(f"{name:<44}{pct(values, 50):>9.2f}{pct(values, 99):>9.2f}")

@@ -775,6 +775,9 @@ class SQLJobStore(JobStore):
         """Let this thread's commits skip the wait for the disk (webhook dispatchers: a claim or an
         attempt's record lost to a power cut only means a delivery is sent again, with its same id)."""
 
+    def _relaxed(self, db) -> None:
+        """Let this transaction's commit skip the wait for the disk (a dispatcher's claim or record: see relax_commits)."""
+
     def claim_delivery(self, owner: str, lease_s: float, keys: list[str]) -> dict[str, Any] | None:
         """Take the delivery due first that is signed with one of ``keys`` for ``lease_s`` (counting an attempt), or None.
 
@@ -794,6 +797,7 @@ class SQLJobStore(JobStore):
                     row = db.execute("SELECT * FROM webhook_deliveries WHERE owner = ?", (owner,)).fetchone()
                     if row is not None:
                         return row
+                self._relaxed(db)
                 return db.execute(
                     f"UPDATE webhook_deliveries SET owner = ?, lease_until = ?, attempts = attempts + 1 WHERE id = ({due}) RETURNING *",
                     [owner, now + lease_s, now, now, *keys],
@@ -824,6 +828,7 @@ class SQLJobStore(JobStore):
         def run(_):
             now = time.time()
             with self._tx() as db:
+                self._relaxed(db)
                 row = db.execute(
                     "UPDATE webhook_deliveries SET state = ?, next_attempt = ?, lease_until = NULL, owner = NULL, last_code = ?,"
                     " last_error = ?, history = ?, ended = ?, body = COALESCE(body, ?) WHERE id = ? AND owner = ? RETURNING id",
@@ -1182,6 +1187,9 @@ class PostgresJobStore(SQLJobStore):
         db.execute(f"NOTIFY {CHANNEL}")
 
     _SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
+
+    def _relaxed(self, db) -> None:
+        db.execute("SET LOCAL synchronous_commit = off")  # this transaction only: the pooled connection keeps its setting
 
     def _announce_webhooks(self, db) -> None:
         db.execute(f"NOTIFY {WEBHOOK_CHANNEL}")
