@@ -97,7 +97,8 @@ _WEBHOOK_TABLE = """
         id TEXT PRIMARY KEY, job_id TEXT NOT NULL, endpoint TEXT NOT NULL, url TEXT NOT NULL, kind TEXT NOT NULL,
         key TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
         created {real} NOT NULL, next_attempt {real} NOT NULL, lease_until {real}, owner TEXT, body TEXT,
-        last_code INTEGER, last_error TEXT, ended {real}, history TEXT NOT NULL DEFAULT '[]', retried {real}
+        last_code INTEGER, last_error TEXT, ended {real}, history TEXT NOT NULL DEFAULT '[]', retried {real},
+        job_status TEXT NOT NULL, job_progress {real} NOT NULL
     )
 """
 _WEBHOOK_INDEXES = (
@@ -128,9 +129,10 @@ def _sqlite_webhooks(db) -> None:
     db.execute(f"""
         CREATE TRIGGER jobs_webhooks AFTER UPDATE ON jobs WHEN {when}
         BEGIN
-            INSERT INTO webhook_deliveries (id, job_id, endpoint, url, kind, key, created, next_attempt)
+            INSERT INTO webhook_deliveries (id, job_id, endpoint, url, kind, key, created, next_attempt, job_status, job_progress)
             SELECT 'msg_' || lower(hex(randomblob(12))), NEW.id, json_extract(e.value, '$.name'), json_extract(e.value, '$.url'),
-                   k.kind, json_extract(e.value, '$.key'), (julianday('now') - 2440587.5) * 86400.0, (julianday('now') - 2440587.5) * 86400.0
+                   k.kind, json_extract(e.value, '$.key'), (julianday('now') - 2440587.5) * 86400.0, (julianday('now') - 2440587.5) * 86400.0,
+                   NEW.status, NEW.progress
             FROM json_each(NEW.webhooks, '$.endpoints') e, ({kinds}) k
             WHERE EXISTS (SELECT 1 FROM json_each(e.value, '$.kinds') w WHERE w.value = k.kind);
         END
@@ -152,10 +154,10 @@ def _postgres_webhooks(db) -> None:
     db.conn.execute(f"""
         CREATE FUNCTION reelforge_webhook_events() RETURNS trigger LANGUAGE plpgsql AS $body$
         BEGIN
-            INSERT INTO webhook_deliveries (id, job_id, endpoint, url, kind, key, created, next_attempt)
+            INSERT INTO webhook_deliveries (id, job_id, endpoint, url, kind, key, created, next_attempt, job_status, job_progress)
             SELECT 'msg_' || substr(md5(random()::text || clock_timestamp()::text || NEW.id || k.kind || e.value::text), 1, 24),
                    NEW.id, e.value->>'name', e.value->>'url', k.kind, e.value->>'key',
-                   extract(epoch from clock_timestamp()), extract(epoch from clock_timestamp())
+                   extract(epoch from clock_timestamp()), extract(epoch from clock_timestamp()), NEW.status, NEW.progress
             FROM json_array_elements(NEW.webhooks::json -> 'endpoints') e, ({kinds}) k
             WHERE (e.value -> 'kinds')::jsonb @> to_jsonb(k.kind);
             IF FOUND THEN
@@ -225,7 +227,8 @@ def row_values(record: JobRecord) -> dict[str, Any]:
     return values
 
 
-_DELIVERY_COLUMNS = "id, job_id, endpoint, url, kind, key, state, attempts, created, next_attempt, lease_until, owner, last_code, last_error, ended, history, retried"
+_DELIVERY_COLUMNS = ("id, job_id, endpoint, url, kind, key, state, attempts, created, next_attempt, lease_until, owner, last_code, last_error,"
+                     " ended, history, retried, job_status, job_progress")
 
 
 def _delivery(row) -> dict[str, Any]:

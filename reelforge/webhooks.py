@@ -22,6 +22,7 @@ name it by a fingerprint (``key``), and a dispatcher only takes deliveries whose
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import http.client
 import ipaddress
@@ -41,7 +42,7 @@ from urllib.parse import urlsplit
 
 from .config import _number
 from .errors import ConfigError, RequestError
-from .jobs import JobRecord
+from .jobs import JobRecord, JobStatus
 
 log = logging.getLogger("reelforge.webhooks")
 
@@ -315,6 +316,15 @@ def view(record: JobRecord) -> dict[str, Any]:
     return summary(record)
 
 
+def as_of(record: JobRecord, delivery: dict[str, Any]) -> JobRecord:
+    """The job as it was when the event happened: a job.started sent late still reads as running."""
+    status = JobStatus(delivery["job_status"])
+    if status is record.status:
+        return record
+    return dataclasses.replace(record, status=status, progress=delivery["job_progress"], end_time=None, failure_message=None,
+                               last_modified=delivery["created"])
+
+
 def body_for(delivery: dict[str, Any], record: JobRecord) -> str:
     """The notification's JSON text, made on the first attempt and kept: every retry sends the same bytes.
 
@@ -322,8 +332,9 @@ def body_for(delivery: dict[str, Any], record: JobRecord) -> str:
     body was kept makes the same text again unless the job itself changed since."""
     now = delivery["created"]
     kind = delivery["kind"]
+    record = as_of(record, delivery)
     data = view(record)
-    extra = {"links": links(record, record.webhooks.get("base"))} if record.status.value == "COMPLETED" and record.deleted_time is None else {}
+    extra = {"links": links(record, record.webhooks.get("base"))} if record.status is JobStatus.COMPLETED and record.deleted_time is None else {}
     if record.wire == "openai":  # OpenAI's event envelope, with the whole video where OpenAI sends its id only
         doc = {"id": "evt_" + delivery["id"].removeprefix("msg_"), "object": "event", "created_at": int(now),
                "type": event_type(record.wire, kind), "data": data, **extra}

@@ -325,7 +325,7 @@ def test_the_outbox_is_written_with_each_status_change(kind, request, tmp_path):
     store = PostgresJobStore(request.getfixturevalue("pg_url")) if kind == "postgres" else SQLiteJobStore(tmp_path / "jobs.sqlite3")
     hooks = {"endpoints": [{"name": "all", "url": "https://a.example/", "kinds": list(webhooks.KINDS), "key": "k"},
                            {"name": "ends", "url": "https://b.example/", "kinds": ["completed", "failed"], "key": "k"}]}
-    store.create(JobRecord(id="hookjob00001", arn="arn", model_id="m", model_input={}, output_uri="u", storage_uri="u", webhooks=hooks))
+    store.create(JobRecord(id="hookjob00001", arn="arn:aws:bedrock:us-east-1:000000000000:async-invoke/hookjob00001", model_id="m", model_input={}, output_uri="u", storage_uri="u", webhooks=hooks))
     store.create(JobRecord(id="quietjob0001", arn="arn", model_id="m", model_input={}, output_uri="u", storage_uri="u"))
     job = store.claim("w1", 30)
     for p in (0.05, 0.12, 0.15, 0.31):
@@ -339,6 +339,11 @@ def test_the_outbox_is_written_with_each_status_change(kind, request, tmp_path):
     store.finish(quiet.id, "w3", JobStatus.FAILED, failure_message="x", fence=quiet.fence)
     assert store.deliveries("quietjob0001") == []  # a job without endpoints writes nothing
     assert len({d["id"] for d in store.deliveries("hookjob00001")}) == 5
+    # each body shows the job as it was at its event, whenever it is made
+    record = store.get("hookjob00001")
+    bodies = {d["kind"]: json.loads(webhooks.body_for(d, record)) for d in store.deliveries("hookjob00001") if d["endpoint"] == "all"}
+    assert bodies["started"]["data"]["status"] == "InProgress" and "endTime" not in bodies["started"]["data"] and "links" not in bodies["started"]
+    assert bodies["completed"]["data"]["status"] == "Completed" and bodies["completed"]["links"]["video"] == "u/output.mp4"
 
 
 def test_cli_generate_with_a_webhook_then_jobs_show_and_retry(tmp_path, monkeypatch, receiver):
