@@ -27,6 +27,7 @@ from .models import engine_for, get_model
 from .request import VideoRequest, check
 from .retention import prune, prune_every_s, retain_from_env
 from .storage import join, local_path, storage_for, to_uri
+from . import webhooks as webhooks_module
 from .worker import EngineCache, finalize_ended, new_worker_id, perform, sweep_staging, worker_is_dead
 
 log = logging.getLogger("reelforge.runtime")
@@ -43,8 +44,12 @@ class Runtime:
         fetch_s3: Callable[[str, str | None], bytes] | None = None,
         map_output: Callable[[str], str] | None = None,
         retain_s: float | None | object = _FROM_ENV,
+        webhooks: "webhooks_module.Settings | None" = None,
+        public_url: str | None = None,
     ):
         self.store = store or open_store(config.job_store_location())
+        self.webhooks = webhooks if webhooks is not None else webhooks_module.Settings.from_env()
+        self.public_url = public_url  # where a server serves the files its webhooks link to
         self.timings = config.timings()
         self.region = region or config.region()
         self.account = account or config.account()
@@ -60,6 +65,7 @@ class Runtime:
         self._stop = threading.Event()
         self._presence: FileLock | None = None
         self.worker_id = new_worker_id()
+        self.dispatcher = webhooks_module.Dispatcher(self.store, self.webhooks, self._stop)
         self.recover()
 
     @property
@@ -82,12 +88,17 @@ class Runtime:
         wire: str = "bedrock",
         wire_request: dict[str, Any] | None = None,
         prepare: Callable[[JobRecord], None] | None = None,
+        webhook: str | None = None,
+        webhook_events: str | list[str] | None = None,
     ) -> tuple[JobRecord, bool]:
         """Validate and record a job; return it and whether it is new (False: same token seen).
 
         ``wire`` and ``wire_request`` say which API the job came on and what it asked there (kept
         with the job, written to its manifest); ``prepare(record)`` runs after every check and
         before the job is recorded, to place input files in its folder (an extension's source).
+        ``webhook`` is a URL notified of this job's events (``webhook_events``, default all but
+        progress) besides the endpoints of the settings; a Bedrock tag ``reelforge:webhook`` names
+        one of the settings' named endpoints (webhooks.py).
         """
         spec = get_model(model_id)
         original = request.to_model_input() if isinstance(request, VideoRequest) else request
@@ -126,6 +137,10 @@ class Runtime:
             metadata={"adaptations": adapted} if adapted else {},
             wire=wire,
             wire_request=wire_request or {},
+        )
+        record.webhooks = webhooks_module.endpoints_for(
+            self.webhooks, record, url=webhook, kinds=webhook_events,
+            named=webhooks_module.tag_endpoint(tags) if wire == "bedrock" else None, base=self.public_url,
         )
         if prepare is not None:
             prepare(record)
@@ -182,6 +197,7 @@ class Runtime:
     def notify(self, job_id: str | None = None) -> None:
         with self._changed:
             self._changed.notify_all()
+        self.dispatcher.wake()  # a job changed here: its deliveries, if any, are due now
 
     def wait_for_change(self, timeout: float) -> None:
         with self._changed:
@@ -215,6 +231,8 @@ class Runtime:
                 continue
             now = time.monotonic()
             idle_since = idle_since if idle_since is not None else now
+            if idle_exit_s and now - idle_since >= idle_exit_s and self.dispatcher.pending():
+                idle_since = now  # webhooks still to send (a receiver is down): a worker with an idle timeout stays for them
             if idle_exit_s is not None and now - idle_since >= idle_exit_s:
                 self._release_presence()
                 if not self._run_guarded():
@@ -265,6 +283,7 @@ class Runtime:
             t.start()
             self._services.append(t)
         self.start_pruning()
+        self.start_dispatcher()
 
     def start_pruning(self) -> None:
         """Prune on a timer when a retention is set (a server with no worker threads calls this alone)."""
@@ -272,6 +291,10 @@ class Runtime:
             return
         self._pruner = threading.Thread(target=self._prune_loop, name="reelforge-prune", daemon=True)
         self._pruner.start()
+
+    def start_dispatcher(self) -> None:
+        """Send the job log's webhook deliveries from this process (those signed with its secret)."""
+        self.dispatcher.start()
 
     def _recover_loop(self) -> None:
         while not self._stop.wait(self.timings.recover_s):
@@ -317,7 +340,8 @@ class Runtime:
     def stop(self, timeout: float = 10) -> None:
         self._stop.set()
         self.notify()
-        for t in self._threads + self._services + ([self._pruner] if self._pruner else []):
+        self.dispatcher.wake()
+        for t in self._threads + self._services + self.dispatcher.threads + ([self._pruner] if self._pruner else []):
             t.join(timeout)
         self._release_presence()
         self.engines.close()

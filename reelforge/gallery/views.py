@@ -259,6 +259,7 @@ class Detail:
     location: str = ""
     rerun_of: str | None = None
     image_url: str | None = None  # the request's starting image, when it was sent inline
+    webhooks: list[dict] = field(default_factory=list)  # its deliveries (webhooks.shown), never the secret
 
 
 def _file_label(name: str) -> str:

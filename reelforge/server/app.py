@@ -21,6 +21,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -63,6 +64,8 @@ class ServerSettings:
     default_output: str | None = None  # s3://bucket/prefix advertised on /reelforge/health for clients without one
     allowed_hosts: tuple[str, ...] = ()  # extra Host names a loopback-bound server answers (a reverse proxy's)
     retain_s: float | None = None  # prune ended jobs this old (reelforge/retention.py); None keeps every job
+    webhooks: Any = None  # webhooks.Settings; default: from the environment
+    public_url: str | None = None  # where webhook links point; default: http://HOST:PORT
 
     @property
     def advertised_output(self) -> str | None:
@@ -103,6 +106,8 @@ class ServerState:
                 fetch_s3=self.fetch_s3,
                 map_output=self.map_output if settings.bucket_dir is not None else None,
                 retain_s=settings.retain_s,
+                webhooks=settings.webhooks,
+                public_url=settings.public_url or f"http://{'[' + settings.host + ']' if ':' in settings.host else settings.host}:{settings.port}",
             )
         self.runtime = runtime
         self.hub = ChangeHub(runtime)
@@ -450,6 +455,7 @@ def create_app(settings: ServerSettings | None = None, runtime: Runtime | None =
         if settings.workers > 0:
             state.runtime.start_workers(settings.workers)
         state.runtime.start_pruning()
+        state.runtime.start_dispatcher()  # webhooks go out from the server even when workers run elsewhere
         log.info("serving; job log %s, %d worker(s)", getattr(state.runtime.store, "path", "?"), settings.workers)
         try:
             yield
