@@ -445,6 +445,8 @@ class SQLJobStore(JobStore):
         "parent_id IS NULL AND status IN ('COMPLETED', 'FAILED', 'CANCELED') AND end_time < ?"
         # a failed job's other shots may still be stopping: their worker could write files yet
         " AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.parent_id = jobs.id AND c.status IN ('QUEUED', 'RUNNING'))"
+        # a notification still being tried keeps its job (its body is made from the record); it waits for the next round
+        " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.job_id = jobs.id AND d.state = 'pending')"
     )
 
     def prunable(self, ended_before: float, *, after: tuple[float, str] | None = None, limit: int = 500) -> list[tuple[float, str]]:
@@ -472,6 +474,7 @@ class SQLJobStore(JobStore):
                 )
                 db.execute("DELETE FROM jobs WHERE parent_id = ?", (job_id,))
                 db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+                db.execute("DELETE FROM webhook_deliveries WHERE job_id = ?", (job_id,))  # all ended: see _PRUNABLE
                 return db.execute("SELECT * FROM job_tombstones WHERE id = ?", (job_id,)).fetchone()
 
         row = self._attempt(body)
