@@ -147,7 +147,8 @@ def _engine_note(model: str) -> str | None:
 @click.option("--no-wait", is_flag=True, help="Print the job id and return; the job runs on.")
 @click.option("--json", "as_json", is_flag=True, help="Print the finished job as JSON.")
 @click.option("--dry-run", is_flag=True, help="Check the request and estimate cost and time; submit nothing.")
-def generate(prompt, image, fit, seed, duration, fps, resolution, model, output, token, endpoint, no_wait, as_json, dry_run):
+@click.option("--no-audio", is_flag=True, help="A silent video, even from a model that makes sound [default: keep the model's sound].")
+def generate(prompt, image, fit, seed, duration, fps, resolution, model, output, token, endpoint, no_wait, as_json, dry_run, no_audio):
     """Make a video from PROMPT (the text of the video) and print where it is."""
     from .request import ImageInput, VideoRequest, parse_dimension
 
@@ -162,7 +163,7 @@ def generate(prompt, image, fit, seed, duration, fps, resolution, model, output,
         from .cli_batch import print_estimate
 
         return print_estimate([(model, request)], endpoint, as_json)
-    _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json)
+    _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json, audio=not no_audio)
 
 
 def lint_request(request, *, errors: bool = True) -> list[str]:
@@ -192,14 +193,14 @@ def _default_duration(model: str) -> int:
     return 6 if allowed is None or 6 in allowed else max(d for d in allowed if d <= 6)
 
 
-def _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json) -> None:
+def _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json, audio: bool = True) -> None:
     """The pre-flight lint, then submit, then follow the job with a progress bar (or return at once)."""
     for line in lint_request(request, errors=False):
         click.echo(f"lint: {line}", err=True)
     client = _client(endpoint)
     if not endpoint and no_wait:
         client._backend.workers = 0  # the background worker runs it, so this process can exit
-    job = client.start(request, model=model, output=output, client_token=token)
+    job = client.start(request, model=model, output=output, client_token=token, audio=audio)
     note = _engine_note(model) if not endpoint else None  # a server decides its own engines
     if note:
         click.echo(note, err=True)
@@ -276,6 +277,8 @@ def _job_dict(rec: JobRecord) -> dict:
         "output": rec.output_uri,
         "failure": rec.failure_message,
         "attempts": rec.attempts,
+        "audio": rec.metadata.get("audio"),  # the video's sound track (codec, sampleRate, channels), null when silent
+        "keepAudio": rec.audio,  # false: asked for a silent video (--no-audio)
         "request": rec.model_input,
         "metadata": rec.metadata,
     }

@@ -62,16 +62,18 @@ class Client:
         output: str | os.PathLike | None = None,
         client_token: str | None = None,
         tags: dict[str, str] | None = None,
+        audio: bool = True,
     ) -> "Job":
         """Validate and submit; the job is in the job log before this returns.
 
         ``request`` is a VideoRequest, Nova Reel ``modelInput`` dict, or a prompt. Passing the
         same ``client_token`` again returns the same job instead of starting a second one.
+        ``audio=False`` makes the video silent even when the model makes sound (recorded with the job).
         """
         if isinstance(request, str):
             request = VideoRequest(text=request)
         tag_list = [{"key": k, "value": v} for k, v in (tags or {}).items()]
-        job_id = self._backend.submit(model, request, output, client_token, tag_list)
+        job_id = self._backend.submit(model, request, output, client_token, tag_list, audio=audio)
         return Job(self, job_id)
 
     def get(self, ref: str) -> "Job":
@@ -134,9 +136,9 @@ class EmbeddedBackend:
         self.output_default = Path(data_dir).expanduser() / "outputs" if data_dir else None
         self._ensured = 0.0
 
-    def submit(self, model, request, output, client_token, tags) -> str:
+    def submit(self, model, request, output, client_token, tags, audio: bool = True) -> str:
         out = output if output is not None else self.output_default
-        record, _ = self.runtime.submit(model, request, out, client_token=client_token, tags=tags)
+        record, _ = self.runtime.submit(model, request, out, client_token=client_token, tags=tags, audio=audio)
         if self.workers > 0:
             if not self.runtime._threads:
                 atexit.register(_hand_off_at_exit, self.runtime)
@@ -230,6 +232,11 @@ class Job:
         return self.request.shot_texts()
 
     @property
+    def audio(self) -> dict[str, Any] | None:
+        """The finished video's sound track (codec, sampleRate, channels, duration); None when it is silent."""
+        return self.record.metadata.get("audio")
+
+    @property
     def local_dir(self) -> Path | None:
         """The job's folder when its output is on this machine."""
         uri = (self._cached or self.refresh()).storage_uri
@@ -302,8 +309,11 @@ class Job:
         if rec.status is JobStatus.COMPLETED and self.video_path:
             import base64
 
+            from .media import sound_label
+
             data = base64.b64encode(self.video_path.read_bytes()).decode()
-            return f'<div>{head}<br><video controls width="640" src="data:video/mp4;base64,{data}"></video></div>'
+            sound = f"sound: {sound_label(rec.metadata.get('audio'), rec.audio)}"
+            return f'<div>{head} · {sound}<br><video controls width="640" src="data:video/mp4;base64,{data}"></video></div>'
         extra = f"<br>{rec.failure_message}" if rec.failure_message else ""
         return f"<div>{head}{extra}</div>"
 

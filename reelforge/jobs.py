@@ -104,6 +104,7 @@ class JobRecord:
     wire: str = "bedrock"  # the API the job came on: bedrock, openai, gemini (docs/wires.md)
     wire_request: dict[str, Any] = field(default_factory=dict)  # that API's request, image and video bytes as size and digest
     deleted_time: float | None = None  # set when its files were deleted (OpenAI's DELETE); the record stays
+    audio: bool = True  # False: the video is made silent even when its engine makes sound (--no-audio)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

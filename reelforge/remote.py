@@ -129,7 +129,10 @@ class RemoteBackend:
         return value if isinstance(value, str) and value.startswith("s3://") else None
 
     # --- the backend interface (see client.EmbeddedBackend) -------------------------------------
-    def submit(self, model: str, request, output, client_token, tags) -> str:
+    def submit(self, model: str, request, output, client_token, tags, audio: bool = True) -> str:
+        if not audio:
+            raise RequestError("audio", "Bedrock's StartAsyncInvoke has no field to ask for a silent video; "
+                               "leave audio on here, or submit on this machine (no --endpoint)")
         self.ping()  # before botocore's retries, and before any talk of output locations
         output = self._output_for(model, request, output)
         if isinstance(request, VideoRequest):

@@ -76,12 +76,14 @@ class Runtime:
         wire: str = "bedrock",
         wire_request: dict[str, Any] | None = None,
         prepare: Callable[[JobRecord], None] | None = None,
+        audio: bool = True,
     ) -> tuple[JobRecord, bool]:
         """Validate and record a job; return it and whether it is new (False: same token seen).
 
         ``wire`` and ``wire_request`` say which API the job came on and what it asked there (kept
         with the job, written to its manifest); ``prepare(record)`` runs after every check and
         before the job is recorded, to place input files in its folder (an extension's source).
+        ``audio=False`` records that the video is to be silent even when its engine makes sound.
         """
         spec = get_model(model_id)
         original = request.to_model_input() if isinstance(request, VideoRequest) else request
@@ -93,7 +95,7 @@ class Runtime:
         engine.check_available(options)
         adapted = [s.adaptation for s in shots if s.adaptation]  # images fitted to the video size, for the manifest
         requested = to_uri(output if output is not None else config.output_dir())
-        same = [requested, output_config or {}] + ([wire, wire_request or {}] if wire != "bedrock" else [])
+        same = [requested, output_config or {}] + ([wire, wire_request or {}] if wire != "bedrock" else []) + ([] if audio else ["silent"])
         fingerprint = request_fingerprint(model_id, original, same)
         job_id = new_job_id()
         output_uri = join(requested, job_id)
@@ -120,6 +122,7 @@ class Runtime:
             metadata={"adaptations": adapted} if adapted else {},
             wire=wire,
             wire_request=wire_request or {},
+            audio=audio,
         )
         if prepare is not None:
             prepare(record)

@@ -120,6 +120,8 @@ SQLITE_MIGRATIONS = [
     ALTER TABLE jobs ADD COLUMN wire_request TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE jobs ADD COLUMN deleted_time REAL
     """,
+    # 7: whether a job keeps the sound its engine makes (--no-audio records 0)
+    "ALTER TABLE jobs ADD COLUMN audio INTEGER NOT NULL DEFAULT 1",
 ]
 
 
@@ -135,6 +137,7 @@ def row_values(record: JobRecord) -> dict[str, Any]:
     for c in _JSON_COLUMNS:
         values[c] = json.dumps(values[c], ensure_ascii=False)  # readable text, so search finds "café"
     values["cancel_requested"] = int(values["cancel_requested"])
+    values["audio"] = int(values["audio"])
     values["search_text"] = search_text(record.model_input) if record.parent_id is None else None
     return values
 
@@ -231,6 +234,7 @@ class SQLJobStore(JobStore):
             d[c] = json.loads(d[c])
         d["status"] = JobStatus(d["status"])
         d["cancel_requested"] = bool(d["cancel_requested"])
+        d["audio"] = bool(d["audio"])
         return JobRecord(**d)
 
     # --- interface -------------------------------------------------------------------------
@@ -802,6 +806,8 @@ POSTGRES_MIGRATIONS = [
     ALTER TABLE jobs ADD COLUMN wire_request TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE jobs ADD COLUMN deleted_time DOUBLE PRECISION
     """,
+    # 6: sound kept or dropped, as SQLite's 7
+    "ALTER TABLE jobs ADD COLUMN audio INTEGER NOT NULL DEFAULT 1",
 ]
 
 

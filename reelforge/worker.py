@@ -192,6 +192,7 @@ def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCach
         _, shots = check(request, spec, fetch_s3)
         engine_id, options = engine_for(spec)
         unit = _Unit(store, job, worker_id, engines, engine_id, options, request, shots)
+        unit.sound = parent.audio
         progress = unit.progress = JobProgress(store, job, worker_id, 1 if job.parent_id else len(shots), notify, timings)
         with _LeaseKeeper(progress), _Folder(job.storage_uri) as out:
             # Temp files of an attempt that was killed are this unit's to remove (never another unit's files).
@@ -255,6 +256,7 @@ class _Unit:
         self.store, self.job, self.worker_id, self.engines = store, job, worker_id, engines
         self.engine_id, self.options, self.request, self.shots = engine_id, options, request, shots
         self.progress: JobProgress
+        self.sound = True  # the job keeps the sound its engine makes (False: --no-audio)
 
     def _engine(self) -> Engine:
         self.progress.beat("loading engine", force=True)
@@ -266,7 +268,7 @@ class _Unit:
         """A shot unit of a multi-shot job: render shot_NNNN.mp4 into the job's folder."""
         index = self.job.shot_index
         name = shot_file_name(index)
-        _, seconds = _render(self._engine(), _plan(self.request, self.shots, index, self.job.model_id), out.path / name, self.progress)
+        _, seconds = _render(self._engine(), _plan(self.request, self.shots, index, self.job.model_id), out.path / name, self.progress, self.sound)
         out.publish([name])
         metadata = {**self.progress.metadata, "render_encode_s": seconds, "seed": self.shots[index].seed}
         return _completed(self.store, self.job, self.worker_id, metadata, self.progress.timings)
@@ -291,7 +293,7 @@ class _Unit:
         poster, seconds = None, 0.0
         for i, path in enumerate(paths):
             self.progress.shot = i
-            frame, t = _render(engine, _plan(self.request, self.shots, i, self.job.model_id), path, self.progress)
+            frame, t = _render(engine, _plan(self.request, self.shots, i, self.job.model_id), path, self.progress, self.sound)
             poster = frame if poster is None else poster
             seconds += t
         self.progress.beat("finishing", force=True)
@@ -314,12 +316,15 @@ class _Unit:
         media.contact_sheet(out.path / "output.mp4", out.path / "contact_sheet.png")
         self.progress.beat("publishing", force=True)  # a worker whose claim was lost publishes nothing
         out.publish([*names, "poster.jpg", "contact_sheet.png", "output.mp4"])
+        audio = media.probe_audio(out.path / "output.mp4")
         metadata.update(
             engine_options=self.options,
             generative=get_engine_class(self.engine_id).generative,
+            audio=audio.to_dict() if audio else None,
             total_s=time.time() - (self.job.start_time or time.time()),
         )
         manifest = _manifest(self.job, self.engine_id, self.request)
+        manifest["output"]["audio"] = metadata["audio"]
         manifest.update(metadata=metadata, endTime=_iso(time.time()))
         out.put_json("manifest.json", manifest)
         out.put_json("video-generation-status.json", _status_doc(self.job, len(self.shots), None))
@@ -351,21 +356,54 @@ def _shot_unit(job: JobRecord, index: int) -> JobRecord:
     )
 
 
-def _render(engine: Engine, plan: ShotPlan, path: Path, progress: "JobProgress"):
-    """Render and encode one shot to ``path``; return a poster frame and the seconds it took."""
+def _render(engine: Engine, plan: ShotPlan, path: Path, progress: "JobProgress", sound: bool = True):
+    """Render one shot to ``path`` (encoding its frames, or checking the file the engine made), with its
+    sound unless ``sound`` is False; return a poster frame and the seconds it took."""
     t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="reelforge-shot-") as workdir:
+        output = engine.render(plan, RenderContext(progress, Path(workdir)))
+        if output.video_file is not None:
+            poster = _take_file(engine, plan, Path(output.video_file), path)
+        elif output.frames is not None:
+            poster = _encode(engine, plan, output.frames, path)
+        else:
+            raise ReelforgeError(f"engine {engine.engine_id} returned neither frames nor a video file for shot {plan.index + 1}")
+        audio = output.audio  # read after the frames: an engine may set it once they are done
+        if not sound and output.video_file is not None:
+            media.set_audio(path, None)  # a file that came with sound is made silent
+        elif sound and audio is not None:
+            try:
+                media.set_audio(path, audio.samples, audio.sample_rate)
+            except ValueError as exc:
+                raise ReelforgeError(f"engine {engine.engine_id} returned sound for shot {plan.index + 1} that cannot be used: {exc}") from None
+    return poster, time.perf_counter() - t0
+
+
+def _encode(engine: Engine, plan: ShotPlan, frames, path: Path):
     poster = None
-    output = engine.render(plan, RenderContext(progress))
-    if output.frames is None:
-        raise ReelforgeError(f"engine {engine.engine_id} returned no frames for shot {plan.index + 1}")
     with media.VideoWriter(path, plan.fps, plan.width, plan.height) as writer:
-        for k, frame in enumerate(output.frames):
+        for k, frame in enumerate(frames):
             writer.write(frame)
             if k == plan.frame_count // 3:
                 poster = frame
     if writer.frames_written != plan.frame_count:
         raise ReelforgeError(f"engine {engine.engine_id} made {writer.frames_written} frames for shot {plan.index + 1}; {plan.frame_count} were asked for")
-    return poster, time.perf_counter() - t0
+    return poster
+
+
+def _take_file(engine: Engine, plan: ShotPlan, made: Path, path: Path):
+    """A finished MP4 the engine made: checked against the plan, then published as the shot's file."""
+    what = f"engine {engine.engine_id} handed back a video file for shot {plan.index + 1}"
+    try:
+        info = media.probe(made)
+    except Exception as exc:  # PyAV's errors, a missing video stream
+        raise ReelforgeError(f"{what} that cannot be read as a video: {exc}") from None
+    want = f"h264 {plan.width}x{plan.height}, {plan.frame_count} frames at {plan.fps} fps"
+    got = f"{info.codec} {info.width}x{info.height}, {info.frames} frames at {info.fps:g} fps"
+    if (info.codec, info.width, info.height, info.frames, round(info.fps, 3)) != ("h264", plan.width, plan.height, plan.frame_count, plan.fps):
+        raise ReelforgeError(f"{what} that does not match its plan: it is {got}; the shot needs {want}")
+    media.publish_copy(made, path)
+    return media.read_frame(path, plan.frame_count // 3)
 
 
 class _Folder:
@@ -504,6 +542,7 @@ def _manifest(job: JobRecord, engine_id: str, request: VideoRequest) -> dict[str
         "generative": get_engine_class(engine_id).generative,
         "request": _strip_images(request.to_model_input()),
         "output": {"fps": request.fps, "width": request.width, "height": request.height},
+        "keepAudio": job.audio,  # False: asked for a silent video (--no-audio)
         "adaptations": job.metadata.get("adaptations", []),  # images fitted to the video size at submit (--fit)
         "wire": job.wire,  # the API the job came on, and its request there (bytes as size and digest)
         "wireRequest": job.wire_request,
