@@ -78,6 +78,19 @@ def _add_search_text(db, write_batch) -> None:
         last = rows[-1]["id"]
 
 
+def _engines_fixed(db) -> None:
+    """A migration: jobs keep their engine and its options from when they were recorded; jobs
+    recorded before are given what they would have run, decided now, once (models.engine_of_old_job)."""
+    from .models import engine_of_old_job
+
+    db.execute("ALTER TABLE jobs ADD COLUMN engine TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE jobs ADD COLUMN engine_options TEXT NOT NULL DEFAULT '{}'")
+    for row in db.execute("SELECT DISTINCT model_id FROM jobs").fetchall():
+        engine, options = engine_of_old_job(row["model_id"])
+        db.execute("UPDATE jobs SET engine = ?, engine_options = ? WHERE model_id = ?",
+                   (engine, json.dumps(options, ensure_ascii=False), row["model_id"]))
+
+
 def _sqlite_search_text(db) -> None:
     def write(db, ids, texts):
         db.executemany("UPDATE jobs SET search_text = ? WHERE id = ?", zip(texts, ids))
@@ -122,6 +135,8 @@ SQLITE_MIGRATIONS = [
     """,
     # 7: whether a job keeps the sound its engine makes (--no-audio records 0)
     "ALTER TABLE jobs ADD COLUMN audio INTEGER NOT NULL DEFAULT 1",
+    # 8: the engine and its options are fixed when a job is recorded (older jobs: what they would have run)
+    _engines_fixed,
 ]
 
 
@@ -808,6 +823,8 @@ POSTGRES_MIGRATIONS = [
     """,
     # 6: sound kept or dropped, as SQLite's 7
     "ALTER TABLE jobs ADD COLUMN audio INTEGER NOT NULL DEFAULT 1",
+    # 7: engines fixed at submit, as SQLite's 8
+    _engines_fixed,
 ]
 
 
