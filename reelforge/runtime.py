@@ -148,6 +148,8 @@ class Runtime:
     def cancel(self, job_id: str) -> JobRecord:
         record = self.store.request_cancel(job_id)
         self.notify(job_id)
+        if self._lane is not None:
+            self._lane.poke()
         return record
 
     def delete(self, job_id: str, wait_s: float = 30.0) -> JobRecord | None:

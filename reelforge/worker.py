@@ -9,6 +9,7 @@ stopping) ends quietly instead: its next attempt, elsewhere, owns the job now.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import logging
@@ -206,7 +207,7 @@ class AsyncLane:
         self.room = threading.BoundedSemaphore(capacity)
         self.pool = ThreadPoolExecutor(steps_threads, thread_name_prefix="reelforge-lane-step")
         self.loop = asyncio.new_event_loop()
-        self.units: set[JobProgress] = set()
+        self.units: dict[JobProgress, tuple[float, Any]] = {}  # each unit's last renewal: when, and what it said
         self.in_flight = 0
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run_loop, name="reelforge-lane", daemon=True)
@@ -263,35 +264,51 @@ class AsyncLane:
             finally:
                 progress.task = None
 
+    @contextlib.contextmanager
     def keeper(self, progress: JobProgress):
-        lane = self
-
-        class _Registered:
-            def __enter__(self):
-                lane.units.add(progress)
-
-            def __exit__(self, *exc):
-                lane.units.discard(progress)
-
-        return _Registered()
+        """What a lane unit has in place of a _LeaseKeeper thread: a place in the lane's renewals."""
+        with self._lock:
+            self.units[progress] = (time.monotonic(), None)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.units.pop(progress, None)
 
     async def _renew_all(self) -> None:
+        """Renew each unit's lease every lease_s / 3, sooner (heartbeat_s) when its progress moved;
+        cancel the engine's await of a unit that was canceled or whose claim was lost."""
         loop = asyncio.get_running_loop()
-        every = max(0.05, min(self.timings.lease_s / 3, max(self.timings.heartbeat_s, 0.05)))
+        tick = max(0.05, min(self.timings.lease_s / 3, self.timings.heartbeat_s))
         while True:
-            await asyncio.sleep(every)
-            for progress in list(self.units):
-                try:
-                    await loop.run_in_executor(self.pool, progress.renew)
-                except Exception:  # a missed renewal is retried; the lease has room for more
-                    log.warning("could not renew the lease of %s", progress.job.id, exc_info=True)
+            await asyncio.sleep(tick)
+            with self._lock:
+                units = list(self.units.items())
+            for progress, (last, said) in units:
+                now, news = time.monotonic(), (round(progress.value, 3), progress.stage)
+                if now - last >= self.timings.lease_s / 3 or (news != said and now - last >= self.timings.heartbeat_s):
+                    try:
+                        await loop.run_in_executor(self.pool, progress.renew)
+                    except Exception:  # a missed renewal is retried; the lease has room for more
+                        log.warning("could not renew the lease of %s", progress.job.id, exc_info=True)
+                    with self._lock:
+                        if progress in self.units:
+                            self.units[progress] = (now, news)
                 if (progress.canceled or progress.lost) and progress.task is not None:
                     progress.task.cancel()
+
+    def poke(self) -> None:
+        """Renew every unit at the next tick (a cancel was asked in this process: act on it now)."""
+        with self._lock:
+            for progress, (_, said) in self.units.items():
+                self.units[progress] = (0.0, said)
 
     def stop(self, timeout: float = 10) -> None:
         """Hand every unit still awaiting its engine back to the queue, then stop the loop."""
         def cancel_all():
-            for progress in list(self.units):
+            with self._lock:
+                units = list(self.units)
+            for progress in units:
                 progress.stopping = True
                 if progress.task is not None:
                     progress.task.cancel()

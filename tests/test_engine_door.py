@@ -5,7 +5,6 @@ import asyncio
 import time
 
 import numpy as np
-import pytest
 
 from reelforge import Client, Engine, JobStatus, ShotOutput, VideoRequest, register_engine
 from reelforge.client import embedded_runtime
