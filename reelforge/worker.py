@@ -437,7 +437,7 @@ def _completed(store: JobStore, job: JobRecord, worker_id: str, metadata: dict[s
             log.warning("job %s: could not record its completion yet (%s); trying again", job.id, exc)
             time.sleep(timings.backoff_s)
     if applied:
-        drop_checkpoints(job.parent_id or job.id, job.shot_index if job.parent_id else None)
+        drop_checkpoints(store, job.parent_id or job.id, job.shot_index if job.parent_id else None)
         unit = f"unit {job.id}, claim {job.fence}, attempt {job.attempts}"
         if job.parent_id:
             log.info("shot %d of job %s completed in %.1f s (%s)", job.shot_index + 1, job.parent_id, metadata.get("render_encode_s", 0.0), unit)
@@ -466,7 +466,7 @@ class _Unit:
         return engine
 
     def _checkpoint(self, index: int) -> Path:
-        folder = checkpoint_dir(self.job.parent_id or self.job.id, index)
+        folder = checkpoint_dir(self.store, self.job.parent_id or self.job.id, index)
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
@@ -536,15 +536,24 @@ class _Unit:
         out.put_json("video-generation-status.json", _status_doc(self.job, len(self.shots), None))
 
 
-def checkpoint_dir(job_id: str, index: int | None = None) -> Path:
+def checkpoint_dir(store: JobStore, job_id: str, index: int | None = None) -> Path:
     """Where an engine keeps what lets the next attempt of a shot resume (``RenderContext.checkpoint``):
-    in the data dir, kept across attempts, removed once the shot (or its job) ends."""
-    folder = Path(config.data_dir()) / "checkpoints" / job_id
+    beside an SQLite job log (else in the data dir), kept across attempts, removed once the shot
+    (or its job) ends."""
+    log_path = getattr(store, "path", None)
+    root = (Path(log_path).parent if log_path else Path(config.data_dir())) / "checkpoints"
+    folder = root / job_id
     return folder if index is None else folder / shot_file_name(index).removesuffix(".mp4")
 
 
-def drop_checkpoints(job_id: str, index: int | None = None) -> None:
-    shutil.rmtree(checkpoint_dir(job_id, index), ignore_errors=True)
+def drop_checkpoints(store: JobStore, job_id: str, index: int | None = None) -> None:
+    folder = checkpoint_dir(store, job_id, index)
+    shutil.rmtree(folder, ignore_errors=True)
+    for empty in (folder.parent, folder.parent.parent) if index is not None else (folder.parent,):
+        try:
+            empty.rmdir()  # only when nothing else is kept there
+        except OSError:
+            break
 
 
 def shot_file_name(index: int) -> str:
@@ -684,7 +693,7 @@ def _end(store: JobStore, job: JobRecord, worker_id: str, exc: BaseException, pr
     if isinstance(exc, JobCanceled):
         log.info("job %s canceled", job.id)
         if job.parent_id is None:
-            finalize_ended(job, "Canceled.")
+            finalize_ended(job, "Canceled.", store)
         store.finish(job.id, worker_id, JobStatus.CANCELED, failure_message="Canceled.", metadata=metadata or None, fence=job.fence)
         if job.parent_id:
             _finalize_parent(store, job.parent_id)
@@ -705,17 +714,18 @@ def _end(store: JobStore, job: JobRecord, worker_id: str, exc: BaseException, pr
         message = f"the engine failed with {message} (traceback in the log)"
     log.error("job %s failed: %s\n%s", job.id, message, "".join(traceback.format_exception(exc)))
     if job.parent_id is None:  # a shot's failure is reported by its job, once
-        finalize_ended(job, message)
+        finalize_ended(job, message, store)
     store.finish(job.id, worker_id, JobStatus.FAILED, failure_message=message[:2048], metadata=metadata or None, fence=job.fence)
     if job.parent_id:
         _finalize_parent(store, job.parent_id)
     return JobStatus.FAILED
 
 
-def finalize_ended(job: JobRecord, message: str) -> None:
+def finalize_ended(job: JobRecord, message: str, store: JobStore | None = None) -> None:
     """The files of a job that ended without a video: its attempts' temp files go, and
     video-generation-status.json says why (as Bedrock writes it for a failed invocation)."""
-    drop_checkpoints(job.id)
+    if store is not None:
+        drop_checkpoints(store, job.id)
     try:
         if job.storage_uri.startswith("file://"):
             folder = local_path(job.storage_uri)
@@ -734,7 +744,7 @@ def _finalize_parent(store: JobStore, parent_id: str) -> None:
     """After a shot unit ends: if that ended its job without a video, finalize the job's files."""
     parent = store.get(parent_id)
     if parent.status in (JobStatus.FAILED, JobStatus.CANCELED):
-        finalize_ended(parent, parent.failure_message or "Canceled.")
+        finalize_ended(parent, parent.failure_message or "Canceled.", store)
 
 
 def sweep_staging(is_dead: Callable[[str], bool]) -> None:
