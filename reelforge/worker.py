@@ -305,6 +305,8 @@ class AsyncLane:
 
     def stop(self, timeout: float = 10) -> None:
         """Hand every unit still awaiting its engine back to the queue, then stop the loop."""
+        if not self._thread.is_alive():
+            return
         def cancel_all():
             with self._lock:
                 units = list(self.units)

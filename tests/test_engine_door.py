@@ -101,6 +101,20 @@ def test_canceling_a_coroutine_job_stops_its_await(tmp_path, monkeypatch):
     assert job_status is JobStatus.CANCELED
 
 
+def test_a_stopping_worker_puts_its_coroutine_units_back_in_the_queue(tmp_path):
+    ForeverEngine.entered.clear()
+    job = Client(workers=1).start(VideoRequest(text="parked", **TINY), model="test.forever", output=tmp_path)
+    deadline = time.monotonic() + 30
+    while not ForeverEngine.entered and time.monotonic() < deadline:
+        time.sleep(0.02)
+    runtime = embedded_runtime()
+    assert runtime.lane_busy
+    runtime.stop()  # the lane cancels the await; the unit goes back, its attempt given back
+    back = job.record
+    assert (back.status, back.attempts, back.stage) == (JobStatus.QUEUED, 0, "queued again: its worker stopped")
+    assert not runtime.lane_busy
+
+
 @register_engine
 class ResumingEngine(Engine):
     """Writes its progress to the checkpoint as it goes; its first attempt dies half-way (a GPU
