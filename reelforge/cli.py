@@ -149,7 +149,8 @@ def _engine_note(model: str) -> str | None:
 @click.option("--dry-run", is_flag=True, help="Check the request and estimate cost and time; submit nothing.")
 @click.option("--webhook", metavar="URL|NAME", help="Notify this URL of the job's events, signed with REELFORGE_WEBHOOK_SECRET (docs/webhooks.md); with --endpoint, the name of an endpoint the server registered [default: none].")
 @click.option("--webhook-events", metavar="EVENTS", help="What --webhook hears, comma-separated: job.started, job.completed, job.failed, job.canceled, job.progress [default: all but job.progress].")
-def generate(prompt, image, fit, seed, duration, fps, resolution, model, output, token, endpoint, no_wait, as_json, dry_run, webhook, webhook_events):
+@click.option("--no-audio", is_flag=True, help="A silent video, even from a model that makes sound [default: keep the model's sound].")
+def generate(prompt, image, fit, seed, duration, fps, resolution, model, output, token, endpoint, no_wait, as_json, dry_run, webhook, webhook_events, no_audio):
     """Make a video from PROMPT (the text of the video) and print where it is."""
     from .request import ImageInput, VideoRequest, parse_dimension
 
@@ -164,7 +165,7 @@ def generate(prompt, image, fit, seed, duration, fps, resolution, model, output,
         from .cli_batch import print_estimate
 
         return print_estimate([(model, request)], endpoint, as_json)
-    _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json, webhook=webhook, webhook_events=webhook_events)
+    _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json, webhook=webhook, webhook_events=webhook_events, audio=not no_audio)
 
 
 def lint_request(request, *, errors: bool = True) -> list[str]:
@@ -194,14 +195,14 @@ def _default_duration(model: str) -> int:
     return 6 if allowed is None or 6 in allowed else max(d for d in allowed if d <= 6)
 
 
-def _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json, webhook=None, webhook_events=None) -> None:
+def _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json, webhook=None, webhook_events=None, audio: bool = True) -> None:
     """The pre-flight lint, then submit, then follow the job with a progress bar (or return at once)."""
     for line in lint_request(request, errors=False):
         click.echo(f"lint: {line}", err=True)
     client = _client(endpoint)
     if not endpoint and no_wait:
         client._backend.workers = 0  # the background worker runs it, so this process can exit
-    job = client.start(request, model=model, output=output, client_token=token, webhook=webhook, webhook_events=webhook_events)
+    job = client.start(request, model=model, output=output, client_token=token, webhook=webhook, webhook_events=webhook_events, audio=audio)
     note = _engine_note(model) if not endpoint else None  # a server decides its own engines
     if note:
         click.echo(note, err=True)
@@ -278,6 +279,8 @@ def _job_dict(rec: JobRecord) -> dict:
         "output": rec.output_uri,
         "failure": rec.failure_message,
         "attempts": rec.attempts,
+        "audio": rec.metadata.get("audio"),  # the video's sound track (codec, sampleRate, channels), null when silent
+        "keepAudio": rec.audio,  # false: asked for a silent video (--no-audio)
         "request": rec.model_input,
         "metadata": rec.metadata,
     }

@@ -64,6 +64,7 @@ class Client:
         tags: dict[str, str] | None = None,
         webhook: str | None = None,
         webhook_events: str | list[str] | None = None,
+        audio: bool = True,
     ) -> "Job":
         """Validate and submit; the job is in the job log before this returns.
 
@@ -72,6 +73,7 @@ class Client:
         ``webhook`` is notified of the job's events, signed (docs/webhooks.md): a URL (embedded;
         ``webhook_events`` picks the events), or the name of an endpoint registered with the server
         (``--webhook-endpoint NAME=URL``, sent as the tag ``reelforge:webhook``).
+        ``audio=False`` makes the video silent even when the model makes sound (recorded with the job).
         """
         from .webhooks import TAG
 
@@ -81,7 +83,7 @@ class Client:
         if webhook is not None and "://" not in webhook:
             tag_list.append({"key": TAG, "value": webhook})
             webhook = None
-        job_id = self._backend.submit(model, request, output, client_token, tag_list, webhook=webhook, webhook_events=webhook_events)
+        job_id = self._backend.submit(model, request, output, client_token, tag_list, webhook=webhook, webhook_events=webhook_events, audio=audio)
         return Job(self, job_id)
 
     def get(self, ref: str) -> "Job":
@@ -144,9 +146,9 @@ class EmbeddedBackend:
         self.output_default = Path(data_dir).expanduser() / "outputs" if data_dir else None
         self._ensured = 0.0
 
-    def submit(self, model, request, output, client_token, tags, webhook=None, webhook_events=None) -> str:
+    def submit(self, model, request, output, client_token, tags, webhook=None, webhook_events=None, audio: bool = True) -> str:
         out = output if output is not None else self.output_default
-        record, _ = self.runtime.submit(model, request, out, client_token=client_token, tags=tags, webhook=webhook, webhook_events=webhook_events)
+        record, _ = self.runtime.submit(model, request, out, client_token=client_token, tags=tags, webhook=webhook, webhook_events=webhook_events, audio=audio)
         if self.workers > 0:
             if not self.runtime._threads:
                 atexit.register(_hand_off_at_exit, self.runtime)
@@ -250,6 +252,11 @@ class Job:
         return self.request.shot_texts()
 
     @property
+    def audio(self) -> dict[str, Any] | None:
+        """The finished video's sound track (codec, sampleRate, channels, duration); None when it is silent."""
+        return self.record.metadata.get("audio")
+
+    @property
     def local_dir(self) -> Path | None:
         """The job's folder when its output is on this machine."""
         uri = (self._cached or self.refresh()).storage_uri
@@ -322,8 +329,11 @@ class Job:
         if rec.status is JobStatus.COMPLETED and self.video_path:
             import base64
 
+            from .media import sound_label
+
             data = base64.b64encode(self.video_path.read_bytes()).decode()
-            return f'<div>{head}<br><video controls width="640" src="data:video/mp4;base64,{data}"></video></div>'
+            sound = f"sound: {sound_label(rec.metadata.get('audio'), rec.audio)}"
+            return f'<div>{head} · {sound}<br><video controls width="640" src="data:video/mp4;base64,{data}"></video></div>'
         extra = f"<br>{rec.failure_message}" if rec.failure_message else ""
         return f"<div>{head}{extra}</div>"
 

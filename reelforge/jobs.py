@@ -105,6 +105,9 @@ class JobRecord:
     wire_request: dict[str, Any] = field(default_factory=dict)  # that API's request, image and video bytes as size and digest
     deleted_time: float | None = None  # set when its files were deleted (OpenAI's DELETE); the record stays
     webhooks: dict[str, Any] = field(default_factory=dict)  # where its events go (webhooks.py); {} for none
+    audio: bool = True  # False: the video is made silent even when its engine makes sound (--no-audio)
+    engine: str = ""  # the engine that renders it and its options, fixed when the job was recorded
+    engine_options: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -123,7 +126,7 @@ class PrunedJob(JobRecord):
     pruned_time: float = 0.0
 
 
-_JSON_COLUMNS = ("model_input", "output_config", "tags", "metadata", "wire_request", "webhooks")
+_JSON_COLUMNS = ("model_input", "output_config", "tags", "metadata", "wire_request", "webhooks", "engine_options")
 _COLUMNS = tuple(JobRecord.__dataclass_fields__)
 
 SEARCH_MIN_CHARS = 3  # trigram indexes cannot look up anything shorter

@@ -11,6 +11,7 @@ listener that wakes idle workers the moment a job becomes claimable anywhere.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -23,12 +24,12 @@ from .background import FileLock, presence
 from .errors import RequestError, StorageError
 from .jobs import JobRecord, JobStatus, JobStore, new_job_id, open_store, request_fingerprint
 from .engines import get_engine_class
-from .models import engine_for, get_model
-from .request import VideoRequest, check
+from .models import get_model, serving
+from .request import VideoRequest, check, check_served
 from .retention import prune, prune_every_s, retain_from_env
 from .storage import join, local_path, storage_for, to_uri
 from . import webhooks as webhooks_module
-from .worker import EngineCache, finalize_ended, new_worker_id, perform, sweep_staging, worker_is_dead
+from .worker import AsyncLane, EngineCache, finalize_ended, is_coroutine_engine, new_worker_id, perform, sweep_staging, unit_steps, worker_is_dead
 
 log = logging.getLogger("reelforge.runtime")
 _FROM_ENV = object()  # retain_s: read REELFORGE_RETAIN
@@ -66,6 +67,9 @@ class Runtime:
         self._presence: FileLock | None = None
         self.worker_id = new_worker_id()
         self.dispatcher = webhooks_module.Dispatcher(self.store, self.webhooks, self._stop)
+        self._claims = itertools.count(1)
+        self._lane: AsyncLane | None = None
+        self._lane_lock = threading.Lock()
         self.recover()
 
     @property
@@ -90,6 +94,7 @@ class Runtime:
         prepare: Callable[[JobRecord], None] | None = None,
         webhook: str | None = None,
         webhook_events: str | list[str] | None = None,
+        audio: bool = True,
     ) -> tuple[JobRecord, bool]:
         """Validate and record a job; return it and whether it is new (False: same token seen).
 
@@ -99,18 +104,21 @@ class Runtime:
         ``webhook`` is a URL notified of this job's events (``webhook_events``, default all but
         progress) besides the endpoints of the settings; a Bedrock tag ``reelforge:webhook`` names
         one of the settings' named endpoints (webhooks.py).
+        ``audio=False`` records that the video is to be silent even when its engine makes sound.
         """
         spec = get_model(model_id)
         original = request.to_model_input() if isinstance(request, VideoRequest) else request
         parsed = request if isinstance(request, VideoRequest) else VideoRequest.from_model_input(request)
         prepared, shots = check(parsed, spec, self.fetch_s3)
-        engine_id, options = engine_for(spec)
-        engine = get_engine_class(engine_id)
-        engine.parse_options(options)  # bad options are refused here, not found by a worker
-        engine.check_available(options)
+        served = serving(spec)  # fixed now: the job keeps it, whatever a worker's settings say later
+        if served.model is not spec:
+            check_served(prepared, shots, spec, served.model, served.via)
+        engine = get_engine_class(served.engine)
+        engine.parse_options(served.options)  # bad options are refused here, not found by a worker
+        engine.check_available(served.options)
         adapted = [s.adaptation for s in shots if s.adaptation]  # images fitted to the video size, for the manifest
         requested = to_uri(output if output is not None else config.output_dir())
-        same = [requested, output_config or {}] + ([wire, wire_request or {}] if wire != "bedrock" else [])
+        same = [requested, output_config or {}] + ([wire, wire_request or {}] if wire != "bedrock" else []) + ([] if audio else ["silent"])
         fingerprint = request_fingerprint(model_id, original, same)
         job_id = new_job_id()
         output_uri = join(requested, job_id)
@@ -137,6 +145,9 @@ class Runtime:
             metadata={"adaptations": adapted} if adapted else {},
             wire=wire,
             wire_request=wire_request or {},
+            audio=audio,
+            engine=served.engine,
+            engine_options=served.options,
         )
         record.webhooks = webhooks_module.endpoints_for(
             self.webhooks, record, url=webhook, kinds=webhook_events,
@@ -158,6 +169,8 @@ class Runtime:
     def cancel(self, job_id: str) -> JobRecord:
         record = self.store.request_cancel(job_id)
         self.notify(job_id)
+        if self._lane is not None:
+            self._lane.poke()
         return record
 
     def delete(self, job_id: str, wait_s: float = 30.0) -> JobRecord | None:
@@ -190,7 +203,7 @@ class Runtime:
                 job = self.store.get(unit.parent_id) if unit.parent_id else unit
                 if job.status in (JobStatus.FAILED, JobStatus.CANCELED):
                     log.error("job %s %s: %s", job.id, job.status.value.lower(), job.failure_message)
-                    finalize_ended(job, job.failure_message or "Canceled.")
+                    finalize_ended(job, job.failure_message or "Canceled.", self.store)
         return ids
 
     # --- change notification (in-process waiters) -------------------------------------------
@@ -229,6 +242,10 @@ class Runtime:
             if self._run_guarded():
                 ran, idle_since = ran + 1, None
                 continue
+            if self.lane_busy:  # units on the async lane are still this worker's work
+                idle_since = None
+                self.wait_for_change(0.2)
+                continue
             now = time.monotonic()
             idle_since = idle_since if idle_since is not None else now
             if idle_exit_s and now - idle_since >= idle_exit_s and self.dispatcher.pending():
@@ -244,16 +261,33 @@ class Runtime:
         return ran
 
     def run_one(self) -> bool:
-        # Each thread claims under its own id (worker id + "/thread"), so a unit recovered from one
-        # thread and claimed by another is never mistaken for the first one's.
-        owner = f"{self.worker_id}/{threading.current_thread().name}"
+        """Claim a unit and run it; a coroutine engine's unit is handed to the async lane and this returns at once."""
+        # Each claim has an owner of its own (worker id + "/thread#n"), so a unit recovered from one
+        # thread and claimed by another, or two units on the lane, are never mistaken for each other.
+        owner = f"{self.worker_id}/{threading.current_thread().name}#{next(self._claims)}"
         job = self.store.claim(owner, self.timings.lease_s)
         if job is None:
             return False
         self.notify(job.id)
+        if job.engine and is_coroutine_engine(job.engine):
+            lane = self.lane()
+            lane.start(unit_steps(self.store, job, owner, self.engines, self.timings, notify=self.notify,
+                                  fetch_s3=self.fetch_s3, keeper=lane.keeper))
+            return True
         perform(self.store, job, owner, self.engines, self.timings, notify=self.notify, fetch_s3=self.fetch_s3)
         self.notify(job.id)
         return True
+
+    def lane(self) -> AsyncLane:
+        """The event loop that follows this process's units of coroutine engines (started on first use)."""
+        with self._lane_lock:
+            if self._lane is None:
+                self._lane = AsyncLane(self.timings, self.notify, capacity=config.async_units())
+            return self._lane
+
+    @property
+    def lane_busy(self) -> bool:
+        return self._lane is not None and self._lane.busy
 
     def _run_guarded(self) -> bool:
         """``run_one``, pausing with back-off while the job log cannot be used (it must not end the worker)."""
@@ -343,6 +377,8 @@ class Runtime:
         self.dispatcher.wake()
         for t in self._threads + self._services + self.dispatcher.threads + ([self._pruner] if self._pruner else []):
             t.join(timeout)
+        if self._lane is not None:
+            self._lane.stop(timeout)
         self._release_presence()
         self.engines.close()
 

@@ -79,6 +79,19 @@ def _add_search_text(db, write_batch) -> None:
         last = rows[-1]["id"]
 
 
+def _engines_fixed(db) -> None:
+    """A migration: jobs keep their engine and its options from when they were recorded; jobs
+    recorded before are given what they would have run, decided now, once (models.engine_of_old_job)."""
+    from .models import engine_of_old_job
+
+    db.execute("ALTER TABLE jobs ADD COLUMN engine TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE jobs ADD COLUMN engine_options TEXT NOT NULL DEFAULT '{}'")
+    for row in db.execute("SELECT DISTINCT model_id FROM jobs").fetchall():
+        engine, options = engine_of_old_job(row["model_id"])
+        db.execute("UPDATE jobs SET engine = ?, engine_options = ? WHERE model_id = ?",
+                   (engine, json.dumps(options, ensure_ascii=False), row["model_id"]))
+
+
 def _sqlite_search_text(db) -> None:
     def write(db, ids, texts):
         db.executemany("UPDATE jobs SET search_text = ? WHERE id = ?", zip(texts, ids))
@@ -224,6 +237,10 @@ SQLITE_MIGRATIONS = [
     _tombstones("REAL"),
     # 8: webhooks: each job's endpoints, and the outbox its status changes write to (webhooks.py)
     _sqlite_webhooks,
+    # 9: whether a job keeps the sound its engine makes (--no-audio records 0)
+    "ALTER TABLE jobs ADD COLUMN audio INTEGER NOT NULL DEFAULT 1",
+    # 10: the engine and its options are fixed when a job is recorded (older jobs: what they would have run)
+    _engines_fixed,
 ]
 
 
@@ -259,6 +276,7 @@ def row_values(record: JobRecord) -> dict[str, Any]:
     for c in _JSON_COLUMNS:
         values[c] = json.dumps(values[c], ensure_ascii=False)  # readable text, so search finds "café"
     values["cancel_requested"] = int(values["cancel_requested"])
+    values["audio"] = int(values["audio"])
     values["search_text"] = search_text(record.model_input) if record.parent_id is None else None
     return values
 
@@ -365,6 +383,7 @@ class SQLJobStore(JobStore):
             d[c] = json.loads(d[c])
         d["status"] = JobStatus(d["status"])
         d["cancel_requested"] = bool(d["cancel_requested"])
+        d["audio"] = bool(d["audio"])
         return JobRecord(**d)
 
     # --- interface -------------------------------------------------------------------------
@@ -1146,6 +1165,10 @@ POSTGRES_MIGRATIONS = [
     _tombstones("DOUBLE PRECISION"),
     # 7: webhooks, as SQLite's 8
     _postgres_webhooks,
+    # 8: sound kept or dropped, as SQLite's 9
+    "ALTER TABLE jobs ADD COLUMN audio INTEGER NOT NULL DEFAULT 1",
+    # 9: engines fixed at submit, as SQLite's 10
+    _engines_fixed,
 ]
 
 

@@ -90,6 +90,9 @@ class RenderContext:
 
     progress: Progress
     workdir: Path | None = None  # a private folder for the attempt's files, removed after the shot
+    # A folder kept for the next attempt of this shot (after a crash, a kill, a retry) and removed
+    # once the shot ends: what an engine writes here (latents, a remote job's id) lets it resume.
+    checkpoint: Path | None = None
 
 
 class EngineOptions(BaseModel):

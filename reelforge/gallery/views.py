@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import ReelforgeError
 from ..jobs import JobRecord, JobStatus
+from ..media import sound_label
 from ..models import DEFAULT_SEED, MULTI_SHOT_MANUAL, get_model
 from ..request import PARAMS_KEY
 from ..storage import LocalStorage, local_path
@@ -260,6 +261,7 @@ class Detail:
     rerun_of: str | None = None
     image_url: str | None = None  # the request's starting image, when it was sent inline
     webhooks: list[dict] = field(default_factory=list)  # its deliveries (webhooks.shown), never the secret
+    sound: str | None = None  # the video's sound track in words, once there is a video
 
 
 def _file_label(name: str) -> str:
@@ -337,5 +339,6 @@ def detail(record: JobRecord) -> Detail:
         location=record.output_uri,
         rerun_of=rerun,
         image_url=f"{job_url(record.id)}/image" if start_image_sent(record.model_input) else None,
+        sound=sound_label(record.metadata.get("audio"), record.audio) if video else None,
     )
 
