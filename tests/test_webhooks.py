@@ -262,8 +262,11 @@ def test_kill_9_between_the_status_change_and_the_delivery(tmp_path, monkeypatch
         assert done["headers"]["webhook-id"] == first_id
         doc = Webhook(SECRET).verify(done["body"], done["headers"])
         assert doc["type"] == "job.completed" and doc["data"]["invocationArn"] == arn
-        job = json.loads(http(f"{second.url}/reelforge/jobs/{job_id}")[2])
-        assert [(d["state"], d["attempts"]) for d in job["webhooks"]] == [("delivered", 2)]
+        # the receiver answers before the dispatcher records the outcome: wait for the record
+        def shown(_):
+            return [(d["state"], d["attempts"]) for d in json.loads(http(f"{second.url}/reelforge/jobs/{job_id}")[2])["webhooks"]]
+        receiver.wait(lambda r: shown(r)[0][0] != "pending", what="the delivery to be recorded")
+        assert shown(receiver) == [("delivered", 2)]
         assert SECRET not in second.log.read_text() + first.log.read_text()
     finally:
         second.stop()
