@@ -91,6 +91,7 @@ class Runtime:
         engine = get_engine_class(engine_id)
         engine.parse_options(options)  # bad options are refused here, not found by a worker
         engine.check_available(options)
+        engine.check_request(options, prepared, shots)  # the model's own grid and tasks
         adapted = [s.adaptation for s in shots if s.adaptation]  # images fitted to the video size, for the manifest
         requested = to_uri(output if output is not None else config.output_dir())
         same = [requested, output_config or {}] + ([wire, wire_request or {}] if wire != "bedrock" else [])
