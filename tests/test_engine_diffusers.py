@@ -325,24 +325,24 @@ def _count_decodes(monkeypatch, vae):
 @pytest.mark.parametrize("family", ["ltx", "wan", "hunyuan15"])
 def test_cancel_stops_the_pipeline_early_and_skips_the_decode(weights, family, monkeypatch):
     """HunyuanVideo 1.5 has no step callback in diffusers 0.42.1: progress and cancel follow its scheduler's steps."""
-    eng = engine(family, weights[family], num_inference_steps=6)
+    eng = engine(family, weights[family], num_inference_steps=4)
     plan = shot(family=family, width=64, height=64, duration_s=1)
-    _, progress = render(eng, plan)
-    assert [d for d, _, s in progress.calls if s.startswith("denoising")] == [1, 2, 3, 4, 5, 6]
+    eng._ensure_loaded()
     pipe = eng._pipes["t2v"]
     calls = []
     hook = pipe.transformer.register_forward_hook(lambda *a: calls.append(1))
-    render(eng, plan)
-    per_step = len(calls) / 6  # LTX batches CFG's two passes into one forward, Wan and HunyuanVideo run two
+    _, progress = render(eng, plan)
+    assert [d for d, _, s in progress.calls if s.startswith("denoising")] == [1, 2, 3, 4]
+    per_step = len(calls) / 4  # LTX batches CFG's two passes into one forward, Wan and HunyuanVideo run two
     calls.clear()
     decodes = _count_decodes(monkeypatch, pipe.vae)
-    progress = CancelAt(2)
+    progress = CancelAt(1)
     with pytest.raises(JobCanceled):
         list(eng.render_shot(plan, progress))
-    assert len(calls) == 2 * per_step  # the 4 steps after the cancel never ran
+    assert len(calls) == per_step  # the 3 steps after the cancel never ran
     assert decodes == []  # nor did the VAE decode
-    assert progress.metadata["canceled_at_step"] == 2
-    assert [d for d, _, s in progress.calls if s.startswith("denoising")] == [1, 2]
+    assert progress.metadata["canceled_at_step"] == 1
+    assert [d for d, _, s in progress.calls if s.startswith("denoising")] == [1]
     hook.remove()
     frames, _ = render(eng, plan)  # the cancel does not stick to the next job
     assert len(frames) == 8 and decodes == [1]

@@ -160,16 +160,20 @@ def tiny_ltx2():
         audio_connector_num_learnable_registers=None, connector_rope_base_seq_len=32, rope_theta=1e4,
         rope_double_precision=False, causal_temporal_positioning=False, rope_type="split")
     transformer = LTX2VideoTransformer3DModel(
-        in_channels=4, out_channels=4, patch_size=1, patch_size_t=1, num_attention_heads=2, attention_head_dim=8,
+        in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=2, attention_head_dim=8,
         cross_attention_dim=16, audio_in_channels=4, audio_out_channels=4, audio_num_attention_heads=2,
         audio_attention_head_dim=4, audio_cross_attention_dim=8, num_layers=2, qk_norm="rms_norm_across_heads",
         caption_channels=32, rope_double_precision=False, rope_type="split")
+    # the real compression (32x space, 8x time): a few latent tokens at 64x64, and an encoder that downsamples in time
     vae = AutoencoderKLLTX2Video(
-        latent_channels=4, block_out_channels=(8,), decoder_block_out_channels=(8,), layers_per_block=(1,),
-        decoder_layers_per_block=(1, 1), spatio_temporal_scaling=(True,), decoder_spatio_temporal_scaling=(True,),
-        decoder_inject_noise=(False, False), downsample_type=("spatial",), upsample_residual=(False,),
-        upsample_factor=(1,), timestep_conditioning=False, patch_size=1, patch_size_t=1, encoder_causal=True,
-        decoder_causal=False)
+        latent_channels=8, block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(16, 32, 64),
+        layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1),
+        spatio_temporal_scaling=(True, True, True, True), decoder_spatio_temporal_scaling=(True, True, True),
+        decoder_inject_noise=(False, False, False, False),
+        downsample_type=("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
+        upsample_type=("spatiotemporal",) * 3, upsample_residual=(True, True, True), upsample_factor=(2, 2, 2),
+        timestep_conditioning=False, patch_size=4, patch_size_t=1, spatial_compression_ratio=32,
+        temporal_compression_ratio=8, encoder_causal=True, decoder_causal=False)
     vae.use_framewise_encoding = vae.use_framewise_decoding = False
     audio_vae = AutoencoderKLLTX2Audio(
         base_channels=4, output_channels=2, ch_mult=(1,), num_res_blocks=1, attn_resolutions=None, in_channels=2,
