@@ -227,6 +227,9 @@ def resolve(o: DiffusersOptions) -> Resolved:
     else:
         wanted = known.tasks if known else (("i2v",) if declared == family.i2v else ("t2v", "i2v"))
         tasks = {t: getattr(family, t) for t in wanted if getattr(family, t)}
+    if family.name == "wan" and "i2v" in tasks and importlib.util.find_spec("ftfy") is None:
+        raise EngineError(f"{o.model} image-to-video needs ftfy (diffusers' Wan I2V cleans every prompt with it): "
+                          f"{install_hint()}")
     rules = folder_rules(family.name, folder, known.grid if known else None)
     if o.pipeline_kwargs:
         accepted = {n for cls in tasks.values() for n in call_parameters(cls)}
