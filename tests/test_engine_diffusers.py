@@ -426,6 +426,22 @@ def test_ltx2_returns_its_audio_track_as_long_as_the_video(weights, image):
     assert meta["sample_rate"] == 16000 and meta["channels"] == 2 and meta["generated_s"] >= meta["duration_s"] == 1.0
 
 
+def test_ltx2_distilled_runs_its_few_step_recipe(weights, monkeypatch):
+    from reelforge.engines.diffusers import DiffusersEngine
+    from reelforge.engines.diffusers_models import LTX2_DISTILLED_SIGMAS
+
+    seen = []
+    real_call = DiffusersEngine._call_pipeline
+    monkeypatch.setattr(DiffusersEngine, "_call_pipeline",
+                        lambda self, pipe, **kw: seen.append(kw) or real_call(self, pipe, **kw))
+    eng = DiffusersEngine({"model": "ltx-2-distilled", "weights": str(weights["ltx2"]), "max_sequence_length": 16})
+    frames, progress = render(eng, shot(family="ltx2", width=64, height=64, duration_s=1))
+    assert frames.shape == (8, 64, 64, 3)
+    assert seen[0]["sigmas"] == list(LTX2_DISTILLED_SIGMAS) and seen[0]["guidance_scale"] == 1.0
+    assert [d for d, _, s in progress.calls if s.startswith("denoising")] == list(range(1, 9))
+    assert progress.metadata["num_inference_steps"] == 8 and progress.metadata["guidance_scale"] == 1.0
+
+
 @pytest.mark.parametrize("layout", ["wan2.2-a14b-t2v", "wan2.2-a14b-i2v"])
 def test_wan22_a14b_runs_both_experts(weights, layout):
     eng = engine(layout, weights[layout], num_inference_steps=2)
