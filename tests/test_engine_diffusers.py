@@ -442,6 +442,29 @@ def test_ltx2_distilled_runs_its_few_step_recipe(weights, monkeypatch):
     assert progress.metadata["num_inference_steps"] == 8 and progress.metadata["guidance_scale"] == 1.0
 
 
+def test_ltx2_two_stage_half_size_upsampled_then_refined(weights, monkeypatch):
+    from reelforge.engines.diffusers import DiffusersEngine
+
+    seen = []
+    real_call = DiffusersEngine._call_pipeline
+    monkeypatch.setattr(DiffusersEngine, "_call_pipeline",
+                        lambda self, pipe, **kw: seen.append(kw) or real_call(self, pipe, **kw))
+    with pytest.raises(EngineError, match=r"two_stage needs the latent upsampler .*hf download Lightricks/LTX-2"):
+        DiffusersEngine.check_available({"model": "ltx-2", "weights": str(weights["ltx2"]), "two_stage": True})
+    with pytest.raises(EngineError, match="two_stage is LTX-2's recipe"):
+        DiffusersEngine.check_available({"model": "wan2.1-t2v-1.3b", "weights": str(weights["wan"]), "two_stage": True})
+    eng = engine("ltx2", weights["ltx2-two-stage"], num_inference_steps=2, two_stage=True)
+    progress = NullProgress()
+    from reelforge.engines.base import RenderContext
+
+    out = eng.render(shot(family="ltx2", width=64, height=64, duration_s=1), RenderContext(progress))
+    assert np.stack(list(out.frames)).shape == (8, 64, 64, 3) and out.audio is not None
+    assert [(k["width"], k["height"], k["output_type"]) for k in seen] == [(32, 32, "latent"), (64, 64, "pt")]
+    assert seen[1]["latents"].shape[-2:] == (2, 2) and len(seen[1]["sigmas"]) == 3  # upsampled x2, 3 steps
+    assert [d for d, t, s in progress.calls if s.startswith("denoising")] == [1, 2, 3, 4, 5]
+    assert progress.metadata["shots"][0]["adaptation"]["rules"]["side_multiple"] == 64
+
+
 @pytest.mark.parametrize("layout", ["wan2.2-a14b-t2v", "wan2.2-a14b-i2v"])
 def test_wan22_a14b_runs_both_experts(weights, layout):
     eng = engine(layout, weights[layout], num_inference_steps=2)

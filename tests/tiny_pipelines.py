@@ -110,9 +110,19 @@ def build_tiny(family: str):
 
 
 def save_tiny(family: str, folder: str | Path) -> Path:
-    """Write a tiny random pipeline of ``family`` to ``folder`` in diffusers format; returns the folder."""
+    """Write a tiny random pipeline of ``family`` to ``folder`` in diffusers format; returns the folder.
+
+    ``ltx2-two-stage`` is the LTX-2 folder plus a ``latent_upsampler/`` (as Lightricks/LTX-2 has one).
+    """
     folder = Path(folder)
-    build_tiny(family).save_pretrained(folder)
+    build_tiny("ltx2" if family == "ltx2-two-stage" else family).save_pretrained(folder)
+    if family == "ltx2-two-stage":
+        import torch
+        from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
+
+        torch.manual_seed(0)
+        LTX2LatentUpsamplerModel(in_channels=8, mid_channels=32, num_blocks_per_stage=1, dims=3).save_pretrained(
+            folder / "latent_upsampler")
     return folder
 
 

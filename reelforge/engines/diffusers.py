@@ -34,9 +34,10 @@ from .diffusers_adapt import (
     ModelRules, adapt_frames, fit_conditioning_image, plan_generation, size_map, time_map,
 )
 from .diffusers_models import (
-    FAMILIES, KNOWN_MODELS, SUMMARIES, Family, Grid, KnownModel, folder_rules, model_limits, pipeline_class_name,
+    FAMILIES, KNOWN_MODELS, LTX2_STAGE2_SIGMAS, SUMMARIES, Family, Grid, KnownModel, folder_rules, model_limits,
+    pipeline_class_name,
 )
-from .diffusers_weights import DIFFUSERS_FILES, WEIGHTS_DIR_ENV, WeightsSource, resolve_weights
+from .diffusers_weights import DIFFUSERS_FILES, WEIGHTS_DIR_ENV, WeightsSource, download_command, resolve_weights
 
 log = logging.getLogger("reelforge.engines.diffusers")
 
@@ -97,6 +98,9 @@ class DiffusersOptions(EngineOptions):
     generation_fps: int | None = Field(None, ge=1, le=120)
     threads: int | None = Field(None, ge=1)  # torch threads on CPU (default: the CPUs this process may use)
     pipeline_kwargs: dict[str, Any] = Field(default_factory=dict)  # e.g. {"decode_timestep": 0.05}, checked at submit
+    # LTX-2's two-stage recipe: stage 1 at half size, the latent upsampler (latent_upsampler/ in the
+    # weights folder), then 3 distilled steps at full size
+    two_stage: bool = False
     # Per-model options, merged over the others for that model only, e.g.
     # {"models": {"ltx-video": {"pipeline_kwargs": {"decode_timestep": 0.05}}}}: an LTX-only
     # argument set engine-wide (REELFORGE_DIFFUSERS_OPTIONS) then never reaches a Wan job.
@@ -231,6 +235,14 @@ def resolve(o: DiffusersOptions) -> Resolved:
         raise EngineError(f"{o.model} image-to-video needs ftfy (diffusers' Wan I2V cleans every prompt with it): "
                           f"{install_hint()}")
     rules = folder_rules(family.name, folder, known.grid if known else None)
+    if o.two_stage:
+        if family.name != "ltx2":
+            raise EngineError(f"two_stage is LTX-2's recipe, not {o.model}'s; set it under models.<name> for an "
+                              "LTX-2 model only")
+        if not (folder / "latent_upsampler" / "config.json").is_file():
+            raise EngineError(f"two_stage needs the latent upsampler in {folder / 'latent_upsampler'}; download it with: "
+                              f"{download_command(o.repo or 'Lightricks/LTX-2', folder, ('latent_upsampler/*',))}")
+        rules = replace(rules, side_multiple=2 * rules.side_multiple)  # stage 1 at half size keeps the multiple
     if o.pipeline_kwargs:
         accepted = {n for cls in tasks.values() for n in call_parameters(cls)}
         unknown = sorted(set(o.pipeline_kwargs) - accepted)
@@ -371,6 +383,13 @@ class DiffusersEngine(Engine):
             pipes[task].set_progress_bar_config(disable=True)
             if r.family.name == "hunyuanvideo15" and o.max_sequence_length:  # text lengths are attributes there
                 pipes[task].tokenizer_max_length = pipes[task].tokenizer_2_max_length = o.max_sequence_length
+        if o.two_stage:
+            from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
+
+            upsampler = LTX2LatentUpsamplerModel.from_pretrained(r.weights.path, subfolder="latent_upsampler",
+                                                                 dtype=dtype, local_files_only=True)
+            pipes["upsample"] = diffusers.LTX2LatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=upsampler).to(device)
+            pipes["upsample"].set_progress_bar_config(disable=True)
         self._pipes = pipes
         load_s = time.perf_counter() - t0
         self.loads += 1
@@ -431,7 +450,7 @@ class DiffusersEngine(Engine):
                 raise RequestError(shot_field(shot.index, shot.count), f"is required: {model} is image-to-video only")
             raise RequestError(shot_field(shot.index, shot.count),
                                f"{model} is text-to-video only; remove the image or pick a model that takes one")
-        steps = self._steps()
+        steps = self._steps() + (len(LTX2_STAGE2_SIGMAS) if o.two_stage else 0)
         progress(0, steps, "loading model" if self._key is None else "preparing")
         with self._lock:
             r, load_s = self._ensure_loaded()
@@ -444,7 +463,7 @@ class DiffusersEngine(Engine):
                                    gen_fps=o.generation_fps)
             smap = size_map(plan.width, plan.height, shot.width, shot.height)
             run_pipe = self._pipes[task]
-            kwargs = self._call_kwargs(run_pipe, shot, plan, steps)
+            kwargs = self._call_kwargs(run_pipe, shot, plan, self._steps())
             if shot.image is not None:
                 kwargs["image"] = fit_conditioning_image(shot.image, smap, plan.width, plan.height)
             t0 = time.perf_counter()
@@ -526,7 +545,7 @@ class DiffusersEngine(Engine):
 
         if "callback_on_step_end" in call_parameters(type(pipe).__name__):
             def on_step_end(p, i, t, callback_kwargs):
-                step_done(i + 1)
+                step_done(done[0] + 1)  # counts on across the calls of a two-stage recipe
                 return {}
 
             kwargs["callback_on_step_end"] = on_step_end
@@ -544,7 +563,7 @@ class DiffusersEngine(Engine):
             restore = scheduler
 
         try:
-            out = self._call_pipeline(pipe, **kwargs)
+            out = self._two_stage(pipe, kwargs) if self.options.two_stage else self._call_pipeline(pipe, **kwargs)
         except JobCanceled:
             metadata["canceled_at_step"] = done[0]
             raise
@@ -562,6 +581,21 @@ class DiffusersEngine(Engine):
             rate = int(pipe.vocoder.config.output_sampling_rate)
             audio = Audio(out.audio[0].float().cpu().numpy(), rate)
         return frames, audio, done[0]
+
+    def _two_stage(self, pipe, kwargs: dict[str, Any]):
+        """LTX-2's two-stage recipe: half size, the latent upsampler (x2), then 3 distilled steps at full size."""
+        height, width = kwargs["height"], kwargs["width"]
+        first = self._call_pipeline(pipe, **{**kwargs, "height": height // 2, "width": width // 2,
+                                             "output_type": "latent"})
+        latents = self._pipes["upsample"](latents=first.frames, height=height // 2, width=width // 2,
+                                          num_frames=kwargs["num_frames"], output_type="latent").frames
+        params = call_parameters(type(pipe).__name__)
+        off = dict(guidance_scale=1.0, audio_guidance_scale=1.0, stg_scale=0.0, audio_stg_scale=0.0,
+                   modality_scale=1.0, audio_modality_scale=1.0)  # the distilled stage 2 runs without guidance
+        second = {**kwargs, **{k: v for k, v in off.items() if k in params}, "latents": latents,
+                  "audio_latents": first.audio, "sigmas": list(LTX2_STAGE2_SIGMAS),
+                  "num_inference_steps": len(LTX2_STAGE2_SIGMAS), "noise_scale": LTX2_STAGE2_SIGMAS[0]}
+        return self._call_pipeline(pipe, **second)
 
     def _call_pipeline(self, pipe, **kwargs):
         """The one place the pipeline is called (a seam for tests and benchmarks)."""

@@ -151,6 +151,8 @@ _COG_GRID = Grid(8, 49, 720 * 480, "720x480 only")
 
 # LTX-2's distilled recipe: 8 sigmas at guidance 1 (diffusers.pipelines.ltx2.utils.DISTILLED_SIGMA_VALUES)
 LTX2_DISTILLED_SIGMAS = (1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875)
+# the two-stage recipe's stage 2 at full size, after the latent upsampler (STAGE_2_DISTILLED_SIGMA_VALUES)
+LTX2_STAGE2_SIGMAS = (0.909375, 0.725, 0.421875)
 
 KNOWN_MODELS = {
     "ltx-video": K("ltx", "Lightricks/LTX-Video", "LTX-Video 0.9 2B", _LTX_GRID, ("t2v", "i2v")),
