@@ -125,7 +125,6 @@ def main() -> int:
         med = {k: statistics.median(v) for k, v in times.items()}
         rows.append((layout, model, task, type(pipe).__name__, best, med))
         engine.close()
-        del raw_pipe
 
     print(f"tiny pipelines, CPU, {torch.get_num_threads()} torch threads; request 64x64, 1 s at 8 fps; "
           f"{args.steps} steps; {args.repeats} repeats; load average {os.getloadavg()[0]:.2f}")
