@@ -78,6 +78,11 @@ def main() -> int:
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
     rows = []
     folders: dict[str, Path] = {}
+    print(f"tiny pipelines, CPU, {torch.get_num_threads()} torch threads; request 64x64, 1 s at 8 fps; "
+          f"{args.steps} steps; {args.repeats} repeats; load average at the start {os.getloadavg()[0]:.2f}")
+    print()
+    print("| model (tiny) | task | pipeline | raw min s | engine min s | min vs raw | median vs raw |")
+    print("|---|---|---|---:|---:|---:|---:|", flush=True)
     for layout, model, task in CASES:
         if only and layout not in only:
             continue
@@ -124,16 +129,12 @@ def main() -> int:
         best = {k: min(v) for k, v in times.items()}
         med = {k: statistics.median(v) for k, v in times.items()}
         rows.append((layout, model, task, type(pipe).__name__, best, med))
+        print(f"| {model} | {task} | {type(pipe).__name__} | {best['raw']:.3f} | {best['engine']:.3f} | "
+              f"{best['engine'] / best['raw']:.3f} | {med['engine'] / med['raw']:.3f} |", flush=True)
         engine.close()
 
-    print(f"tiny pipelines, CPU, {torch.get_num_threads()} torch threads; request 64x64, 1 s at 8 fps; "
-          f"{args.steps} steps; {args.repeats} repeats; load average {os.getloadavg()[0]:.2f}")
     print()
-    print("| model (tiny) | task | pipeline | raw min s | engine min s | min vs raw | median vs raw |")
-    print("|---|---|---|---:|---:|---:|---:|")
-    for layout, model, task, cls, best, med in rows:
-        print(f"| {model} | {task} | {cls} | {best['raw']:.3f} | {best['engine']:.3f} | "
-              f"{best['engine'] / best['raw']:.3f} | {med['engine'] / med['raw']:.3f} |")
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
     worst = max(best["engine"] / best["raw"] for *_, best, _ in rows)
     print()
     print(f"worst engine overhead over raw (min): {100 * (worst - 1):+.1f}% (goal <= +5 %)")
