@@ -683,7 +683,8 @@ def generic_models(engine_id: str) -> list[ModelSpec]:
 def locate_weights(o: DiffusersOptions) -> WeightsSource:
     """Where the weights for options ``o`` are (paths and the HF cache's refs only; nothing is read)."""
     known = KNOWN_MODELS.get(o.model)
-    if known is not None and o.repo == known.repo:  # a known layout: suggest fetching just the diffusers files
+    if known is not None and o.repo == known.repo == "Lightricks/LTX-Video":
+        # its root also holds GB-sized single-file checkpoints: suggest fetching just the diffusers folders
         return resolve_weights(o.model, o.repo, o.weights, known.cache_aliases, DIFFUSERS_FILES)
     return resolve_weights(o.model, o.repo, o.weights, known.cache_aliases if known else ())
 
