@@ -116,6 +116,7 @@ class Runtime:
         engine = get_engine_class(served.engine)
         engine.parse_options(served.options)  # bad options are refused here, not found by a worker
         engine.check_available(served.options)
+        engine.check_request(served.options, prepared, shots)  # the model's own grid and tasks
         adapted = [s.adaptation for s in shots if s.adaptation]  # images fitted to the video size, for the manifest
         requested = to_uri(output if output is not None else config.output_dir())
         same = [requested, output_config or {}] + ([wire, wire_request or {}] if wire != "bedrock" else []) + ([] if audio else ["silent"])

@@ -137,6 +137,15 @@ class Engine(ABC):
         """
 
     @classmethod
+    def check_request(cls, options: dict[str, Any], request: Any, shots: list) -> None:
+        """Raise RequestError (naming the field) for a request this engine's model cannot render as asked.
+
+        Called before a job is recorded, after ``check_available``, with the checked request
+        (reelforge.request.VideoRequest) and its shots (ShotSpec: text, seed, duration_s, image).
+        Like ``check_available`` it must be cheap: read configs, load no weights.
+        """
+
+    @classmethod
     def models(cls) -> list:
         """Model specs (reelforge.models.ModelSpec) this engine adds to the model table."""
         return []
