@@ -75,6 +75,7 @@ LOCAL = Limits(
 
 
 ANIMATIC_MODEL = "reelforge.animatic-v1"
+PREVIZ_MODEL = "reelforge.animatic-v2"
 
 
 def builtin_models() -> list[ModelSpec]:
@@ -97,6 +98,13 @@ def builtin_models() -> list[ModelSpec]:
             "reelforge.animatic-v1",
             "animatic",
             "Previsualization renderer: no weights, any machine; not a generative model",
+            LOCAL,
+        ),
+        ModelSpec(
+            PREVIZ_MODEL,
+            "animatic-v2",
+            "Previsualization renderer that blocks the prompt's set, light, subjects and camera "
+            "with flat shapes: no weights, any machine; not a generative model",
             LOCAL,
         ),
     ]

@@ -219,6 +219,7 @@ class Reading:
     subjects: list[Subject] = field(default_factory=list)
     motions: list[dict[str, str]] = field(default_factory=list)  # [{"who": "waves", "verb": "flow"}]
     camera: str = "static"
+    follows: str | None = None  # the subject a "camera follows" shot keeps in frame
     ignored: list[str] = field(default_factory=list)
     assumed: list[str] = field(default_factory=list)  # what the prompt left out and the previz chose
     setting_colours: dict[str, str] = field(default_factory=dict)  # {"sea": "blue"}
@@ -253,7 +254,7 @@ class Reading:
                 bits.append(s.motion + (f" {s.heading}" if s.heading else ""))
             parts.append(f"{s.colour + ' ' if s.colour else ''}{s.noun} ({', '.join(bits)})")
         parts += [f'{m["who"]} {m["verb"]}' for m in self.motions if m["who"] not in {s.noun for s in self.subjects}]
-        parts.append(f"camera {self.camera}")
+        parts.append(f"camera {self.camera}" + (f" the {self.follows}" if self.follows else ""))
         if self.ignored:
             parts.append("ignored: " + ", ".join(self.ignored))
         return "; ".join(parts)
@@ -295,6 +296,7 @@ def _camera(text: str) -> tuple[str, list[tuple[int, int]]]:
 def read_prompt(text: str) -> Reading:
     """What the previz draws for ``text`` (module docstring: the grammar)."""
     reading = Reading(light=None, weather=None)  # type: ignore[arg-type]
+    original = text
     reading.camera, camera_spans = _camera(text)
     # camera phrases are read above; blank them so their words ("left", "in") place nothing
     for s, e in camera_spans:
@@ -326,6 +328,9 @@ def read_prompt(text: str) -> Reading:
                 roles.append(("colour", tok))
             elif tok in PLACES:
                 roles.append(("place", PLACES[tok]))
+                word = tok.split()[-1]
+                if word in _SETTING_WORDS:  # "on the sea" names the sea too
+                    roles.append(("setting", (_SETTING_WORDS[word], word)))
             elif tok in SIDES:
                 roles.append(("side", SIDES[tok]))
             elif tok in DEPTHS:
@@ -345,6 +350,14 @@ def read_prompt(text: str) -> Reading:
     for s in reading.subjects:
         if s.place == "water" and not water:
             s.place = "ground"  # a boat with no water in the prompt stands on the ground
+    if any(s.place == "sand" for s in reading.subjects) and not any(k in ("beach", "desert") for k in reading.kinds):
+        reading.setting.append({"kind": "beach", "word": "sand"})
+    if reading.camera == "follow":
+        named = re.search(r"(?:follow|track)\w*\s+(?:the\s+|a\s+|an\s+)?(\w+(?:\s\w+)?)", original, re.I)
+        nouns = [_NOUN_WORDS.get(w) for w in (named.group(1).lower(), named.group(1).lower().split()[0]) if named] if named else []
+        target = next((n for n in nouns if n in subjects), None)
+        target = target or next((s.noun for s in reading.subjects if s.motion), None)
+        reading.follows = target or (reading.subjects[0].noun if reading.subjects else None)
     if reading.subjects and reading.subjects[0].side is None and reading.subjects[0].near is None:
         reading.subjects[0].side = "centre"  # the first subject named is the main one
     reading.ignored = list(ignored)
@@ -404,6 +417,10 @@ def _apply(roles: list[tuple[str, object]], reading: Reading, subjects: dict[str
             if kind == "side" and prev[0] == "verb":
                 continue  # a heading, read with the verb
             s = _nearest(roles, i)
+            if kind == "place" and value == "water":  # what floats takes "on the water" first
+                floating = [(j, v) for j, (k, v) in enumerate(roles) if k == "noun" and NOUNS[v.noun][2] == "water"]  # type: ignore[union-attr]
+                if floating:
+                    s = min(floating, key=lambda jv: abs(jv[0] - i))[1]  # type: ignore[assignment]
             if s is None:
                 continue
             if kind == "side":
@@ -418,8 +435,6 @@ def _apply(roles: list[tuple[str, object]], reading: Reading, subjects: dict[str
                 s.depth = value  # type: ignore[assignment]
             elif kind == "place":
                 s.place = value  # type: ignore[assignment]
-                if value == "sand" and not any(x["kind"] in ("beach", "desert") for x in reading.setting):
-                    reading.setting.append({"kind": "beach", "word": "sand"})
             else:
                 s.size = max(s.size, value) if value > 1 else min(s.size, value)  # type: ignore[operator]
                 if value >= 2.4:
