@@ -162,6 +162,16 @@ def test_lint_command_reports_positions():
     assert "negation" in result.stdout and '"no"' in result.stdout
 
 
+def test_lint_says_what_the_previz_will_show_for_a_model_on_it(monkeypatch):
+    seashell = "Closeup of a large seashell in the sand, gentle waves flow around the shell. Camera zoom in."
+    out = run("lint", seashell, "--model", "reelforge.animatic-v2").stdout.splitlines()
+    assert out[0] == "no warnings" and out[1].startswith("previz will show: sand (beach), waves (sea)")
+    assert "shell (centre" in out[1] and "camera zoom in" in out[1]
+    assert "previz" not in run("lint", seashell, "--model", "reelforge.animatic-v1").stdout
+    monkeypatch.setenv("REELFORGE_NOVA_BACKEND", "reelforge.animatic-v2")  # a Nova id served by the previz
+    assert "previz will show" in run("lint", seashell).stdout
+
+
 def test_ctrl_c_stops_watching_and_the_job_finishes_in_the_background(tmp_path, reelforge_home, background_worker):
     import os
     import signal
