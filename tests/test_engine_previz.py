@@ -171,3 +171,15 @@ def test_storyboard_shots_are_each_their_own_set(tmp_path):
     meta = json.loads((done.local_dir / "manifest.json").read_text())["metadata"]
     readings = [r for shot in meta.get("shots", [meta]) for r in shot["previz"]]
     assert [r["light"] for r in readings] == ["noon", "night"] and [r["setting"][0]["kind"] for r in readings] == ["beach", "city"]
+
+
+def test_docs_list_the_whole_vocabulary():
+    from pathlib import Path
+
+    from reelforge.engines.previz.reading import LIGHTS, MOTION_VERBS, SETTINGS, WEATHERS
+
+    doc = (Path(__file__).parent.parent / "docs" / "previz.md").read_text()
+    for noun, (aliases, _, _) in NOUNS.items():
+        assert f"**{noun}**" in doc and all(a in doc for a in aliases), noun
+    for table in (SETTINGS, LIGHTS, WEATHERS, MOTION_VERBS):
+        assert all(f"| {name} |" in doc for name in table)

@@ -148,7 +148,7 @@ NOUNS: dict[str, tuple[tuple[str, ...], tuple[int, int, int], str]] = {
     "cactus": (("cacti", "cactuses"), (70, 140, 70), "ground"),
     "mushroom": (("mushrooms", "toadstool"), (210, 50, 40), "ground"),
     # everyday objects
-    "shell": (("seashell", "shells", "seashells", "conch"), (245, 225, 205), "ground"),
+    "shell": (("seashell", "shells", "seashells", "conch"), (245, 175, 150), "ground"),
     "kite": (("kites",), (220, 50, 60), "sky"),
     "umbrella": (("umbrellas", "parasol"), (220, 60, 60), "ground"),
     "chair": (("chairs", "armchair", "stool"), (140, 90, 50), "ground"),

@@ -109,9 +109,9 @@ def layout(reading: Reading, shot: ShotPlan, rng: np.random.Generator) -> list[_
         elif s.place == "water" and water:
             y = horizon + {"background": 0.03, "middle": 0.08, "foreground": 0.13}[s.depth] * H
         elif s.place == "sand":
-            y = H * 0.84 + h * 0.1  # sits a little into the sand
+            y = H * (0.8 if s.size >= 2.4 else 0.84) + h * 0.1  # sits a little into the sand
         else:
-            y = {"background": horizon + 0.08 * H, "middle": 0.74 * H, "foreground": 0.86 * H}[s.depth]
+            y = {"background": horizon + 0.08 * H, "middle": 0.74 * H, "foreground": 0.8 * H if s.size >= 2.4 else 0.84 * H}[s.depth]
         heading = {"right": 1, "left": -1}.get(s.heading or "", 0) or (1 if fx < -0.05 else -1 if fx > 0.05 else (1 if rng.random() < 0.5 else -1))
         if s.motion and s.heading is None:
             s.heading = "right" if heading > 0 else "left"
@@ -149,6 +149,8 @@ class PrevizSet:
         colour = lambda kind, rgb: _grade(COLOURS.get(r.setting_colours.get(kind, ""), rgb), light, weather)
         ground_kind = "snow" if weather == "snowfall" else next((k for k in GROUND if k in kinds), "field")
         self.ground = None if "space" in kinds or (set(kinds) <= set(WATER) and kinds) else colour(ground_kind, GROUND[ground_kind])
+        if ground_kind == "snow" and self.ground is not None and light in ("night", "moonlight", "dusk"):
+            self.ground = _mix(self.ground, (165, 175, 215), 0.4)  # snow keeps the little light there is
         self.ground_kind = ground_kind
         water = next((k for k in kinds if k in WATER), None)
         self.water = colour(water, WATER_RGB[water]) if water else None
@@ -229,8 +231,8 @@ class PrevizSet:
         self.waves: list[tuple[float, float, float]] = []  # (world y, parallax, phase)
         if self.water is not None:
             bottom = min(self.shore, H * 1.2)
-            for j in range(14):
-                y = self.horizon + (bottom - self.horizon) * ((j + 0.5) / 14) ** 1.4
+            for j in range(9):
+                y = self.horizon + (bottom - self.horizon) * ((j + 0.5) / 9) ** 1.4
                 self.waves.append((y, 0.12 + 0.88 * (y - self.horizon) / (H - self.horizon), rng.uniform(0, 6.3)))
             self.foam = _mix(self.water, (255, 255, 255), 0.55)
         # weather particles in screen space (fall with time; no parallax)
