@@ -183,3 +183,16 @@ def test_docs_list_the_whole_vocabulary():
         assert f"**{noun}**" in doc and all(a in doc for a in aliases), noun
     for table in (SETTINGS, LIGHTS, WEATHERS, MOTION_VERBS):
         assert all(f"| {name} |" in doc for name in table)
+
+
+@pytest.mark.parametrize("move", ["zoom in", "zoom out", "pan left", "pan right", "tilt up", "tilt down", "dolly in", "dolly out", "orbit", "static shot", "the camera follows the dog"])
+@pytest.mark.parametrize("with_image", [False, True])
+def test_every_move_renders_in_every_set(move, with_image):
+    img = noisy_image(96, 64, seed=1) if with_image else None
+    text = f"A dog runs left of the house, a kite is red, fog in a city at dusk, a boat on the lake. Camera {move}."
+    plan = ShotPlan(0, 1, text, 3, 1, 4, 96, 64, img)
+    progress = NullProgress()
+    frames = list(PrevizEngine().render_shot(plan, progress))
+    assert len(frames) == 4 and all(f.shape == (64, 96, 3) and f.dtype == np.uint8 for f in frames)
+    assert not np.array_equal(frames[1], frames[3])  # it moves
+    assert progress.metadata["previz"][0]["camera"] == {"static shot": "static", "the camera follows the dog": "follow"}.get(move, move)

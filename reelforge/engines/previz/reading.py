@@ -274,6 +274,7 @@ _PHRASES = sorted(
     {p for table in (_SETTING_WORDS, _LIGHT_WORDS, _WEATHER_WORDS, _NOUN_WORDS, _VERB_WORDS, PLACES, SIZES) for p in table if " " in p},
     key=len, reverse=True,
 )
+_LINKS = {"is", "are", "painted", "coloured", "colored"}  # "the boat is red"
 _CLAUSE = re.compile(r"[.!?;,]+(?=\s|$)|\n+|\s+and\s+|\s+while\s+")
 
 
@@ -401,7 +402,7 @@ def _apply(roles: list[tuple[str, object]], reading: Reading, subjects: dict[str
                     break
                 if roles[j][0] not in ("other", "size", "colour"):
                     break
-            if target is None and i >= 2 and roles[i - 1][1] in {"is", "are", "painted", "coloured", "colored"}:
+            if target is None and i >= 2 and roles[i - 1][0] == "other" and roles[i - 1][1] in _LINKS:
                 if roles[i - 2][0] in ("noun", "setting"):
                     target = roles[i - 2]
             if target is None:
