@@ -114,11 +114,12 @@ def test_pan_left_moves_the_far_layer_less_than_the_near_one(tmp_path):
 
 def test_same_prompt_and_seed_same_frames_another_seed_another_layout(tmp_path):
     text = "A dog and a tree and a red car in a field. Camera pan right."
-    a, ma = job(tmp_path, text, seed=5, name="a")
-    b, mb = job(tmp_path, text, seed=5, name="b")
-    c, mc = job(tmp_path, text, seed=6, name="c")
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    # the rendered frames themselves: H.264 output can vary with the encoder's threading, the previz may not
+    render = lambda seed: list(PrevizEngine({"caption": False}).render_shot(ShotPlan(0, 1, text, seed, 2, 8, W, H), NullProgress()))
+    a, b, c = render(5), render(5), render(6)
+    assert len(a) == len(b) == 16 and all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not np.array_equal(a[4], c[4])
+    (_, ma), (_, mc) = job(tmp_path, text, seed=5, name="a"), job(tmp_path, text, seed=6, name="c")
     read = lambda m: m["metadata"]["previz"][0]
     assert [s["noun"] for s in read(ma)["subjects"]] == [s["noun"] for s in read(mc)["subjects"]] == ["dog", "tree", "car"]
     assert read(ma)["setting"] == read(mc)["setting"]

@@ -272,7 +272,7 @@ _NOUN_WORDS = {w: n for n, (aliases, _, _) in NOUNS.items() for w in (n, *aliase
 # Multi-word phrases are matched before single words, longest first.
 _PHRASES = sorted(
     {p for table in (_SETTING_WORDS, _LIGHT_WORDS, _WEATHER_WORDS, _NOUN_WORDS, _VERB_WORDS, PLACES, SIZES) for p in table if " " in p},
-    key=len, reverse=True,
+    key=lambda p: (-len(p), p),  # longest first; ties by spelling, so every process reads alike
 )
 _LINKS = {"is", "are", "painted", "coloured", "colored"}  # "the boat is red"
 _CLAUSE = re.compile(r"[.!?;,]+(?=\s|$)|\n+|\s+and\s+|\s+while\s+")
