@@ -76,6 +76,7 @@ LOCAL = Limits(
 
 ANIMATIC_MODEL = "reelforge.animatic-v1"
 PREVIZ_MODEL = "reelforge.animatic-v2"
+NOVA_BACKEND_DEFAULT = PREVIZ_MODEL  # what serves the Nova Reel ids for new jobs unless REELFORGE_NOVA_BACKEND says
 
 
 def builtin_models() -> list[ModelSpec]:
@@ -136,13 +137,14 @@ def engine_for(spec: ModelSpec) -> tuple[str, dict[str, Any]]:
     """The engine id and options that render a model.
 
     Nova Reel ids are served by another model's engine, chosen with REELFORGE_NOVA_BACKEND
-    (a model id; default the animatic renderer), so the notebook's model id keeps working.
+    (a model id; default the previz, reelforge.animatic-v2), so the notebook's model id keeps working.
+    A recorded job keeps the engine it was submitted with (v1 for jobs from before v2).
     REELFORGE_<ENGINE>_OPTIONS (a JSON object, e.g. REELFORGE_DIFFUSERS_OPTIONS='{"dtype": "float16"}')
     adds options to every model of that engine.
     """
     engine, options = spec.engine, dict(spec.engine_options)
     if spec.bedrock_id and spec.model_id.startswith("amazon.nova-reel"):
-        backend = os.environ.get("REELFORGE_NOVA_BACKEND", ANIMATIC_MODEL)
+        backend = os.environ.get("REELFORGE_NOVA_BACKEND", NOVA_BACKEND_DEFAULT)
         if backend != spec.model_id:
             target = get_model(backend)
             if not target.bedrock_id:

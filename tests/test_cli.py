@@ -154,7 +154,7 @@ def test_no_wait_returns_at_once_and_a_background_worker_finishes(tmp_path, back
 def test_models_lists_every_id():
     out = json.loads(run("models", "--json").stdout)
     ids = {m["model"]: m["engine"] for m in out}
-    assert ids["amazon.nova-reel-v1:0"] == ids["reelforge.animatic-v1"] == "animatic"
+    assert ids["amazon.nova-reel-v1:0"] == ids["reelforge.animatic-v2"] == "animatic-v2" and ids["reelforge.animatic-v1"] == "animatic"
 
 
 def test_lint_command_reports_positions():
