@@ -1,6 +1,6 @@
-"""Seconds per frame of the animatic engine: the figure `reelforge.estimate.MEASURED` records.
+"""Seconds per frame of a previz engine: the figure `reelforge.estimate.MEASURED` records.
 
-Run: .venv/bin/python bench/bench_estimate.py [--frames 48] [--repeat 3]
+Run: .venv/bin/python bench/bench_estimate.py [--engine animatic|animatic-v2] [--frames 48] [--repeat 3]
 Renders and H.264-encodes one shot at several sizes in one thread (what a worker does per shot),
 fits seconds/frame = base + slope * megapixels by least squares on relative error, measures the per-job overhead
 (manifest, poster, contact sheet, job log) with real embedded jobs, and compares the estimate for
@@ -23,14 +23,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from reelforge import media  # noqa: E402
 from reelforge.engines import NullProgress, ShotPlan  # noqa: E402
-from reelforge.engines.animatic import AnimaticEngine  # noqa: E402
+from reelforge.engines import get_engine_class  # noqa: E402
 
 SIZES = [(160, 90), (320, 180), (640, 360), (1280, 720)]
 PROMPT = "Closeup of a large seashell in the sand, gentle waves flow around the shell. Camera zoom in."
 
 
+ENGINE = "animatic"
+MODELS = {"animatic": "reelforge.animatic-v1", "animatic-v2": "reelforge.animatic-v2"}
+
+
 def render_encode_s(width: int, height: int, frames: int, fps: int = 24) -> float:
-    engine = AnimaticEngine()
+    engine = get_engine_class(ENGINE)()
     plan = ShotPlan(0, 1, PROMPT, 7, max(1, frames // fps), fps, width, height)
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
@@ -52,7 +56,7 @@ def job_overhead_s(repeat: int) -> float:
         for i in range(repeat + 1):
             req = VideoRequest(text=f"{PROMPT} {i}", duration_s=1, fps=8, width=128, height=72)
             t0 = time.perf_counter()
-            job = client.start(req, model="reelforge.animatic-v1").wait(60)
+            job = client.start(req, model=MODELS[ENGINE]).wait(60)
             wall = time.perf_counter() - t0
             meta = job.record.metadata
             render = meta.get("render_encode_s") or (meta.get("timings") or {}).get("render_encode_s") or 0.0
@@ -65,7 +69,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=96)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--engine", choices=sorted(MODELS), default="animatic")
     args = ap.parse_args()
+    global ENGINE
+    ENGINE = args.engine
     render_encode_s(160, 90, 24)  # warm-up: fonts, codecs
     rows = []
     for w, h in SIZES:
@@ -75,7 +82,7 @@ def main() -> None:
     spf = np.array([r[3] for r in rows])
     slope, base = np.polyfit(mp, spf, 1, w=1 / spf)  # weighted: relative error counts at every size
     overhead = job_overhead_s(args.repeat)
-    print(f"# animatic render+encode, {args.frames} frames, best of {args.repeat}; "
+    print(f"# {ENGINE} render+encode, {args.frames} frames, best of {args.repeat}; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print()
     print("| size | megapixels | s/frame measured | s/frame fitted |")
@@ -96,7 +103,7 @@ def main() -> None:
         t0 = time.perf_counter()
         render_encode_s(w, h, frames, fps)
         took = time.perf_counter() - t0
-        rec = MEASURED["animatic"]
+        rec = MEASURED.get(ENGINE, rate)
         print(f"| {w}x{h} {secs} s @ {fps} | {frames * rec.seconds_per_frame(w, h):.2f} s | "
               f"{frames * rate.seconds_per_frame(w, h):.2f} s | {took:.2f} s |")
 

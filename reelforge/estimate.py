@@ -67,6 +67,12 @@ MEASURED: dict[str, FrameRate] = {
         overhead_s=0.10,
         source="bench/bench_estimate.py on a 2-vCPU Intel Xeon, 2026-11-24",
     ),
+    "animatic-v2": FrameRate(  # measured at load average 8-11 (other sessions running): pessimistic
+        base_s=0.0040,
+        per_megapixel_s=0.0295,
+        overhead_s=0.40,
+        source="bench/bench_estimate.py --engine animatic-v2 on a 2-vCPU x86_64, 2026-12-02",
+    ),
 }
 
 LEARN_FROM_LAST = 50  # completed jobs per engine read from the job log

@@ -78,6 +78,8 @@ LOCAL = Limits(
 
 
 ANIMATIC_MODEL = "reelforge.animatic-v1"
+PREVIZ_MODEL = "reelforge.animatic-v2"
+NOVA_BACKEND_DEFAULT = PREVIZ_MODEL  # what serves the Nova Reel ids for new jobs unless REELFORGE_NOVA_BACKEND says
 
 
 def builtin_models() -> list[ModelSpec]:
@@ -100,6 +102,13 @@ def builtin_models() -> list[ModelSpec]:
             "reelforge.animatic-v1",
             "animatic",
             "Previsualization renderer: no weights, any machine; not a generative model",
+            LOCAL,
+        ),
+        ModelSpec(
+            PREVIZ_MODEL,
+            "animatic-v2",
+            "Previsualization renderer that blocks the prompt's set, light, subjects and camera "
+            "with flat shapes: no weights, any machine; not a generative model",
             LOCAL,
         ),
     ]
@@ -142,19 +151,20 @@ def serving(spec: ModelSpec, environ: Mapping[str, str] | None = None) -> Served
 
     Read once, when a job is recorded (``Runtime.submit``); the job keeps the answer and workers
     never read their own settings to decide. Nova Reel ids are served by another model's engine,
-    chosen with REELFORGE_NOVA_BACKEND (a model id; default the animatic renderer), so the notebook's
-    model id keeps working. REELFORGE_<ENGINE>_OPTIONS (a JSON object, e.g.
+    chosen with REELFORGE_NOVA_BACKEND (a model id; default the previz, reelforge.animatic-v2), so the
+    notebook's model id keeps working; a recorded job keeps the engine it was submitted with (v1 for
+    jobs from before v2). REELFORGE_<ENGINE>_OPTIONS (a JSON object, e.g.
     REELFORGE_DIFFUSERS_OPTIONS='{"dtype": "float16"}') adds options to every model of that engine.
     """
     env = os.environ if environ is None else environ
     target, via = spec, None
     if spec.bedrock_id and spec.model_id.startswith("amazon.nova-reel"):
-        backend = env.get("REELFORGE_NOVA_BACKEND") or ANIMATIC_MODEL
+        backend = env.get("REELFORGE_NOVA_BACKEND") or NOVA_BACKEND_DEFAULT
         if backend != spec.model_id:
             named = get_model(backend)
             if not named.bedrock_id:
                 target = named
-                via = f"REELFORGE_NOVA_BACKEND={backend}" if backend != ANIMATIC_MODEL else None
+                via = f"REELFORGE_NOVA_BACKEND={backend}" if backend != NOVA_BACKEND_DEFAULT else None
     engine, options = target.engine, dict(target.engine_options)
     var = f"REELFORGE_{engine.upper().replace('-', '_')}_OPTIONS"
     if env.get(var):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["LintWarning", "camera_motion", "lint_prompt", "lint_shots"]
+__all__ = ["LintWarning", "camera_motion", "lint_prompt", "lint_shots", "previz_notes"]
 
 _MAX_CHARS = {"TEXT_VIDEO": 512, "MULTI_SHOT_MANUAL": 512, "MULTI_SHOT_AUTOMATED": 4000}
 _SHORT_AUTOMATED = 200  # P6 threshold (our extension, not AWS's number)
@@ -269,3 +269,22 @@ def lint_shots(shots: list[str]) -> list[tuple[int, LintWarning]]:
         for i, shot in enumerate(shots)
         for warning in lint_prompt(shot, task_type="MULTI_SHOT_MANUAL")
     ]
+
+
+def previz_notes(model_id: str, texts: list[str]) -> list[str]:
+    """"previz will show: ..." for each prompt, when ``model_id`` renders on the previz (animatic-v2).
+
+    One line per non-blank prompt, "shot N" added when there are several; [] for other models,
+    unknown ids included (the request check reports those).
+    """
+    from .engines.previz import PrevizEngine, read_prompt
+    from .errors import ReelforgeError
+    from .models import engine_for, get_model
+
+    try:
+        if engine_for(get_model(model_id))[0] != PrevizEngine.engine_id:
+            return []
+    except ReelforgeError:
+        return []
+    shown = [(i, t) for i, t in enumerate(texts) if t.strip()]
+    return [f"previz will show{f', shot {i + 1}' if len(texts) > 1 else ''}: {read_prompt(t).summary()}" for i, t in shown]

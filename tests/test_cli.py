@@ -154,12 +154,22 @@ def test_no_wait_returns_at_once_and_a_background_worker_finishes(tmp_path, back
 def test_models_lists_every_id():
     out = json.loads(run("models", "--json").stdout)
     ids = {m["model"]: m["engine"] for m in out}
-    assert ids["amazon.nova-reel-v1:0"] == ids["reelforge.animatic-v1"] == "animatic"
+    assert ids["amazon.nova-reel-v1:0"] == ids["reelforge.animatic-v2"] == "animatic-v2" and ids["reelforge.animatic-v1"] == "animatic"
 
 
 def test_lint_command_reports_positions():
     result = run("lint", "A basket with no bananas", ok=True)
     assert "negation" in result.stdout and '"no"' in result.stdout
+
+
+def test_lint_says_what_the_previz_will_show_for_a_model_on_it(monkeypatch):
+    seashell = "Closeup of a large seashell in the sand, gentle waves flow around the shell. Camera zoom in."
+    out = run("lint", seashell, "--model", "reelforge.animatic-v2").stdout.splitlines()
+    assert out[0] == "no warnings" and out[1].startswith("previz will show: sand (beach), waves (sea)")
+    assert "shell (centre" in out[1] and "camera zoom in" in out[1]
+    assert "previz" not in run("lint", seashell, "--model", "reelforge.animatic-v1").stdout
+    monkeypatch.setenv("REELFORGE_NOVA_BACKEND", "reelforge.animatic-v2")  # a Nova id served by the previz
+    assert "previz will show" in run("lint", seashell).stdout
 
 
 def test_ctrl_c_stops_watching_and_the_job_finishes_in_the_background(tmp_path, reelforge_home, background_worker):

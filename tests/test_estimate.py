@@ -37,7 +37,7 @@ def test_shots_dry_run_prices_18_s_at_1_44(tmp_path, reelforge_home):
     doc = json.loads(run("shots", str(board), "--dry-run", "--json").stdout)
     bedrock, here = doc["estimates"]
     assert (bedrock["where"], bedrock["shots"], bedrock["seconds"], bedrock["cost_usd"]) == ("Amazon Bedrock", 3, 18, 1.44)
-    assert (here["where"], here["cost_usd"], here["frames"]) == ("here (animatic)", 0.0, 432)
+    assert (here["where"], here["cost_usd"], here["frames"]) == ("here (animatic-v2)", 0.0, 432)
     assert doc["submitted"] == 0 and not (reelforge_home / "jobs.sqlite3").exists()
 
 

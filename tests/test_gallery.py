@@ -300,6 +300,16 @@ def test_lint_endpoint_gives_prompt_warnings(http):
     assert http.get("/gallery/lint", params={"prompt": ""}).json() == {"warnings": []}
 
 
+def test_the_form_says_what_the_previz_will_show_when_the_model_renders_on_it(http):
+    prompt = "A red boat beside a green lighthouse at sunset. Camera zoom in."
+    (note,) = http.get("/gallery/lint", params={"prompt": prompt, "model": "reelforge.animatic-v2"}).json()["previz"]
+    assert note.startswith("previz will show: ") and "red boat" in note and "sunset" in note and "zoom in" in note
+    assert "previz" not in http.get("/gallery/lint", params={"prompt": prompt, "model": ANIMATIC}).json()
+    # a refused form keeps the note beside the prompt notes
+    page = http.post("/gallery/new", data=form(prompt=prompt, model="reelforge.animatic-v2", seed="x"))
+    assert page.status_code == 400 and '<p class="previz-note">previz will show: ' in page.text
+
+
 def test_bedrock_paths_are_untouched_by_the_gallery(server, http):
     reply = http.get("/async-invoke")
     assert reply.status_code == 200 and "asyncInvokeSummaries" in reply.json()

@@ -16,9 +16,19 @@ GROUP = "reelforge.engines"
 _extra: dict[str, type[Engine]] = {}
 
 
+# Built-in engines by import path: found from a source checkout too, before `pip install -e` has
+# written the entry points of a newly added one (an installed entry point of the same name wins).
+_BUILTIN = {"animatic-v2": "reelforge.engines.previz:PrevizEngine"}
+
+
 @lru_cache(maxsize=1)
 def _entry_point_engines() -> dict[str, type[Engine]]:
+    from importlib import import_module
+
     found: dict[str, type[Engine]] = {}
+    for name, path in _BUILTIN.items():
+        module, _, attr = path.partition(":")
+        found[name] = getattr(import_module(module), attr)
     for ep in entry_points(group=GROUP):
         try:
             cls = ep.load()

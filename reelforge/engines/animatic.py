@@ -131,26 +131,7 @@ class _Scene:
              tuple(int(v) for v in rng.integers(0, 256, 3)))
             for _ in range(0 if shot.image is not None else 4)
         ]
-        hue = _rng("border", shot.index).integers(60, 256, 3)
-        self.border = tuple(int(v) for v in hue)
-        size = max(14, h // 30)
-        self.font = ImageFont.load_default(size=size)
-        self.big_font = ImageFont.load_default(size=max(24, h // 8))
-        self.caption = self._caption(size) if options.caption else None
-
-    def _caption(self, size: int) -> tuple[Image.Image, tuple[int, int]]:
-        w, h = self.shot.width, self.shot.height
-        chars = max(20, int(w * 0.9 / (size * 0.55)))
-        lines = textwrap.wrap(self.shot.text, chars)[:3] or [""]
-        if len(textwrap.wrap(self.shot.text, chars)) > 3:
-            lines[-1] = lines[-1][: max(0, chars - 1)] + "…"
-        pad = size // 2
-        bar_h = len(lines) * int(size * 1.3) + 2 * pad
-        bar = Image.new("RGBA", (w, bar_h), (0, 0, 0, 150))
-        draw = ImageDraw.Draw(bar)
-        for i, line in enumerate(lines):
-            draw.text((pad, pad + i * int(size * 1.3)), line, font=self.font, fill=(255, 255, 255, 255))
-        return bar, (0, h - bar_h - max(4, h // 60))
+        self.overlay = Overlay(shot, options)
 
     def frame(self, i: int) -> np.ndarray:
         shot = self.shot
@@ -172,6 +153,41 @@ class _Scene:
             py = (sy * self.ch - y0) * h / vh * depth + h * sy * (1 - depth)
             rr = r * (scale ** (1 + depth) if self.motion.startswith("dolly") else scale)
             draw.ellipse((px - rr, py - rr, px + rr, py + rr), fill=colour, outline=(255, 255, 255), width=2)
+        self.overlay.draw(img, draw, i, self.motion)
+        return np.asarray(img)
+
+
+class Overlay:
+    """What every previz frame carries over the picture: the caption, the slate at each shot start,
+    the PREVIZ label with shot, move, seed and frame, and the time bar."""
+
+    def __init__(self, shot: ShotPlan, options: "AnimaticEngine.Options"):
+        self.shot, self.options = shot, options
+        h = shot.height
+        hue = _rng("border", shot.index).integers(60, 256, 3)
+        self.border = tuple(int(v) for v in hue)
+        size = max(14, h // 30)
+        self.font = ImageFont.load_default(size=size)
+        self.big_font = ImageFont.load_default(size=max(24, h // 8))
+        self.caption = self._caption(size) if options.caption else None
+
+    def _caption(self, size: int) -> tuple[Image.Image, tuple[int, int]]:
+        w, h = self.shot.width, self.shot.height
+        chars = max(20, int(w * 0.9 / (size * 0.55)))
+        lines = textwrap.wrap(self.shot.text, chars)[:3] or [""]
+        if len(textwrap.wrap(self.shot.text, chars)) > 3:
+            lines[-1] = lines[-1][: max(0, chars - 1)] + "…"
+        pad = size // 2
+        bar_h = len(lines) * int(size * 1.3) + 2 * pad
+        bar = Image.new("RGBA", (w, bar_h), (0, 0, 0, 150))
+        draw = ImageDraw.Draw(bar)
+        for i, line in enumerate(lines):
+            draw.text((pad, pad + i * int(size * 1.3)), line, font=self.font, fill=(255, 255, 255, 255))
+        return bar, (0, h - bar_h - max(4, h // 60))
+
+    def draw(self, img: Image.Image, draw: ImageDraw.ImageDraw, i: int, motion: str) -> None:
+        shot = self.shot
+        w, h, n = shot.width, shot.height, shot.frame_count
         slate = i < min(self.options.slate_frames, max(1, n // 4))  # short shots keep most frames clear
         frame_width = max(6, h // 40)
         if slate:  # the border first, so the caption and the label stay readable over it
@@ -179,7 +195,7 @@ class _Scene:
         if self.caption is not None:
             bar, pos = self.caption
             img.paste(bar, pos, bar)
-        label = f"PREVIZ  shot {shot.index + 1}/{shot.count}  {self.motion}  seed {shot.seed}  frame {i + 1}/{n}"
+        label = f"PREVIZ  shot {shot.index + 1}/{shot.count}  {motion}  seed {shot.seed}  frame {i + 1}/{n}"
         margin = frame_width + 6
         draw.text((margin, margin), label, font=self.font, fill=(255, 255, 255), stroke_width=2, stroke_fill=(0, 0, 0))
         bw = max(2, h // 120)
@@ -189,7 +205,6 @@ class _Scene:
             box = draw.textbbox((0, 0), text, font=self.big_font)
             tx, ty = (w - (box[2] - box[0])) // 2, (h - (box[3] - box[1])) // 2
             draw.text((tx, ty), text, font=self.big_font, fill=self.border, stroke_width=4, stroke_fill=(0, 0, 0))
-        return np.asarray(img)
 
 
 class AnimaticEngine(Engine):

@@ -15,7 +15,7 @@ from typing import Any
 from ..config import DEFAULT_MODEL
 from ..errors import ReelforgeError, RequestError
 from ..models import MULTI_SHOT_AUTOMATED, MULTI_SHOT_MANUAL, SEED_MAX, TASK_TYPES, TEXT_VIDEO, all_models
-from ..prompts import LintWarning, lint_prompt, lint_shots
+from ..prompts import LintWarning, lint_prompt, lint_shots, previz_notes
 from ..request import ImageInput, Shot, VideoRequest, parse_dimension
 
 TASK_LABELS = {
@@ -63,6 +63,7 @@ class NewJobForm:
     values: dict[str, str] = field(default_factory=lambda: dict(DEFAULTS))
     errors: dict[str, str] = field(default_factory=dict)
     lint: list[dict[str, Any]] = field(default_factory=list)
+    previz: list[str] = field(default_factory=list)  # "previz will show: ..." when the model renders on the previz
     lost_image: str = ""  # the file name of an image sent with a refused form: the browser has dropped it
 
 
@@ -221,6 +222,12 @@ def lint(values: dict[str, str]) -> list[dict[str, Any]]:
             duration = None
         found = [(None, w) for w in lint_prompt(text, task_type=task, duration_s=duration)]
     return [_warning(w, shot) for shot, w in found]
+
+
+def previz(values: dict[str, str]) -> list[str]:
+    """What the previz will draw for the form's prompt or shots, when the chosen model renders on it."""
+    texts = shot_lines(values.get("shots", "")) if values.get("task") == MULTI_SHOT_MANUAL else [values.get("prompt", "")]
+    return previz_notes(values.get("model") or DEFAULT_MODEL, texts)
 
 
 def _warning(w: LintWarning, shot: int | None) -> dict[str, Any]:

@@ -7,7 +7,7 @@ POST /gallery/new                    submit it (multipart: the image upload); er
 GET  /gallery/jobs/{id}              player, recipe, downloads, contact sheet, cancel, run again
 GET  /gallery/jobs/{id}/image        the request's starting image (decoded from modelInput), for the recipe
 POST /gallery/jobs/{id}/again        the same request with another seed or model
-GET  /gallery/lint?prompt=&task=     prompt-guide warnings as JSON, for the form as you type
+GET  /gallery/lint?prompt=&task=     prompt-guide warnings (and what the previz will show) as JSON, as you type
 GET  /gallery/events?ids=a,b         server-sent events for the list: one stream for all its live rows
 GET  /gallery/static/...             CSS and JS (no build step, nothing from the network)
 
@@ -208,7 +208,7 @@ class Gallery:
             form.errors = {field: forms.error_message(exc)}
         else:
             return RedirectResponse(views.job_url(record.id), status_code=303)
-        form.lint = forms.lint(form.values)
+        form.lint, form.previz = forms.lint(form.values), forms.previz(form.values)
         if image is not None:  # browsers never refill a file input: say so by the field
             form.lost_image = getattr(upload, "filename", "") or "the image"
         return self._new_page(form, 400)
@@ -273,8 +273,12 @@ class Gallery:
 
     # --- small JSON and streams --------------------------------------------------------------
     async def lint(self, request: Request) -> JSONResponse:
-        values = {k: request.query_params.get(k, "") for k in ("prompt", "shots", "task", "duration")}
-        return JSONResponse({"warnings": forms.lint(values)})
+        values = {k: request.query_params.get(k, "") for k in ("prompt", "shots", "task", "duration", "model")}
+        reply: dict = {"warnings": forms.lint(values)}
+        previz = forms.previz(values)
+        if previz:
+            reply["previz"] = previz
+        return JSONResponse(reply)
 
     async def events(self, request: Request) -> Response:
         ids = [i for i in request.query_params.get("ids", "").split(",") if i][:100]

@@ -23,7 +23,7 @@ from .. import config
 from ..errors import ConfigError, RequestError, UnknownModelError
 from ..gallery import views
 from ..jobs import JobRecord
-from ..models import ANIMATIC_MODEL, ModelSpec, all_models, get_model
+from ..models import NOVA_BACKEND_DEFAULT, ModelSpec, all_models, get_model
 from ..request import VideoRequest
 from ..storage import join, storage_for
 from .errors import ApiError
@@ -44,7 +44,7 @@ class WireModels:
     name that starts with PREFIX. A name is looked up exactly, then by the longest prefix; a
     local model id is accepted as itself; the APIs' own names (sora-2, sora-2-pro and their
     snapshots, veo-*) left over go to :attr:`default`: the model REELFORGE_NOVA_BACKEND names,
-    or ``reelforge.animatic-v1`` when that is a Bedrock id, whose limits take these clients'
+    or ``reelforge.animatic-v2`` (the previz) when that is a Bedrock id, whose limits take these clients'
     defaults (720x1280, 4 s; 1280x720, 8 s).
     """
 
@@ -70,11 +70,11 @@ class WireModels:
                 prefixes.append((name[:-1], model_id))
             else:
                 exact[name] = model_id
-        backend = environ.get("REELFORGE_NOVA_BACKEND") or ANIMATIC_MODEL
+        backend = environ.get("REELFORGE_NOVA_BACKEND") or NOVA_BACKEND_DEFAULT
         try:
-            default = backend if not get_model(backend).bedrock_id else ANIMATIC_MODEL
+            default = backend if not get_model(backend).bedrock_id else NOVA_BACKEND_DEFAULT
         except UnknownModelError:
-            default = ANIMATIC_MODEL  # the Bedrock wire reports that setting where it is used
+            default = NOVA_BACKEND_DEFAULT  # the Bedrock wire reports that setting where it is used
         return cls(exact, tuple(sorted(prefixes, key=lambda p: -len(p[0]))), default)
 
     def resolve(self, name: str, field: str) -> str:

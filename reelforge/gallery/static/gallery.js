@@ -104,9 +104,18 @@
       });
     let timer = null;
     let asked = 0;
-    const render = (warnings) => {
+    const render = (warnings, previz) => {
       out.replaceChildren();
-      if (!warnings.length) return;
+      const notes = (previz || []).map((line) => {
+        const p = document.createElement("p");
+        p.className = "previz-note";
+        p.textContent = line;
+        return p;
+      });
+      if (!warnings.length) {
+        out.append(...notes);
+        return;
+      }
       const h = document.createElement("h2");
       h.textContent = "Prompt notes";
       const ul = document.createElement("ul");
@@ -120,7 +129,7 @@
         li.append(head, ` ${w.message}. `, tip);
         ul.append(li);
       }
-      out.append(h, ul);
+      out.append(h, ul, ...notes);
     };
     const lint = async () => {
       const mine = ++asked;
@@ -129,10 +138,14 @@
         prompt: form.elements.prompt.value,
         shots: form.elements.shots.value,
         duration: form.elements.duration.value,
+        model: form.elements.model.value,
       });
       try {
         const reply = await fetch(form.dataset.lint + "?" + params);
-        if (reply.ok && mine === asked) render((await reply.json()).warnings);
+        if (reply.ok && mine === asked) {
+          const found = await reply.json();
+          render(found.warnings, found.previz);
+        }
       } catch (err) {
         /* notes are a help, not a gate: the server checks the request on submit */
       }
@@ -146,6 +159,7 @@
       lint();
     });
     for (const name of ["prompt", "shots", "duration"]) form.elements[name].addEventListener("input", later);
+    form.elements.model.addEventListener("change", lint);
     syncFields();
 
     // The duration field means the video's, the whole video's or each shot's length.
