@@ -192,8 +192,10 @@ def engine_of_old_job(model_id: str) -> tuple[str, dict[str, Any]]:
         spec = get_model(model_id)
     except UnknownModelError:
         return "", {}  # an engine not installed here: its worker resolves it from its model table
+    env = dict(os.environ)
+    env["REELFORGE_NOVA_BACKEND"] = env.get("REELFORGE_NOVA_BACKEND") or ANIMATIC_MODEL  # the default before the previz
     try:
-        served = serving(spec)
+        served = serving(spec, env)
         return served.engine, served.options
     except ReelforgeError as exc:
         fallback = get_model(ANIMATIC_MODEL) if spec.bedrock_id else spec

@@ -167,6 +167,23 @@ def test_a_migrated_old_log_runs_its_nova_jobs_on_the_animatic(tmp_path, monkeyp
     assert done.status is JobStatus.COMPLETED and done.metadata["engine"] == "animatic" and _Recorder.ran == []
 
 
+
+def test_new_nova_jobs_render_on_the_previz_while_a_job_recorded_before_keeps_v1(tmp_path, monkeypatch):
+    monkeypatch.delenv("REELFORGE_NOVA_BACKEND", raising=False)
+    client = _idle_client(monkeypatch)
+    old = client.start(VideoRequest(text="a red boat on the sea at noon"), model=NOVA, output=tmp_path)
+    # the job as the release before the previz default recorded it
+    from reelforge.client import embedded_runtime as rt
+
+    with rt().store._tx() as db:
+        db.execute("UPDATE jobs SET engine = 'animatic' WHERE id = ?", (old.id,))
+    new = client.start(VideoRequest(text="a red boat on the sea at noon"), model=NOVA, output=tmp_path)
+    assert new.record.engine == "animatic-v2" and old.record.engine == "animatic"
+    assert rt().run_until_idle() == 2
+    assert old.record.metadata["engine"] == "animatic" and "previz" not in old.record.metadata
+    assert new.record.metadata["engine"] == "animatic-v2" and [s["noun"] for s in new.record.metadata["previz"][0]["subjects"]] == ["boat"]
+
+
 WAN = "reelforge.wan2.1-t2v-1.3b"
 
 
