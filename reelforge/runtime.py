@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from . import config
 from .background import FileLock, presence
-from .errors import RequestError, StorageError
+from .errors import QueueFullError, RequestError, StorageError
 from .jobs import JobRecord, JobStatus, JobStore, new_job_id, open_store, request_fingerprint
 from .engines import get_engine_class
 from .models import engine_for, get_model
@@ -47,6 +47,7 @@ class Runtime:
         self.account = account or config.account()
         self.fetch_s3 = fetch_s3
         self.map_output = map_output  # requested output URI -> where files really go
+        self.max_queued: int | None = None  # reelforge serve --max-queued: refuse new jobs beyond it
         self.engines = EngineCache()
         self._changed = threading.Condition()
         self._threads: list[threading.Thread] = []
@@ -121,6 +122,7 @@ class Runtime:
             wire=wire,
             wire_request=wire_request or {},
         )
+        self.admit(client_token)
         if prepare is not None:
             prepare(record)
         record, created = self.store.create(record)
@@ -130,6 +132,20 @@ class Runtime:
             log.info("job %s queued (%s)", record.id, model_id)
             self.notify(record.id)
         return record, created
+
+    def admit(self, client_token: str | None) -> None:
+        """QueueFullError when ``max_queued`` top-level jobs are queued, unless the token repeats a recorded job.
+
+        A soft limit: submits running at the same moment may each see room, so the queue can pass it by
+        as many as submit at once. A repeated token is always answered (it records nothing new).
+        """
+        if self.max_queued is None:
+            return
+        if self.store.count(statuses=[JobStatus.QUEUED], cap=self.max_queued) < self.max_queued:
+            return
+        if client_token is not None and self.store.by_token(client_token) is not None:
+            return
+        raise QueueFullError(self.max_queued)
 
     def get(self, job_id: str) -> JobRecord:
         return self.store.get(job_id)

@@ -278,6 +278,15 @@ class SQLJobStore(JobStore):
             raise JobNotFoundError(job_id)
         return self._row(row)
 
+    def by_token(self, client_token: str) -> JobRecord | None:
+        """The job recorded with this client token, if any."""
+        def body(_):
+            with self._conn() as db:
+                return db.execute("SELECT * FROM jobs WHERE client_token = ?", (client_token,)).fetchone()
+
+        row = self._attempt(body)
+        return self._row(row) if row is not None else None
+
     def list(self, *, statuses=None, submitted_after=None, submitted_before=None, descending=True, limit=100, after=None, search=None, model_id=None):
         needle = check_search(search)
         where, args = self._where(submitted_after, submitted_before, model_id, after, descending)

@@ -62,6 +62,7 @@ class ServerSettings:
     data_dir: Path | None = None  # default: REELFORGE_HOME / the user data dir
     default_output: str | None = None  # s3://bucket/prefix advertised on /reelforge/health for clients without one
     allowed_hosts: tuple[str, ...] = ()  # extra Host names a loopback-bound server answers (a reverse proxy's)
+    max_queued: int | None = None  # refuse new jobs while this many are queued (each wire's quota error)
 
     @property
     def advertised_output(self) -> str | None:
@@ -103,6 +104,8 @@ class ServerState:
                 map_output=self.map_output if settings.bucket_dir is not None else None,
             )
         self.runtime = runtime
+        if settings.max_queued is not None:
+            runtime.max_queued = settings.max_queued
         self.hub = ChangeHub(runtime)
         self.wire_models = video_wires.WireModels.from_env()  # REELFORGE_WIRE_MODELS, checked at start
 
