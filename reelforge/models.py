@@ -57,6 +57,8 @@ class ModelSpec:
     engine_options: dict[str, Any] = field(default_factory=dict)
     # True for ids that belong to AWS (kept so Bedrock code keeps working)
     bedrock_id: bool = False
+    # the modelInput schema requests arrive in: "nova" (Nova Reel's taskType form) or "luma" (luma.py)
+    input_format: str = "nova"
 
 
 NOVA_REEL_V1_0 = Limits(task_types=(TEXT_VIDEO,))
@@ -78,6 +80,8 @@ ANIMATIC_MODEL = "reelforge.animatic-v1"
 
 
 def builtin_models() -> list[ModelSpec]:
+    from . import luma
+
     return [
         ModelSpec(
             "amazon.nova-reel-v1:0",
@@ -92,6 +96,17 @@ def builtin_models() -> list[ModelSpec]:
             "Nova Reel v1.1 request format: TEXT_VIDEO and multi-shot up to 120 s",
             NOVA_REEL_V1_1,
             bedrock_id=True,
+        ),
+        ModelSpec(
+            luma.MODEL_ID,
+            "animatic",
+            "Luma Ray2 request format (prompt, aspect_ratio, duration 5s/9s, resolution 540p/720p); served by a local model unless forwarded",
+            Limits(
+                task_types=(TEXT_VIDEO,), text_max=luma.PROMPT_MAX, text_video_durations=tuple(luma.DURATIONS.values()),
+                fps=(luma.FPS,), sizes=luma.SIZES, image_exact_size=False,
+            ),
+            bedrock_id=True,
+            input_format="luma",
         ),
         ModelSpec(
             "reelforge.animatic-v1",
@@ -127,13 +142,14 @@ def get_model(model_id: str) -> ModelSpec:
 def engine_for(spec: ModelSpec) -> tuple[str, dict[str, Any]]:
     """The engine id and options that render a model.
 
-    Nova Reel ids are served by another model's engine, chosen with REELFORGE_NOVA_BACKEND
-    (a model id; default the animatic renderer), so the notebook's model id keeps working.
+    Bedrock ids (Nova Reel, Luma Ray2) are served by another model's engine, chosen with
+    REELFORGE_NOVA_BACKEND (a model id; default the animatic renderer), so the notebook's model id
+    and Luma-on-Bedrock code keep working offline.
     REELFORGE_<ENGINE>_OPTIONS (a JSON object, e.g. REELFORGE_DIFFUSERS_OPTIONS='{"dtype": "float16"}')
     adds options to every model of that engine.
     """
     engine, options = spec.engine, dict(spec.engine_options)
-    if spec.bedrock_id and spec.model_id.startswith("amazon.nova-reel"):
+    if spec.bedrock_id:
         backend = os.environ.get("REELFORGE_NOVA_BACKEND", ANIMATIC_MODEL)
         if backend != spec.model_id:
             target = get_model(backend)

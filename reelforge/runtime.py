@@ -86,6 +86,12 @@ class Runtime:
         """
         spec = get_model(model_id)
         original = request.to_model_input() if isinstance(request, VideoRequest) else request
+        notes: list[str] = []
+        if spec.input_format == "luma" and not isinstance(request, VideoRequest):
+            from . import luma
+
+            request, notes = luma.to_nova(original)  # checked member by member, named as Luma names them
+            wire_request = {**(wire_request or {}), "modelInput": original}
         parsed = request if isinstance(request, VideoRequest) else VideoRequest.from_model_input(request)
         prepared, shots = check(parsed, spec, self.fetch_s3)
         engine_id, options = engine_for(spec)
@@ -118,7 +124,7 @@ class Runtime:
             fingerprint=fingerprint,
             output_config=output_config or {},
             tags=tags or [],
-            metadata={"adaptations": adapted} if adapted else {},
+            metadata={**({"adaptations": adapted} if adapted else {}), **({"notes": notes} if notes else {})},
             wire=wire,
             wire_request=wire_request or {},
         )
