@@ -435,13 +435,18 @@ def models(as_json):
 @click.option("--idle-exit", type=click.FloatRange(min=0), metavar="SECONDS", help="Exit once no job has been queued for this long [default: run until stopped].")
 @click.option("--background", is_flag=True, help="Run as the data dir's background worker, the one Client.start starts: at most one runs; it exits REELFORGE_WORKER_IDLE_S seconds (default 120) after the queue empties.")
 @click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True, help="Units of work run at once by this process.")
-def worker(until_idle, idle_exit, background, threads):
+@click.option("--forward", "forwards", multiple=True, metavar="ENTRY", help="Credentials and limits for forwarded model ids (same form as serve --forward); where a job goes was fixed when it was recorded.")
+def worker(until_idle, idle_exit, background, threads, forwards):
     """Run queued jobs from the job log. Ctrl-C or SIGTERM puts running jobs back in the queue at once."""
     import signal
 
     from .background import SINGLETON, FileLock
+    from .cli_serve import parse_forwards
     from .client import embedded_runtime
+    from .forward import ENV
 
+    if forwards:
+        os.environ[ENV] = " ".join(f.entry for f in parse_forwards(forwards).entries.values())
     runtime = embedded_runtime()
     if background:
         singleton = FileLock(runtime.folder / SINGLETON, shared=False) if runtime.folder is not None else None

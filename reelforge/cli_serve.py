@@ -77,6 +77,17 @@ def connection_budget(max_connections: int) -> tuple[int, str | None]:
     return fitted, f"the descriptor limit is {soft} (ulimit -n), so at most {fitted} connections are held, not {max_connections}"
 
 
+def parse_forwards(flags):
+    """``--forward`` entries with REELFORGE_FORWARD's, or a usage error naming the flag (or variable) and the allowed forms."""
+    from .errors import ConfigError
+    from .forward import Forwards
+
+    try:
+        return Forwards.from_env(flags)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[1] if str(exc).startswith("--forward") else str(exc), param_hint="--forward") from None
+
+
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -102,10 +113,11 @@ def _is_loopback(host: str) -> bool:
 @click.option("--read-timeout", type=click.FloatRange(0.1, 3600), default=config.SERVER_READ_TIMEOUT, show_default=True, help="Seconds a request's headers may take to arrive (its body: this plus 1 s per 32 KiB); slower clients get 408 and are disconnected.")
 @click.option("--max-connections", type=click.IntRange(1, 1_000_000), default=config.SERVER_MAX_CONNECTIONS, show_default=True, help="Connections held at once; beyond it the one idle longest is closed, and requests get 503 when none is idle.")
 @click.option("--max-queued", type=click.IntRange(1), default=None, help="Refuse new jobs while this many wait in the queue: Bedrock clients get 400 ServiceQuotaExceededException, OpenAI clients 429, Google clients 429 RESOURCE_EXHAUSTED; nothing is recorded [default: no limit].")
+@click.option("--forward", "forwards", multiple=True, metavar="ENTRY", help="Run a model id upstream: 'MODEL_ID=bedrock:URL' or 'MODEL_ID=openai-videos:URL#UPSTREAM_MODEL' (URL aws: Amazon's endpoint); repeatable; also REELFORGE_FORWARD, space-separated (docs/remote.md).")
 @click.option("--region", default=None, help=f"Region for ARNs when a request carries none [default: {config.DEFAULT_REGION}].")
 @click.option("--account", default=None, help=f"12-digit account id in ARNs [default: {config.DEFAULT_ACCOUNT}].")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info", show_default=True, help="What uvicorn prints on stderr.")
-def serve(host, port, workers, bucket_dir, default_output, auth_keys, allowed_hosts, max_body, read_timeout, max_connections, max_queued, region, account, log_level):
+def serve(host, port, workers, bucket_dir, default_output, auth_keys, allowed_hosts, max_body, read_timeout, max_connections, max_queued, forwards, region, account, log_level):
     """Serve Bedrock's async-invoke API, OpenAI's Videos API and Google's Veo API over one job log.
 
     Point boto3 at it with endpoint_url="http://HOST:PORT" (any credentials, a region), the openai
@@ -127,6 +139,7 @@ def serve(host, port, workers, bucket_dir, default_output, auth_keys, allowed_ho
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     overrides = dict(
+        forwards=parse_forwards(forwards),
         host=host, port=port, workers=workers, auth_keys=keys, max_body=parse_size(max_body),
         allowed_hosts=tuple(h.strip().lower() for h in allowed_hosts), read_timeout=read_timeout, max_queued=max_queued,
     )

@@ -109,18 +109,22 @@ def _image(url: str, field: str) -> dict[str, Any]:
     return {"format": "png" if ext == "png" else "jpeg", "source": {"s3Location": {"uri": url}}}
 
 
-def to_nova(model_input: Any) -> tuple[dict[str, Any], list[str]]:
-    """The local model's (Nova-shaped) request for a Luma one, and notes on what the local model cannot honour."""
+def to_nova(model_input: Any, local: bool = True) -> tuple[dict[str, Any], list[str]]:
+    """The local model's (Nova-shaped) request for a Luma one, and notes on what the local model cannot honour.
+
+    With ``local`` False (the id is forwarded, the Luma request goes upstream as it is) the Nova form
+    only describes the video for listings and estimates: keyframes stay in the Luma request.
+    """
     d = check_input(model_input)
     width, height = size(d["aspect_ratio"], d["resolution"])
     params: dict[str, Any] = {"text": d["prompt"]}
-    frames = model_input.get("keyframes") or {}
+    frames = (model_input.get("keyframes") or {}) if local else {}
     if "frame1" in frames:
         raise RequestError("keyframes.frame1", f"an end keyframe is not supported by the local model serving {MODEL_ID}; "
                            "give frame0 only, or forward the id to Bedrock (docs/remote.md)")
     if "frame0" in frames:
         params["images"] = [_image(frames["frame0"]["url"], "keyframes.frame0.url")]
-    notes = ["loop: the local model does not make looping videos; recorded, not applied"] if d["loop"] else []
+    notes = ["loop: the local model does not make looping videos; recorded, not applied"] if d["loop"] and local else []
     nova = {
         "taskType": TEXT_VIDEO,
         "textToVideoParams": params,

@@ -117,6 +117,28 @@ def builtin_models() -> list[ModelSpec]:
     ]
 
 
+_forwarded: dict[str, str] = {}  # model id -> engine kind, for ids only an upstream serves (forward.py)
+
+
+def add_forwarded(model_id: str, kind: str) -> None:
+    """Make a forwarded id that no local engine serves known to the model table (its checks are the upstream's)."""
+    _forwarded[model_id] = kind
+
+
+def forwarded_spec(model_id: str, kind: str) -> ModelSpec:
+    """The spec a forwarded job is checked with: the local row when there is one, else a permissive row for the upstream."""
+    return ModelSpec(model_id, kind, f"forwarded to a {kind} upstream; its own limits apply there", LOCAL)
+
+
+def local_backend() -> str:
+    """The local model that serves Bedrock ids (REELFORGE_NOVA_BACKEND when it names a local model, else the animatic)."""
+    backend = os.environ.get("REELFORGE_NOVA_BACKEND", ANIMATIC_MODEL)
+    try:
+        return backend if not _registry()[backend].bedrock_id else ANIMATIC_MODEL
+    except KeyError:
+        return ANIMATIC_MODEL
+
+
 def _registry() -> dict[str, ModelSpec]:
     models: dict[str, ModelSpec] = {m.model_id: m for m in builtin_models()}
     from .engines import engine_classes
@@ -124,6 +146,8 @@ def _registry() -> dict[str, ModelSpec]:
     for cls in engine_classes().values():
         for spec in getattr(cls, "models", lambda: [])():
             models.setdefault(spec.model_id, spec)
+    for model_id, kind in _forwarded.items():
+        models.setdefault(model_id, forwarded_spec(model_id, kind))
     return models
 
 

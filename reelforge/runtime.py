@@ -20,10 +20,12 @@ from typing import Any, Callable
 
 from . import config
 from .background import FileLock, presence
-from .errors import QueueFullError, RequestError, StorageError
+from .errors import ConfigError, QueueFullError, RequestError, StorageError
 from .jobs import JobRecord, JobStatus, JobStore, new_job_id, open_store, request_fingerprint
 from .engines import get_engine_class
-from .models import engine_for, get_model
+from .forward import Forwards
+from .lifecycle import LifecycleReader
+from .models import add_forwarded, engine_for, get_model, local_backend
 from .request import VideoRequest, check
 from .storage import join, local_path, storage_for, to_uri
 from .worker import EngineCache, finalize_ended, new_worker_id, perform, sweep_staging, worker_is_dead
@@ -40,7 +42,13 @@ class Runtime:
         account: str | None = None,
         fetch_s3: Callable[[str, str | None], bytes] | None = None,
         map_output: Callable[[str], str] | None = None,
+        forwards: Forwards | None = None,
+        lifecycle: LifecycleReader | None = None,
     ):
+        self.forwards = forwards if forwards is not None else Forwards.from_env()
+        for f in self.forwards.entries.values():
+            add_forwarded(f.model_id, f.kind)
+        self._lifecycle = lifecycle
         self.store = store or open_store(config.job_store_location())
         self.timings = config.timings()
         self.region = region or config.region()
@@ -85,16 +93,34 @@ class Runtime:
         before the job is recorded, to place input files in its folder (an extension's source).
         """
         spec = get_model(model_id)
+        forward = self.forwards.get(model_id)
         original = request.to_model_input() if isinstance(request, VideoRequest) else request
         notes: list[str] = []
         if spec.input_format == "luma" and not isinstance(request, VideoRequest):
             from . import luma
 
-            request, notes = luma.to_nova(original)  # checked member by member, named as Luma names them
+            # checked member by member, named as Luma names them; a forward sends it upstream as it came
+            request, notes = luma.to_nova(original, local=forward is None)
             wire_request = {**(wire_request or {}), "modelInput": original}
         parsed = request if isinstance(request, VideoRequest) else VideoRequest.from_model_input(request)
-        prepared, shots = check(parsed, spec, self.fetch_s3)
-        engine_id, options = engine_for(spec)
+        prepared, shots = check(parsed, spec, None if forward else self.fetch_s3)
+        metadata: dict[str, Any] = {}
+        if forward is not None:
+            # Where the job goes is fixed now, with the job: a worker's own --forward adds only credentials and limits.
+            engine_id, options = forward.kind, {}
+            if forward.kind == "openai-videos" and parsed.task_type != "TEXT_VIDEO":
+                raise RequestError("taskType", f"{model_id} is forwarded to an OpenAI Videos server, which takes one prompt; allowed: TEXT_VIDEO")
+            if forward.kind == "bedrock" and forward.url == "aws" and not forward.output:
+                raise ConfigError(f"--forward {forward.entry}: Amazon Bedrock writes videos to S3; add ;output=s3://bucket/prefix to the entry")
+            metadata["forward"] = forward.route()
+            if forward.kind == "bedrock":
+                from . import lifecycle
+
+                warning = lifecycle.check(forward, self.lifecycle, local_backend())
+                if warning:
+                    metadata["lifecycle"] = warning
+        else:
+            engine_id, options = engine_for(spec)
         engine = get_engine_class(engine_id)
         engine.parse_options(options)  # bad options are refused here, not found by a worker
         engine.check_available(options)
@@ -124,7 +150,7 @@ class Runtime:
             fingerprint=fingerprint,
             output_config=output_config or {},
             tags=tags or [],
-            metadata={**({"adaptations": adapted} if adapted else {}), **({"notes": notes} if notes else {})},
+            metadata={**metadata, **({"adaptations": adapted} if adapted else {}), **({"notes": notes} if notes else {})},
             wire=wire,
             wire_request=wire_request or {},
         )
@@ -138,6 +164,12 @@ class Runtime:
             log.info("job %s queued (%s)", record.id, model_id)
             self.notify(record.id)
         return record, created
+
+    @property
+    def lifecycle(self) -> LifecycleReader:
+        if self._lifecycle is None:
+            self._lifecycle = LifecycleReader()
+        return self._lifecycle
 
     def admit(self, client_token: str | None) -> None:
         """QueueFullError when ``max_queued`` top-level jobs are queued, unless the token repeats a recorded job.
@@ -249,7 +281,7 @@ class Runtime:
         if job is None:
             return False
         self.notify(job.id)
-        perform(self.store, job, owner, self.engines, self.timings, notify=self.notify, fetch_s3=self.fetch_s3)
+        perform(self.store, job, owner, self.engines, self.timings, notify=self.notify, fetch_s3=self.fetch_s3, forwards=self.forwards)
         self.notify(job.id)
         return True
 

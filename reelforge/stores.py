@@ -441,6 +441,26 @@ class SQLJobStore(JobStore):
             return Beat.LOST  # recovered elsewhere, released, or ended: this worker must stop
         return Beat.CANCEL if row["cancel_requested"] else Beat.OK
 
+    def save_checkpoint(self, job_id: str, worker_id: str, data: dict[str, Any], *, fence: int | None = None) -> bool:
+        """Merge ``data`` into the job's ``metadata.checkpoint`` (kept for its next attempt), only while this claim holds it."""
+        fenced, fence_args = _fenced(fence)
+
+        def body(_):
+            with self._tx() as db:
+                self._lock(db, job_id)
+                row = db.execute(
+                    f"SELECT metadata FROM jobs WHERE id = ? AND worker_id = ? AND status = 'RUNNING'{fenced}",
+                    [job_id, worker_id, *fence_args],
+                ).fetchone()
+                if row is None:
+                    return False
+                metadata = json.loads(row["metadata"])
+                metadata["checkpoint"] = {**metadata.get("checkpoint", {}), **data}
+                db.execute("UPDATE jobs SET metadata = ?, last_modified = ? WHERE id = ?", [json.dumps(metadata), time.time(), job_id])
+            return True
+
+        return self._attempt(body)
+
     def finish(self, job_id, worker_id, status, *, failure_message=None, metadata=None, fence: int | None = None) -> bool:
         sets = "status = ?, failure_message = ?, end_time = ?, last_modified = ?, lease_until = NULL, stage = ?"
         if status is JobStatus.COMPLETED:

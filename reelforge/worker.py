@@ -26,7 +26,7 @@ from .config import Timings
 from .engines import Engine, RenderContext, ShotPlan, get_engine_class
 from .errors import JobCanceled, ReelforgeError
 from .jobs import Beat, JobRecord, JobStatus, JobStore, new_job_id
-from .models import engine_for, get_model
+from .models import engine_for, forwarded_spec, get_model
 from .request import VideoRequest, check
 from .storage import LocalStorage, join, local_path, storage_for
 
@@ -175,7 +175,7 @@ class _LeaseKeeper:
                 return
 
 
-def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCache, timings: Timings, notify=None, fetch_s3=None) -> JobStatus:
+def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCache, timings: Timings, notify=None, fetch_s3=None, forwards=None) -> JobStatus:
     """Run one claimed unit of work to its end; never raises for a job's own failure.
 
     A unit is a whole single-shot job, one shot of a multi-shot job, or the joining of a
@@ -187,6 +187,9 @@ def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCach
     progress: JobProgress | None = None
     try:
         parent = store.get(job.parent_id) if job.parent_id else job
+        if job.metadata.get("forward"):  # recorded at submit: this job runs upstream
+            progress = JobProgress(store, job, worker_id, 1, notify, timings)
+            return _forwarded(store, job, worker_id, engines, timings, progress, forwards)
         spec = get_model(parent.model_id)
         request = VideoRequest.from_model_input(parent.model_input)
         _, shots = check(request, spec, fetch_s3)
@@ -220,6 +223,55 @@ def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCach
         if not isinstance(exc, Exception):
             raise
         return status
+
+
+def _forwarded(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCache, timings: Timings, progress: "JobProgress", forwards) -> JobStatus:
+    """A forwarded job (engines/remote.py): one unit, whatever its shots; the upstream makes the whole video.
+
+    Where it goes is what was recorded at submit; this worker's own entry for the same place adds
+    only its credentials and limits. The engine saves the upstream id through ``ctx.save`` before
+    following it; the video it hands back is probed (decoded) and published like a rendered one.
+    """
+    from .forward import Forward
+
+    route = job.metadata["forward"]
+    forward = Forward.from_route(job.model_id, route)
+    own = forwards.get(job.model_id) if forwards is not None else None
+    if own is not None and not own.same_place(forward):
+        log.warning("job %s goes to %s as recorded at submit; this worker's --forward for %s (%s) is not used for it", job.id, forward.url, job.model_id, own.url)
+        own = None
+    forward = forward.overlay(own)
+    request = VideoRequest.from_model_input(job.model_input)
+    _, shots = check(request, forwarded_spec(job.model_id, forward.kind))
+    progress.metadata.update({k: job.metadata[k] for k in ("forward", "lifecycle", "notes", "checkpoint") if k in job.metadata})
+    unit = _Unit(store, job, worker_id, engines, forward.kind, {}, request, shots[:1])
+    unit.progress = progress
+    checkpoint = dict(job.metadata.get("checkpoint", {}))
+
+    def save(data: dict[str, Any]) -> None:
+        if not store.save_checkpoint(job.id, worker_id, data, fence=job.fence):
+            raise LeaseLost(job.id)
+        checkpoint.update(data)
+        progress.metadata["checkpoint"] = dict(checkpoint)
+
+    with _LeaseKeeper(progress), _Folder(job.storage_uri) as out, tempfile.TemporaryDirectory(prefix="reelforge-forward-") as work:
+        out.clear_leftovers(["output.mp4", "poster.jpg", "contact_sheet.png"])
+        engine = unit._engine()
+        out.put_json("manifest.json", _manifest(job, forward.kind, request))
+        plan = ShotPlan(0, 1, " ".join(request.shot_texts()), request.effective_seed, sum(s.duration_s for s in shots), request.fps,
+                        request.width, request.height, None, job.model_id)
+        t0 = time.perf_counter()
+        result = engine.render(plan, RenderContext(progress, Path(work), job=job, forward=forward, checkpoint=checkpoint, save=save))
+        if result.video_file is None:
+            raise ReelforgeError(f"engine {forward.kind} returned no video file")
+        progress.beat("checking the upstream's video", force=True)
+        info = media.probe(result.video_file)  # decodes every frame: a broken download fails here
+        shutil.move(str(result.video_file), out.path / "output.mp4")
+        poster = media.read_frame(out.path / "output.mp4", info.frames // 3)
+        metadata = {**progress.metadata, "engine": forward.kind, "render_encode_s": time.perf_counter() - t0,
+                    "upstreamVideo": {"width": info.width, "height": info.height, "fps": info.fps, "frames": info.frames}}
+        unit.finish_video(out, [], poster, metadata)
+    return _completed(store, job, worker_id, metadata, timings)
 
 
 def _completed(store: JobStore, job: JobRecord, worker_id: str, metadata: dict[str, Any], timings: Timings) -> JobStatus:

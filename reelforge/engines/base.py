@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Protocol
+from typing import Any, Callable, ClassVar, Iterable, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -90,6 +90,12 @@ class RenderContext:
 
     progress: Progress
     workdir: Path | None = None  # a private folder for the attempt's files, removed after the shot
+    # For engines that forward whole jobs (engines/remote.py): the job, where it goes (forward.Forward),
+    # what earlier attempts saved (metadata.checkpoint) and how to save more before going on.
+    job: Any = None
+    forward: Any = None
+    checkpoint: dict[str, Any] = field(default_factory=dict)
+    save: Callable[[dict[str, Any]], None] = lambda data: None
 
 
 class EngineOptions(BaseModel):

@@ -21,6 +21,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -63,6 +64,7 @@ class ServerSettings:
     default_output: str | None = None  # s3://bucket/prefix advertised on /reelforge/health for clients without one
     allowed_hosts: tuple[str, ...] = ()  # extra Host names a loopback-bound server answers (a reverse proxy's)
     max_queued: int | None = None  # refuse new jobs while this many are queued (each wire's quota error)
+    forwards: Any = None  # forward.Forwards: model ids that run upstream (default: REELFORGE_FORWARD)
 
     @property
     def advertised_output(self) -> str | None:
@@ -102,6 +104,7 @@ class ServerState:
                 account=settings.account,
                 fetch_s3=self.fetch_s3,
                 map_output=self.map_output if settings.bucket_dir is not None else None,
+                forwards=settings.forwards,
             )
         self.runtime = runtime
         if settings.max_queued is not None:

@@ -1,0 +1,504 @@
+"""Remote engines: a job forwarded to another server, followed there, and its video brought home.
+
+``bedrock`` forwards with boto3 to Amazon Bedrock or any Bedrock-wire endpoint (another reelforge);
+``openai-videos`` forwards with httpx to any server with OpenAI's Videos wire (vLLM-Omni, SGLang
+Diffusion, FastVideo, another reelforge). Both go through the engine door (``render(shot, ctx)``
+returning ``ShotOutput(video_file=...)``) and hold no GPU.
+
+Never twice upstream:
+
+- the create is idempotent: one token per job, the same on every attempt (``reelforge-<job id>``),
+  sent as Bedrock's ``clientRequestToken`` or OpenAI's ``Idempotency-Key``;
+- the upstream id is saved in the job's checkpoint (``metadata.checkpoint.upstreamId``) **before**
+  the job is followed; a later attempt (after a crash, a restart) re-attaches to it;
+- for upstreams that ignore idempotency keys, the engine saves its intent (``intentAt``) before the
+  create; an attempt that finds an intent but no upstream id first looks in the upstream's list for a
+  job it may have made (same prompt, size and length, created since the intent) and adopts it. The
+  window that remains: a job the upstream created whose create reply was lost *and* that the list no
+  longer shows (an upstream that forgot it, or a list that pages it away) is made again.
+
+Throttling and quota answers (Bedrock ThrottlingException / ServiceQuotaExceededException, HTTP 429)
+back off and try again with the same token. One poller thread per upstream follows every job this
+process has there (:class:`Poller`), and a per-upstream limit (the entry's ``concurrency``) bounds the
+jobs followed at once. Cancel reaches the upstream: OpenAI's DELETE, reelforge's own cancel route;
+Bedrock has none, so a canceled job's upstream result is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+from ..errors import EngineError, JobCanceled, ReelforgeError
+from .base import Engine, RenderContext, ShotOutput, ShotPlan
+
+log = logging.getLogger("reelforge.engines.remote")
+
+POLL_S = 0.5  # between two rounds of a poller
+BACKOFF_S, BACKOFF_MAX_S = 0.5, 15.0
+WAIT_STEP_S = 1.0  # a follower wakes at least this often to see a cancel
+
+
+def token_for(job_id: str) -> str:
+    """The idempotency token of a job's upstream create: the same on every attempt."""
+    return f"reelforge-{job_id}"
+
+
+def _after_create(job_id: str) -> None:
+    """Called between the upstream create and the saving of its id (tests replace it to crash there)."""
+
+
+class UpstreamFailed(ReelforgeError):
+    """The upstream job ended FAILED; the message is the upstream's."""
+
+
+class Busy(Exception):
+    """The upstream refused for now (throttling, a full queue): back off and try again with the same token."""
+
+
+# --- one poller per upstream ---------------------------------------------------------------------
+
+
+@dataclass
+class _Watch:
+    state: dict[str, Any] | None = None
+    error: BaseException | None = None
+    changed: threading.Event = field(default_factory=threading.Event)
+
+
+class Poller:
+    """One thread that reads the state of every job followed at one upstream, round after round.
+
+    Threads do not grow with jobs: followers wait on their watch's event; the poller calls
+    ``fetch(upstream_id)`` for each watched id in turn and wakes its follower.
+    """
+
+    def __init__(self, name: str, fetch: Callable[[str], dict[str, Any]], interval: float = POLL_S):
+        self.name, self.fetch, self.interval = name, fetch, interval
+        self._watches: dict[str, _Watch] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, upstream_id: str) -> _Watch:
+        with self._lock:
+            w = self._watches.setdefault(upstream_id, _Watch())
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name=f"poller {self.name}", daemon=True)
+                self._thread.start()
+        self._wake.set()
+        return w
+
+    def unwatch(self, upstream_id: str) -> None:
+        with self._lock:
+            self._watches.pop(upstream_id, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                ids = list(self._watches)
+            if not ids:
+                self._wake.wait(5.0)
+                self._wake.clear()
+                with self._lock:
+                    if not self._watches:
+                        self._thread = None
+                        return
+                continue
+            for upstream_id in ids:
+                try:
+                    state, error = self.fetch(upstream_id), None
+                except Exception as exc:  # noqa: BLE001 - the follower decides what an error means
+                    state, error = None, exc
+                with self._lock:
+                    w = self._watches.get(upstream_id)
+                if w is not None:
+                    w.state, w.error = state, error
+                    w.changed.set()
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+
+# --- what every remote engine shares ---------------------------------------------------------------
+
+
+class Upstream:
+    """An upstream's shared parts in this process: the concurrency limit and the poller."""
+
+    def __init__(self, key: str, concurrency: int, fetch: Callable[[str], dict[str, Any]]):
+        self.key = key
+        self.slots = threading.BoundedSemaphore(concurrency)
+        self.concurrency = concurrency
+        self.poller = Poller(key, fetch)
+
+
+_upstreams: dict[str, Upstream] = {}
+_upstreams_lock = threading.Lock()
+
+
+class RemoteEngine(Engine):
+    """A remote engine: ``create``, ``fetch``, ``download`` and ``cancel`` are the kind's; following is shared."""
+
+    generative: ClassVar[bool] = True
+    splits_shots: ClassVar[bool] = False  # the whole request goes upstream as one job
+    remote: ClassVar[bool] = True
+
+    def upstream(self, forward) -> Upstream:
+        key = forward.upstream_key()
+        with _upstreams_lock:
+            up = _upstreams.get(key)
+            if up is None or up.concurrency != forward.concurrency:
+                up = _upstreams[key] = Upstream(key, forward.concurrency, lambda uid, f=forward: self.fetch(f, uid))
+            return up
+
+    # the kind's parts
+    def create(self, forward, job, token: str) -> str:
+        raise NotImplementedError
+
+    def find_made(self, forward, job, since: float) -> str | None:
+        """The upstream id of a job an earlier attempt may have made (upstreams that ignore tokens); None when none."""
+        return None
+
+    def fetch(self, forward, upstream_id: str) -> dict[str, Any]:
+        """{"status": queued|running|completed|failed, "progress": 0..1, "message": str}."""
+        raise NotImplementedError
+
+    def download(self, forward, job, upstream_id: str, state: dict[str, Any], folder: Path) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def cancel(self, forward, upstream_id: str) -> bool:
+        return False
+
+    # the door
+    def render(self, shot: ShotPlan, ctx: RenderContext) -> ShotOutput:
+        job, forward = ctx.job, ctx.forward
+        if job is None or forward is None:
+            raise EngineError(f"engine {self.engine_id!r} forwards whole jobs; it needs the job and its forward (the worker gives them)")
+        up = self.upstream(forward)
+        progress = ctx.progress
+        timings: dict[str, float] = {"queuedAt": time.time()}
+        _wait_for_slot(up, progress)
+        try:
+            upstream_id = ctx.checkpoint.get("upstreamId")
+            if upstream_id:
+                log.info("job %s: re-attaching to upstream job %s at %s", job.id, upstream_id, forward.url)
+            else:
+                if "intentAt" in ctx.checkpoint:
+                    upstream_id = self.find_made(forward, job, ctx.checkpoint["intentAt"])
+                if upstream_id is None:
+                    ctx.save({"intentAt": time.time() - 1.0})  # before the create: a later attempt looks in the list first
+                    upstream_id = self._create(forward, job, progress)
+                    _after_create(job.id)
+                ctx.save({"upstreamId": upstream_id, "upstream": forward.url, "createdAt": time.time()})
+            timings["createdAt"] = time.time()
+            progress.metadata.update(upstreamId=upstream_id, upstream=forward.url, upstreamEngine=self.engine_id)
+            state = self._follow(up, forward, upstream_id, progress)
+            timings["upstreamEndedAt"] = time.time()
+            folder = ctx.workdir or Path(".")
+            extra = self.download(forward, job, upstream_id, state, folder)
+            timings["downloadedAt"] = time.time()
+            progress.metadata["upstreamTimings"] = {k: round(v, 3) for k, v in timings.items()}
+            progress.metadata.update(extra)
+            return ShotOutput(video_file=folder / "output.mp4")
+        finally:
+            up.slots.release()
+
+    def _create(self, forward, job, progress) -> str:
+        pause = BACKOFF_S
+        while True:
+            try:
+                return self.create(forward, job, token_for(job.id))
+            except Busy as exc:
+                log.info("job %s: upstream %s is busy (%s); trying again in %.1f s with the same token", job.id, forward.url, exc, pause)
+                progress.metadata["upstreamBackoffs"] = progress.metadata.get("upstreamBackoffs", 0) + 1
+                _sleep_checking(progress, pause * random.uniform(0.8, 1.2), f"upstream busy: {exc}")
+                pause = min(pause * 2, BACKOFF_MAX_S)
+
+    def _follow(self, up: Upstream, forward, upstream_id: str, progress) -> dict[str, Any]:
+        w = up.poller.watch(upstream_id)
+        errors = 0
+        try:
+            while True:
+                w.changed.wait(WAIT_STEP_S)
+                w.changed.clear()
+                try:
+                    state, error = w.state, w.error
+                    if error is not None:
+                        errors += 1
+                        if errors in (1, 10) or errors % 100 == 0:
+                            log.warning("upstream %s job %s: cannot read its state (%s); still following", forward.url, upstream_id, error)
+                        progress(0, 1, "upstream unreachable; following")
+                        continue
+                    if state is None:
+                        progress(0, 1, "forwarded; waiting for the upstream")
+                        continue
+                    errors = 0
+                    status = state["status"]
+                    if status == "completed":
+                        return state
+                    if status == "failed":
+                        raise UpstreamFailed(f"upstream job {upstream_id} at {forward.url} failed: {state.get('message') or 'no message'}")
+                    progress(int(state.get("progress", 0.0) * 1000), 1000, f"upstream {status}")
+                except JobCanceled:
+                    reached = False
+                    try:
+                        reached = self.cancel(forward, upstream_id)
+                    except Exception as exc:  # noqa: BLE001 - the cancel here stands either way
+                        log.warning("job canceled; canceling upstream job %s at %s failed: %s", upstream_id, forward.url, exc)
+                    progress.metadata["upstreamCanceled"] = reached
+                    raise
+        finally:
+            up.poller.unwatch(upstream_id)
+
+
+def _wait_for_slot(up: Upstream, progress) -> None:
+    while not up.slots.acquire(timeout=WAIT_STEP_S):
+        progress(0, 1, f"waiting for one of {up.concurrency} upstream slots")
+
+
+def _sleep_checking(progress, seconds: float, stage: str) -> None:
+    end = time.monotonic() + seconds
+    while True:
+        progress(0, 1, stage)
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, WAIT_STEP_S))
+
+
+# --- Bedrock ---------------------------------------------------------------------------------------
+
+
+_HEALTH: dict[str, dict[str, Any]] = {}
+
+
+def _reelforge_health(url: str) -> dict[str, Any]:
+    """An upstream's /reelforge/health when it is another reelforge, else {}; remembered per URL once it answers."""
+    if url == "aws":
+        return {}
+    if url not in _HEALTH:
+        import httpx
+
+        try:
+            r = httpx.get(url + "/reelforge/health", timeout=5)
+            doc = r.json() if r.status_code == 200 else {}
+            _HEALTH[url] = doc if isinstance(doc, dict) and doc.get("service") == "reelforge" else {}
+        except (httpx.HTTPError, ValueError):
+            return {}  # not remembered: it may answer later
+    return _HEALTH[url]
+
+
+def is_reelforge(url: str) -> bool:
+    """Whether ``url`` is another reelforge server (its /reelforge/health says so)."""
+    return bool(_reelforge_health(url))
+
+
+class BedrockEngine(RemoteEngine):
+    engine_id: ClassVar[str] = "bedrock"
+    summary: ClassVar[str] = "forwards to Amazon Bedrock or another Bedrock-wire server (boto3); output copied from S3"
+    _clients: dict[str, Any] = {}
+    _clients_lock = threading.Lock()
+
+    @classmethod
+    def check_available(cls, options: dict[str, Any]) -> None:
+        try:
+            import boto3  # noqa: F401
+        except ImportError:
+            raise EngineError("engine 'bedrock' needs boto3: pip install boto3") from None
+
+    def client(self, forward):
+        import boto3
+        from botocore.config import Config
+
+        key = forward.upstream_key()
+        with self._clients_lock:
+            if key not in self._clients:
+                session = boto3.session.Session(region_name=forward.region)
+                if forward.url != "aws" and session.get_credentials() is None:
+                    session = boto3.session.Session(aws_access_key_id="reelforge", aws_secret_access_key="reelforge", region_name=forward.region or "us-east-1")
+                self._clients[key] = session.client(
+                    "bedrock-runtime",
+                    endpoint_url=None if forward.url == "aws" else forward.url,
+                    region_name=forward.region or session.region_name or "us-east-1",
+                    config=Config(retries={"total_max_attempts": 2, "mode": "standard"}, signature_version="v4",
+                                  max_pool_connections=max(10, forward.concurrency + 2)),
+                )
+            return self._clients[key]
+
+    def output_location(self, forward) -> str:
+        if forward.output:
+            return forward.output
+        if is_reelforge(forward.url):
+            default = _reelforge_health(forward.url).get("defaultOutput")
+            if default:
+                return default
+        raise EngineError(f"forward {forward.model_id}={forward.kind}:{forward.url}: give output=s3://bucket/prefix, where the upstream writes videos")
+
+    def create(self, forward, job, token: str) -> str:
+        from botocore.exceptions import ClientError
+
+        model_input = job.wire_request.get("modelInput", job.model_input) if job.wire == "bedrock" else job.model_input
+        try:
+            reply = self.client(forward).start_async_invoke(
+                modelId=forward.upstream_model, modelInput=model_input, clientRequestToken=token,
+                outputDataConfig={"s3OutputDataConfig": {"s3Uri": self.output_location(forward)}},
+            )
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            if err.get("Code") in ("ThrottlingException", "ServiceQuotaExceededException", "ServiceUnavailableException"):
+                raise Busy(f"{err.get('Code')}: {err.get('Message')}") from None
+            raise UpstreamFailed(f"upstream {forward.url} refused the job: {err.get('Code')}: {err.get('Message')}") from None
+        return reply["invocationArn"]
+
+    def fetch(self, forward, upstream_id: str) -> dict[str, Any]:
+        r = self.client(forward).get_async_invoke(invocationArn=upstream_id)
+        status = {"InProgress": "running", "Completed": "completed", "Failed": "failed"}[r["status"]]
+        state: dict[str, Any] = {"status": status, "progress": 0.0, "message": r.get("failureMessage"),
+                                 "output": r["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"]}
+        if status == "running" and is_reelforge(forward.url):  # reelforge's extension has progress
+            try:
+                import httpx
+
+                detail = httpx.get(f"{forward.url}/reelforge/jobs/{upstream_id.rsplit('/', 1)[1]}", timeout=5).json()
+                state["progress"] = float(detail.get("progress", 0.0))
+                if detail.get("status") == "QUEUED":
+                    state["status"] = "queued"
+            except Exception:  # noqa: BLE001 - progress is a courtesy
+                pass
+        return state
+
+    def download(self, forward, job, upstream_id: str, state: dict[str, Any], folder: Path) -> dict[str, Any]:
+        folder.mkdir(parents=True, exist_ok=True)
+        if is_reelforge(forward.url):
+            _fetch_files(f"{forward.url}/reelforge/jobs/{upstream_id.rsplit('/', 1)[1]}/files", folder, {"output.mp4": True, "poster.jpg": False})
+        else:
+            from ..storage import S3Storage, join
+
+            (folder / "output.mp4").write_bytes(S3Storage().get_bytes(join(state["output"], "output.mp4")))
+        return {}
+
+    def cancel(self, forward, upstream_id: str) -> bool:
+        if not is_reelforge(forward.url):
+            return False  # Bedrock has no cancel: the job runs on and its result is dropped
+        import httpx
+
+        r = httpx.post(f"{forward.url}/reelforge/jobs/{upstream_id.rsplit('/', 1)[1]}/cancel", timeout=10)
+        return r.status_code == 200
+
+
+def _fetch_files(base: str, folder: Path, names: dict[str, bool], headers: dict[str, str] | None = None) -> None:
+    import httpx
+
+    for name, required in names.items():
+        with httpx.stream("GET", f"{base}/{name}", timeout=60, headers=headers or {}) as r:
+            if r.status_code != 200:
+                if required:
+                    raise ReelforgeError(f"cannot download {name} from {base}: HTTP {r.status_code}")
+                continue
+            with open(folder / name, "wb") as f:
+                for chunk in r.iter_bytes():
+                    f.write(chunk)
+
+
+# --- OpenAI Videos -----------------------------------------------------------------------------------
+
+
+class OpenAIVideosEngine(RemoteEngine):
+    engine_id: ClassVar[str] = "openai-videos"
+    summary: ClassVar[str] = "forwards to any OpenAI Videos server (vLLM-Omni, SGLang Diffusion, FastVideo, reelforge) with httpx"
+    _http: dict[str, Any] = {}
+    _http_lock = threading.Lock()
+
+    def http(self, forward):
+        import httpx
+        import os
+
+        key = forward.upstream_key() + (forward.key_env or "")
+        with self._http_lock:
+            if key not in self._http:
+                headers = {}
+                if forward.key_env:
+                    secret = os.environ.get(forward.key_env)
+                    if not secret:
+                        raise EngineError(f"forward {forward.model_id}: key-env={forward.key_env} names a variable that is not set")
+                    headers["Authorization"] = f"Bearer {secret}"
+                limits = httpx.Limits(max_connections=forward.concurrency + 4)
+                self._http[key] = httpx.Client(base_url=forward.url, headers=headers, timeout=httpx.Timeout(60, connect=10), limits=limits)
+            return self._http[key]
+
+    @staticmethod
+    def fields(forward, job) -> dict[str, str]:
+        cfg = job.model_input.get("videoGenerationConfig", {})
+        text = job.model_input.get("textToVideoParams", {}).get("text", "")
+        return {"prompt": text, "model": forward.upstream_model, "seconds": str(cfg.get("durationSeconds", 4)), "size": str(cfg.get("dimension", "1280x720"))}
+
+    def create(self, forward, job, token: str) -> str:
+        import base64
+
+        # multipart, as the openai client sends it (what every Videos server reads); text fields have no file name
+        parts: list[tuple[str, tuple]] = [(k, (None, v)) for k, v in self.fields(forward, job).items()]
+        images = job.model_input.get("textToVideoParams", {}).get("images")
+        if images and "bytes" in images[0].get("source", {}):
+            fmt = images[0]["format"]
+            parts.append(("input_reference", (f"reference.{'jpg' if fmt == 'jpeg' else 'png'}", base64.b64decode(images[0]["source"]["bytes"]), f"image/{fmt}")))
+        r = self.http(forward).post("/v1/videos", files=parts, headers={"Idempotency-Key": token})
+        if r.status_code == 429 or r.status_code >= 500:
+            raise Busy(f"HTTP {r.status_code}: {_message(r)}")
+        if r.status_code >= 400:
+            raise UpstreamFailed(f"upstream {forward.url} refused the job: HTTP {r.status_code}: {_message(r)}")
+        return r.json()["id"]
+
+    def find_made(self, forward, job, since: float) -> str | None:
+        want = self.fields(forward, job)
+        r = self.http(forward).get("/v1/videos", params={"limit": 100, "order": "desc"})
+        if r.status_code != 200:
+            return None
+        for v in r.json().get("data", []):
+            if v.get("created_at", 0) >= int(since) and v.get("prompt") == want["prompt"] and v.get("size") == want["size"] \
+                    and str(v.get("seconds")) == want["seconds"] and v.get("model") in (want["model"], None):
+                log.info("job %s: adopting upstream job %s found in the upstream's list (created after the recorded intent)", job.id, v["id"])
+                return v["id"]
+        return None
+
+    def fetch(self, forward, upstream_id: str) -> dict[str, Any]:
+        r = self.http(forward).get(f"/v1/videos/{upstream_id}")
+        if r.status_code == 404:
+            return {"status": "failed", "message": f"the upstream has no video {upstream_id} (deleted, expired, or it forgot it)"}
+        r.raise_for_status()
+        v = r.json()
+        status = {"queued": "queued", "in_progress": "running", "completed": "completed", "failed": "failed"}.get(v.get("status"), "running")
+        error = v.get("error") or {}
+        return {"status": status, "progress": float(v.get("progress") or 0) / 100, "message": error.get("message") if error else None}
+
+    def download(self, forward, job, upstream_id: str, state: dict[str, Any], folder: Path) -> dict[str, Any]:
+        folder.mkdir(parents=True, exist_ok=True)
+        client = self.http(forward)
+        for variant, name, required in (("video", "output.mp4", True), ("thumbnail", "poster.jpg", False)):
+            with client.stream("GET", f"/v1/videos/{upstream_id}/content", params={"variant": variant}) as r:
+                if r.status_code != 200:
+                    if required:
+                        raise ReelforgeError(f"cannot download the video of {upstream_id} from {forward.url}: HTTP {r.status_code}")
+                    continue
+                with open(folder / name, "wb") as f:
+                    for chunk in r.iter_bytes():
+                        f.write(chunk)
+        return {}
+
+    def cancel(self, forward, upstream_id: str) -> bool:
+        r = self.http(forward).delete(f"/v1/videos/{upstream_id}")
+        return r.status_code in (200, 204)
+
+
+def _message(r) -> str:
+    try:
+        doc = r.json()
+        return str((doc.get("error") or {}).get("message") or doc.get("message") or doc)[:500]
+    except (ValueError, AttributeError):
+        return r.text[:500]
+
+
