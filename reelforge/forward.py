@@ -9,7 +9,8 @@ An entry is ``MODEL_ID=KIND:URL`` with optional parts::
 ``http(s)://`` base URL (another reelforge, vLLM-Omni, SGLang Diffusion, FastVideo...). Options:
 ``concurrency=N`` (jobs followed upstream at once, default 4), ``key-env=VAR`` (the environment
 variable holding the upstream's API key; openai-videos), ``region=R`` and ``output=s3://bucket/prefix``
-(bedrock: the region and the S3 location the upstream writes to). ``--forward`` is repeatable; in
+(bedrock: the region and the S3 location the upstream writes to), ``usd-per-s=PRICE@DATE`` (the
+upstream's price per generated second as of DATE, for ``--dry-run``). ``--forward`` is repeatable; in
 ``REELFORGE_FORWARD`` entries are separated by spaces; a flag's entry replaces the variable's for the
 same id.
 
@@ -34,9 +35,9 @@ AWS = "aws"
 DEFAULT_CONCURRENCY = 4
 FORMS = (
     "MODEL_ID=bedrock:URL or MODEL_ID=openai-videos:URL#UPSTREAM_MODEL, URL being aws (bedrock only) or http(s)://host[:port][/path], "
-    "options after ';': concurrency=N, key-env=VAR, region=R, output=s3://bucket/prefix"
+    "options after ';': concurrency=N, key-env=VAR, region=R, output=s3://bucket/prefix, usd-per-s=PRICE@YYYY-MM-DD"
 )
-OPTIONS = {"concurrency", "key-env", "region", "output"}
+OPTIONS = {"concurrency", "key-env", "region", "output", "usd-per-s"}
 _MODEL_ID = re.compile(r"[a-zA-Z0-9_.\-/:]{1,256}")
 _VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _REGION = re.compile(r"[a-z0-9-]{1,20}")
@@ -52,6 +53,7 @@ class Forward:
     key_env: str | None = None
     region: str | None = None
     output: str | None = None
+    usd_per_s: tuple[float, str] | None = None  # (price per generated second, as of YYYY-MM-DD), configured
 
     @property
     def entry(self) -> str:
@@ -61,6 +63,7 @@ class Forward:
             text += f"#{self.upstream_model}"
         opts = [f"concurrency={self.concurrency}"] if self.concurrency != DEFAULT_CONCURRENCY else []
         opts += [f"{k}={v}" for k, v in (("key-env", self.key_env), ("region", self.region), ("output", self.output)) if v]
+        opts += [f"usd-per-s={self.usd_per_s[0]:g}@{self.usd_per_s[1]}"] if self.usd_per_s else []
         return ";".join([text, *opts])
 
     def route(self) -> dict[str, Any]:
@@ -80,7 +83,7 @@ class Forward:
         """This (recorded) forward with a worker's own entry's credentials and limits; its destination stays."""
         if own is None:
             return self
-        return replace(self, concurrency=own.concurrency, key_env=own.key_env or self.key_env)
+        return replace(self, concurrency=own.concurrency, key_env=own.key_env or self.key_env, usd_per_s=own.usd_per_s or self.usd_per_s)
 
     def same_place(self, other: "Forward") -> bool:
         return (self.kind, self.url, self.upstream_model) == (other.kind, other.url, other.upstream_model)
@@ -133,7 +136,14 @@ def parse_entry(text: str, where: str = "--forward") -> Forward:
         raise bad("has a region other than lowercase letters, digits and '-'")
     if "output" in values and not re.fullmatch(r"s3://[a-z0-9][.\-a-z0-9]{1,61}[a-z0-9](/.*)?", values["output"]):
         raise bad("has output that is not s3://bucket/prefix")
-    return Forward(model_id, kind, url, upstream or model_id, concurrency, values.get("key-env"), values.get("region"), values.get("output", "").rstrip("/") or None)
+    price = None
+    if "usd-per-s" in values:
+        m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)@([0-9]{4}-[0-9]{2}-[0-9]{2})", values["usd-per-s"])
+        if not m:
+            raise bad("has usd-per-s that is not PRICE@YYYY-MM-DD (USD per generated second, and the date it was checked)")
+        price = (float(m.group(1)), m.group(2))
+    return Forward(model_id, kind, url, upstream or model_id, concurrency, values.get("key-env"), values.get("region"),
+                   values.get("output", "").rstrip("/") or None, price)
 
 
 @dataclass(frozen=True)

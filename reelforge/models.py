@@ -127,7 +127,7 @@ def add_forwarded(model_id: str, kind: str) -> None:
 
 def forwarded_spec(model_id: str, kind: str) -> ModelSpec:
     """The spec a forwarded job is checked with: the local row when there is one, else a permissive row for the upstream."""
-    return ModelSpec(model_id, kind, f"forwarded to a {kind} upstream; its own limits apply there", LOCAL)
+    return ModelSpec(model_id, kind, f"forwarded ({kind}); the upstream's own limits apply there", LOCAL)
 
 
 def local_backend() -> str:

@@ -428,7 +428,8 @@ class OpenAIVideosEngine(RemoteEngine):
                         raise EngineError(f"forward {forward.model_id}: key-env={forward.key_env} names a variable that is not set")
                     headers["Authorization"] = f"Bearer {secret}"
                 limits = httpx.Limits(max_connections=forward.concurrency + 4)
-                self._http[key] = httpx.Client(base_url=forward.url, headers=headers, timeout=httpx.Timeout(60, connect=10), limits=limits)
+                base = forward.url if forward.url.endswith("/v1") else forward.url + "/v1"  # the server's root or its /v1
+                self._http[key] = httpx.Client(base_url=base, headers=headers, timeout=httpx.Timeout(60, connect=10), limits=limits)
             return self._http[key]
 
     @staticmethod
@@ -446,7 +447,7 @@ class OpenAIVideosEngine(RemoteEngine):
         if images and "bytes" in images[0].get("source", {}):
             fmt = images[0]["format"]
             parts.append(("input_reference", (f"reference.{'jpg' if fmt == 'jpeg' else 'png'}", base64.b64decode(images[0]["source"]["bytes"]), f"image/{fmt}")))
-        r = self.http(forward).post("/v1/videos", files=parts, headers={"Idempotency-Key": token})
+        r = self.http(forward).post("/videos", files=parts, headers={"Idempotency-Key": token})
         if r.status_code == 429 or r.status_code >= 500:
             raise Busy(f"HTTP {r.status_code}: {_message(r)}")
         if r.status_code >= 400:
@@ -455,7 +456,7 @@ class OpenAIVideosEngine(RemoteEngine):
 
     def find_made(self, forward, job, since: float) -> str | None:
         want = self.fields(forward, job)
-        r = self.http(forward).get("/v1/videos", params={"limit": 100, "order": "desc"})
+        r = self.http(forward).get("/videos", params={"limit": 100, "order": "desc"})
         if r.status_code != 200:
             return None
         for v in r.json().get("data", []):
@@ -466,7 +467,7 @@ class OpenAIVideosEngine(RemoteEngine):
         return None
 
     def fetch(self, forward, upstream_id: str) -> dict[str, Any]:
-        r = self.http(forward).get(f"/v1/videos/{upstream_id}")
+        r = self.http(forward).get(f"/videos/{upstream_id}")
         if r.status_code == 404:
             return {"status": "failed", "message": f"the upstream has no video {upstream_id} (deleted, expired, or it forgot it)"}
         r.raise_for_status()
@@ -479,7 +480,7 @@ class OpenAIVideosEngine(RemoteEngine):
         folder.mkdir(parents=True, exist_ok=True)
         client = self.http(forward)
         for variant, name, required in (("video", "output.mp4", True), ("thumbnail", "poster.jpg", False)):
-            with client.stream("GET", f"/v1/videos/{upstream_id}/content", params={"variant": variant}) as r:
+            with client.stream("GET", f"/videos/{upstream_id}/content", params={"variant": variant}) as r:
                 if r.status_code != 200:
                     if required:
                         raise ReelforgeError(f"cannot download the video of {upstream_id} from {forward.url}: HTTP {r.status_code}")
@@ -490,7 +491,7 @@ class OpenAIVideosEngine(RemoteEngine):
         return {}
 
     def cancel(self, forward, upstream_id: str) -> bool:
-        r = self.http(forward).delete(f"/v1/videos/{upstream_id}")
+        r = self.http(forward).delete(f"/videos/{upstream_id}")
         return r.status_code in (200, 204)
 
 
