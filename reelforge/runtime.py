@@ -11,6 +11,7 @@ listener that wakes idle workers the moment a job becomes claimable anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -56,6 +57,7 @@ class Runtime:
         self.fetch_s3 = fetch_s3
         self.map_output = map_output  # requested output URI -> where files really go
         self.max_queued: int | None = None  # reelforge serve --max-queued: refuse new jobs beyond it
+        self._admission = threading.Lock()  # the count and the insert as one step in this process
         self.engines = EngineCache()
         self._changed = threading.Condition()
         self._threads: list[threading.Thread] = []
@@ -154,10 +156,11 @@ class Runtime:
             wire=wire,
             wire_request=wire_request or {},
         )
-        self.admit(client_token)
-        if prepare is not None:
-            prepare(record)
-        record, created = self.store.create(record)
+        with self._admission if self.max_queued is not None else contextlib.nullcontext():
+            self.admit(client_token)
+            if prepare is not None:
+                prepare(record)
+            record, created = self.store.create(record)
         if prepare is not None and not created:  # a repeated token: the job it repeats has files of its own
             storage_for(storage_uri).remove_tree(storage_uri)
         if created:
@@ -174,8 +177,9 @@ class Runtime:
     def admit(self, client_token: str | None) -> None:
         """QueueFullError when ``max_queued`` top-level jobs are queued, unless the token repeats a recorded job.
 
-        A soft limit: submits running at the same moment may each see room, so the queue can pass it by
-        as many as submit at once. A repeated token is always answered (it records nothing new).
+        Exact within one process (the count and the insert happen under one lock); several server
+        processes on one PostgreSQL job log may each see room at the same moment, so there the queue can
+        pass the limit by as many processes as submit at once. A repeated token is always answered.
         """
         if self.max_queued is None:
             return
