@@ -464,7 +464,7 @@ def models(as_json):
 @click.option("--idle-exit", type=click.FloatRange(min=0), metavar="SECONDS", help="Exit once no job has been queued for this long [default: run until stopped].")
 @click.option("--background", is_flag=True, help="Run as the data dir's background worker, the one Client.start starts: at most one runs; it exits REELFORGE_WORKER_IDLE_S seconds (default 120) after the queue empties.")
 @click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True, help="Units of work run at once by this process.")
-@click.option("--forward", "forwards", multiple=True, metavar="ENTRY", help="Credentials and limits for forwarded model ids (same form as serve --forward); where a job goes was fixed when it was recorded.")
+@click.option("--forward", "forwards", multiple=True, metavar="ENTRY", help="Credentials and limits for forwarded model ids (same form as serve --forward); where a job goes was fixed when it was recorded [default: REELFORGE_FORWARD's entries].")
 def worker(until_idle, idle_exit, background, threads, forwards):
     """Run queued jobs from the job log. Ctrl-C or SIGTERM puts running jobs back in the queue at once."""
     import signal
