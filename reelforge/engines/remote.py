@@ -27,6 +27,7 @@ Bedrock has none, so a canceled job's upstream result is dropped.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -39,7 +40,7 @@ from .base import Engine, RenderContext, ShotOutput, ShotPlan
 
 log = logging.getLogger("reelforge.engines.remote")
 
-POLL_S = 0.5  # between two rounds of a poller
+POLL_S = float(os.environ.get("REELFORGE_FORWARD_POLL_S", "0.5"))  # between two rounds of a poller
 BACKOFF_S, BACKOFF_MAX_S = 0.5, 15.0
 WAIT_STEP_S = 1.0  # a follower wakes at least this often to see a cancel
 
@@ -183,6 +184,7 @@ class RemoteEngine(Engine):
         progress = ctx.progress
         timings: dict[str, float] = {"queuedAt": time.time()}
         _wait_for_slot(up, progress)
+        held = True
         try:
             upstream_id = ctx.checkpoint.get("upstreamId")
             if upstream_id:
@@ -199,14 +201,16 @@ class RemoteEngine(Engine):
             progress.metadata.update(upstreamId=upstream_id, upstream=forward.url, upstreamEngine=self.engine_id)
             state = self._follow(up, forward, upstream_id, progress)
             timings["upstreamEndedAt"] = time.time()
+            up.slots.release()  # the upstream's work is done: its slot goes to the next job while this one downloads
+            held = False
             folder = ctx.workdir or Path(".")
-            extra = self.download(forward, job, upstream_id, state, folder)
+            progress.metadata.update(self.download(forward, job, upstream_id, state, folder))
             timings["downloadedAt"] = time.time()
             progress.metadata["upstreamTimings"] = {k: round(v, 3) for k, v in timings.items()}
-            progress.metadata.update(extra)
             return ShotOutput(video_file=folder / "output.mp4")
         finally:
-            up.slots.release()
+            if held:
+                up.slots.release()
 
     def _create(self, forward, job, progress) -> str:
         pause = BACKOFF_S
@@ -375,7 +379,7 @@ class BedrockEngine(RemoteEngine):
     def download(self, forward, job, upstream_id: str, state: dict[str, Any], folder: Path) -> dict[str, Any]:
         folder.mkdir(parents=True, exist_ok=True)
         if is_reelforge(forward.url):
-            _fetch_files(f"{forward.url}/reelforge/jobs/{upstream_id.rsplit('/', 1)[1]}/files", folder, {"output.mp4": True, "poster.jpg": False})
+            _fetch_file(f"{forward.url}/reelforge/jobs/{upstream_id.rsplit('/', 1)[1]}/files/output.mp4", folder / "output.mp4")
         else:
             from ..storage import S3Storage, join
 
@@ -391,18 +395,22 @@ class BedrockEngine(RemoteEngine):
         return r.status_code == 200
 
 
-def _fetch_files(base: str, folder: Path, names: dict[str, bool], headers: dict[str, str] | None = None) -> None:
+_downloads = None
+
+
+def _fetch_file(url: str, path: Path) -> None:
+    """GET ``url`` into ``path`` on one kept-alive client for every download of the process."""
+    global _downloads
     import httpx
 
-    for name, required in names.items():
-        with httpx.stream("GET", f"{base}/{name}", timeout=60, headers=headers or {}) as r:
-            if r.status_code != 200:
-                if required:
-                    raise ReelforgeError(f"cannot download {name} from {base}: HTTP {r.status_code}")
-                continue
-            with open(folder / name, "wb") as f:
-                for chunk in r.iter_bytes():
-                    f.write(chunk)
+    if _downloads is None:
+        _downloads = httpx.Client(timeout=httpx.Timeout(120, connect=10), limits=httpx.Limits(max_connections=64))
+    with _downloads.stream("GET", url) as r:
+        if r.status_code != 200:
+            raise ReelforgeError(f"cannot download {url}: HTTP {r.status_code}")
+        with open(path, "wb") as f:
+            for chunk in r.iter_bytes():
+                f.write(chunk)
 
 
 # --- OpenAI Videos -----------------------------------------------------------------------------------
@@ -479,15 +487,12 @@ class OpenAIVideosEngine(RemoteEngine):
     def download(self, forward, job, upstream_id: str, state: dict[str, Any], folder: Path) -> dict[str, Any]:
         folder.mkdir(parents=True, exist_ok=True)
         client = self.http(forward)
-        for variant, name, required in (("video", "output.mp4", True), ("thumbnail", "poster.jpg", False)):
-            with client.stream("GET", f"/videos/{upstream_id}/content", params={"variant": variant}) as r:
-                if r.status_code != 200:
-                    if required:
-                        raise ReelforgeError(f"cannot download the video of {upstream_id} from {forward.url}: HTTP {r.status_code}")
-                    continue
-                with open(folder / name, "wb") as f:
-                    for chunk in r.iter_bytes():
-                        f.write(chunk)
+        with client.stream("GET", f"/videos/{upstream_id}/content", params={"variant": "video"}) as r:
+            if r.status_code != 200:
+                raise ReelforgeError(f"cannot download the video of {upstream_id} from {forward.url}: HTTP {r.status_code}")
+            with open(folder / "output.mp4", "wb") as f:
+                for chunk in r.iter_bytes():
+                    f.write(chunk)
         return {}
 
     def cancel(self, forward, upstream_id: str) -> bool:
