@@ -131,3 +131,16 @@ def to_nova(model_input: Any, local: bool = True) -> tuple[dict[str, Any], list[
         "videoGenerationConfig": {"durationSeconds": DURATIONS[d["duration"]], "fps": FPS, "dimension": f"{width}x{height}"},
     }
     return nova, notes
+
+
+def from_nova(nova: dict[str, Any]) -> dict[str, Any]:
+    """The Luma request for a Nova-shaped one (a job that came on another wire, forwarded to Luma on Bedrock)."""
+    cfg = nova.get("videoGenerationConfig", {})
+    width, _, height = str(cfg.get("dimension", "1280x720")).partition("x")
+    shape = {size(a, r): (a, r) for a in ASPECT_RATIOS for r in RESOLUTIONS}.get((int(width), int(height)))
+    if shape is None:
+        raise RequestError("videoGenerationConfig.dimension", f"{width}x{height} is not a Luma Ray2 size; allowed: {', '.join(f'{w}x{h}' for w, h in SIZES)}")
+    seconds = {v: k for k, v in DURATIONS.items()}.get(cfg.get("durationSeconds"))
+    if seconds is None:
+        raise RequestError("videoGenerationConfig.durationSeconds", f"{cfg.get('durationSeconds')} is not a Luma Ray2 length; allowed: 5, 9")
+    return {"prompt": nova.get("textToVideoParams", {}).get("text", ""), "aspect_ratio": shape[0], "resolution": shape[1], "duration": seconds}

@@ -346,7 +346,13 @@ class BedrockEngine(RemoteEngine):
     def create(self, forward, job, token: str) -> str:
         from botocore.exceptions import ClientError
 
-        model_input = job.wire_request.get("modelInput", job.model_input) if job.wire == "bedrock" else job.model_input
+        from ..models import get_model
+
+        model_input = job.wire_request.get("modelInput") or job.model_input  # Luma's own request, as it came
+        if "modelInput" not in job.wire_request and get_model(job.model_id).input_format == "luma":
+            from ..luma import from_nova
+
+            model_input = from_nova(job.model_input)  # a Luma job that came on another wire
         try:
             reply = self.client(forward).start_async_invoke(
                 modelId=forward.upstream_model, modelInput=model_input, clientRequestToken=token,
