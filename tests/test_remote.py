@@ -189,3 +189,23 @@ def test_an_upstream_failure_reaches_bs_job_with_its_message(kind, tmp_path, a_s
         assert done["status"] == "Failed" and "the upstream's GPU caught fire" in done["failureMessage"], done
         [upstream] = upstream_jobs(a_server)
         assert upstream.status is JobStatus.FAILED
+
+
+def test_a_luma_request_is_forwarded_to_a_in_lumas_own_form(tmp_path, a_server):
+    luma_input = {"prompt": "a paper boat on a pond", "aspect_ratio": "1:1", "duration": "5s", "resolution": "540p", "loop": True,
+                  "keyframes": {"frame1": {"type": "image", "url": "s3://somewhere/last.png"}}}
+    with b_server(tmp_path, ["luma.ray-v2:0=bedrock:" + a_server.url]) as b:
+        client = bedrock(b.url)
+        arn = start(client, model_id="luma.ray-v2:0", model_input=luma_input)  # an end keyframe: fine when forwarded
+        job = job_of(b, arn)
+        assert job.wire_request["modelInput"] == luma_input and "notes" not in job.metadata
+        # A gets Luma's request as it was sent, and checks it itself: its local model refuses the end keyframe
+        done = wait_done(client, arn, timeout=60)
+        assert done["status"] == "Failed" and "keyframes.frame1" in done["failureMessage"], done
+        del luma_input["keyframes"]
+        arn = start(client, model_id="luma.ray-v2:0", model_input=luma_input)
+        assert wait_done(client, arn, timeout=60)["status"] == "Completed"
+        upstream = [j for j in upstream_jobs(a_server) if j.status is JobStatus.COMPLETED]
+        assert len(upstream) == 1 and upstream[0].wire_request["modelInput"] == luma_input
+        info = probe(tmp_path / "b-buckets" / "b-out" / "videos" / job_of(b, arn).id / "output.mp4")
+        assert (info.width, info.height, info.frames) == (540, 540, 120)

@@ -366,21 +366,15 @@ class BedrockEngine(RemoteEngine):
         return reply["invocationArn"]
 
     def fetch(self, forward, upstream_id: str) -> dict[str, Any]:
+        if is_reelforge(forward.url):  # one request that has the status and the progress too
+            r = _shared_http().get(f"{forward.url}/reelforge/jobs/{upstream_id.rsplit('/', 1)[1]}")
+            r.raise_for_status()
+            d = r.json()
+            status = {"QUEUED": "queued", "RUNNING": "running", "COMPLETED": "completed"}.get(d["status"], "failed")
+            return {"status": status, "progress": float(d.get("progress") or 0.0), "message": d.get("failureMessage"), "output": d.get("s3Uri")}
         r = self.client(forward).get_async_invoke(invocationArn=upstream_id)
         status = {"InProgress": "running", "Completed": "completed", "Failed": "failed"}[r["status"]]
-        state: dict[str, Any] = {"status": status, "progress": 0.0, "message": r.get("failureMessage"),
-                                 "output": r["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"]}
-        if status == "running" and is_reelforge(forward.url):  # reelforge's extension has progress
-            try:
-                import httpx
-
-                detail = httpx.get(f"{forward.url}/reelforge/jobs/{upstream_id.rsplit('/', 1)[1]}", timeout=5).json()
-                state["progress"] = float(detail.get("progress", 0.0))
-                if detail.get("status") == "QUEUED":
-                    state["status"] = "queued"
-            except Exception:  # noqa: BLE001 - progress is a courtesy
-                pass
-        return state
+        return {"status": status, "progress": 0.0, "message": r.get("failureMessage"), "output": r["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"]}
 
     def download(self, forward, job, upstream_id: str, state: dict[str, Any], folder: Path) -> dict[str, Any]:
         folder.mkdir(parents=True, exist_ok=True)
@@ -395,23 +389,25 @@ class BedrockEngine(RemoteEngine):
     def cancel(self, forward, upstream_id: str) -> bool:
         if not is_reelforge(forward.url):
             return False  # Bedrock has no cancel: the job runs on and its result is dropped
-        import httpx
-
-        r = httpx.post(f"{forward.url}/reelforge/jobs/{upstream_id.rsplit('/', 1)[1]}/cancel", timeout=10)
+        r = _shared_http().post(f"{forward.url}/reelforge/jobs/{upstream_id.rsplit('/', 1)[1]}/cancel")
         return r.status_code == 200
 
 
-_downloads = None
+_http = None
+
+
+def _shared_http():
+    """One kept-alive httpx client for this process's requests to reelforge upstreams."""
+    global _http
+    import httpx
+
+    if _http is None:
+        _http = httpx.Client(timeout=httpx.Timeout(120, connect=10), limits=httpx.Limits(max_connections=64))
+    return _http
 
 
 def _fetch_file(url: str, path: Path) -> None:
-    """GET ``url`` into ``path`` on one kept-alive client for every download of the process."""
-    global _downloads
-    import httpx
-
-    if _downloads is None:
-        _downloads = httpx.Client(timeout=httpx.Timeout(120, connect=10), limits=httpx.Limits(max_connections=64))
-    with _downloads.stream("GET", url) as r:
+    with _shared_http().stream("GET", url) as r:
         if r.status_code != 200:
             raise ReelforgeError(f"cannot download {url}: HTTP {r.status_code}")
         with open(path, "wb") as f:
