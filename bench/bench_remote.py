@@ -1,20 +1,22 @@
 """Benchmark the remote engines: does forwarding add a serial bottleneck?
 
-    PYTHONPATH=. .venv/bin/python bench/bench_remote.py [--jobs 100] [--job-s 2] [--concurrency 10] [--kinds bedrock,openai-videos]
+    PYTHONPATH=. .venv/bin/python bench/bench_remote.py [--jobs 100] [--job-s 2] [--concurrency 10] [--kinds bedrock,openai-videos] [--rounds 2]
 
-Upstream A is `reelforge serve` (in this process, on loopback) whose engine takes a fixed T seconds
+Upstream A is `reelforge serve` (a process of its own, on loopback, as on another machine) whose engine takes a fixed T seconds
 per job (``--job-s``), with ``--concurrency`` workers. Baseline: ``--jobs`` jobs submitted straight to A
 (boto3), makespan from the first submit to the last completion. Then the same jobs submitted to B,
 a second `reelforge serve` (one process; its forward's limit twice A's workers, so that A's own queue
 stays fed, and three threads per A worker: one per followed job plus downloads) forwarding every job to A through each remote engine; makespan measured the
-same way, on B. The ratio B / A must stay within 1.1: the remote engine (create, one poller per
+same way, on B; ``--rounds`` alternate A alone and through B, medians shown. The ratio B / A must stay within 1.1: the remote engine (create, one poller per
 upstream, download, probe, publish) adds no serial bottleneck.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -71,15 +73,43 @@ def makespan(url: str, jobs: int) -> float:
     return time.monotonic() - t0
 
 
+@contextlib.contextmanager
+def upstream_process(home: Path, workers: int):
+    """A: `reelforge serve` in a process of its own (as on another machine), with this module's engine loaded."""
+    from faults import Worker
+    from server_fixtures import free_port, http
+
+    port = free_port()
+    home.mkdir(parents=True)
+    env = {**os.environ, "REELFORGE_HOME": str(home / "a"), "PYTHONPATH": str(ROOT / "bench")}
+    a = Worker(env, "--port", str(port), "--workers", str(workers), "--bucket-dir", str(home / "a-b"), "--log-level", "warning",
+               command="serve", preload="bench_remote", log=home / "a.log").start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if http(url + "/reelforge/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if not a.alive() or time.monotonic() > deadline:
+                raise SystemExit(f"the upstream did not start; see {home / 'a.log'}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        a.kill9()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--jobs", type=int, default=100)
     ap.add_argument("--job-s", type=float, default=2.0)
     ap.add_argument("--concurrency", type=int, default=10)
     ap.add_argument("--kinds", default="bedrock,openai-videos")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of A alone and through B; medians are shown")
     args = ap.parse_args()
     os.environ["REELFORGE_BENCH_JOB_S"] = str(args.job_s)
-    os.environ.setdefault("REELFORGE_FORWARD_POLL_S", "0.1")
 
     from reelforge.forward import Forwards
     from reelforge.server.app import ServerSettings
@@ -88,16 +118,18 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-remote-"))
     rows = []
     for kind in args.kinds.split(","):
-        home = root / kind
-        with ServerThread(ServerSettings(workers=args.concurrency, bucket_dir=home / "a-b", data_dir=home / "a")) as a:
-            base = makespan(a.url, args.jobs)
-            upstream = f"{a.url}#{MODEL}" if kind == "openai-videos" else a.url
-            # The forward's limit is twice A's workers, so A's queue never runs dry while B notices an end and
-            # creates the next job; B's threads: one per followed job (until coroutine engines land) plus downloads.
-            fw = Forwards.parse([f"{MODEL}={kind}:{upstream};concurrency={2 * args.concurrency}"])
-            with ServerThread(ServerSettings(workers=3 * args.concurrency, bucket_dir=home / "b-b", data_dir=home / "b", forwards=fw)) as b:
-                forwarded = makespan(b.url, args.jobs)
-        rows.append((kind, base, forwarded))
+        bases, forwardeds = [], []
+        for n in range(args.rounds):  # alternating, so load from elsewhere on the machine falls on both alike
+            home = root / f"{kind}-{n}"
+            with upstream_process(home, args.concurrency) as a_url:
+                bases.append(makespan(a_url, args.jobs))
+                upstream = f"{a_url}#{MODEL}" if kind == "openai-videos" else a_url
+                # The forward's limit is twice A's workers, so A's queue never runs dry while B notices an end and
+                # creates the next job; B's threads: one per followed job (until coroutine engines land) plus downloads.
+                fw = Forwards.parse([f"{MODEL}={kind}:{upstream};concurrency={2 * args.concurrency}"])
+                with ServerThread(ServerSettings(workers=3 * args.concurrency, bucket_dir=home / "b-b", data_dir=home / "b", forwards=fw)) as b:
+                    forwardeds.append(makespan(b.url, args.jobs))
+        rows.append((kind, statistics.median(bases), statistics.median(forwardeds)))
     ideal = args.jobs / args.concurrency * args.job_s
     print(f"\n{args.jobs} jobs, T = {args.job_s:g} s each, concurrency {args.concurrency} (ideal makespan {ideal:.1f} s)\n")
     print(f"| engine | upstream A alone (s) | forwarded through B (s) | ratio B/A |")
