@@ -132,7 +132,7 @@ def main() -> None:
         rows.append((kind, statistics.median(bases), statistics.median(forwardeds)))
     ideal = args.jobs / args.concurrency * args.job_s
     print(f"\n{args.jobs} jobs, T = {args.job_s:g} s each, concurrency {args.concurrency} (ideal makespan {ideal:.1f} s)\n")
-    print(f"| engine | upstream A alone (s) | forwarded through B (s) | ratio B/A |")
+    print("| engine | upstream A alone (s) | forwarded through B (s) | ratio B/A |")
     print("|---|---|---|---|")
     for kind, base, forwarded in rows:
         print(f"| {kind} | {base:.1f} | {forwarded:.1f} | {forwarded / base:.3f} |")
