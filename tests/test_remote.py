@@ -209,3 +209,14 @@ def test_a_luma_request_is_forwarded_to_a_in_lumas_own_form(tmp_path, a_server):
         assert len(upstream) == 1 and upstream[0].wire_request["modelInput"] == luma_input
         info = probe(tmp_path / "b-buckets" / "b-out" / "videos" / job_of(b, arn).id / "output.mp4")
         assert (info.width, info.height, info.frames) == (540, 540, 120)
+
+
+def test_the_embedded_client_forwards_through_reelforge_forward(monkeypatch, tmp_path, a_server):
+    from reelforge import Client
+
+    monkeypatch.setenv("REELFORGE_FORWARD", entry("openai-videos", a_server.url))
+    job = Client(data_dir=tmp_path / "embedded").start(TINY, model=TINY_ID, output=tmp_path / "videos").wait(timeout=60)
+    assert job.record.metadata["forward"]["kind"] == "openai-videos" and job.record.metadata["engine"] == "openai-videos"
+    [upstream] = upstream_jobs(a_server)
+    assert upstream.wire == "openai" and job.record.metadata["checkpoint"]["upstreamId"] == f"video_{upstream.id}"
+    assert probe(job.video_path).width == 128
