@@ -193,8 +193,14 @@ class Runtime:
         return self.store.get(job_id)
 
     def cancel(self, job_id: str) -> JobRecord:
+        before = self.store.get(job_id)
         record = self.store.request_cancel(job_id)
         self.notify(job_id)
+        if before.status is JobStatus.QUEUED and record.status is JobStatus.CANCELED:
+            # No worker follows it: a forwarded job requeued after a crash still has its upstream job.
+            from .engines.remote import cancel_upstream
+
+            cancel_upstream(record)
         return record
 
     def delete(self, job_id: str, wait_s: float = 30.0) -> JobRecord | None:
@@ -228,6 +234,10 @@ class Runtime:
                 if job.status in (JobStatus.FAILED, JobStatus.CANCELED):
                     log.error("job %s %s: %s", job.id, job.status.value.lower(), job.failure_message)
                     finalize_ended(job, job.failure_message or "Canceled.")
+                    if job.status is JobStatus.CANCELED:
+                        from .engines.remote import cancel_upstream
+
+                        cancel_upstream(job)
         return ids
 
     # --- change notification (in-process waiters) -------------------------------------------

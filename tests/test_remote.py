@@ -219,3 +219,24 @@ def test_the_embedded_client_forwards_through_reelforge_forward(monkeypatch, tmp
     [upstream] = upstream_jobs(a_server)
     assert upstream.wire == "openai" and job.record.metadata["checkpoint"]["upstreamId"] == f"video_{upstream.id}"
     assert probe(job.video_path).width == 128
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("how", ["canceled while requeued", "canceled while its worker was dead"])
+def test_cancel_with_no_worker_following_still_reaches_a(kind, how, tmp_path):
+    with ServerThread(ServerSettings(workers=0, bucket_dir=tmp_path / "a-buckets", data_dir=tmp_path / "a-home")) as a, \
+            b_server(tmp_path, [entry(kind, a.url)], workers=0) as b:
+        arn = start(bedrock(b.url))
+        job_id = arn.rsplit("/", 1)[1]
+        worker = b_worker(tmp_path)
+        until(lambda: b.runtime.get(job_id).metadata.get("checkpoint", {}).get("upstreamId"), what="the saved upstream id")
+        worker.kill9()
+        if how == "canceled while requeued":
+            assert b.runtime.recover() == [job_id] and b.runtime.get(job_id).status is JobStatus.QUEUED
+            assert http(f"{b.url}/reelforge/jobs/{job_id}/cancel", "POST")[0] == 200
+        else:
+            assert http(f"{b.url}/reelforge/jobs/{job_id}/cancel", "POST")[0] == 200  # RUNNING: a cancel request
+            assert b.runtime.recover() == [job_id]  # the dead worker's unit ends CANCELED
+        assert b.runtime.get(job_id).status is JobStatus.CANCELED
+        until(lambda: a.runtime.store.list(statuses=[JobStatus.CANCELED]), what="A's cancel")
+        assert len(upstream_jobs(a)) == 1

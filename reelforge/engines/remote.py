@@ -260,6 +260,30 @@ class RemoteEngine(Engine):
             up.poller.unwatch(upstream_id)
 
 
+def cancel_upstream(record) -> threading.Thread | None:
+    """Cancel the upstream job of a forwarded job that ended CANCELED while no worker followed it
+    (canceled while requeued after a crash, or ended by recovery): best effort, in a thread of its own."""
+    from ..forward import Forward
+    from . import get_engine_class
+
+    route = record.metadata.get("forward")
+    upstream_id = (record.metadata.get("checkpoint") or {}).get("upstreamId")
+    if not route or not upstream_id:
+        return None
+    forward = Forward.from_route(record.model_id, route)
+
+    def run() -> None:
+        try:
+            reached = get_engine_class(forward.kind)().cancel(forward, upstream_id)
+            log.info("job %s canceled; upstream job %s at %s %s", record.id, upstream_id, forward.url, "canceled" if reached else "cannot be canceled (its result is dropped)")
+        except Exception as exc:  # noqa: BLE001 - the cancel here stands either way
+            log.warning("job %s canceled; canceling upstream job %s at %s failed: %s", record.id, upstream_id, forward.url, exc)
+
+    t = threading.Thread(target=run, name=f"cancel upstream {record.id}", daemon=True)
+    t.start()
+    return t
+
+
 def _wait_for_slot(up: Upstream, progress) -> None:
     while not up.slots.acquire(timeout=WAIT_STEP_S):
         progress(0, 1, f"waiting for one of {up.concurrency} upstream slots")
