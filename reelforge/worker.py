@@ -244,7 +244,7 @@ def _forwarded(store: JobStore, job: JobRecord, worker_id: str, engines: EngineC
     request = VideoRequest.from_model_input(job.model_input)
     _, shots = check(request, forwarded_spec(job.model_id, forward.kind))
     progress.metadata.update({k: job.metadata[k] for k in ("forward", "lifecycle", "notes", "checkpoint") if k in job.metadata})
-    unit = _Unit(store, job, worker_id, engines, forward.kind, {}, request, shots[:1])
+    unit = _Unit(store, job, worker_id, engines, forward.kind, {}, request, shots)
     unit.progress = progress
     checkpoint = dict(job.metadata.get("checkpoint", {}))
 
@@ -255,10 +255,11 @@ def _forwarded(store: JobStore, job: JobRecord, worker_id: str, engines: EngineC
         progress.metadata["checkpoint"] = dict(checkpoint)
 
     with _LeaseKeeper(progress), _Folder(job.storage_uri) as out, tempfile.TemporaryDirectory(prefix="reelforge-forward-") as work:
-        out.clear_leftovers(["output.mp4", "poster.jpg", "contact_sheet.png"])
+        names = [shot_file_name(i) for i in range(len(shots))] if len(shots) > 1 else []
+        out.clear_leftovers([*names, "output.mp4", "poster.jpg", "contact_sheet.png"])
         engine = unit._engine()
         out.put_json("manifest.json", _manifest(job, forward.kind, request))
-        plan = ShotPlan(0, 1, " ".join(request.shot_texts()), request.effective_seed, sum(s.duration_s for s in shots), request.fps,
+        plan = ShotPlan(0, len(shots), " ".join(request.shot_texts()), request.effective_seed, sum(s.duration_s for s in shots), request.fps,
                         request.width, request.height, None, job.model_id)
         t0 = time.perf_counter()
         result = engine.render(plan, RenderContext(progress, Path(work), job=job, forward=forward, checkpoint=checkpoint, save=save))
@@ -267,10 +268,14 @@ def _forwarded(store: JobStore, job: JobRecord, worker_id: str, engines: EngineC
         progress.beat("checking the upstream's video", force=True)
         info = media.probe(result.video_file)  # decodes every frame: a broken download fails here
         shutil.move(str(result.video_file), out.path / "output.mp4")
+        names = [n for n in names if (Path(work) / n).is_file()]
+        for name in names:  # a multi-shot video's shots, as the upstream wrote them (Bedrock's layout)
+            media.probe(Path(work) / name)
+            shutil.move(str(Path(work) / name), out.path / name)
         poster = media.read_frame(out.path / "output.mp4", info.frames // 3)
         metadata = {**progress.metadata, "engine": forward.kind, "render_encode_s": time.perf_counter() - t0,
                     "upstreamVideo": {"width": info.width, "height": info.height, "fps": info.fps, "frames": info.frames}}
-        unit.finish_video(out, [], poster, metadata)
+        unit.finish_video(out, names, poster, metadata)
     return _completed(store, job, worker_id, metadata, timings)
 
 

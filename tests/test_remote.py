@@ -240,3 +240,18 @@ def test_cancel_with_no_worker_following_still_reaches_a(kind, how, tmp_path):
         assert b.runtime.get(job_id).status is JobStatus.CANCELED
         until(lambda: a.runtime.store.list(statuses=[JobStatus.CANCELED]), what="A's cancel")
         assert len(upstream_jobs(a)) == 1
+
+
+def test_a_multi_shot_job_forwarded_to_a_keeps_its_shots(tmp_path, a_server):
+    shots = {"taskType": "MULTI_SHOT_MANUAL", "multiShotManualParams": {"shots": [{"text": "a red ball", "durationSeconds": 1}, {"text": "a blue cube", "durationSeconds": 1}]},
+             "videoGenerationConfig": {"fps": 8, "dimension": "128x72", "seed": 3}}
+    with b_server(tmp_path, [entry("bedrock", a_server.url)]) as b:
+        client = bedrock(b.url)
+        arn = start(client, model_input=shots)
+        assert wait_done(client, arn, timeout=60)["status"] == "Completed"
+        folder = tmp_path / "b-buckets" / "b-out" / "videos" / arn.rsplit("/", 1)[1]
+        assert [probe(folder / f"shot_000{i}.mp4").frames for i in (1, 2)] == [8, 8] and probe(folder / "output.mp4").frames == 16
+        status = json.loads((folder / "video-generation-status.json").read_text())
+        assert [s["location"].rsplit("/", 1)[1] for s in status["shots"]] == ["shot_0001.mp4", "shot_0002.mp4"]
+        [upstream] = upstream_jobs(a_server)
+        assert upstream.model_input["taskType"] == "MULTI_SHOT_MANUAL"  # A made the whole video, once

@@ -169,7 +169,8 @@ class RemoteEngine(Engine):
         """{"status": queued|running|completed|failed, "progress": 0..1, "message": str}."""
         raise NotImplementedError
 
-    def download(self, forward, job, upstream_id: str, state: dict[str, Any], folder: Path) -> dict[str, Any]:
+    def download(self, forward, job, upstream_id: str, state: dict[str, Any], folder: Path, shots: int = 1) -> dict[str, Any]:
+        """Write ``output.mp4`` into ``folder`` (and, where the upstream keeps them, ``shot_NNNN.mp4`` of a multi-shot video)."""
         raise NotImplementedError
 
     def cancel(self, forward, upstream_id: str) -> bool:
@@ -204,7 +205,7 @@ class RemoteEngine(Engine):
             up.slots.release()  # the upstream's work is done: its slot goes to the next job while this one downloads
             held = False
             folder = ctx.workdir or Path(".")
-            progress.metadata.update(self.download(forward, job, upstream_id, state, folder))
+            progress.metadata.update(self.download(forward, job, upstream_id, state, folder, shot.count))
             timings["downloadedAt"] = time.time()
             progress.metadata["upstreamTimings"] = {k: round(v, 3) for k, v in timings.items()}
             return ShotOutput(video_file=folder / "output.mp4")
@@ -400,14 +401,18 @@ class BedrockEngine(RemoteEngine):
         status = {"InProgress": "running", "Completed": "completed", "Failed": "failed"}[r["status"]]
         return {"status": status, "progress": 0.0, "message": r.get("failureMessage"), "output": r["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"]}
 
-    def download(self, forward, job, upstream_id: str, state: dict[str, Any], folder: Path) -> dict[str, Any]:
-        folder.mkdir(parents=True, exist_ok=True)
-        if is_reelforge(forward.url):
-            _fetch_file(f"{forward.url}/reelforge/jobs/{upstream_id.rsplit('/', 1)[1]}/files/output.mp4", folder / "output.mp4")
-        else:
-            from ..storage import S3Storage, join
+    def download(self, forward, job, upstream_id: str, state: dict[str, Any], folder: Path, shots: int = 1) -> dict[str, Any]:
+        from ..worker import shot_file_name
 
-            (folder / "output.mp4").write_bytes(S3Storage().get_bytes(join(state["output"], "output.mp4")))
+        folder.mkdir(parents=True, exist_ok=True)
+        names = ["output.mp4"] + ([shot_file_name(i) for i in range(shots)] if shots > 1 else [])  # Bedrock's layout
+        for name in names:
+            if is_reelforge(forward.url):
+                _fetch_file(f"{forward.url}/reelforge/jobs/{upstream_id.rsplit('/', 1)[1]}/files/{name}", folder / name)
+            else:
+                from ..storage import S3Storage, join
+
+                (folder / name).write_bytes(S3Storage().get_bytes(join(state["output"], name)))
         return {}
 
     def cancel(self, forward, upstream_id: str) -> bool:
@@ -510,7 +515,7 @@ class OpenAIVideosEngine(RemoteEngine):
         error = v.get("error") or {}
         return {"status": status, "progress": float(v.get("progress") or 0) / 100, "message": error.get("message") if error else None}
 
-    def download(self, forward, job, upstream_id: str, state: dict[str, Any], folder: Path) -> dict[str, Any]:
+    def download(self, forward, job, upstream_id: str, state: dict[str, Any], folder: Path, shots: int = 1) -> dict[str, Any]:
         folder.mkdir(parents=True, exist_ok=True)
         client = self.http(forward)
         with client.stream("GET", f"/videos/{upstream_id}/content", params={"variant": "video"}) as r:
