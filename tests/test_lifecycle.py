@@ -103,3 +103,20 @@ def test_models_shows_nova_reel_end_of_life_with_its_source():
     text = CliRunner().invoke(cli, ["models"]).output
     assert "end of life since 2026-09-30" in text
     assert "lifecycle" not in rows["reelforge.animatic-v1"]
+
+
+def test_the_cli_warns_after_submitting_to_a_legacy_model(monkeypatch, reelforge_home):
+    """The last reading (lifecycle.json in the data dir) is LEGACY: `generate` prints the warning; nothing is sent anywhere (--no-wait, no worker)."""
+    import time
+
+    from reelforge.lifecycle import Lifecycle, LifecycleReader
+    from reelforge.forward import parse_entry
+
+    forward = parse_entry(FORWARD)
+    eol = days(30).date().isoformat()
+    reader = LifecycleReader(client_factory=lambda f: pytest.fail("read live despite a fresh reading"), cache_path=reelforge_home / "lifecycle.json")
+    reader._store(reader._key(forward), Lifecycle("luma.ray-v2:0", "LEGACY", eol, None, "GetFoundationModel at Amazon Bedrock", time.time()))
+    monkeypatch.setenv("REELFORGE_FORWARD", FORWARD)
+    result = CliRunner().invoke(cli, ["generate", "a kite", "--model", "luma.ray-v2:0", "--duration", "5", "--no-wait"])
+    assert result.exit_code == 0, result.output
+    assert f"warning: luma.ray-v2:0 is LEGACY on Bedrock, end of life {eol}" in result.stderr
