@@ -38,9 +38,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from . import config
-from .errors import ReelforgeError, RequestError
+from .errors import JobExpiredError, ReelforgeError, RequestError
 from .estimate import estimate, is_aws_endpoint
 from .request import ImageInput, VideoRequest, check, parse_dimension
+from .jobs import PrunedJob
 
 FIELDS = ("prompt", "text", "model", "duration", "fps", "resolution", "seed", "image", "fit")
 CAPACITY_ERRORS = ("ThrottlingException", "ServiceQuotaExceededException", "TooManyRequestsException")
@@ -388,7 +389,7 @@ class BatchRunner:
                     item.request, model=item.model_id, output=self.output, client_token=retry_token(item.token, attempt),
                     tags={"reelforge-batch": self.batch_name[:256], "reelforge-line": str(item.line)},
                 )
-                rec = job.refresh()
+                rec = _refresh(job)
             except Exception as exc:  # noqa: BLE001 - every submit failure ends up in the report
                 code = capacity_error(exc)
                 if code is None:
@@ -427,7 +428,7 @@ class BatchRunner:
         changed = False
         for line, f in list(self._inflight.items()):
             try:
-                rec = f.job.refresh()
+                rec = _refresh(f.job)
             except Exception as exc:  # noqa: BLE001
                 if capacity_error(exc):
                     continue  # polling was throttled; look again next round
@@ -445,6 +446,9 @@ class BatchRunner:
 
     def _result(self, item: BatchItem, job: Any, rec: Any, how: str) -> LineResult:
         output = None
+        if isinstance(rec, PrunedJob):  # the line's job ended long ago and retention removed it: not run again
+            gone = JobExpiredError(rec.id, rec)
+            return LineResult(item.line, rec.id, rec.status.value, None, item.estimated_cost_usd, item.seconds, item.prompt, how, f"expired: {gone.expiry}")
         if rec.status.value == "COMPLETED":
             path = getattr(job, "video_path", None) if getattr(self.client, "endpoint", None) is None else None
             output = str(path) if path else rec.output_uri.rstrip("/") + "/output.mp4"
@@ -467,6 +471,14 @@ class BatchRunner:
     def _emit(self, result: LineResult | None) -> None:
         if self.on_update is not None:
             self.on_update(self.counts, result)
+
+
+def _refresh(job: Any) -> Any:
+    """The job's record; a pruned job's tombstone (a PrunedJob) once retention removed it."""
+    try:
+        return job.refresh()
+    except JobExpiredError as exc:
+        return exc.job
 
 
 def retry_token(token: str, attempt: int) -> str:

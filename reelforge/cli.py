@@ -287,7 +287,7 @@ def _job_dict(rec: JobRecord) -> dict:
 
 @cli.group()
 def jobs() -> None:
-    """List, inspect, cancel and download jobs."""
+    """List, inspect, cancel, download and prune jobs."""
 
 
 @jobs.command("list")
@@ -393,6 +393,38 @@ def jobs_cancel(job_id, endpoint):
         click.echo(f"job {job.id} canceled")
     else:
         click.echo(f"job {job.id} is {after.value.lower()}: asked to stop, it ends CANCELED at its next frame")
+
+
+@jobs.command("prune")
+@click.option("--older-than", "older_than", required=True, metavar="DURATION", help="Prune jobs that ended at least this long ago: a whole number and s, m, h, d or w (12h, 30d, 2w) [required: no default, nothing is pruned without it].")
+@click.option("--dry-run", is_flag=True, help="List the ids that would be pruned; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print {ids, failed} as JSON.")
+def jobs_prune(older_than, dry_run, as_json):
+    """Remove the records and files of ended jobs (COMPLETED, FAILED, CANCELED) older than --older-than.
+
+    Queued and running jobs are never touched. Each pruned job leaves a tombstone (id, client token,
+    request fingerprint, final status), so a repeated token or batch line never starts it again.
+    Works on this machine's job log (the data dir's, or REELFORGE_DATABASE_URL); ids go to stdout.
+    """
+    from .jobs import open_store
+    from .retention import parse_duration, prune
+
+    try:
+        age = parse_duration(older_than, "--older-than")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[-1], param_hint="--older-than") from None
+    report = prune(open_store(config.job_store_location()), age, dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps({"dry_run": dry_run, "ids": report.ids, "failed": report.failed}))
+    else:
+        for job_id in report.ids:
+            click.echo(job_id)
+        verb = "would prune" if dry_run else "pruned"
+        click.echo(f"{verb} {len(report.ids)} job(s) that ended over {older_than} ago", err=True)
+        for job_id, why in report.failed.items():
+            click.echo(f"job {job_id}: files not removed yet ({why}); run prune again", err=True)
+    if report.failed:
+        raise SystemExit(1)
 
 
 @jobs.command("download")

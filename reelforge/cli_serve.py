@@ -116,8 +116,9 @@ def _is_loopback(host: str) -> bool:
 @click.option("--forward", "forwards", multiple=True, metavar="ENTRY", help="Run a model id upstream: 'MODEL_ID=bedrock:URL' or 'MODEL_ID=openai-videos:URL#UPSTREAM_MODEL' (URL aws: Amazon's endpoint); repeatable; also REELFORGE_FORWARD, space-separated (docs/remote.md) [default: none, every model runs here].")
 @click.option("--region", default=None, help=f"Region for ARNs when a request carries none [default: {config.DEFAULT_REGION}].")
 @click.option("--account", default=None, help=f"12-digit account id in ARNs [default: {config.DEFAULT_ACCOUNT}].")
+@click.option("--retain", metavar="DURATION", help="Prune finished jobs (records and files, keeping tombstones) once they ended this long ago, e.g. 12h, 30d, 2w; checked every hour (REELFORGE_PRUNE_EVERY_S) [default: REELFORGE_RETAIN, else keep every job].")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info", show_default=True, help="What uvicorn prints on stderr.")
-def serve(host, port, workers, bucket_dir, default_output, auth_keys, allowed_hosts, max_body, read_timeout, max_connections, max_queued, forwards, region, account, log_level):
+def serve(host, port, workers, bucket_dir, default_output, auth_keys, allowed_hosts, max_body, read_timeout, max_connections, max_queued, forwards, region, account, retain, log_level):
     """Serve Bedrock's async-invoke API, OpenAI's Videos API and Google's Veo API over one job log.
 
     Point boto3 at it with endpoint_url="http://HOST:PORT" (any credentials, a region), the openai
@@ -134,6 +135,12 @@ def serve(host, port, workers, bucket_dir, default_output, auth_keys, allowed_ho
         raise click.BadParameter("must be 1 to 20 lowercase letters, digits and '-' (it goes into ARNs), e.g. us-east-1", param_hint="--region")
     if account is not None and not re.fullmatch(r"[0-9]{12}", account):
         raise click.BadParameter("must be 12 digits", param_hint="--account")
+    from .retention import parse_duration, retain_from_env
+
+    try:
+        retain_s = parse_duration(retain, "--retain") if retain is not None else retain_from_env()
+    except (ValueError, ReelforgeError) as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[-1], param_hint="--retain" if retain is not None else "REELFORGE_RETAIN") from None
     try:
         keys = load_keys(auth_keys, os.environ.get("REELFORGE_AUTH_KEYS"))
     except ValueError as exc:
@@ -141,7 +148,7 @@ def serve(host, port, workers, bucket_dir, default_output, auth_keys, allowed_ho
     overrides = dict(
         forwards=parse_forwards(forwards),
         host=host, port=port, workers=workers, auth_keys=keys, max_body=parse_size(max_body),
-        allowed_hosts=tuple(h.strip().lower() for h in allowed_hosts), read_timeout=read_timeout, max_queued=max_queued,
+        allowed_hosts=tuple(h.strip().lower() for h in allowed_hosts), read_timeout=read_timeout, max_queued=max_queued, retain_s=retain_s,
     )
     overrides["max_connections"], warning = connection_budget(max_connections)
     if warning:
@@ -164,6 +171,7 @@ def _serve_on(sock: socket.socket, host: str, overrides: dict, bucket_dir: Path 
     import uvicorn
 
     from .server.app import create_app, settings_from_env
+    from .retention import describe
     from .server.protocol import uvicorn_config
 
     port = overrides["port"] = sock.getsockname()[1]  # the real one for --port 0
@@ -186,7 +194,8 @@ def _serve_on(sock: socket.socket, host: str, overrides: dict, bucket_dir: Path 
     click.echo(
         f"reelforge serving Bedrock async-invoke, OpenAI Videos (/v1/videos) and Google Veo (/v1beta1, /v1beta) on http://{_url_host(host)}:{port} "
         f"(job log {config.job_store_location()}, {settings.workers} worker(s), outputs to {where}{default}, "
-        f"SigV4 and API keys {'checked' if settings.auth_keys else 'not checked'})",
+        f"SigV4 and API keys {'checked' if settings.auth_keys else 'not checked'}, "
+        f"{'finished jobs pruned after ' + describe(settings.retain_s) if settings.retain_s else 'every job kept'})",
         err=True,
     )
     server = uvicorn.Server(uvicorn_config(app, settings, log_level))

@@ -6,6 +6,7 @@ ReelforgeError
 ├── UnknownModelError       a model id no engine serves (ValidationException)
 ├── ConflictError           a client token reused with a different request (ConflictException)
 ├── JobNotFoundError        no job with that id or ARN (ResourceNotFoundException)
+│   └── JobExpiredError     the job was pruned by retention; ``.job`` is its tombstone (a PrunedJob)
 ├── EngineError             an engine cannot run: missing weights, missing extra, bad options
 ├── StorageError            an output location that cannot be read or written
 │   └── JobStoreError       the job log cannot be reached or used (server: 503)
@@ -62,6 +63,24 @@ class JobNotFoundError(ReelforgeError, LookupError):
     def __init__(self, ref: str):
         self.ref = ref
         super().__init__(f"no job {ref!r} in the job log (run `reelforge jobs list`)")
+
+
+class JobExpiredError(JobNotFoundError):
+    """The job existed but retention removed its record and files; ``job`` is what its tombstone keeps."""
+
+    def __init__(self, ref: str, job):
+        from datetime import datetime, timezone
+
+        self.ref, self.job = ref, job
+
+        def day(t):
+            return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if t else "?"
+
+        self.expiry = (
+            f"it ended as {job.status.value} on {day(job.end_time)} and its record and files were removed "
+            f"on {day(job.pruned_time)} by the retention setting"
+        )
+        ReelforgeError.__init__(self, f"job {ref!r} has expired: {self.expiry}")
 
 
 class EngineError(ReelforgeError):

@@ -111,6 +111,17 @@ class JobRecord:
         return d
 
 
+@dataclass
+class PrunedJob(JobRecord):
+    """What a tombstone keeps of a job that retention removed: id, ARN, client token, fingerprint, final status.
+
+    Returned by ``create`` for a repeated client token (the job it started is gone, and no new one
+    starts) and carried by JobExpiredError; its request, files and metadata are gone.
+    """
+
+    pruned_time: float = 0.0
+
+
 _JSON_COLUMNS = ("model_input", "output_config", "tags", "metadata", "wire_request")
 _COLUMNS = tuple(JobRecord.__dataclass_fields__)
 
@@ -221,6 +232,28 @@ class JobStore:
 
     def retry(self, job_id: str, worker_id: str, reason: str, *, fence: int | None = None) -> None:
         raise NotImplementedError
+
+    # --- retention (reelforge/retention.py drives these) ----------------------------------------
+    def prunable(self, ended_before: float, *, after: tuple[float, str] | None = None, limit: int = 500) -> list[tuple[float, str]]:
+        """(end_time, id) of ended jobs (no shot unit still queued or running) that ended before
+        ``ended_before``, in that order, after the cursor ``after``."""
+        raise NotImplementedError
+
+    def prune(self, job_id: str, ended_before: float) -> PrunedJob | None:
+        """In one transaction: replace the job and its shot units by a tombstone that still names the
+        job's files; None (nothing changed) when the job no longer qualifies."""
+        raise NotImplementedError
+
+    def unfinished_prunes(self) -> list[PrunedJob]:
+        """Tombstones whose files may still be there (a prune stopped before removing them)."""
+        raise NotImplementedError
+
+    def files_pruned(self, job_id: str) -> None:
+        """The tombstone's files are gone: forget where they were."""
+        raise NotImplementedError
+
+    def forget_pruned_search(self) -> None:
+        """After a prune round: drop the pruned jobs from a search index kept apart from their rows."""
 
     def release(self, worker_id: str) -> list[str]:
         """Requeue every unit ``worker_id`` runs (it is stopping), giving back begun attempts; return their ids."""

@@ -422,7 +422,10 @@ def _error(code: str, message: str, ref: str) -> ReelforgeError:
     if code == "ConflictException":
         return ConflictError(message)
     if code == "ResourceNotFoundException":
-        return JobNotFoundError(ref)
+        err = JobNotFoundError(ref)
+        if "has expired" in message:  # pruned by the server's retention: say so, not "no job"
+            err.args = (message,)
+        return err
     if code == "AccessDeniedException":
         return ReelforgeError(f"access denied: {message}")
     return ReelforgeError(f"{code}: {message}" if code else message)

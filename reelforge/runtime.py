@@ -28,10 +28,12 @@ from .forward import Forwards
 from .lifecycle import LifecycleReader
 from .models import add_forwarded, engine_for, get_model, local_backend
 from .request import VideoRequest, check
+from .retention import prune, prune_every_s, retain_from_env
 from .storage import join, local_path, storage_for, to_uri
 from .worker import EngineCache, finalize_ended, new_worker_id, perform, sweep_staging, worker_is_dead
 
 log = logging.getLogger("reelforge.runtime")
+_FROM_ENV = object()  # retain_s: read REELFORGE_RETAIN
 
 
 class Runtime:
@@ -45,6 +47,7 @@ class Runtime:
         map_output: Callable[[str], str] | None = None,
         forwards: Forwards | None = None,
         lifecycle: LifecycleReader | None = None,
+        retain_s: float | None | object = _FROM_ENV,
     ):
         self.forwards = forwards if forwards is not None else Forwards.from_env()
         for f in self.forwards.entries.values():
@@ -58,10 +61,13 @@ class Runtime:
         self.map_output = map_output  # requested output URI -> where files really go
         self.max_queued: int | None = None  # reelforge serve --max-queued: refuse new jobs beyond it
         self._admission = threading.Lock()  # the count and the insert as one step in this process
+        # Jobs that ended longer ago than this are pruned while this runtime works (None: kept).
+        self.retain_s = retain_from_env() if retain_s is _FROM_ENV else retain_s
         self.engines = EngineCache()
         self._changed = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._services: list[threading.Thread] = []
+        self._pruner: threading.Thread | None = None
         self._stop = threading.Event()
         self._presence: FileLock | None = None
         self.worker_id = new_worker_id()
@@ -316,7 +322,7 @@ class Runtime:
             if not self._run_guarded():
                 self.wait_for_change(1.0)
 
-    # --- services: recovery timer, job notifications, presence --------------------------------
+    # --- services: recovery timer, job notifications, retention, presence -----------------------
     def _start_services(self) -> None:
         if self._services:
             return
@@ -326,6 +332,14 @@ class Runtime:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._services.append(t)
+        self.start_pruning()
+
+    def start_pruning(self) -> None:
+        """Prune on a timer when a retention is set (a server with no worker threads calls this alone)."""
+        if self.retain_s is None or self._pruner is not None:
+            return
+        self._pruner = threading.Thread(target=self._prune_loop, name="reelforge-prune", daemon=True)
+        self._pruner.start()
 
     def _recover_loop(self) -> None:
         while not self._stop.wait(self.timings.recover_s):
@@ -333,6 +347,16 @@ class Runtime:
                 self.recover()
             except Exception:  # the job log may be away; the next round tries again
                 log.warning("recovery round failed", exc_info=True)
+
+    def _prune_loop(self) -> None:
+        """Prune jobs past the retention every ``prune_every_s`` (the first round right away)."""
+        every = prune_every_s(self.retain_s)
+        while not self._stop.is_set():
+            try:
+                prune(self.store, self.retain_s)
+            except Exception:  # the job log or storage may be away; the next round tries again
+                log.warning("prune round failed", exc_info=True)
+            self._stop.wait(every)
 
     def _listen(self) -> None:
         self.store.listen(self.notify, self._stop)
@@ -361,7 +385,7 @@ class Runtime:
     def stop(self, timeout: float = 10) -> None:
         self._stop.set()
         self.notify()
-        for t in self._threads + self._services:
+        for t in self._threads + self._services + ([self._pruner] if self._pruner else []):
             t.join(timeout)
         self._release_presence()
         self.engines.close()

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import config
-from .errors import ConflictError, JobNotFoundError, JobStoreError
+from .errors import ConflictError, JobExpiredError, JobNotFoundError, JobStoreError
 from .jobs import (
     _COLUMNS,
     _JSON_COLUMNS,
@@ -39,6 +39,7 @@ from .jobs import (
     JobRecord,
     JobStatus,
     JobStore,
+    PrunedJob,
     check_search,
     fold_search,
     search_text,
@@ -84,6 +85,20 @@ def _sqlite_search_text(db) -> None:
 
     _add_search_text(db, write)
 
+
+# A pruned job's tombstone (reelforge/retention.py): what keeps a repeated client token from starting a
+# new job once the job's record is gone. storage_uri names the files until they are removed.
+def _tombstones(real: str) -> str:
+    return f"""
+    CREATE TABLE job_tombstones (
+        id TEXT PRIMARY KEY, arn TEXT NOT NULL, model_id TEXT NOT NULL, client_token TEXT UNIQUE,
+        fingerprint TEXT NOT NULL, status TEXT NOT NULL, wire TEXT NOT NULL, submit_time {real} NOT NULL,
+        end_time {real}, pruned_time {real} NOT NULL, storage_uri TEXT
+    );
+    CREATE INDEX job_tombstones_unfinished ON job_tombstones (pruned_time) WHERE storage_uri IS NOT NULL;
+    CREATE INDEX jobs_ended ON jobs (end_time, id) WHERE parent_id IS NULL AND end_time IS NOT NULL
+    """
+
 SQLITE_MIGRATIONS = [
     # 1: the job log
     """
@@ -120,8 +135,30 @@ SQLITE_MIGRATIONS = [
     ALTER TABLE jobs ADD COLUMN wire_request TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE jobs ADD COLUMN deleted_time REAL
     """,
+    # 7: retention: tombstones of pruned jobs, and the index prune finds old jobs by
+    _tombstones("REAL"),
 ]
 
+
+
+_TOMBSTONE_COLUMNS = ("id", "arn", "model_id", "client_token", "fingerprint", "status", "wire", "submit_time", "end_time", "pruned_time", "storage_uri")
+
+
+class _Tombstoned(Exception):
+    """Inside ``create``: the token belongs to a pruned job (raised to roll the insert back)."""
+
+    def __init__(self, job: PrunedJob):
+        self.job = job
+
+
+def _pruned(row) -> PrunedJob:
+    d = dict(row)
+    d["status"] = JobStatus(d["status"])
+    # The request, files and metadata are gone; storage_uri names the files while they are still to remove.
+    return PrunedJob(
+        model_input={}, output_uri="", storage_uri=d.pop("storage_uri") or "", stage="expired",
+        progress=1.0 if d["status"] is JobStatus.COMPLETED else 0.0, last_modified=d["pruned_time"], **d,
+    )
 
 
 def _fenced(fence: int | None) -> tuple[str, list[int]]:
@@ -239,26 +276,36 @@ class SQLJobStore(JobStore):
         columns = _COLUMNS + ("search_text",)
 
         def body(retrying: bool) -> tuple[JobRecord, bool]:
-            with self._tx() as db:
-                # One write: a repeated token (or our own insert, when a retry follows a lost reply) inserts nothing.
-                row = db.execute(
-                    f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-                    " ON CONFLICT DO NOTHING RETURNING id",
-                    [values[c] for c in columns],
-                ).fetchone()
-                if row is not None:
-                    if values["search_text"] is not None:
-                        self._index_search(db, record.id, values["search_text"])
-                    self._announce(db)
-                    return record, True
-                found = db.execute(
-                    "SELECT * FROM jobs WHERE id = ? OR client_token = ?", (record.id, record.client_token)
-                ).fetchone()
-            if found is None:  # the conflicting row went away meanwhile (it cannot: jobs are never deleted)
-                raise JobStoreError(f"job {record.id} could not be recorded; try again")
-            existing = self._row(found)
-            if existing.id == record.id:
-                return existing, True
+            try:
+                with self._tx() as db:
+                    # One write: a repeated token (or our own insert, when a retry follows a lost reply) inserts nothing.
+                    row = db.execute(
+                        f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+                        " ON CONFLICT DO NOTHING RETURNING id",
+                        [values[c] for c in columns],
+                    ).fetchone()
+                    if row is not None:
+                        # Checked after the insert: a prune deletes a job's row only after its tombstone is
+                        # committed, so a token that the insert found free is either new or tombstoned here.
+                        if record.client_token is not None:
+                            self._refuse_tombstoned(db, record.client_token)
+                        if values["search_text"] is not None:
+                            self._index_search(db, record.id, values["search_text"])
+                        self._announce(db)
+                        return record, True
+                    found = db.execute(
+                        "SELECT * FROM jobs WHERE id = ? OR client_token = ?", (record.id, record.client_token)
+                    ).fetchone()
+                    if found is None and record.client_token is not None:  # pruned between the two statements
+                        self._refuse_tombstoned(db, record.client_token)
+            except _Tombstoned as gone:  # the insert is rolled back
+                existing = gone.job
+            else:
+                if found is None:
+                    raise JobStoreError(f"job {record.id} could not be recorded; try again")
+                existing = self._row(found)
+                if existing.id == record.id:
+                    return existing, True
             if existing.fingerprint != record.fingerprint:
                 raise ConflictError(
                     f"clientRequestToken {record.client_token!r} was already used for job {existing.id} "
@@ -268,6 +315,11 @@ class SQLJobStore(JobStore):
 
         return self._attempt(body)
 
+    def _refuse_tombstoned(self, db, token: str) -> None:
+        row = db.execute("SELECT * FROM job_tombstones WHERE client_token = ?", (token,)).fetchone()
+        if row is not None:
+            raise _Tombstoned(_pruned(row))
+
     def get(self, job_id: str) -> JobRecord:
         def body(_):
             with self._conn() as db:
@@ -275,6 +327,9 @@ class SQLJobStore(JobStore):
 
         row = self._attempt(body)
         if row is None:
+            gone = self.tombstone(job_id)
+            if gone is not None:
+                raise JobExpiredError(job_id, gone)
             raise JobNotFoundError(job_id)
         return self._row(row)
 
@@ -286,6 +341,66 @@ class SQLJobStore(JobStore):
 
         row = self._attempt(body)
         return self._row(row) if row is not None else None
+    def tombstone(self, job_id: str) -> PrunedJob | None:
+        """The tombstone of a job retention removed, or None."""
+
+        def body(_):
+            with self._conn() as db:
+                return db.execute("SELECT * FROM job_tombstones WHERE id = ?", (job_id,)).fetchone()
+
+        row = self._attempt(body)
+        return _pruned(row) if row is not None else None
+
+    # --- retention ---------------------------------------------------------------------------
+    _PRUNABLE = (
+        "parent_id IS NULL AND status IN ('COMPLETED', 'FAILED', 'CANCELED') AND end_time < ?"
+        # a failed job's other shots may still be stopping: their worker could write files yet
+        " AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.parent_id = jobs.id AND c.status IN ('QUEUED', 'RUNNING'))"
+    )
+
+    def prunable(self, ended_before: float, *, after: tuple[float, str] | None = None, limit: int = 500) -> list[tuple[float, str]]:
+        where, args = self._PRUNABLE, [ended_before]
+        if after is not None:
+            where += " AND (end_time, id) > (?, ?)"
+            args += list(after)
+        rows = self._read([(f"SELECT end_time, id FROM jobs WHERE {where} ORDER BY end_time, id LIMIT ?", args + [limit])])
+        return [(r["end_time"], r["id"]) for r in rows]
+
+    def prune(self, job_id: str, ended_before: float) -> PrunedJob | None:
+        def body(_):
+            now = time.time()
+            with self._tx() as db:
+                self._lock(db, job_id)
+                row = db.execute(f"SELECT * FROM jobs WHERE id = ? AND {self._PRUNABLE}", (job_id, ended_before)).fetchone()
+                if row is None:
+                    return None
+                kept = [row[c] for c in _TOMBSTONE_COLUMNS[:-2]] + [now, row["storage_uri"]]
+                # ON CONFLICT: a retry after a lost reply finds its own tombstone there already.
+                db.execute(
+                    f"INSERT INTO job_tombstones ({', '.join(_TOMBSTONE_COLUMNS)}) VALUES ({', '.join('?' * len(_TOMBSTONE_COLUMNS))})"
+                    " ON CONFLICT DO NOTHING",
+                    kept,
+                )
+                db.execute("DELETE FROM jobs WHERE parent_id = ?", (job_id,))
+                db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+                return db.execute("SELECT * FROM job_tombstones WHERE id = ?", (job_id,)).fetchone()
+
+        row = self._attempt(body)
+        return _pruned(row) if row is not None else None
+
+    def unfinished_prunes(self) -> list[PrunedJob]:
+        rows = self._read([("SELECT * FROM job_tombstones WHERE storage_uri IS NOT NULL ORDER BY pruned_time, id", [])])
+        return [_pruned(r) for r in rows]
+
+    def files_pruned(self, job_id: str) -> None:
+        def body(_):
+            with self._tx() as db:
+                db.execute("UPDATE job_tombstones SET storage_uri = NULL WHERE id = ?", (job_id,))
+
+        self._attempt(body)
+
+    def forget_pruned_search(self) -> None:
+        """After a prune round: drop pruned jobs from a search index that is not a column's (SQLite's FTS table)."""
 
     def list(self, *, statuses=None, submitted_after=None, submitted_before=None, descending=True, limit=100, after=None, search=None, model_id=None):
         needle = check_search(search)
@@ -783,6 +898,13 @@ class SQLiteJobStore(SQLJobStore):
         if self._fts:
             db.execute("INSERT INTO jobs_search (job_id, text) VALUES (?, ?)", (job_id, text))
 
+    def forget_pruned_search(self) -> None:
+        # job_id is an UNINDEXED column: one pass after a round, not a scan per pruned job. Until
+        # then a search's join with jobs drops the pruned jobs' entries.
+        if self._fts:
+            with self._tx() as db:
+                db.execute("DELETE FROM jobs_search WHERE job_id NOT IN (SELECT id FROM jobs)")
+
     def _matches(self, needle: str, where: list[str], args: list) -> tuple[str, list]:
         if not self._fts:
             return f"SELECT id, submit_time FROM jobs WHERE {self._CONTAINS} AND {' AND '.join(where)}", [needle] + args
@@ -831,6 +953,8 @@ POSTGRES_MIGRATIONS = [
     ALTER TABLE jobs ADD COLUMN wire_request TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE jobs ADD COLUMN deleted_time DOUBLE PRECISION
     """,
+    # 6: retention, as SQLite's 7
+    _tombstones("DOUBLE PRECISION"),
 ]
 
 

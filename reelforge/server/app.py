@@ -65,6 +65,7 @@ class ServerSettings:
     allowed_hosts: tuple[str, ...] = ()  # extra Host names a loopback-bound server answers (a reverse proxy's)
     max_queued: int | None = None  # refuse new jobs while this many are queued (each wire's quota error)
     forwards: Any = None  # forward.Forwards: model ids that run upstream (default: REELFORGE_FORWARD)
+    retain_s: float | None = None  # prune ended jobs this old (reelforge/retention.py); None keeps every job
 
     @property
     def advertised_output(self) -> str | None:
@@ -105,6 +106,7 @@ class ServerState:
                 fetch_s3=self.fetch_s3,
                 map_output=self.map_output if settings.bucket_dir is not None else None,
                 forwards=settings.forwards,
+                retain_s=settings.retain_s,
             )
         self.runtime = runtime
         if settings.max_queued is not None:
@@ -453,6 +455,7 @@ def create_app(settings: ServerSettings | None = None, runtime: Runtime | None =
         state.hub.start(asyncio.get_running_loop())
         if settings.workers > 0:
             state.runtime.start_workers(settings.workers)
+        state.runtime.start_pruning()
         log.info("serving; job log %s, %d worker(s)", getattr(state.runtime.store, "path", "?"), settings.workers)
         try:
             yield

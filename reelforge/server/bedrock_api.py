@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ..errors import JobNotFoundError
+from ..errors import JobExpiredError, JobNotFoundError
 from ..jobs import JobStatus
 from . import wire
 from .errors import validation
@@ -49,6 +49,10 @@ async def get_async_invoke(request: Request) -> JSONResponse:
     _, job_id = wire.parse_invocation_arn(arn)
     try:
         record = await _state(request).job(job_id)
+    except JobExpiredError as exc:
+        if exc.job.arn != arn:
+            raise JobNotFoundError(arn) from None
+        raise JobExpiredError(arn, exc.job) from None
     except JobNotFoundError:
         raise JobNotFoundError(arn) from None
     if record.arn != arn:  # same id, other region or account: not this invocation

@@ -11,6 +11,7 @@ status, the ``x-amzn-ErrorType: <Code>`` header and a ``{"message": ...}`` JSON 
 | ConflictError                               | 400  | ConflictException             |
 | QueueFullError (serve --max-queued)         | 400  | ServiceQuotaExceededException (OpenAI, Google: 429) |
 | JobNotFoundError                            | 404  | ResourceNotFoundException     |
+| JobExpiredError (pruned: "has expired")     | 404  | ResourceNotFoundException     |
 | ApiError (the server's own)                 | any  | as given                      |
 | anything else                               | 500  | InternalServerException       |
 
@@ -35,7 +36,7 @@ import logging
 
 from starlette.responses import Response
 
-from ..errors import ConflictError, EngineError, JobNotFoundError, QueueFullError, ReelforgeError, RequestError, StorageError, UnknownModelError
+from ..errors import ConflictError, EngineError, JobExpiredError, JobNotFoundError, QueueFullError, ReelforgeError, RequestError, StorageError, UnknownModelError
 from ..stores import JobStoreError
 
 log = logging.getLogger("reelforge.server")
@@ -85,6 +86,8 @@ def error_parts(exc: BaseException) -> tuple[int, str, str]:
         return 400, "ConflictException", str(exc)
     if isinstance(exc, QueueFullError):  # Bedrock's own answer to a full quota: a 400 botocore does not retry
         return 400, "ServiceQuotaExceededException", str(exc)
+    if isinstance(exc, JobExpiredError):
+        return 404, "ResourceNotFoundException", f"Invocation {exc.ref!r} has expired: {exc.expiry}."
     if isinstance(exc, JobNotFoundError):
         return 404, "ResourceNotFoundException", f"Could not find invocation {exc.ref!r}."
     if isinstance(exc, (RequestError, UnknownModelError, StorageError, EngineError)):

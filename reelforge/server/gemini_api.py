@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..errors import JobNotFoundError, RequestError, StorageError
+from ..errors import JobExpiredError, JobNotFoundError, RequestError, StorageError
 from ..jobs import JobRecord, JobStatus
 from ..models import get_model
 from ..request import ImageInput, VideoRequest
@@ -272,6 +272,8 @@ async def _operation(request: Request, name: str, op_id: str, *, vertex: bool) -
     for i in range(0, len(op_id), 12):
         try:
             record = await _state(request).job(op_id[i:i + 12])
+        except JobExpiredError as exc:
+            raise ApiError(404, "ResourceNotFoundException", f"Operation {name[:200]} has expired: {exc.expiry}.") from None
         except JobNotFoundError:
             raise _not_found(f"Operation {name}") from None
         if record.deleted_time is not None or record.parent_id is not None:
@@ -304,6 +306,8 @@ async def download(request: Request, job_id: str) -> Response:
         raise _invalid("alt", "this server serves only the file's bytes: add ?alt=media")
     try:
         record = await _state(request).job(job_id)
+    except JobExpiredError as exc:
+        raise ApiError(404, "ResourceNotFoundException", f"File files/{job_id[:100]} has expired: {exc.expiry}.") from None
     except JobNotFoundError:
         raise _not_found(f"File files/{job_id}") from None
     if record.deleted_time is not None or record.status is not JobStatus.COMPLETED:

@@ -21,8 +21,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from .. import continuation
-from ..errors import JobNotFoundError, RequestError, StorageError
-from ..jobs import JobRecord, JobStatus
+from ..errors import JobExpiredError, JobNotFoundError, RequestError, StorageError
+from ..jobs import JobRecord, JobStatus, PrunedJob
 from ..models import MULTI_SHOT_MANUAL, get_model
 from ..request import ImageInput, VideoRequest, parse_dimension, surrogate_problem
 from ..storage import local_path
@@ -64,8 +64,11 @@ def video_id(record: JobRecord) -> str:
     return ID_PREFIX + record.id
 
 
-def video(record: JobRecord) -> dict[str, Any]:
-    """A job as OpenAI's ``Video`` object (every field, in the types strict clients check)."""
+def video(record: JobRecord, retain_s: float | None = None) -> dict[str, Any]:
+    """A job as OpenAI's ``Video`` object (every field, in the types strict clients check).
+
+    ``expires_at``: when retention (``reelforge serve --retain``) will prune an ended job; null
+    while it runs, and when the server keeps every job."""
     width, height, seconds = video_wires.shape(record)
     done = record.status is JobStatus.COMPLETED
     error = None
@@ -82,7 +85,7 @@ def video(record: JobRecord) -> dict[str, Any]:
         "progress": 100 if done else min(99, int(record.progress * 100)),
         "created_at": int(record.submit_time),
         "completed_at": int(record.end_time) if done and record.end_time else None,
-        "expires_at": None,  # kept until deleted
+        "expires_at": int(record.end_time + retain_s) if retain_s and record.status.done and record.end_time else None,
         "prompt": video_wires.prompt(record),
         "seconds": seconds,
         "size": f"{width}x{height}",
@@ -91,9 +94,17 @@ def video(record: JobRecord) -> dict[str, Any]:
     }
 
 
-def _reply(record: JobRecord) -> JSONResponse:
+def _reply(request: Request, record: JobRecord) -> JSONResponse:
+    if isinstance(record, PrunedJob):  # a repeated Idempotency-Key whose video retention removed: no new video
+        gone = JobExpiredError(record.id, record)
+        raise ApiError(409, "ConflictException", f"Idempotency-Key was used for video {video_id(record)}, which has expired: {gone.expiry}; "
+                       "send a new key for a new video.", param="Idempotency-Key", detail="video_expired")
     headers = {} if record.status.done else {"openai-poll-after-ms": str(POLL_AFTER_MS)}
-    return JSONResponse(video(record), headers=headers)
+    return JSONResponse(video(record, _state(request).runtime.retain_s), headers=headers)
+
+
+def _expired(vid: str, exc: JobExpiredError) -> ApiError:
+    return ApiError(404, "ResourceNotFoundException", f"Video {vid[:100]!r} has expired: {exc.expiry}.", param="video_id", detail="video_expired")
 
 
 async def _record(request: Request, vid: str | None = None) -> JobRecord:
@@ -104,6 +115,8 @@ async def _record(request: Request, vid: str | None = None) -> JobRecord:
         if m is None:
             raise JobNotFoundError(vid)
         record = await _state(request).job(m.group(1))
+    except JobExpiredError as exc:
+        raise _expired(vid, exc) from None
     except JobNotFoundError:
         raise ApiError(404, "ResourceNotFoundException", f"No video found with id {vid[:100]!r}.", param="video_id", detail="not_found") from None
     if record.deleted_time is not None or record.parent_id is not None:
@@ -207,7 +220,7 @@ async def create(request: Request) -> JSONResponse:
     record, _ = await video_wires.submit(
         state, model_id, req, wire=OPENAI, wire_request=wire_request, fields=CREATE_FIELDS, client_token=_token(request),
     )
-    return _reply(record)
+    return _reply(request, record)
 
 
 def _token(request: Request) -> str | None:
@@ -225,7 +238,7 @@ async def retrieve(request: Request) -> JSONResponse:
     helper = request.headers.get("x-stainless-poll-helper") == "true" and "x-stainless-custom-poll-interval" not in request.headers
     if helper and not record.status.done:
         record = await _until_done(request, record)
-    return _reply(record)
+    return _reply(request, record)
 
 
 async def _until_done(request: Request, record: JobRecord) -> JobRecord:
@@ -273,11 +286,14 @@ async def list_videos(request: Request) -> JSONResponse:
         except ApiError as exc:
             if exc.status != 404 or _VIDEO_ID.fullmatch(q["after"]) is None:
                 raise _bad(f"after: {q['after'][:100]!r} is not the id of a video; pass the last_id of the page before", param="after") from None
-            anchor = await _state(request).job(q["after"][len(ID_PREFIX):])  # a deleted anchor still marks its place
+            try:
+                anchor = await _state(request).job(q["after"][len(ID_PREFIX):])  # a deleted anchor still marks its place
+            except JobExpiredError as exc:
+                anchor = exc.job  # so does a pruned one (its tombstone keeps the submit time)
         cursor = (anchor.submit_time, anchor.id)
     rows = await run_in_threadpool(_page, _state(request).runtime.store, order == "desc", limit + 1, cursor)
     page = rows[:limit]
-    data = [video(r) for r in page]
+    data = [video(r, _state(request).runtime.retain_s) for r in page]
     return JSONResponse({
         "object": "list", "data": data, "has_more": len(rows) > limit,
         "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None,
@@ -351,7 +367,7 @@ async def remix(request: Request) -> JSONResponse:
     }
     record, _ = await video_wires.submit(_state(request), source.model_id, req, wire=OPENAI, wire_request=wire_request,
                                          fields=CREATE_FIELDS, client_token=_token(request), tags=source.tags)
-    return _reply(record)
+    return _reply(request, record)
 
 
 async def extend_video(request: Request) -> JSONResponse:
@@ -380,7 +396,7 @@ async def extend_video(request: Request) -> JSONResponse:
                                              fields={**CREATE_FIELDS, "videoGenerationConfig": "video"}, client_token=_token(request), prepare=plan.place)
     finally:
         plan.cleanup()
-    return _reply(record)
+    return _reply(request, record)
 
 
 async def edit(request: Request) -> JSONResponse:
