@@ -81,9 +81,9 @@ def _frames(model_input: dict) -> int:
 
 
 def soak(db: str, jobs: int = 200, workers: int = 3, server: bool = True, faults: bool = True, lease_s: float = 3.0,
-         limit_s: float = 600.0, seed: int = 1, work: Path | None = None, log=print) -> Report:
-    """Run one soak on ``db`` ("sqlite" or "postgres"); return its report."""
-    run = _Soak(db, workers, server, faults, lease_s, seed, Path(work or tempfile.mkdtemp(prefix="reelforge-soak-")))
+         limit_s: float = 600.0, seed: int = 1, work: Path | None = None, log=print, fault_gap_s: tuple[float, float] = (1.0, 3.0)) -> Report:
+    """Run one soak on ``db`` ("sqlite" or "postgres"); return its report. A fault comes every ``fault_gap_s`` (min, max) seconds."""
+    run = _Soak(db, workers, server, faults, lease_s, seed, Path(work or tempfile.mkdtemp(prefix="reelforge-soak-")), fault_gap_s)
     try:
         return run.go(jobs, limit_s)
     finally:
@@ -91,7 +91,7 @@ def soak(db: str, jobs: int = 200, workers: int = 3, server: bool = True, faults
 
 
 class _Soak:
-    def __init__(self, db, workers, server, faults, lease_s, seed, work: Path):
+    def __init__(self, db, workers, server, faults, lease_s, seed, work: Path, fault_gap_s=(1.0, 3.0)):
         import boto3
         from botocore.config import Config
 
@@ -99,7 +99,7 @@ class _Soak:
         from reelforge.runtime import Runtime
 
         self.rng = random.Random(seed)
-        self.seed, self.faults_on, self.lease_s, self.work = seed, faults, lease_s, work
+        self.seed, self.faults_on, self.lease_s, self.work, self.fault_gap_s = seed, faults, lease_s, work, fault_gap_s
         self.home = work / "home"
         self.home.mkdir(parents=True, exist_ok=True)
         self.report = Report(db)
@@ -130,7 +130,7 @@ class _Soak:
         self.accepted: dict[str, dict] = {}  # job id -> model input
         self.pending: list[tuple[str, bool, float, list[tuple[str, int]]]] = []  # takeovers still to time
         self.frozen: list[tuple[Worker, float]] = []  # (worker, when to thaw it)
-        self.next_fault = time.monotonic() + self.rng.uniform(1, 3)
+        self.next_fault = time.monotonic() + self.rng.uniform(*self.fault_gap_s)
 
     def go(self, jobs: int, limit_s: float) -> Report:
         t0 = time.monotonic()
@@ -162,7 +162,7 @@ class _Soak:
         self._time_takeovers()
         if self.faults_on and now >= self.next_fault:
             self._fault()
-            self.next_fault = time.monotonic() + self.rng.uniform(1, 3)
+            self.next_fault = time.monotonic() + self.rng.uniform(*self.fault_gap_s)
 
     def _fault(self) -> None:
         from reelforge.jobs import JobStatus

@@ -3,7 +3,7 @@
 import logging
 
 from .client import Client, Job, JobPage, generate
-from .engines import Engine, EngineOptions, ShotPlan, register_engine
+from .engines import Audio, Engine, EngineOptions, RenderContext, ShotOutput, ShotPlan, register_engine
 from .errors import (
     ConflictError,
     EngineError,
@@ -29,6 +29,7 @@ __version__ = "0.1.0"
 logging.getLogger("reelforge").addHandler(logging.NullHandler())
 
 __all__ = [
+    "Audio",
     "Client",
     "ConflictError",
     "Engine",
@@ -44,8 +45,10 @@ __all__ = [
     "JobStatus",
     "NoPlayerError",
     "ReelforgeError",
+    "RenderContext",
     "RequestError",
     "Shot",
+    "ShotOutput",
     "ShotPlan",
     "StorageError",
     "UnknownModelError",

@@ -147,7 +147,10 @@ def _engine_note(model: str) -> str | None:
 @click.option("--no-wait", is_flag=True, help="Print the job id and return; the job runs on.")
 @click.option("--json", "as_json", is_flag=True, help="Print the finished job as JSON.")
 @click.option("--dry-run", is_flag=True, help="Check the request and estimate cost and time; submit nothing.")
-def generate(prompt, image, fit, seed, duration, fps, resolution, model, output, token, endpoint, no_wait, as_json, dry_run):
+@click.option("--webhook", metavar="URL|NAME", help="Notify this URL of the job's events, signed with REELFORGE_WEBHOOK_SECRET (docs/webhooks.md); with --endpoint, the name of an endpoint the server registered [default: none].")
+@click.option("--webhook-events", metavar="EVENTS", help="What --webhook hears, comma-separated: job.started, job.completed, job.failed, job.canceled, job.progress [default: all but job.progress].")
+@click.option("--no-audio", is_flag=True, help="A silent video, even from a model that makes sound [default: keep the model's sound].")
+def generate(prompt, image, fit, seed, duration, fps, resolution, model, output, token, endpoint, no_wait, as_json, dry_run, webhook, webhook_events, no_audio):
     """Make a video from PROMPT (the text of the video) and print where it is."""
     from .request import ImageInput, VideoRequest, parse_dimension
 
@@ -162,7 +165,7 @@ def generate(prompt, image, fit, seed, duration, fps, resolution, model, output,
         from .cli_batch import print_estimate
 
         return print_estimate([(model, request)], endpoint, as_json)
-    _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json)
+    _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json, webhook=webhook, webhook_events=webhook_events, audio=not no_audio)
 
 
 def lint_request(request, *, errors: bool = True) -> list[str]:
@@ -192,14 +195,14 @@ def _default_duration(model: str) -> int:
     return 6 if allowed is None or 6 in allowed else max(d for d in allowed if d <= 6)
 
 
-def _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json) -> None:
+def _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json, webhook=None, webhook_events=None, audio: bool = True) -> None:
     """The pre-flight lint, then submit, then follow the job with a progress bar (or return at once)."""
     for line in lint_request(request, errors=False):
         click.echo(f"lint: {line}", err=True)
     client = _client(endpoint)
     if not endpoint and no_wait:
         client._backend.workers = 0  # the background worker runs it, so this process can exit
-    job = client.start(request, model=model, output=output, client_token=token)
+    job = client.start(request, model=model, output=output, client_token=token, webhook=webhook, webhook_events=webhook_events, audio=audio)
     from .gallery.views import job_warnings
 
     for line in job_warnings(job.record):
@@ -280,6 +283,8 @@ def _job_dict(rec: JobRecord) -> dict:
         "output": rec.output_uri,
         "failure": rec.failure_message,
         "attempts": rec.attempts,
+        "audio": rec.metadata.get("audio"),  # the video's sound track (codec, sampleRate, channels), null when silent
+        "keepAudio": rec.audio,  # false: asked for a silent video (--no-audio)
         "request": rec.model_input,
         "metadata": rec.metadata,
     }
@@ -359,7 +364,8 @@ def _console():
 @endpoint_option
 def jobs_show(job_id, endpoint):
     """Everything about the job JOB_ID (its id or ARN), as JSON."""
-    click.echo(json.dumps(_job_dict(_client(endpoint).get(job_id).record), indent=2))
+    job = _client(endpoint).get(job_id)
+    click.echo(json.dumps({**_job_dict(job.record), "webhooks": job.webhooks}, indent=2))
 
 
 @jobs.command("wait")
@@ -553,6 +559,41 @@ def lint(prompt, task_type, duration):
         click.echo("no warnings")
     if any(w.severity == "error" for w in warnings):
         sys.exit(1)
+
+
+@cli.group()
+def webhooks() -> None:
+    """Signed webhook notifications (docs/webhooks.md)."""
+
+
+@webhooks.command("retry")
+@click.argument("ref", metavar="DELIVERY_ID|JOB_ID")
+def webhooks_retry(ref):
+    """Send DELIVERY_ID|JOB_ID again now: one delivery (msg_..., whatever its state), or every failed
+    delivery of a job; same webhook-id, same body. A running serve or worker on this job log sends them."""
+    from .client import embedded_runtime
+    from .errors import JobNotFoundError
+
+    runtime = embedded_runtime()
+    ids = runtime.store.retry_deliveries(ref)
+    if not ids:
+        if not ref.startswith("msg_"):
+            runtime.get(ref)  # JobNotFoundError for no such job
+            click.echo(f"job {ref} has no failed deliveries", err=True)
+            return
+        if runtime.store.delivery(ref) is None:
+            raise JobNotFoundError(ref)
+    for delivery_id in ids:
+        click.echo(delivery_id)
+    click.echo(f"{len(ids)} deliver{'y' if len(ids) == 1 else 'ies'} due now; a running serve or worker sends them", err=True)
+
+
+@webhooks.command("secret")
+def webhooks_secret():
+    """Print a new signing secret (whsec_ and 32 random bytes) for --webhook-secret / REELFORGE_WEBHOOK_SECRET."""
+    from .webhooks import new_secret
+
+    click.echo(new_secret())
 
 
 def main() -> None:

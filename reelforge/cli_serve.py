@@ -118,7 +118,14 @@ def _is_loopback(host: str) -> bool:
 @click.option("--account", default=None, help=f"12-digit account id in ARNs [default: {config.DEFAULT_ACCOUNT}].")
 @click.option("--retain", metavar="DURATION", help="Prune finished jobs (records and files, keeping tombstones) once they ended this long ago, e.g. 12h, 30d, 2w; checked every hour (REELFORGE_PRUNE_EVERY_S) [default: REELFORGE_RETAIN, else keep every job].")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info", show_default=True, help="What uvicorn prints on stderr.")
-def serve(host, port, workers, bucket_dir, default_output, auth_keys, allowed_hosts, max_body, read_timeout, max_connections, max_queued, forwards, region, account, retain, log_level):
+@click.option("--webhook", "webhook_urls", multiple=True, metavar="URL", help="Notify this URL of every job's events, signed (docs/webhooks.md); repeatable (also REELFORGE_WEBHOOKS, space-separated) [default: none].")
+@click.option("--webhook-endpoint", "webhook_endpoints", multiple=True, metavar="NAME=URL", help="An endpoint notified only for the jobs that name it (Bedrock tag reelforge:webhook=NAME); repeatable (also REELFORGE_WEBHOOK_ENDPOINTS) [default: none].")
+@click.option("--webhook-secret", metavar="whsec_...", help="Standard Webhooks signing secret (also REELFORGE_WEBHOOK_SECRET; make one with `reelforge webhooks secret`) [default: none, webhooks off].")
+@click.option("--webhook-events", metavar="EVENTS", help="What the server's endpoints hear, comma-separated: job.started, job.completed, job.failed, job.canceled, job.progress (also REELFORGE_WEBHOOK_EVENTS) [default: all but job.progress].")
+@click.option("--allow-private-webhooks", is_flag=True, default=None, help="Let webhooks reach loopback, private and link-local addresses, and plain http (also REELFORGE_ALLOW_PRIVATE_WEBHOOKS=1).")
+@click.option("--public-url", metavar="URL", help="This server's address as receivers reach it, for the file links in webhooks [default: http://HOST:PORT].")
+def serve(host, port, workers, bucket_dir, default_output, auth_keys, allowed_hosts, max_body, read_timeout, max_connections, max_queued, forwards, region, account, retain, log_level,
+          webhook_urls, webhook_endpoints, webhook_secret, webhook_events, allow_private_webhooks, public_url):
     """Serve Bedrock's async-invoke API, OpenAI's Videos API and Google's Veo API over one job log.
 
     Point boto3 at it with endpoint_url="http://HOST:PORT" (any credentials, a region), the openai
@@ -150,6 +157,9 @@ def serve(host, port, workers, bucket_dir, default_output, auth_keys, allowed_ho
         host=host, port=port, workers=workers, auth_keys=keys, max_body=parse_size(max_body),
         allowed_hosts=tuple(h.strip().lower() for h in allowed_hosts), read_timeout=read_timeout, max_queued=max_queued, retain_s=retain_s,
     )
+    overrides["webhooks"] = webhook_settings(webhook_urls, webhook_endpoints, webhook_secret, webhook_events, allow_private_webhooks)
+    if public_url:
+        overrides["public_url"] = public_url.rstrip("/")
     overrides["max_connections"], warning = connection_budget(max_connections)
     if warning:
         click.echo(f"warning: {warning}", err=True)
@@ -163,6 +173,33 @@ def serve(host, port, workers, bucket_dir, default_output, auth_keys, allowed_ho
         _serve_on(sock, host, overrides, bucket_dir, region, account, log_level)
     finally:
         sock.close()
+
+
+def webhook_settings(urls=(), endpoints=(), secret=None, events=None, allow_private=None):
+    """The webhook settings of the environment with these flags applied; ClickException naming what cannot be used."""
+    from .webhooks import RequestError, Settings, parse_kinds, parse_named
+
+    overrides = dict(secret=secret, allow_private=allow_private or None)
+    try:
+        if urls:
+            overrides["urls"] = tuple(urls)
+        if endpoints:
+            overrides["named"] = parse_named(endpoints, "--webhook-endpoint")
+        if events:
+            overrides["kinds"] = parse_kinds(events, "--webhook-events")
+        return Settings.from_env(**overrides)
+    except RequestError as exc:
+        raise click.BadParameter(exc.message, param_hint="--webhook-events") from None
+    except ReelforgeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _webhooks_note(hooks) -> str:
+    """What the start line says of webhooks: how many endpoints, never the secret."""
+    if hooks is None or not hooks.secret:
+        return ""
+    private = ", private addresses allowed" if hooks.allow_private else ""
+    return f", webhooks to {len(hooks.urls)} endpoint(s) for every job and {len(hooks.named)} named{private}"
 
 
 def _serve_on(sock: socket.socket, host: str, overrides: dict, bucket_dir: Path | None, region, account, log_level) -> None:
@@ -195,7 +232,7 @@ def _serve_on(sock: socket.socket, host: str, overrides: dict, bucket_dir: Path 
         f"reelforge serving Bedrock async-invoke, OpenAI Videos (/v1/videos) and Google Veo (/v1beta1, /v1beta) on http://{_url_host(host)}:{port} "
         f"(job log {config.job_store_location()}, {settings.workers} worker(s), outputs to {where}{default}, "
         f"SigV4 and API keys {'checked' if settings.auth_keys else 'not checked'}, "
-        f"{'finished jobs pruned after ' + describe(settings.retain_s) if settings.retain_s else 'every job kept'})",
+        f"{'finished jobs pruned after ' + describe(settings.retain_s) if settings.retain_s else 'every job kept'}{_webhooks_note(settings.webhooks)})",
         err=True,
     )
     server = uvicorn.Server(uvicorn_config(app, settings, log_level))

@@ -62,16 +62,28 @@ class Client:
         output: str | os.PathLike | None = None,
         client_token: str | None = None,
         tags: dict[str, str] | None = None,
+        webhook: str | None = None,
+        webhook_events: str | list[str] | None = None,
+        audio: bool = True,
     ) -> "Job":
         """Validate and submit; the job is in the job log before this returns.
 
         ``request`` is a VideoRequest, Nova Reel ``modelInput`` dict, or a prompt. Passing the
         same ``client_token`` again returns the same job instead of starting a second one.
+        ``webhook`` is notified of the job's events, signed (docs/webhooks.md): a URL (embedded;
+        ``webhook_events`` picks the events), or the name of an endpoint registered with the server
+        (``--webhook-endpoint NAME=URL``, sent as the tag ``reelforge:webhook``).
+        ``audio=False`` makes the video silent even when the model makes sound (recorded with the job).
         """
+        from .webhooks import TAG
+
         if isinstance(request, str):
             request = VideoRequest(text=request)
         tag_list = [{"key": k, "value": v} for k, v in (tags or {}).items()]
-        job_id = self._backend.submit(model, request, output, client_token, tag_list)
+        if webhook is not None and "://" not in webhook:
+            tag_list.append({"key": TAG, "value": webhook})
+            webhook = None
+        job_id = self._backend.submit(model, request, output, client_token, tag_list, webhook=webhook, webhook_events=webhook_events, audio=audio)
         return Job(self, job_id)
 
     def get(self, ref: str) -> "Job":
@@ -134,9 +146,9 @@ class EmbeddedBackend:
         self.output_default = Path(data_dir).expanduser() / "outputs" if data_dir else None
         self._ensured = 0.0
 
-    def submit(self, model, request, output, client_token, tags) -> str:
+    def submit(self, model, request, output, client_token, tags, webhook=None, webhook_events=None, audio: bool = True) -> str:
         out = output if output is not None else self.output_default
-        record, _ = self.runtime.submit(model, request, out, client_token=client_token, tags=tags)
+        record, _ = self.runtime.submit(model, request, out, client_token=client_token, tags=tags, webhook=webhook, webhook_events=webhook_events, audio=audio)
         if self.workers > 0:
             if not self.runtime._threads:
                 atexit.register(_hand_off_at_exit, self.runtime)
@@ -163,6 +175,11 @@ class EmbeddedBackend:
 
     def cancel(self, job_id: str) -> JobRecord:
         return self.runtime.cancel(job_id)
+
+    def deliveries(self, job_id: str) -> list[dict[str, Any]]:
+        from .webhooks import shown
+
+        return [shown(d) for d in self.runtime.store.deliveries(job_id)]
 
     def wait_for_change(self, job_id: str, timeout: float) -> None:
         # Another process (the background worker) may be the one running it: poll the log as well.
@@ -212,6 +229,11 @@ class Job:
         return (self._cached or self.refresh()).output_uri
 
     @property
+    def webhooks(self) -> list[dict[str, Any]]:
+        """The job's webhook deliveries: endpoint, event, state (pending, delivered, failed), attempts, last response."""
+        return self.client._backend.deliveries(self.id)
+
+    @property
     def failure_message(self) -> str | None:
         return self.record.failure_message
 
@@ -228,6 +250,11 @@ class Job:
         if self._prompts is not None:
             return list(self._prompts)
         return self.request.shot_texts()
+
+    @property
+    def audio(self) -> dict[str, Any] | None:
+        """The finished video's sound track (codec, sampleRate, channels, duration); None when it is silent."""
+        return self.record.metadata.get("audio")
 
     @property
     def local_dir(self) -> Path | None:
@@ -302,8 +329,11 @@ class Job:
         if rec.status is JobStatus.COMPLETED and self.video_path:
             import base64
 
+            from .media import sound_label
+
             data = base64.b64encode(self.video_path.read_bytes()).decode()
-            return f'<div>{head}<br><video controls width="640" src="data:video/mp4;base64,{data}"></video></div>'
+            sound = f"sound: {sound_label(rec.metadata.get('audio'), rec.audio)}"
+            return f'<div>{head} · {sound}<br><video controls width="640" src="data:video/mp4;base64,{data}"></video></div>'
         extra = f"<br>{rec.failure_message}" if rec.failure_message else ""
         return f"<div>{head}{extra}</div>"
 

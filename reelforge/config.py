@@ -114,3 +114,8 @@ def background_worker() -> bool:
     if value not in ("auto", "never"):
         raise ConfigError(f"REELFORGE_BACKGROUND_WORKER={value!r} is not usable; allowed: auto, never")
     return value == "auto" and not os.environ.get("REELFORGE_DATABASE_URL")
+
+
+def async_units() -> int:
+    """How many units of coroutine engines one worker process follows at once (REELFORGE_ASYNC_UNITS, default 64)."""
+    return int(_number("REELFORGE_ASYNC_UNITS", 64, 1, integer=True))

@@ -226,7 +226,7 @@ def learn(engine_id: str, store: Any, measured: FrameRate | None, size: tuple[in
 def job_timing(rec: Any) -> tuple[str, float, int, int, int] | None:
     """(engine, render seconds, frames, width, height) of a completed job, from its recorded timings."""
     meta = rec.metadata or {}
-    engine_id = meta.get("engine")
+    engine_id = meta.get("engine") or getattr(rec, "engine", "")
     if not engine_id:
         try:
             engine_id, _ = engine_for(get_model(rec.model_id))

@@ -104,6 +104,10 @@ class JobRecord:
     wire: str = "bedrock"  # the API the job came on: bedrock, openai, gemini (docs/wires.md)
     wire_request: dict[str, Any] = field(default_factory=dict)  # that API's request, image and video bytes as size and digest
     deleted_time: float | None = None  # set when its files were deleted (OpenAI's DELETE); the record stays
+    webhooks: dict[str, Any] = field(default_factory=dict)  # where its events go (webhooks.py); {} for none
+    audio: bool = True  # False: the video is made silent even when its engine makes sound (--no-audio)
+    engine: str = ""  # the engine that renders it and its options, fixed when the job was recorded
+    engine_options: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -122,7 +126,7 @@ class PrunedJob(JobRecord):
     pruned_time: float = 0.0
 
 
-_JSON_COLUMNS = ("model_input", "output_config", "tags", "metadata", "wire_request")
+_JSON_COLUMNS = ("model_input", "output_config", "tags", "metadata", "wire_request", "webhooks", "engine_options")
 _COLUMNS = tuple(JobRecord.__dataclass_fields__)
 
 SEARCH_MIN_CHARS = 3  # trigram indexes cannot look up anything shorter
@@ -259,7 +263,7 @@ class JobStore:
         """Requeue every unit ``worker_id`` runs (it is stopping), giving back begun attempts; return their ids."""
         raise NotImplementedError
 
-    def listen(self, wake, stop) -> None:
+    def listen(self, wake, stop, channel=None) -> None:
         """Call ``wake()`` when another process makes a job claimable, until the event ``stop`` is set."""
 
     def split(self, parent_id: str, worker_id: str, shots: list[JobRecord], *, fence: int | None = None) -> bool:

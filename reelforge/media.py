@@ -1,4 +1,4 @@
-"""Video files: H.264 MP4 encoding, probing, frame reading, stream-copy joins, posters and contact sheets."""
+"""Video files: H.264 MP4 encoding, AAC audio tracks, probing, frame reading, stream-copy joins, posters and contact sheets."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import io
 import logging
 import os
 import queue
+import shutil
 import struct
 import tempfile
 import threading
@@ -21,8 +22,8 @@ from PIL import Image, ImageDraw, ImageFont
 from reelforge.errors import StorageError
 
 __all__ = [
-    "VideoWriter", "VideoInfo", "atomic_write_bytes", "concat_mp4", "contact_sheet", "encode_mp4", "probe",
-    "read_frame", "read_frames", "save_poster", "streams_match",
+    "AudioInfo", "VideoWriter", "VideoInfo", "atomic_write_bytes", "concat_mp4", "contact_sheet", "encode_mp4",
+    "fit_samples", "probe", "probe_audio", "publish_copy", "read_audio", "read_frame", "read_frames", "save_poster", "set_audio", "sound_label", "streams_match",
 ]
 
 log = logging.getLogger("reelforge.media")
@@ -290,6 +291,17 @@ def encode_mp4(frames: Iterable[np.ndarray], path: PathLike, fps: float | int | 
 
 
 @dataclass
+class AudioInfo:
+    codec: str
+    sample_rate: int
+    channels: int
+    duration: float  # seconds, as the container's edit list plays it (encoder priming and padding left out)
+
+    def to_dict(self) -> dict:
+        return {"codec": self.codec, "sampleRate": self.sample_rate, "channels": self.channels, "duration": round(self.duration, 4)}
+
+
+@dataclass
 class VideoInfo:
     codec: str
     profile: str | None
@@ -300,6 +312,7 @@ class VideoInfo:
     frames: int
     duration: float
     moov_before_mdat: bool
+    audio: AudioInfo | None = None  # the first audio stream, if there is one
 
 
 def _top_level_boxes(path: Path) -> list[str]:
@@ -342,7 +355,32 @@ def probe(path: PathLike) -> VideoInfo:
         return VideoInfo(
             codec=cc.name, profile=s.profile, pix_fmt=cc.pix_fmt, width=cc.width, height=cc.height,
             fps=float(rate) if rate else 0.0, frames=n, duration=duration, moov_before_mdat=moov_first,
+            audio=_audio_info(c),
         )
+
+
+def sound_label(audio: dict | None, kept: bool = True) -> str:
+    """A video's sound in words, from AudioInfo.to_dict() as a job's metadata keeps it."""
+    if not kept:
+        return "none: a silent video was asked for"
+    if not audio:
+        return "none (silent video)"
+    channels = {1: "mono", 2: "stereo"}.get(audio.get("channels"), f"{audio.get('channels')} channels")
+    return f"{str(audio.get('codec', '')).upper()}, {audio.get('sampleRate', 0) / 1000:g} kHz, {channels}"
+
+
+def probe_audio(path: PathLike) -> AudioInfo | None:
+    """The first audio stream of ``path`` (read from the container, nothing decoded); None without one."""
+    with av.open(str(path)) as c:
+        return _audio_info(c)
+
+
+def _audio_info(c) -> AudioInfo | None:
+    if not c.streams.audio:
+        return None
+    a = c.streams.audio[0]
+    duration = float(a.duration * a.time_base) if a.duration is not None else 0.0
+    return AudioInfo(a.codec_context.name, a.codec_context.sample_rate, a.codec_context.channels, duration)
 
 
 def _decoded(path: PathLike) -> Iterator[av.VideoFrame]:
@@ -407,53 +445,222 @@ def streams_match(paths: list) -> bool:
     return _mismatch(list(paths)) is None
 
 
+AAC_FRAME = 1024  # samples per AAC frame: what the encoder takes per call
+
+
+def fit_samples(samples: np.ndarray, count: int) -> np.ndarray:
+    """``samples`` (channels, n) cut or padded with silence to exactly ``count`` samples."""
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.shape[1] >= count:
+        return samples[:, :count]
+    return np.concatenate([samples, np.zeros((samples.shape[0], count - samples.shape[1]), np.float32)], axis=1)
+
+
+def _check_samples(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    samples = np.asarray(samples)
+    if samples.ndim != 2 or samples.shape[0] not in (1, 2) or samples.shape[1] == 0:
+        raise ValueError(f"audio must be float samples shaped (channels, samples) with 1 or 2 channels, got {samples.shape}")
+    if not 8000 <= int(sample_rate) <= 96000:
+        raise ValueError(f"audio sample rate {sample_rate} is not allowed; allowed: 8000 to 96000 Hz")
+    return np.clip(np.nan_to_num(samples.astype(np.float32, copy=False)), -1.0, 1.0)
+
+
+def _aac_packets(stream, samples: np.ndarray) -> list:
+    """Encode (channels, n) float32 samples through ``stream`` (an AAC output stream); its packets, in order."""
+    layout = "mono" if samples.shape[0] == 1 else "stereo"
+    packets = []
+    for i in range(0, samples.shape[1], AAC_FRAME):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, i:i + AAC_FRAME]), format="fltp", layout=layout)
+        frame.sample_rate, frame.pts = stream.codec_context.sample_rate, i
+        packets.extend(stream.encode(frame))
+    packets.extend(stream.encode(None))
+    return packets
+
+
+def _add_aac_stream(out, samples: np.ndarray, sample_rate: int):
+    return out.add_stream("aac", rate=int(sample_rate), layout="mono" if samples.shape[0] == 1 else "stereo")
+
+
+def _mux_in_time_order(out, video_packets: Iterable, audio_packets: list) -> None:
+    """Mux video packets as they come and the (already encoded) audio packets between them, by time,
+    so the muxer never holds a whole track in memory waiting for the other."""
+    queue_ = list(reversed(audio_packets))
+    for pk in video_packets:
+        t = pk.dts * pk.time_base
+        while queue_ and queue_[-1].dts * queue_[-1].time_base <= t:
+            out.mux(queue_.pop())
+        out.mux(pk)
+    while queue_:
+        out.mux(queue_.pop())
+
+
+def read_audio(path: PathLike) -> tuple[np.ndarray, int] | None:
+    """The first audio stream of ``path`` as float32 (channels, samples) and its sample rate; None without one.
+
+    Encoder priming is left out by the decoder; the padding of the last AAC frame is cut here, to the
+    stream's duration."""
+    with av.open(str(path)) as c:
+        if not c.streams.audio:
+            return None
+        a = c.streams.audio[0]
+        rate = a.codec_context.sample_rate
+        chunks = []
+        for frame in c.decode(a):
+            data = frame.to_ndarray()
+            if not frame.format.is_planar:  # packed: (1, n * channels)
+                data = data.reshape(-1, frame.layout.nb_channels).T
+            chunks.append(data.astype(np.float32))
+        if not chunks:
+            return None
+        samples = np.concatenate(chunks, axis=1)
+        if a.duration is not None:
+            samples = samples[:, : round(a.duration * a.time_base * rate)]
+        return samples, rate
+
+
+def set_audio(path: PathLike, samples: np.ndarray | None, sample_rate: int = 0) -> Path:
+    """Give the MP4 at ``path`` an AAC track of ``samples`` (float32 (channels, n) in [-1, 1]), in
+    place of any it had; ``samples=None`` leaves it silent.
+
+    The video is copied as it is; the audio is cut or padded with silence to the video's duration,
+    so the two end together. The file is replaced whole (readers see the old or the new one)."""
+    path = Path(path)
+    if samples is None:
+        with av.open(str(path)) as c:
+            if not c.streams.audio:
+                return path
+    else:
+        samples = _check_samples(samples, sample_rate)
+    tmp = _temp_path(path)
+    try:
+        with av.open(str(path)) as src, av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
+            vs = src.streams.video[0]
+            ov = out.add_stream_from_template(vs)
+            audio = []
+            if samples is not None:
+                count = round(_video_duration(src, vs) * sample_rate)
+                audio = _aac_packets(_add_aac_stream(out, samples, sample_rate), fit_samples(samples, count))
+
+            def video():
+                for pk in src.demux(vs):
+                    if pk.dts is not None:
+                        pk.stream = ov
+                        yield pk
+
+            _mux_in_time_order(out, video(), audio)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    _publish(tmp, path)
+    return path
+
+
+def _video_duration(c, s) -> Fraction:
+    """Seconds from the first frame's start to the last frame's end."""
+    if s.duration is not None:
+        return Fraction(s.duration) * s.time_base
+    rate = s.average_rate or s.guessed_rate
+    return Fraction(s.frames, 1) / rate
+
+
+def publish_copy(src: PathLike, dest: PathLike) -> Path:
+    """Copy ``src`` to ``dest`` so that ``dest`` appears only complete (a finished file an engine handed back)."""
+    dest = Path(dest)
+    tmp = _temp_path(dest)
+    try:
+        shutil.copyfile(src, tmp)
+    except BaseException as e:
+        _unlink_quietly(tmp)
+        if isinstance(e, OSError):
+            raise StorageError(f"cannot write {dest}: {e.strerror or e}") from e
+        raise
+    _publish(tmp, dest)
+    return dest
+
+
 def concat_mp4(paths: list, out_path: PathLike) -> Path:
-    """Join MP4s end to end without re-encoding; timestamps run on continuously."""
+    """Join MP4s end to end; the video by stream copy, timestamps running on continuously.
+
+    When any clip has sound, the result has one AAC track: each clip's audio (silence for a clip
+    without) cut or padded to that clip's video, then encoded once. Copying AAC packets instead
+    would put each clip's encoder priming (1024 samples) at every join and let the sound drift
+    late by that much per shot; re-encoding the audio costs a small fraction of the video's encode.
+    """
     paths = list(paths)
     if not paths:
         raise ValueError("concat_mp4 needs at least one input file")
     problem = _mismatch(paths)
     if problem:
         raise ValueError(f"cannot join without re-encoding: {problem}")
+    sounds = [read_audio(p) for p in paths]
+    durations = []
+    for p in paths:
+        with av.open(str(p)) as c:
+            durations.append(_video_duration(c, c.streams.video[0]))
     out_path = Path(out_path)
     tmp = _temp_path(out_path)
     try:
-        with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
-            ostream = None
-            offset = Fraction(0)  # seconds already laid down
-            last_dts = None  # in seconds, to keep decode order strictly increasing across joins
-            for p in paths:
-                with av.open(str(p)) as c:
-                    s = c.streams.video[0]
-                    if len(c.streams) > 1:
-                        log.warning("concat_mp4: %s has %d streams; only the first video stream is kept", p, len(c.streams))
-                    if ostream is None:
-                        ostream = out.add_stream_from_template(s)
-                    tb = s.time_base
-                    packets = [pk for pk in c.demux(s) if pk.dts is not None and pk.pts is not None]
-                    if not packets:
-                        continue
-                    start = min(pk.pts for pk in packets)
-                    end = max(pk.pts + (pk.duration or 0) for pk in packets)
-                    shift = round(offset / tb) - start
-                    first_dts = (packets[0].dts + shift) * tb
-                    if last_dts is not None and first_dts <= last_dts:
-                        # Deeper B-frame delay than the previous clip; a tiny gap beats a muxer error.
-                        extra = int((last_dts - first_dts) / tb) + 1
-                        log.warning("concat_mp4: shifting %s by %d ticks to keep dts increasing", p, extra)
-                        shift += extra
-                    for pk in packets:
-                        pk.pts += shift
-                        pk.dts += shift
-                        pk.stream = ostream
-                        out.mux(pk)
-                    last_dts = packets[-1].dts * tb
-                    offset = (end + shift) * tb
+        with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as out, av.open(str(paths[0])) as first:
+            ostream = out.add_stream_from_template(first.streams.video[0])
+            audio = _joined_audio(out, sounds, durations)
+            _mux_in_time_order(out, _video_run(paths, ostream), audio)
     except BaseException:
         _unlink_quietly(tmp)
         raise
     _publish(tmp, out_path)
     return out_path
+
+
+def _joined_audio(out, sounds: list, durations: list[Fraction]) -> list:
+    """The encoded packets of one AAC track for the joined clips (empty when none has sound)."""
+    heard = [s for s in sounds if s is not None]
+    if not heard:
+        return []
+    rate = heard[0][1]
+    channels = max(s[0].shape[0] for s in heard)
+    parts = []
+    for sound, duration in zip(sounds, durations):
+        count = round(duration * rate)
+        if sound is None:
+            parts.append(np.zeros((channels, count), np.float32))
+            continue
+        samples, r = sound
+        if r != rate:
+            raise ValueError(f"cannot join sound at {r} Hz with sound at {rate} Hz")
+        if samples.shape[0] != channels:
+            samples = np.repeat(samples, channels, axis=0)  # mono beside stereo: the same on both sides
+        parts.append(fit_samples(samples, count))
+    samples = np.concatenate(parts, axis=1)
+    return _aac_packets(_add_aac_stream(out, samples, rate), samples)
+
+
+def _video_run(paths: list, ostream) -> Iterator:
+    """Each clip's video packets, read one clip at a time, shifted so each starts where the one before ended."""
+    offset = Fraction(0)  # seconds already laid down
+    last_dts = None  # in seconds, to keep decode order strictly increasing across joins
+    for p in paths:
+        with av.open(str(p)) as c:
+            s = c.streams.video[0]
+            tb = s.time_base
+            clip = [pk for pk in c.demux(s) if pk.dts is not None and pk.pts is not None]
+            if not clip:
+                continue
+            start = min(pk.pts for pk in clip)
+            end = max(pk.pts + (pk.duration or 0) for pk in clip)
+            shift = round(offset / tb) - start
+            first_dts = (clip[0].dts + shift) * tb
+            if last_dts is not None and first_dts <= last_dts:
+                # Deeper B-frame delay than the previous clip; a tiny gap beats a muxer error.
+                extra = int((last_dts - first_dts) / tb) + 1
+                log.warning("concat_mp4: shifting %s by %d ticks to keep dts increasing", p, extra)
+                shift += extra
+            for pk in clip:
+                pk.pts += shift
+                pk.dts += shift
+                pk.stream = ostream
+                yield pk
+            last_dts = clip[-1].dts * tb
+            offset = (end + shift) * tb
 
 
 def save_poster(frame: np.ndarray, path: PathLike, max_width: int = 640) -> Path:

@@ -8,11 +8,14 @@ local models may allow more and say so in their own row.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
-from .errors import EngineError, UnknownModelError
+from .errors import EngineError, ReelforgeError, UnknownModelError
+
+log = logging.getLogger("reelforge.models")
 
 TEXT_VIDEO = "TEXT_VIDEO"
 MULTI_SHOT_AUTOMATED = "MULTI_SHOT_AUTOMATED"
@@ -163,29 +166,65 @@ def get_model(model_id: str) -> ModelSpec:
         raise UnknownModelError(model_id, sorted(models)) from None
 
 
-def engine_for(spec: ModelSpec) -> tuple[str, dict[str, Any]]:
-    """The engine id and options that render a model.
+@dataclass(frozen=True)
+class Served:
+    """Who renders a model id: the model whose engine, options and limits really run its jobs."""
 
-    Bedrock ids (Nova Reel, Luma Ray2) are served by another model's engine, chosen with
-    REELFORGE_NOVA_BACKEND (a model id; default the animatic renderer), so the notebook's model id
-    and Luma-on-Bedrock code keep working offline.
-    REELFORGE_<ENGINE>_OPTIONS (a JSON object, e.g. REELFORGE_DIFFUSERS_OPTIONS='{"dtype": "float16"}')
-    adds options to every model of that engine.
+    model: ModelSpec  # the spec itself, or the model REELFORGE_NOVA_BACKEND names for a Nova Reel id
+    engine: str
+    options: dict[str, Any]
+    via: str | None = None  # why another model serves it ("REELFORGE_NOVA_BACKEND=..."), None when it serves itself
+
+
+def serving(spec: ModelSpec, environ: Mapping[str, str] | None = None) -> Served:
+    """The engine, options and model that render ``spec``'s jobs, as this process's settings say.
+
+    Read once, when a job is recorded (``Runtime.submit``); the job keeps the answer and workers
+    never read their own settings to decide. Bedrock ids (Nova Reel, Luma Ray2) are served by
+    another model's engine, chosen with REELFORGE_NOVA_BACKEND (a model id; default the animatic renderer), so the notebook's
+    model id and Luma-on-Bedrock code keep working offline. REELFORGE_<ENGINE>_OPTIONS (a JSON object, e.g.
+    REELFORGE_DIFFUSERS_OPTIONS='{"dtype": "float16"}') adds options to every model of that engine.
     """
-    engine, options = spec.engine, dict(spec.engine_options)
+    env = os.environ if environ is None else environ
+    target, via = spec, None
     if spec.bedrock_id:
-        backend = os.environ.get("REELFORGE_NOVA_BACKEND", ANIMATIC_MODEL)
+        backend = env.get("REELFORGE_NOVA_BACKEND") or ANIMATIC_MODEL
         if backend != spec.model_id:
-            target = get_model(backend)
-            if not target.bedrock_id:
-                engine, options = target.engine, dict(target.engine_options)
+            named = get_model(backend)
+            if not named.bedrock_id:
+                target = named
+                via = f"REELFORGE_NOVA_BACKEND={backend}" if backend != ANIMATIC_MODEL else None
+    engine, options = target.engine, dict(target.engine_options)
     var = f"REELFORGE_{engine.upper().replace('-', '_')}_OPTIONS"
-    if os.environ.get(var):
+    if env.get(var):
         try:
-            extra = json.loads(os.environ[var])
+            extra = json.loads(env[var])
         except ValueError as exc:
             raise EngineError(f"{var} is not valid JSON: {exc}") from None
         if not isinstance(extra, dict):
             raise EngineError(f"{var} must be a JSON object of engine options, e.g. '{{\"dtype\": \"float16\"}}'")
         options.update(extra)
-    return engine, options
+    return Served(target, engine, options, via)
+
+
+def engine_for(spec: ModelSpec) -> tuple[str, dict[str, Any]]:
+    """The engine id and options a job of ``spec`` recorded now would keep (see ``serving``)."""
+    served = serving(spec)
+    return served.engine, served.options
+
+
+def engine_of_old_job(model_id: str) -> tuple[str, dict[str, Any]]:
+    """What a job recorded before jobs kept their engine would have run, decided by this process's
+    settings (the job log's migration calls it once). A model id or setting that cannot be read
+    here falls back to the model's own engine, then to the animatic."""
+    try:
+        spec = get_model(model_id)
+    except UnknownModelError:
+        return "", {}  # an engine not installed here: its worker resolves it from its model table
+    try:
+        served = serving(spec)
+        return served.engine, served.options
+    except ReelforgeError as exc:
+        fallback = get_model(ANIMATIC_MODEL) if spec.bedrock_id else spec
+        log.warning("job log migration: jobs of %s run on the %s engine (%s)", model_id, fallback.engine, exc)
+        return fallback.engine, dict(fallback.engine_options)

@@ -129,7 +129,13 @@ class RemoteBackend:
         return value if isinstance(value, str) and value.startswith("s3://") else None
 
     # --- the backend interface (see client.EmbeddedBackend) -------------------------------------
-    def submit(self, model: str, request, output, client_token, tags) -> str:
+    def submit(self, model: str, request, output, client_token, tags, webhook=None, webhook_events=None, audio: bool = True) -> str:
+        if webhook is not None:
+            raise RequestError("webhook", "a server is sent the name of an endpoint it has registered, not a URL: start it with "
+                               "--webhook-endpoint NAME=URL and pass webhook=NAME (or --webhook URL to hear every job)")
+        if not audio:
+            raise RequestError("audio", "Bedrock's StartAsyncInvoke has no field to ask for a silent video; "
+                               "leave audio on here, or submit on this machine (no --endpoint)")
         self.ping()  # before botocore's retries, and before any talk of output locations
         output = self._output_for(model, request, output)
         if isinstance(request, VideoRequest):
@@ -210,6 +216,12 @@ class RemoteBackend:
         from .storage import S3Storage
 
         return S3Storage(self._session.client("s3")).list(record.storage_uri)
+
+    def deliveries(self, job_id: str) -> list[dict[str, Any]]:
+        if not self.is_reelforge:
+            return []
+        _, body = self._call("GET", f"/reelforge/jobs/{quote(job_id)}", ref=job_id)
+        return json.loads(body).get("webhooks", [])
 
     def cancel(self, job_id: str) -> JobRecord:
         if not self.is_reelforge:

@@ -371,6 +371,37 @@ def check(
     return prepared, shots
 
 
+def check_served(request: VideoRequest, shots: list[ShotSpec], spec: ModelSpec, served: ModelSpec, via: str | None) -> None:
+    """A request already checked against ``spec`` (the id it names), checked against the model that
+    really renders it (``served``: a Nova Reel id served by another model), before a job exists.
+
+    Raises RequestError naming the field, what the serving model allows, and why that model serves it.
+    """
+    lim = served.limits
+    why = f"{spec.model_id} is served here by {served.model_id}" + (f" ({via})" if via else "")
+    t = request.task_type
+    if t not in lim.task_types:
+        raise RequestError("taskType", f"{t} is not allowed: {why}, which allows {', '.join(lim.task_types)}")
+    if request.fps not in lim.fps:
+        raise RequestError("videoGenerationConfig.fps", f"{request.fps} is not allowed: {why}, which allows {_list(lim.fps)}")
+    w, h = request.width, request.height
+    if (lim.sizes is not None and (w, h) not in lim.sizes) or (lim.sizes is None and not all(64 <= v <= lim.max_side for v in (w, h))):
+        raise RequestError("videoGenerationConfig.dimension", f"{w}x{h} is not allowed: {why}, which allows {lim.allowed_sizes_text()}")
+    manual = t == MULTI_SHOT_MANUAL
+    allowed = lim.shot_durations if t != TEXT_VIDEO else lim.text_video_durations
+    for i, shot in enumerate(shots):
+        where = f"multiShotManualParams.shots[{i}]" if manual else "textToVideoParams" if t == TEXT_VIDEO else "multiShotAutomatedParams"
+        if shot.image is not None and not lim.image_input:
+            field = f"{where}.image" if manual else "textToVideoParams.images[0]"
+            raise ImageError(field, f"no image is allowed: {why}, which is text-to-video only; remove it or serve {spec.model_id} with a model that takes images")
+        if len(shot.text) > lim.text_max:
+            raise RequestError(f"{where}.text", f"{len(shot.text)} characters are too many: {why}, which reads up to {lim.text_max}")
+        if allowed is not None and shot.duration_s not in allowed:
+            field = f"{where}.durationSeconds" if manual else "videoGenerationConfig.durationSeconds"
+            say = f"shots of {shot.duration_s} s are" if t != TEXT_VIDEO else f"{shot.duration_s} s is"
+            raise RequestError(field, f"{say} not allowed: {why}, which allows {_list(allowed)} s")
+
+
 def split_automated(text: str, duration_s: int, shot_seconds: int) -> list[tuple[str, int]]:
     """Split one long MULTI_SHOT_AUTOMATED prompt into shots of ``shot_seconds``.
 

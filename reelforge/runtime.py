@@ -12,6 +12,7 @@ listener that wakes idle workers the moment a job becomes claimable anywhere.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import threading
@@ -26,11 +27,12 @@ from .jobs import JobRecord, JobStatus, JobStore, new_job_id, open_store, reques
 from .engines import get_engine_class
 from .forward import Forwards
 from .lifecycle import LifecycleReader
-from .models import add_forwarded, engine_for, get_model, local_backend
-from .request import VideoRequest, check
+from .models import Served, add_forwarded, get_model, local_backend, serving
+from .request import VideoRequest, check, check_served
 from .retention import prune, prune_every_s, retain_from_env
 from .storage import join, local_path, storage_for, to_uri
-from .worker import EngineCache, finalize_ended, new_worker_id, perform, sweep_staging, worker_is_dead
+from . import webhooks as webhooks_module
+from .worker import AsyncLane, EngineCache, finalize_ended, is_coroutine_engine, new_worker_id, perform, sweep_staging, unit_steps, worker_is_dead
 
 log = logging.getLogger("reelforge.runtime")
 _FROM_ENV = object()  # retain_s: read REELFORGE_RETAIN
@@ -48,12 +50,16 @@ class Runtime:
         forwards: Forwards | None = None,
         lifecycle: LifecycleReader | None = None,
         retain_s: float | None | object = _FROM_ENV,
+        webhooks: "webhooks_module.Settings | None" = None,
+        public_url: str | None = None,
     ):
         self.forwards = forwards if forwards is not None else Forwards.from_env()
         for f in self.forwards.entries.values():
             add_forwarded(f.model_id, f.kind)
         self._lifecycle = lifecycle
         self.store = store or open_store(config.job_store_location())
+        self.webhooks = webhooks if webhooks is not None else webhooks_module.Settings.from_env()
+        self.public_url = public_url  # where a server serves the files its webhooks link to
         self.timings = config.timings()
         self.region = region or config.region()
         self.account = account or config.account()
@@ -71,6 +77,10 @@ class Runtime:
         self._stop = threading.Event()
         self._presence: FileLock | None = None
         self.worker_id = new_worker_id()
+        self.dispatcher = webhooks_module.Dispatcher(self.store, self.webhooks, self._stop)
+        self._claims = itertools.count(1)
+        self._lane: AsyncLane | None = None
+        self._lane_lock = threading.Lock()
         self.recover()
 
     @property
@@ -93,12 +103,19 @@ class Runtime:
         wire: str = "bedrock",
         wire_request: dict[str, Any] | None = None,
         prepare: Callable[[JobRecord], None] | None = None,
+        webhook: str | None = None,
+        webhook_events: str | list[str] | None = None,
+        audio: bool = True,
     ) -> tuple[JobRecord, bool]:
         """Validate and record a job; return it and whether it is new (False: same token seen).
 
         ``wire`` and ``wire_request`` say which API the job came on and what it asked there (kept
         with the job, written to its manifest); ``prepare(record)`` runs after every check and
         before the job is recorded, to place input files in its folder (an extension's source).
+        ``webhook`` is a URL notified of this job's events (``webhook_events``, default all but
+        progress) besides the endpoints of the settings; a Bedrock tag ``reelforge:webhook`` names
+        one of the settings' named endpoints (webhooks.py).
+        ``audio=False`` records that the video is to be silent even when its engine makes sound.
         """
         spec = get_model(model_id)
         forward = self.forwards.get(model_id)
@@ -115,7 +132,7 @@ class Runtime:
         metadata: dict[str, Any] = {}
         if forward is not None:
             # Where the job goes is fixed now, with the job: a worker's own --forward adds only credentials and limits.
-            engine_id, options = forward.kind, {}
+            served = Served(spec, forward.kind, {})
             if forward.kind == "openai-videos" and parsed.task_type != "TEXT_VIDEO":
                 raise RequestError("taskType", f"{model_id} is forwarded to an OpenAI Videos server, which takes one prompt; allowed: TEXT_VIDEO")
             if forward.kind == "bedrock" and forward.url == "aws" and not forward.output:
@@ -128,13 +145,16 @@ class Runtime:
                 if warning:
                     metadata["lifecycle"] = warning
         else:
-            engine_id, options = engine_for(spec)
-        engine = get_engine_class(engine_id)
-        engine.parse_options(options)  # bad options are refused here, not found by a worker
-        engine.check_available(options)
+            served = serving(spec)  # fixed now: the job keeps it, whatever a worker's settings say later
+            if served.model is not spec:
+                check_served(prepared, shots, spec, served.model, served.via)
+        engine = get_engine_class(served.engine)
+        engine.parse_options(served.options)  # bad options are refused here, not found by a worker
+        engine.check_available(served.options)
+        engine.check_request(served.options, prepared, shots)  # the model's own grid and tasks
         adapted = [s.adaptation for s in shots if s.adaptation]  # images fitted to the video size, for the manifest
         requested = to_uri(output if output is not None else config.output_dir())
-        same = [requested, output_config or {}] + ([wire, wire_request or {}] if wire != "bedrock" else [])
+        same = [requested, output_config or {}] + ([wire, wire_request or {}] if wire != "bedrock" else []) + ([] if audio else ["silent"])
         fingerprint = request_fingerprint(model_id, original, same)
         job_id = new_job_id()
         output_uri = join(requested, job_id)
@@ -161,6 +181,13 @@ class Runtime:
             metadata={**metadata, **({"adaptations": adapted} if adapted else {}), **({"notes": notes} if notes else {})},
             wire=wire,
             wire_request=wire_request or {},
+            audio=audio,
+            engine=served.engine,
+            engine_options=served.options,
+        )
+        record.webhooks = webhooks_module.endpoints_for(
+            self.webhooks, record, url=webhook, kinds=webhook_events,
+            named=webhooks_module.tag_endpoint(tags) if wire == "bedrock" else None, base=self.public_url,
         )
         with self._admission if self.max_queued is not None else contextlib.nullcontext():
             self.admit(client_token)
@@ -207,6 +234,8 @@ class Runtime:
             from .engines.remote import cancel_upstream
 
             cancel_upstream(record)
+        if self._lane is not None:
+            self._lane.poke()
         return record
 
     def delete(self, job_id: str, wait_s: float = 30.0) -> JobRecord | None:
@@ -239,7 +268,7 @@ class Runtime:
                 job = self.store.get(unit.parent_id) if unit.parent_id else unit
                 if job.status in (JobStatus.FAILED, JobStatus.CANCELED):
                     log.error("job %s %s: %s", job.id, job.status.value.lower(), job.failure_message)
-                    finalize_ended(job, job.failure_message or "Canceled.")
+                    finalize_ended(job, job.failure_message or "Canceled.", self.store)
                     if job.status is JobStatus.CANCELED:
                         from .engines.remote import cancel_upstream
 
@@ -250,6 +279,7 @@ class Runtime:
     def notify(self, job_id: str | None = None) -> None:
         with self._changed:
             self._changed.notify_all()
+        self.dispatcher.wake()  # a job changed here: its deliveries, if any, are due now
 
     def wait_for_change(self, timeout: float) -> None:
         with self._changed:
@@ -281,8 +311,14 @@ class Runtime:
             if self._run_guarded():
                 ran, idle_since = ran + 1, None
                 continue
+            if self.lane_busy:  # units on the async lane are still this worker's work
+                idle_since = None
+                self.wait_for_change(0.2)
+                continue
             now = time.monotonic()
             idle_since = idle_since if idle_since is not None else now
+            if idle_exit_s and now - idle_since >= idle_exit_s and self.dispatcher.pending():
+                idle_since = now  # webhooks still to send (a receiver is down): a worker with an idle timeout stays for them
             if idle_exit_s is not None and now - idle_since >= idle_exit_s:
                 self._release_presence()
                 if not self._run_guarded():
@@ -294,16 +330,33 @@ class Runtime:
         return ran
 
     def run_one(self) -> bool:
-        # Each thread claims under its own id (worker id + "/thread"), so a unit recovered from one
-        # thread and claimed by another is never mistaken for the first one's.
-        owner = f"{self.worker_id}/{threading.current_thread().name}"
+        """Claim a unit and run it; a coroutine engine's unit is handed to the async lane and this returns at once."""
+        # Each claim has an owner of its own (worker id + "/thread#n"), so a unit recovered from one
+        # thread and claimed by another, or two units on the lane, are never mistaken for each other.
+        owner = f"{self.worker_id}/{threading.current_thread().name}#{next(self._claims)}"
         job = self.store.claim(owner, self.timings.lease_s)
         if job is None:
             return False
         self.notify(job.id)
+        if job.engine and is_coroutine_engine(job.engine) and not job.metadata.get("forward"):
+            lane = self.lane()
+            lane.start(unit_steps(self.store, job, owner, self.engines, self.timings, notify=self.notify,
+                                  fetch_s3=self.fetch_s3, keeper=lane.keeper))
+            return True
         perform(self.store, job, owner, self.engines, self.timings, notify=self.notify, fetch_s3=self.fetch_s3, forwards=self.forwards)
         self.notify(job.id)
         return True
+
+    def lane(self) -> AsyncLane:
+        """The event loop that follows this process's units of coroutine engines (started on first use)."""
+        with self._lane_lock:
+            if self._lane is None:
+                self._lane = AsyncLane(self.timings, self.notify, capacity=config.async_units())
+            return self._lane
+
+    @property
+    def lane_busy(self) -> bool:
+        return self._lane is not None and self._lane.busy
 
     def _run_guarded(self) -> bool:
         """``run_one``, pausing with back-off while the job log cannot be used (it must not end the worker)."""
@@ -333,6 +386,7 @@ class Runtime:
             t.start()
             self._services.append(t)
         self.start_pruning()
+        self.start_dispatcher()
 
     def start_pruning(self) -> None:
         """Prune on a timer when a retention is set (a server with no worker threads calls this alone)."""
@@ -340,6 +394,10 @@ class Runtime:
             return
         self._pruner = threading.Thread(target=self._prune_loop, name="reelforge-prune", daemon=True)
         self._pruner.start()
+
+    def start_dispatcher(self) -> None:
+        """Send the job log's webhook deliveries from this process (those signed with its secret)."""
+        self.dispatcher.start()
 
     def _recover_loop(self) -> None:
         while not self._stop.wait(self.timings.recover_s):
@@ -385,8 +443,11 @@ class Runtime:
     def stop(self, timeout: float = 10) -> None:
         self._stop.set()
         self.notify()
-        for t in self._threads + self._services + ([self._pruner] if self._pruner else []):
+        self.dispatcher.wake()
+        for t in self._threads + self._services + self.dispatcher.threads + ([self._pruner] if self._pruner else []):
             t.join(timeout)
+        if self._lane is not None:
+            self._lane.stop(timeout)
         self._release_presence()
         self.engines.close()
 

@@ -79,6 +79,19 @@ def _add_search_text(db, write_batch) -> None:
         last = rows[-1]["id"]
 
 
+def _engines_fixed(db) -> None:
+    """A migration: jobs keep their engine and its options from when they were recorded; jobs
+    recorded before are given what they would have run, decided now, once (models.engine_of_old_job)."""
+    from .models import engine_of_old_job
+
+    db.execute("ALTER TABLE jobs ADD COLUMN engine TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE jobs ADD COLUMN engine_options TEXT NOT NULL DEFAULT '{}'")
+    for row in db.execute("SELECT DISTINCT model_id FROM jobs").fetchall():
+        engine, options = engine_of_old_job(row["model_id"])
+        db.execute("UPDATE jobs SET engine = ?, engine_options = ? WHERE model_id = ?",
+                   (engine, json.dumps(options, ensure_ascii=False), row["model_id"]))
+
+
 def _sqlite_search_text(db) -> None:
     def write(db, ids, texts):
         db.executemany("UPDATE jobs SET search_text = ? WHERE id = ?", zip(texts, ids))
@@ -98,6 +111,91 @@ def _tombstones(real: str) -> str:
     CREATE INDEX job_tombstones_unfinished ON job_tombstones (pruned_time) WHERE storage_uri IS NOT NULL;
     CREATE INDEX jobs_ended ON jobs (end_time, id) WHERE parent_id IS NULL AND end_time IS NOT NULL
     """
+# --- webhooks: the outbox ---------------------------------------------------------------------
+# A job's endpoints are recorded with it at submit (jobs.webhooks: {"endpoints": [{"name", "url",
+# "kinds", "key"}], "base": URL}). A trigger turns each status change of a top-level job into one
+# delivery row per endpoint that asked for that kind of event, inside the transaction that made the
+# change: no code path that moves a job (finish, cancel, recovery, a multi-shot job settling) can
+# forget its notification, and none is written for a change that was rolled back.
+# Kinds: started (start_time set, once per job), completed, failed, canceled, progress (each 10%).
+
+_WEBHOOK_TABLE = """
+    CREATE TABLE webhook_deliveries (
+        id TEXT PRIMARY KEY, job_id TEXT NOT NULL, endpoint TEXT NOT NULL, url TEXT NOT NULL, kind TEXT NOT NULL,
+        key TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+        created {real} NOT NULL, next_attempt {real} NOT NULL, lease_until {real}, owner TEXT, body TEXT,
+        last_code INTEGER, last_error TEXT, ended {real}, history TEXT NOT NULL DEFAULT '[]', retried {real},
+        job_status TEXT NOT NULL, job_progress {real} NOT NULL
+    )
+"""
+_WEBHOOK_INDEXES = (
+    "CREATE INDEX webhook_due ON webhook_deliveries (next_attempt) WHERE state = 'pending'",
+    "CREATE INDEX webhook_job ON webhook_deliveries (job_id, created)",
+)
+# Which kinds one UPDATE of a job row makes (OLD and NEW are the row before and after).
+_WEBHOOK_KINDS = """
+    SELECT 'started' AS kind WHERE OLD.start_time IS NULL AND NEW.start_time IS NOT NULL
+    UNION ALL SELECT lower(NEW.status) WHERE OLD.status <> NEW.status AND NEW.status IN ('COMPLETED', 'FAILED', 'CANCELED')
+    UNION ALL SELECT 'progress' WHERE NEW.status = 'RUNNING' AND {tenths} > {tenths}
+"""
+# The trigger's body runs only for updates that may make an event (not for each heartbeat's lease renewal).
+_WEBHOOK_WHEN = (
+    "NEW.parent_id IS NULL AND NEW.webhooks <> '{{{{}}}}' AND (OLD.status <> NEW.status"
+    " OR (OLD.start_time IS NULL AND NEW.start_time IS NOT NULL) OR {tenths} <> {tenths})"
+)
+
+
+def _sqlite_webhooks(db) -> None:
+    db.execute("ALTER TABLE jobs ADD COLUMN webhooks TEXT NOT NULL DEFAULT '{}'")
+    db.execute(_WEBHOOK_TABLE.format(real="REAL"))
+    for stmt in _WEBHOOK_INDEXES:
+        db.execute(stmt)
+    tenths = "CAST(10 * {} AS INTEGER)"
+    kinds = _WEBHOOK_KINDS.format(tenths=tenths).format("NEW.progress", "OLD.progress")
+    when = _WEBHOOK_WHEN.format(tenths=tenths).format("NEW.progress", "OLD.progress")
+    db.execute(f"""
+        CREATE TRIGGER jobs_webhooks AFTER UPDATE ON jobs WHEN {when}
+        BEGIN
+            INSERT INTO webhook_deliveries (id, job_id, endpoint, url, kind, key, created, next_attempt, job_status, job_progress)
+            SELECT 'msg_' || lower(hex(randomblob(12))), NEW.id, json_extract(e.value, '$.name'), json_extract(e.value, '$.url'),
+                   k.kind, json_extract(e.value, '$.key'), (julianday('now') - 2440587.5) * 86400.0, (julianday('now') - 2440587.5) * 86400.0,
+                   NEW.status, NEW.progress
+            FROM json_each(NEW.webhooks, '$.endpoints') e, ({kinds}) k
+            WHERE EXISTS (SELECT 1 FROM json_each(e.value, '$.kinds') w WHERE w.value = k.kind);
+        END
+    """)
+
+
+WEBHOOK_CHANNEL = "reelforge_webhooks"  # PostgreSQL NOTIFY channel: a delivery was written
+
+
+def _postgres_webhooks(db) -> None:
+    db.execute("ALTER TABLE jobs ADD COLUMN webhooks TEXT NOT NULL DEFAULT '{}'")
+    db.execute(_WEBHOOK_TABLE.format(real="DOUBLE PRECISION"))
+    for stmt in _WEBHOOK_INDEXES:
+        db.execute(stmt)
+    tenths = "trunc(10 * {})"
+    kinds = _WEBHOOK_KINDS.format(tenths=tenths).format("NEW.progress", "OLD.progress")
+    when = _WEBHOOK_WHEN.format(tenths=tenths).format("NEW.progress", "OLD.progress")
+    # Raw connection: the body holds no placeholders, and "?" must not be rewritten inside it.
+    db.conn.execute(f"""
+        CREATE FUNCTION reelforge_webhook_events() RETURNS trigger LANGUAGE plpgsql AS $body$
+        BEGIN
+            INSERT INTO webhook_deliveries (id, job_id, endpoint, url, kind, key, created, next_attempt, job_status, job_progress)
+            SELECT 'msg_' || substr(md5(random()::text || clock_timestamp()::text || NEW.id || k.kind || e.value::text), 1, 24),
+                   NEW.id, e.value->>'name', e.value->>'url', k.kind, e.value->>'key',
+                   extract(epoch from clock_timestamp()), extract(epoch from clock_timestamp()), NEW.status, NEW.progress
+            FROM json_array_elements(NEW.webhooks::json -> 'endpoints') e, ({kinds}) k
+            WHERE (e.value -> 'kinds')::jsonb @> to_jsonb(k.kind);
+            IF FOUND THEN
+                PERFORM pg_notify('{WEBHOOK_CHANNEL}', '');
+            END IF;
+            RETURN NULL;
+        END
+        $body$
+    """)
+    db.conn.execute(f"CREATE TRIGGER jobs_webhooks AFTER UPDATE ON jobs FOR EACH ROW WHEN ({when}) EXECUTE FUNCTION reelforge_webhook_events()")
+
 
 SQLITE_MIGRATIONS = [
     # 1: the job log
@@ -137,6 +235,12 @@ SQLITE_MIGRATIONS = [
     """,
     # 7: retention: tombstones of pruned jobs, and the index prune finds old jobs by
     _tombstones("REAL"),
+    # 8: webhooks: each job's endpoints, and the outbox its status changes write to (webhooks.py)
+    _sqlite_webhooks,
+    # 9: whether a job keeps the sound its engine makes (--no-audio records 0)
+    "ALTER TABLE jobs ADD COLUMN audio INTEGER NOT NULL DEFAULT 1",
+    # 10: the engine and its options are fixed when a job is recorded (older jobs: what they would have run)
+    _engines_fixed,
 ]
 
 
@@ -172,8 +276,19 @@ def row_values(record: JobRecord) -> dict[str, Any]:
     for c in _JSON_COLUMNS:
         values[c] = json.dumps(values[c], ensure_ascii=False)  # readable text, so search finds "café"
     values["cancel_requested"] = int(values["cancel_requested"])
+    values["audio"] = int(values["audio"])
     values["search_text"] = search_text(record.model_input) if record.parent_id is None else None
     return values
+
+
+_DELIVERY_COLUMNS = ("id, job_id, endpoint, url, kind, key, state, attempts, created, next_attempt, lease_until, owner, last_code, last_error,"
+                     " ended, history, retried, job_status, job_progress")
+
+
+def _delivery(row) -> dict[str, Any]:
+    d = dict(row)
+    d["history"] = json.loads(d["history"])
+    return d
 
 
 def _statuses(statuses) -> list[str]:
@@ -268,6 +383,7 @@ class SQLJobStore(JobStore):
             d[c] = json.loads(d[c])
         d["status"] = JobStatus(d["status"])
         d["cancel_requested"] = bool(d["cancel_requested"])
+        d["audio"] = bool(d["audio"])
         return JobRecord(**d)
 
     # --- interface -------------------------------------------------------------------------
@@ -356,6 +472,8 @@ class SQLJobStore(JobStore):
         "parent_id IS NULL AND status IN ('COMPLETED', 'FAILED', 'CANCELED') AND end_time < ?"
         # a failed job's other shots may still be stopping: their worker could write files yet
         " AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.parent_id = jobs.id AND c.status IN ('QUEUED', 'RUNNING'))"
+        # a notification still being tried keeps its job (its body is made from the record); it waits for the next round
+        " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.job_id = jobs.id AND d.state = 'pending')"
     )
 
     def prunable(self, ended_before: float, *, after: tuple[float, str] | None = None, limit: int = 500) -> list[tuple[float, str]]:
@@ -383,6 +501,7 @@ class SQLJobStore(JobStore):
                 )
                 db.execute("DELETE FROM jobs WHERE parent_id = ?", (job_id,))
                 db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+                db.execute("DELETE FROM webhook_deliveries WHERE job_id = ?", (job_id,))  # all ended: see _PRUNABLE
                 return db.execute("SELECT * FROM job_tombstones WHERE id = ?", (job_id,)).fetchone()
 
         row = self._attempt(body)
@@ -814,10 +933,121 @@ class SQLJobStore(JobStore):
         for r in self._attempt(body):
             self.settle(r["id"])
 
-    def listen(self, wake: Callable[[], None], stop: threading.Event) -> None:
+    # --- webhook deliveries: the outbox the jobs_webhooks trigger writes (webhooks.py sends them) ---
+    _SKIP_LOCKED = ""  # PostgreSQL: FOR UPDATE SKIP LOCKED, so dispatchers never wait for each other's claims
+
+    def _announce_webhooks(self, db) -> None:
+        """Tell dispatchers elsewhere that a delivery is due (on commit; the trigger does it for new ones)."""
+
+    def relax_commits(self) -> None:
+        """Let this thread's commits skip the wait for the disk (webhook dispatchers: a claim or an
+        attempt's record lost to a power cut only means a delivery is sent again, with its same id)."""
+
+    def _relaxed(self, db) -> None:
+        """Let this transaction's commit skip the wait for the disk (a dispatcher's claim or record: see relax_commits)."""
+
+    def claim_delivery(self, owner: str, lease_s: float, keys: list[str]) -> dict[str, Any] | None:
+        """Take the delivery due first that is signed with one of ``keys`` for ``lease_s`` (counting an attempt), or None.
+
+        ``owner`` names this one claim: every later write about it names it too, so a dispatcher
+        whose lease ran out (frozen, killed) can never record over the attempt that followed."""
+        if not keys:
+            return None
+        due = (
+            "SELECT id FROM webhook_deliveries WHERE state = 'pending' AND next_attempt <= ? AND (lease_until IS NULL OR lease_until < ?)"
+            f" AND key IN ({', '.join('?' * len(keys))}) ORDER BY next_attempt, created LIMIT 1{self._SKIP_LOCKED}"
+        )
+
+        def body(retrying: bool):
+            now = time.time()
+            with self._tx() as db:
+                if retrying:  # the reply to an earlier try may have been lost after its commit: that claim is ours
+                    row = db.execute("SELECT * FROM webhook_deliveries WHERE owner = ?", (owner,)).fetchone()
+                    if row is not None:
+                        return row
+                self._relaxed(db)
+                return db.execute(
+                    f"UPDATE webhook_deliveries SET owner = ?, lease_until = ?, attempts = attempts + 1 WHERE id = ({due}) RETURNING *",
+                    [owner, now + lease_s, now, now, *keys],
+                ).fetchone()
+
+        row = self._attempt(body)
+        return _delivery(row) if row is not None else None
+
+    def next_delivery_time(self, keys: list[str]) -> float | None:
+        """When the next pending delivery signed with one of ``keys`` is due (None: none is pending)."""
+        if not keys:
+            return None
+
+        def body(_):
+            with self._conn() as db:
+                return db.execute(
+                    f"SELECT MIN(next_attempt) AS t FROM webhook_deliveries WHERE state = 'pending' AND key IN ({', '.join('?' * len(keys))})", keys
+                ).fetchone()
+
+        return self._attempt(body)["t"]
+
+    def end_delivery_attempt(self, delivery_id: str, owner: str, *, state: str, next_attempt: float, code: int | None, error: str | None,
+                             history: list, body: str | None = None) -> bool:
+        """Record how an attempt went: ``state`` pending (try again at ``next_attempt``), delivered or failed.
+
+        ``body`` is kept on the first attempt that made one; every later attempt sends it unchanged."""
+
+        def run(_):
+            now = time.time()
+            with self._tx() as db:
+                self._relaxed(db)
+                row = db.execute(
+                    "UPDATE webhook_deliveries SET state = ?, next_attempt = ?, lease_until = NULL, owner = NULL, last_code = ?,"
+                    " last_error = ?, history = ?, ended = ?, body = COALESCE(body, ?) WHERE id = ? AND owner = ? RETURNING id",
+                    (state, next_attempt, code, error, json.dumps(history), None if state == "pending" else now, body, delivery_id, owner),
+                ).fetchone()
+            return row is not None
+
+        return self._attempt(run)
+
+    def deliveries(self, job_id: str) -> list[dict[str, Any]]:
+        """A job's deliveries, oldest first (their bodies left out)."""
+
+        def body(_):
+            with self._conn() as db:
+                return db.execute(f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE job_id = ? ORDER BY created, id", (job_id,)).fetchall()
+
+        return [_delivery(r) for r in self._attempt(body)]
+
+    def delivery(self, delivery_id: str) -> dict[str, Any] | None:
+        def body(_):
+            with self._conn() as db:
+                return db.execute("SELECT * FROM webhook_deliveries WHERE id = ?", (delivery_id,)).fetchone()
+
+        row = self._attempt(body)
+        return _delivery(row) if row is not None else None
+
+    def retry_deliveries(self, ref: str) -> list[str]:
+        """Send again the delivery ``ref`` names (whatever its state), or every failed delivery of job ``ref``; their ids.
+
+        A delivery sent again keeps its id and body (receivers deduplicate by webhook-id) and gets
+        the whole retry window again, counted from now."""
+
+        def body(_):
+            now = time.time()
+            with self._tx() as db:
+                rows = db.execute(
+                    "UPDATE webhook_deliveries SET state = 'pending', next_attempt = ?, ended = NULL, retried = ?"
+                    " WHERE (id = ? AND (state <> 'pending' OR next_attempt > ?)) OR (job_id = ? AND state = 'failed') RETURNING id",
+                    (now, now, ref, now, ref),
+                ).fetchall()
+                if rows:
+                    self._announce_webhooks(db)
+            return [r["id"] for r in rows]
+
+        return self._attempt(body)
+
+    def listen(self, wake: Callable[[], None], stop: threading.Event, channel: str = CHANNEL) -> None:
         """Call ``wake`` whenever another process makes a job claimable, until ``stop`` is set.
 
-        Stores without notifications return at once; their workers look again every second."""
+        ``channel`` WEBHOOK_CHANNEL listens for new webhook deliveries instead. Stores without
+        notifications return at once; their workers look again every second."""
 
 
 class SQLiteJobStore(SQLJobStore):
@@ -858,6 +1088,11 @@ class SQLiteJobStore(SQLJobStore):
     @contextlib.contextmanager
     def _conn(self):
         yield self._db()
+
+    def relax_commits(self) -> None:
+        # WAL with NORMAL: a commit survives the process being killed, not a power cut; the job
+        # rows that matter (a status change and its outbox row) are written by other threads, FULL.
+        self._db().execute("PRAGMA synchronous=NORMAL")
 
     @contextlib.contextmanager
     def _tx(self):
@@ -913,6 +1148,7 @@ class SQLiteJobStore(SQLJobStore):
         sql = "SELECT jobs.id, jobs.submit_time FROM jobs_search CROSS JOIN jobs ON jobs.id = jobs_search.job_id"
         return f"{sql} WHERE jobs_search MATCH ? AND {' AND '.join(where)}", [phrase] + args
 
+
 def _postgres_search_text(db) -> None:
     def write(db, ids, texts):
         db.execute("UPDATE jobs SET search_text = v.text FROM unnest(?::text[], ?::text[]) AS v(id, text) WHERE jobs.id = v.id", (ids, texts))
@@ -955,6 +1191,12 @@ POSTGRES_MIGRATIONS = [
     """,
     # 6: retention, as SQLite's 7
     _tombstones("DOUBLE PRECISION"),
+    # 7: webhooks, as SQLite's 8
+    _postgres_webhooks,
+    # 8: sound kept or dropped, as SQLite's 9
+    "ALTER TABLE jobs ADD COLUMN audio INTEGER NOT NULL DEFAULT 1",
+    # 9: engines fixed at submit, as SQLite's 10
+    _engines_fixed,
 ]
 
 
@@ -1125,14 +1367,22 @@ class PostgresJobStore(SQLJobStore):
     def _announce(self, db) -> None:
         db.execute(f"NOTIFY {CHANNEL}")
 
-    def listen(self, wake: Callable[[], None], stop: threading.Event) -> None:
+    _SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
+
+    def _relaxed(self, db) -> None:
+        db.execute("SET LOCAL synchronous_commit = off")  # this transaction only: the pooled connection keeps its setting
+
+    def _announce_webhooks(self, db) -> None:
+        db.execute(f"NOTIFY {WEBHOOK_CHANNEL}")
+
+    def listen(self, wake: Callable[[], None], stop: threading.Event, channel: str = CHANNEL) -> None:
         import psycopg
 
         pause = self.timings.backoff_s
         while not stop.is_set():
             try:
                 with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {channel}")
                     pause = self.timings.backoff_s
                     wake()  # anything announced while we were not listening
                     while not stop.is_set():

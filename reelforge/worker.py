@@ -8,6 +8,9 @@ stopping) ends quietly instead: its next attempt, elsewhere, owns the job now.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import inspect
 import json
 import logging
 import os
@@ -18,15 +21,17 @@ import threading
 import time
 import traceback
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable, Generator
 
-from . import media
+from . import config, media
 from .config import Timings
 from .engines import Engine, RenderContext, ShotPlan, get_engine_class
 from .errors import JobCanceled, ReelforgeError
 from .jobs import Beat, JobRecord, JobStatus, JobStore, new_job_id
-from .models import engine_for, forwarded_spec, get_model
+from .models import forwarded_spec, get_model
 from .request import VideoRequest, check
 from .storage import LocalStorage, join, local_path, storage_for
 
@@ -103,6 +108,9 @@ class JobProgress:
         self.stage = "starting"
         self.canceled = False
         self.lost = False
+        self.deferred = False  # True on an AsyncLane: the lane renews; an engine's reports touch no database
+        self.task: asyncio.Future | None = None  # the engine's render being awaited on the lane, if any
+        self.stopping = False
 
     def __call__(self, done: int, total: int, stage: str = "") -> None:
         frac = (self.shot + (done / total if total else 0.0)) / self.shot_count
@@ -112,7 +120,9 @@ class JobProgress:
 
     def beat(self, stage: str, force: bool = False) -> None:
         now = time.monotonic()
-        if force or now - self._last >= self.timings.heartbeat_s:
+        if self.deferred and not force:
+            self.stage = stage  # the lane's renewals carry it
+        elif force or now - self._last >= self.timings.heartbeat_s:
             self._last = now
             try:
                 self.renew(stage)
@@ -175,8 +185,197 @@ class _LeaseKeeper:
                 return
 
 
+def is_coroutine_engine(engine_id: str) -> bool:
+    """True when the engine's ``render`` is ``async def``: its units can run on an AsyncLane."""
+    try:
+        return inspect.iscoroutinefunction(get_engine_class(engine_id).render)
+    except ReelforgeError:
+        return False  # not installed here: the unit fails in perform, with the reason
+
+
+class AsyncLane:
+    """One event loop, in one thread, following every unit of a coroutine engine this process runs.
+
+    A unit's own steps (job-log writes, loading the engine, encoding, publishing) run in a small
+    pool of threads; while its engine awaits (a remote service, a poll, a sleep) it holds no
+    thread, so one worker follows many such jobs at once. One task renews every unit's lease; a
+    cancel, a lost claim or a stopping worker cancels the engine's await at once.
+    """
+
+    def __init__(self, timings: Timings, notify: Callable[..., None] | None = None, capacity: int = 64, steps_threads: int = 4):
+        self.timings, self.notify = timings, notify or (lambda *a: None)
+        self.room = threading.BoundedSemaphore(capacity)
+        self.pool = ThreadPoolExecutor(steps_threads, thread_name_prefix="reelforge-lane-step")
+        self.loop = asyncio.new_event_loop()
+        self.units: dict[JobProgress, tuple[float, Any]] = {}  # each unit's last renewal: when, and what it said
+        self.in_flight = 0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run_loop, name="reelforge-lane", daemon=True)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        with self._lock:
+            return self.in_flight > 0
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        renewals = self.loop.create_task(self._renew_all())
+        self.loop.run_forever()
+        renewals.cancel()
+        self.loop.run_until_complete(asyncio.gather(renewals, return_exceptions=True))
+        self.loop.close()
+
+    def start(self, steps: Generator) -> None:
+        """Take a claimed unit (its ``unit_steps`` made with ``keeper=lane.keeper``); waits while the lane is full."""
+        self.room.acquire()
+        with self._lock:
+            self.in_flight += 1
+        asyncio.run_coroutine_threadsafe(self._follow(steps), self.loop).add_done_callback(self._ended)
+
+    def _ended(self, future) -> None:
+        with self._lock:
+            self.in_flight -= 1
+        self.room.release()
+        if not future.cancelled() and future.exception() is not None and not isinstance(future.exception(), Stopping):
+            log.error("async lane: a unit ended with %r", future.exception())
+        self.notify()
+
+    async def _follow(self, steps: Generator) -> None:
+        loop = asyncio.get_running_loop()
+        value, error = None, None
+        while True:
+            kind, step = await loop.run_in_executor(self.pool, _advance, steps, value, error)
+            if kind == "done":
+                return
+            if kind == "raised":
+                if isinstance(step, Stopping):
+                    return
+                raise step
+            progress = step.progress
+            progress.task = asyncio.ensure_future(step.awaitable)
+            try:
+                value, error = await progress.task, None
+            except asyncio.CancelledError:  # by _renew_all or stop(): say why to the unit's steps
+                value = None
+                error = Stopping() if progress.stopping else LeaseLost(progress.job.id) if progress.lost else JobCanceled(progress.job.id)
+            except BaseException as exc:
+                value, error = None, exc
+            finally:
+                progress.task = None
+
+    @contextlib.contextmanager
+    def keeper(self, progress: JobProgress):
+        """What a lane unit has in place of a _LeaseKeeper thread: a place in the lane's renewals."""
+        with self._lock:
+            self.units[progress] = (time.monotonic(), None)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.units.pop(progress, None)
+
+    async def _renew_all(self) -> None:
+        """Renew each unit's lease every lease_s / 3, sooner (heartbeat_s) when its progress moved;
+        cancel the engine's await of a unit that was canceled or whose claim was lost."""
+        loop = asyncio.get_running_loop()
+        tick = max(0.05, min(self.timings.lease_s / 3, self.timings.heartbeat_s))
+        while True:
+            await asyncio.sleep(tick)
+            with self._lock:
+                units = list(self.units.items())
+            for progress, (last, said) in units:
+                now, news = time.monotonic(), (round(progress.value, 3), progress.stage)
+                if now - last >= self.timings.lease_s / 3 or (news != said and now - last >= self.timings.heartbeat_s):
+                    try:
+                        await loop.run_in_executor(self.pool, progress.renew)
+                    except Exception:  # a missed renewal is retried; the lease has room for more
+                        log.warning("could not renew the lease of %s", progress.job.id, exc_info=True)
+                    with self._lock:
+                        if progress in self.units:
+                            self.units[progress] = (now, news)
+                if (progress.canceled or progress.lost) and progress.task is not None:
+                    progress.task.cancel()
+
+    def poke(self) -> None:
+        """Renew every unit at the next tick (a cancel was asked in this process: act on it now)."""
+        with self._lock:
+            for progress, (_, said) in self.units.items():
+                self.units[progress] = (0.0, said)
+
+    def stop(self, timeout: float = 10) -> None:
+        """Hand every unit still awaiting its engine back to the queue, then stop the loop."""
+        if not self._thread.is_alive():
+            return
+        def cancel_all():
+            with self._lock:
+                units = list(self.units)
+            for progress in units:
+                progress.stopping = True
+                if progress.task is not None:
+                    progress.task.cancel()
+
+        self.loop.call_soon_threadsafe(cancel_all)
+        deadline = time.monotonic() + timeout
+        while self.busy and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _advance(steps: Generator, value, error):
+    """Run a unit's steps up to their next await (in a pool thread): ("await", _Await), ("done", status), ("raised", exc)."""
+    try:
+        return "await", (steps.throw(error) if error is not None else steps.send(value))
+    except StopIteration as done:
+        return "done", done.value
+    except BaseException as exc:  # KeyboardInterrupt, SystemExit, Stopping: re-raised by the unit's steps after _end
+        return "raised", exc
+
+
 def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCache, timings: Timings, notify=None, fetch_s3=None, forwards=None) -> JobStatus:
-    """Run one claimed unit of work to its end; never raises for a job's own failure.
+    """Run one claimed unit of work to its end in this thread; never raises for a job's own failure.
+
+    A coroutine engine's render is run to its end here too (``AsyncLane`` runs many at once instead).
+    """
+    return _drive(unit_steps(store, job, worker_id, engines, timings, notify, fetch_s3, forwards=forwards))
+
+
+class Stopping(BaseException):
+    """Thrown into a unit whose worker is stopping: it goes back to the queue (as on KeyboardInterrupt)."""
+
+
+@dataclass
+class _Await:
+    """What a unit's steps hand their driver to await: a coroutine engine's render of one shot."""
+
+    awaitable: Awaitable
+    progress: "JobProgress"
+
+
+def _drive(steps: Generator) -> JobStatus:
+    value, error = None, None
+    while True:
+        try:
+            step = steps.throw(error) if error is not None else steps.send(value)
+        except StopIteration as done:
+            return done.value
+        try:
+            value, error = asyncio.run(_awaited(step.awaitable)), None
+        except BaseException as exc:  # handed back to the unit's steps, its one failure path
+            value, error = None, exc
+
+
+async def _awaited(awaitable: Awaitable):
+    return await awaitable
+
+
+def unit_steps(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCache, timings: Timings, notify=None, fetch_s3=None,
+               keeper: Callable[["JobProgress"], Any] | None = None, forwards=None) -> Generator:
+    """The steps of one claimed unit, as a generator that yields an ``_Await`` where a coroutine engine
+    renders and returns the unit's status. Its driver runs the steps between (``perform``: in the
+    calling thread; ``AsyncLane``: in a small pool, holding no thread while the engine awaits).
 
     A unit is a whole single-shot job, one shot of a multi-shot job, or the joining of a
     multi-shot job's finished shots. A multi-shot job, when first claimed, is split into shot
@@ -193,15 +392,19 @@ def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCach
         spec = get_model(parent.model_id)
         request = VideoRequest.from_model_input(parent.model_input)
         _, shots = check(request, spec, fetch_s3)
-        engine_id, options = engine_for(spec)
+        # The engine recorded with the job; only a job migrated from a log whose process did not know
+        # its model leaves it empty, and gets its model's own engine (this process's settings are never read).
+        engine_id, options = (parent.engine, parent.engine_options) if parent.engine else (spec.engine, dict(spec.engine_options))
         unit = _Unit(store, job, worker_id, engines, engine_id, options, request, shots)
+        unit.sound = parent.audio
         progress = unit.progress = JobProgress(store, job, worker_id, 1 if job.parent_id else len(shots), notify, timings)
-        with _LeaseKeeper(progress), _Folder(job.storage_uri) as out:
+        progress.deferred = keeper is not None
+        with (keeper or _LeaseKeeper)(progress), _Folder(job.storage_uri) as out:
             # Temp files of an attempt that was killed are this unit's to remove (never another unit's files).
             owned = [shot_file_name(job.shot_index)] if job.parent_id else [shot_file_name(i) for i in range(len(shots))]
             out.clear_leftovers(owned + ["output.mp4", "poster.jpg", "contact_sheet.png"] * (job.parent_id is None))
             if job.parent_id is not None:
-                return unit.render_one_shot(out)
+                return (yield from unit.render_one_shot(out))
             if len(shots) > 1 and get_engine_class(engine_id).splits_shots:
                 done = store.children(job.id)
                 if not done:
@@ -213,7 +416,7 @@ def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCach
                     raise ReelforgeError(f"job {job.id} was queued to join shots that are not all rendered")
                 names, poster, metadata = unit.join_shots(out, done)
             else:
-                names, poster, metadata = unit.render_all(out)
+                names, poster, metadata = yield from unit.render_all(out)
                 if job.wire_request.get("extends"):
                     names = unit.append_to_source(out)
             unit.finish_video(out, names, poster, metadata)
@@ -262,7 +465,7 @@ def _forwarded(store: JobStore, job: JobRecord, worker_id: str, engines: EngineC
         plan = ShotPlan(0, len(shots), " ".join(request.shot_texts()), request.effective_seed, sum(s.duration_s for s in shots), request.fps,
                         request.width, request.height, None, job.model_id)
         t0 = time.perf_counter()
-        result = engine.render(plan, RenderContext(progress, Path(work), job=job, forward=forward, checkpoint=checkpoint, save=save))
+        result = engine.render(plan, RenderContext(progress, Path(work), job=job, forward=forward, saved=checkpoint, save=save))
         if result.video_file is None:
             raise ReelforgeError(f"engine {forward.kind} returned no video file")
         progress.beat("checking the upstream's video", force=True)
@@ -293,6 +496,7 @@ def _completed(store: JobStore, job: JobRecord, worker_id: str, metadata: dict[s
             log.warning("job %s: could not record its completion yet (%s); trying again", job.id, exc)
             time.sleep(timings.backoff_s)
     if applied:
+        drop_checkpoints(store, job.parent_id or job.id, job.shot_index if job.parent_id else None)
         unit = f"unit {job.id}, claim {job.fence}, attempt {job.attempts}"
         if job.parent_id:
             log.info("shot %d of job %s completed in %.1f s (%s)", job.shot_index + 1, job.parent_id, metadata.get("render_encode_s", 0.0), unit)
@@ -312,6 +516,7 @@ class _Unit:
         self.store, self.job, self.worker_id, self.engines = store, job, worker_id, engines
         self.engine_id, self.options, self.request, self.shots = engine_id, options, request, shots
         self.progress: JobProgress
+        self.sound = True  # the job keeps the sound its engine makes (False: --no-audio)
 
     def _engine(self) -> Engine:
         self.progress.beat("loading engine", force=True)
@@ -319,11 +524,16 @@ class _Unit:
         self.progress.begin()
         return engine
 
+    def _checkpoint(self, index: int) -> Path:
+        folder = checkpoint_dir(self.store, self.job.parent_id or self.job.id, index)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
     def render_one_shot(self, out: "_Folder") -> JobStatus:
         """A shot unit of a multi-shot job: render shot_NNNN.mp4 into the job's folder."""
         index = self.job.shot_index
         name = shot_file_name(index)
-        _, seconds = _render(self._engine(), _plan(self.request, self.shots, index, self.job.model_id), out.path / name, self.progress)
+        _, seconds = yield from _render(self._engine(), _plan(self.request, self.shots, index, self.job.model_id), out.path / name, self.progress, self.sound, self._checkpoint(index))
         out.publish([name])
         metadata = {**self.progress.metadata, "render_encode_s": seconds, "seed": self.shots[index].seed}
         return _completed(self.store, self.job, self.worker_id, metadata, self.progress.timings)
@@ -348,7 +558,7 @@ class _Unit:
         poster, seconds = None, 0.0
         for i, path in enumerate(paths):
             self.progress.shot = i
-            frame, t = _render(engine, _plan(self.request, self.shots, i, self.job.model_id), path, self.progress)
+            frame, t = yield from _render(engine, _plan(self.request, self.shots, i, self.job.model_id), path, self.progress, self.sound, self._checkpoint(i))
             poster = frame if poster is None else poster
             seconds += t
         self.progress.beat("finishing", force=True)
@@ -371,15 +581,38 @@ class _Unit:
         media.contact_sheet(out.path / "output.mp4", out.path / "contact_sheet.png")
         self.progress.beat("publishing", force=True)  # a worker whose claim was lost publishes nothing
         out.publish([*names, "poster.jpg", "contact_sheet.png", "output.mp4"])
+        audio = media.probe_audio(out.path / "output.mp4")
         metadata.update(
             engine_options=self.options,
             generative=get_engine_class(self.engine_id).generative,
+            audio=audio.to_dict() if audio else None,
             total_s=time.time() - (self.job.start_time or time.time()),
         )
         manifest = _manifest(self.job, self.engine_id, self.request)
+        manifest["output"]["audio"] = metadata["audio"]
         manifest.update(metadata=metadata, endTime=_iso(time.time()))
         out.put_json("manifest.json", manifest)
         out.put_json("video-generation-status.json", _status_doc(self.job, len(self.shots), None))
+
+
+def checkpoint_dir(store: JobStore, job_id: str, index: int | None = None) -> Path:
+    """Where an engine keeps what lets the next attempt of a shot resume (``RenderContext.checkpoint``):
+    beside an SQLite job log (else in the data dir), kept across attempts, removed once the shot
+    (or its job) ends."""
+    log_path = getattr(store, "path", None)
+    root = (Path(log_path).parent if log_path else Path(config.data_dir())) / "checkpoints"
+    folder = root / job_id
+    return folder if index is None else folder / shot_file_name(index).removesuffix(".mp4")
+
+
+def drop_checkpoints(store: JobStore, job_id: str, index: int | None = None) -> None:
+    folder = checkpoint_dir(store, job_id, index)
+    shutil.rmtree(folder, ignore_errors=True)
+    for empty in (folder.parent, folder.parent.parent) if index is not None else (folder.parent,):
+        try:
+            empty.rmdir()  # only when nothing else is kept there
+        except OSError:
+            break
 
 
 def shot_file_name(index: int) -> str:
@@ -405,24 +638,63 @@ def _shot_unit(job: JobRecord, index: int) -> JobRecord:
         parent_id=job.id,
         shot_index=index,
         stage="queued shot",
+        engine=job.engine,
+        engine_options=job.engine_options,
+        audio=job.audio,
     )
 
 
-def _render(engine: Engine, plan: ShotPlan, path: Path, progress: "JobProgress"):
-    """Render and encode one shot to ``path``; return a poster frame and the seconds it took."""
+def _render(engine: Engine, plan: ShotPlan, path: Path, progress: "JobProgress", sound: bool, checkpoint: Path):
+    """Render one shot to ``path`` (encoding its frames, or checking the file the engine made), with its
+    sound unless ``sound`` is False; return a poster frame and the seconds it took (a generator: a
+    coroutine engine's render is yielded to the unit's driver to await)."""
     t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="reelforge-shot-") as workdir:
+        output = engine.render(plan, RenderContext(progress, Path(workdir), checkpoint))
+        if inspect.isawaitable(output):
+            output = yield _Await(output, progress)
+        if output.video_file is not None:
+            poster = _take_file(engine, plan, Path(output.video_file), path)
+        elif output.frames is not None:
+            poster = _encode(engine, plan, output.frames, path)
+        else:
+            raise ReelforgeError(f"engine {engine.engine_id} returned neither frames nor a video file for shot {plan.index + 1}")
+        audio = output.audio  # read after the frames: an engine may set it once they are done
+        if not sound and output.video_file is not None:
+            media.set_audio(path, None)  # a file that came with sound is made silent
+        elif sound and audio is not None:
+            try:
+                media.set_audio(path, audio.samples, audio.sample_rate)
+            except ValueError as exc:
+                raise ReelforgeError(f"engine {engine.engine_id} returned sound for shot {plan.index + 1} that cannot be used: {exc}") from None
+    return poster, time.perf_counter() - t0
+
+
+def _encode(engine: Engine, plan: ShotPlan, frames, path: Path):
     poster = None
-    output = engine.render(plan, RenderContext(progress))
-    if output.frames is None:
-        raise ReelforgeError(f"engine {engine.engine_id} returned no frames for shot {plan.index + 1}")
     with media.VideoWriter(path, plan.fps, plan.width, plan.height) as writer:
-        for k, frame in enumerate(output.frames):
+        for k, frame in enumerate(frames):
             writer.write(frame)
             if k == plan.frame_count // 3:
                 poster = frame
     if writer.frames_written != plan.frame_count:
         raise ReelforgeError(f"engine {engine.engine_id} made {writer.frames_written} frames for shot {plan.index + 1}; {plan.frame_count} were asked for")
-    return poster, time.perf_counter() - t0
+    return poster
+
+
+def _take_file(engine: Engine, plan: ShotPlan, made: Path, path: Path):
+    """A finished MP4 the engine made: checked against the plan, then published as the shot's file."""
+    what = f"engine {engine.engine_id} handed back a video file for shot {plan.index + 1}"
+    try:
+        info = media.probe(made)
+    except Exception as exc:  # PyAV's errors, a missing video stream
+        raise ReelforgeError(f"{what} that cannot be read as a video: {exc}") from None
+    want = f"h264 {plan.width}x{plan.height}, {plan.frame_count} frames at {plan.fps} fps"
+    got = f"{info.codec} {info.width}x{info.height}, {info.frames} frames at {info.fps:g} fps"
+    if (info.codec, info.width, info.height, info.frames, round(info.fps, 3)) != ("h264", plan.width, plan.height, plan.frame_count, plan.fps):
+        raise ReelforgeError(f"{what} that does not match its plan: it is {got}; the shot needs {want}")
+    media.publish_copy(made, path)
+    return media.read_frame(path, plan.frame_count // 3)
 
 
 class _Folder:
@@ -480,7 +752,7 @@ def _end(store: JobStore, job: JobRecord, worker_id: str, exc: BaseException, pr
     if isinstance(exc, JobCanceled):
         log.info("job %s canceled", job.id)
         if job.parent_id is None:
-            finalize_ended(job, "Canceled.")
+            finalize_ended(job, "Canceled.", store)
         store.finish(job.id, worker_id, JobStatus.CANCELED, failure_message="Canceled.", metadata=metadata or None, fence=job.fence)
         if job.parent_id:
             _finalize_parent(store, job.parent_id)
@@ -501,16 +773,18 @@ def _end(store: JobStore, job: JobRecord, worker_id: str, exc: BaseException, pr
         message = f"the engine failed with {message} (traceback in the log)"
     log.error("job %s failed: %s\n%s", job.id, message, "".join(traceback.format_exception(exc)))
     if job.parent_id is None:  # a shot's failure is reported by its job, once
-        finalize_ended(job, message)
+        finalize_ended(job, message, store)
     store.finish(job.id, worker_id, JobStatus.FAILED, failure_message=message[:2048], metadata=metadata or None, fence=job.fence)
     if job.parent_id:
         _finalize_parent(store, job.parent_id)
     return JobStatus.FAILED
 
 
-def finalize_ended(job: JobRecord, message: str) -> None:
+def finalize_ended(job: JobRecord, message: str, store: JobStore | None = None) -> None:
     """The files of a job that ended without a video: its attempts' temp files go, and
     video-generation-status.json says why (as Bedrock writes it for a failed invocation)."""
+    if store is not None:
+        drop_checkpoints(store, job.id)
     try:
         if job.storage_uri.startswith("file://"):
             folder = local_path(job.storage_uri)
@@ -529,7 +803,7 @@ def _finalize_parent(store: JobStore, parent_id: str) -> None:
     """After a shot unit ends: if that ended its job without a video, finalize the job's files."""
     parent = store.get(parent_id)
     if parent.status in (JobStatus.FAILED, JobStatus.CANCELED):
-        finalize_ended(parent, parent.failure_message or "Canceled.")
+        finalize_ended(parent, parent.failure_message or "Canceled.", store)
 
 
 def sweep_staging(is_dead: Callable[[str], bool]) -> None:
@@ -561,6 +835,7 @@ def _manifest(job: JobRecord, engine_id: str, request: VideoRequest) -> dict[str
         "generative": get_engine_class(engine_id).generative,
         "request": _strip_images(request.to_model_input()),
         "output": {"fps": request.fps, "width": request.width, "height": request.height},
+        "keepAudio": job.audio,  # False: asked for a silent video (--no-audio)
         "adaptations": job.metadata.get("adaptations", []),  # images fitted to the video size at submit (--fit)
         "wire": job.wire,  # the API the job came on, and its request there (bytes as size and digest)
         "wireRequest": job.wire_request,

@@ -71,3 +71,25 @@ class FailsSecondShotEngine(PacedEngine):
         if shot.index == 1:
             raise ReelforgeError("shot 2 cannot be drawn")
         yield from super().render_shot(shot, progress)
+
+
+@register_engine
+class KilledOnceEngine(PacedEngine):
+    """Saves its work to the shot's checkpoint, then kills its own process (attempt 1); the next
+    attempt finds the checkpoint and writes what it read to REELFORGE_TEST_SEEN (a file)."""
+
+    engine_id = "test-killed-once"
+
+    @classmethod
+    def models(cls):
+        return [ModelSpec("test.killed-once", "test-killed-once", "killed after saving its checkpoint", LOCAL)]
+
+    def render(self, shot, ctx):
+        from reelforge import ShotOutput
+
+        saved = ctx.checkpoint / "latents.txt"
+        if not saved.exists():
+            saved.write_text(f"attempt 1 of {ctx.checkpoint.name}")
+            os.kill(os.getpid(), signal.SIGKILL)
+        Path(os.environ["REELFORGE_TEST_SEEN"]).write_text(saved.read_text())
+        return ShotOutput(frames=super().render_shot(shot, ctx.progress))

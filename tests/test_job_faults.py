@@ -116,6 +116,19 @@ def test_a_worker_that_dies_at_start_up_costs_the_job_nothing(lab, tmp_path):
     assert done.attempts == 1 and done.fence == 5  # five claims, one of them ran the engine
 
 
+def test_a_checkpoint_saved_before_a_kill_is_there_for_the_next_attempt(lab, tmp_path):
+    seen = tmp_path / "seen"
+    lab.open(test_seen=seen)
+    job = lab.submit("resume me", model="test.killed-once")
+    assert lab.worker("--until-idle").wait(60) == -signal.SIGKILL  # attempt 1 saved its checkpoint, then died
+    assert (lab.home / "checkpoints" / job.id / "shot_0001" / "latents.txt").exists()
+    lab.worker("--until-idle").wait(60)  # recovers the dead worker's job and runs attempt 2
+    done = lab.get(job.id)
+    assert done.status is JobStatus.COMPLETED and done.attempts == 2, done.failure_message
+    assert seen.read_text() == "attempt 1 of shot_0001"
+    assert not (lab.home / "checkpoints").exists()  # removed once the job ended
+
+
 def test_a_dead_workers_job_restarts_while_a_backlog_waits(lab):
     lab.open(test_frame_s=0.03)
     first = lab.submit("the one that dies", duration_s=30)

@@ -220,3 +220,23 @@ def test_atomic_write_bytes(tmp_path):
     assert leftovers(tmp_path) == []
     with pytest.raises(StorageError):
         media.atomic_write_bytes(tmp_path / "missing" / "a.json", b"x")
+
+
+def test_a_join_gives_silence_where_a_clip_has_no_sound_and_stays_in_sync(tmp_path):
+    rate, fps = 16000, 24
+    clips = []
+    for k in range(3):
+        path = media.encode_mp4((np.full((72, 128, 3), 40 * k, np.uint8) for _ in range(fps)), tmp_path / f"c{k}.mp4", fps)
+        if k != 1:  # the middle clip is silent
+            t = np.arange(rate - 300) / rate  # a little short: padded with silence to the clip's second
+            media.set_audio(path, (0.4 * np.sin(2 * np.pi * 500 * t)).astype(np.float32)[None], rate)
+        clips.append(path)
+    joined = media.concat_mp4(clips, tmp_path / "joined.mp4")
+    info = media.probe(joined)
+    assert (info.frames, info.audio.codec, info.audio.sample_rate, info.audio.channels) == (72, "aac", rate, 1)
+    assert abs(info.audio.duration - info.duration) <= 1 / fps
+    samples, _ = media.read_audio(joined)
+    loud = [float(np.abs(samples[0, k * rate + 2000:(k + 1) * rate - 2000]).max()) for k in range(3)]
+    assert loud[0] > 0.3 and loud[2] > 0.3 and loud[1] < 0.01
+    media.set_audio(joined, None)  # and made silent again
+    assert media.probe_audio(joined) is None and media.probe(joined).frames == 72

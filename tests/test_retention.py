@@ -418,3 +418,20 @@ def test_two_pruners_at_once_prune_every_job_once(location, tmp_path):
     for i, j in enumerate(jobs):
         assert not local_path(j.storage_uri).exists()
         assert store.create(record(tmp_path, token=f"tok-{i}"))[0].id == j.id
+
+
+def test_a_job_with_a_webhook_still_being_tried_waits_then_its_deliveries_go_with_it(location, tmp_path):
+    store = open_store(location)
+    hooks = {"endpoints": [{"name": "all", "url": "https://a.example/", "kinds": ["completed"], "key": "k"}]}
+    rec = ended(store, record(tmp_path, webhooks=hooks))
+    [pending] = store.deliveries(rec.id)
+    assert pending["state"] == "pending"
+    now = time.time() + 30 * DAY
+    assert prune(store, DAY, now=now).ids == []  # its notification is still to be sent
+    assert store.get(rec.id).status is JobStatus.COMPLETED
+    claim = store.claim_delivery("d1", 30, ["k"])
+    assert claim["id"] == pending["id"]
+    assert store.end_delivery_attempt(claim["id"], "d1", state="delivered", next_attempt=now, code=204, error=None, history=[])
+    assert prune(store, DAY, now=now).ids == [rec.id]
+    assert store.deliveries(rec.id) == []
+    assert store.tombstone(rec.id).status is JobStatus.COMPLETED

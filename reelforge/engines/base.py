@@ -90,11 +90,15 @@ class RenderContext:
 
     progress: Progress
     workdir: Path | None = None  # a private folder for the attempt's files, removed after the shot
+    # A folder kept for the next attempt of this shot (after a crash, a kill, a retry) and removed
+    # once the shot ends: what an engine writes here (latents, a remote job's id) lets it resume.
+    checkpoint: Path | None = None
     # For engines that forward whole jobs (engines/remote.py): the job, where it goes (forward.Forward),
-    # what earlier attempts saved (metadata.checkpoint) and how to save more before going on.
+    # what earlier attempts saved in the job log (metadata.checkpoint, seen by a worker on any machine,
+    # unlike the folder above) and how to save more before going on.
     job: Any = None
     forward: Any = None
-    checkpoint: dict[str, Any] = field(default_factory=dict)
+    saved: dict[str, Any] = field(default_factory=dict)
     save: Callable[[dict[str, Any]], None] = lambda data: None
 
 
@@ -137,6 +141,15 @@ class Engine(ABC):
 
         Called before a job is recorded, so a request that cannot run is refused, not logged as
         FAILED. Must be cheap: look for packages and files, load nothing.
+        """
+
+    @classmethod
+    def check_request(cls, options: dict[str, Any], request: Any, shots: list) -> None:
+        """Raise RequestError (naming the field) for a request this engine's model cannot render as asked.
+
+        Called before a job is recorded, after ``check_available``, with the checked request
+        (reelforge.request.VideoRequest) and its shots (ShotSpec: text, seed, duration_s, image).
+        Like ``check_available`` it must be cheap: read configs, load no weights.
         """
 
     @classmethod

@@ -3,13 +3,11 @@
 Pure numpy/Pillow, no torch: the diffusers engine plans a generation (size, frame count, fps
 the model accepts), runs it, then adapts the frames to exactly what was asked:
 
-- size: the requested frame is the *center crop of the generated frame with the requested
-  aspect ratio*, scaled to the requested size (same as "scale to cover, then center crop").
-  Rounding sides *up* to the model's multiple keeps the scale at 1 (a pure crop) whenever the
-  request fits the model's pixel budget.
-- time: output frame i (at t = i / fps) shows the generated frame nearest to t ("realtime").
-  When the generated clip is shorter than the request (a fixed-length model such as CogVideoX,
-  or a frame cap), the clip is stretched over the requested duration (slow motion) instead.
+- size: the generated size is the request rounded *up* to the model's side multiple and the
+  requested frame is its center crop (a pure crop, never a scale, within the model's grid).
+- time: output frame i (at t = i / fps) shows the generated frame nearest to t ("realtime"):
+  the fps is resampled. Requests that would need a clip stretched over a longer duration (slow
+  motion) or a frame scaled are refused by ``plan_generation``, naming the field.
 - image-to-video: the conditioning image goes through the inverse of the size mapping (scaled to
   the crop box, then edge-padded to the generation size), so the output's first frame lines up
   with the image instead of being stretched.
@@ -24,23 +22,34 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from ..errors import EngineError
+from ..errors import EngineError, RequestError
+
+
+DIMENSION = "videoGenerationConfig.dimension"
+DURATION = "videoGenerationConfig.durationSeconds"
 
 
 @dataclass(frozen=True)
 class ModelRules:
-    """What a loaded pipeline accepts; measured from its config, not assumed."""
+    """A model's grid: what its pipeline accepts, from its configs, and its documented budgets."""
 
     side_multiple: int  # height and width must be multiples of this
     frame_multiple: int  # frame counts must be k * frame_multiple + 1
     max_frames: int
-    max_pixels: int  # generation budget; larger requests are generated smaller and scaled up
+    max_pixels: int  # the largest width x height it was trained for
     fixed_size: tuple[int, int] | None = None  # (width, height) for fixed-size models
     fixed_frames: int | None = None
-    fixed_fps: int | None = None  # the fps the model was trained at, when it takes no fps input
+    native_fps: int = 24  # the fps it was trained at
+    takes_fps: bool = False  # the pipeline takes the fps as an input: generate at the fps asked
+    target_size: int | None = None  # image-to-video picks its own size bucket around this (HunyuanVideo 1.5)
 
     def frame_rule(self) -> str:
         return f"{self.frame_multiple}k+1"
+
+    def describe(self) -> str:
+        size = (f"{self.fixed_size[0]}x{self.fixed_size[1]}" if self.fixed_size
+                else f"sides multiple of {self.side_multiple} up to {self.max_pixels} pixels")
+        return f"{size}, {self.frame_rule()} frames up to {self.max_frames}"
 
 
 @dataclass(frozen=True)
@@ -73,36 +82,45 @@ def plan_generation(
     duration_s: float,
     fps: int,
     *,
+    model: str = "this model",
     gen_width: int | None = None,
     gen_height: int | None = None,
     gen_frames: int | None = None,
     gen_fps: int | None = None,
 ) -> GenerationPlan:
-    """The size, frame count and fps to ask the model for; overrides are checked, never rounded."""
+    """The size, frame count and fps to ask the model for, within its grid.
+
+    The only adaptations allowed are a crop of less than one side multiple on each side (the
+    generated size is the request rounded up) and resampling the fps; a request that needs
+    anything else (scaling, slow motion) raises RequestError naming the field. Overrides are
+    checked, never rounded.
+    """
+    m = rules.side_multiple
     notes: list[str] = []
     # size
     if gen_width or gen_height:
         w, h = gen_width or width, gen_height or height
         for name, v in (("generation_width", w), ("generation_height", h)):
-            if v % rules.side_multiple:
-                raise EngineError(f"{name}={v} is not a multiple of {rules.side_multiple}, which this model needs")
+            if v % m:
+                raise EngineError(f"{name}={v} is not a multiple of {m}, which this model needs")
         notes.append("size from options")
     elif rules.fixed_size:
         w, h = rules.fixed_size
-        notes.append(f"model generates a fixed {w}x{h}")
     else:
-        scale = 1.0
         if width * height > rules.max_pixels:
-            scale = math.sqrt(rules.max_pixels / (width * height))
-            notes.append(f"request above the model's ~{rules.max_pixels} px budget: generated smaller, scaled up")
-        w, h = _round_up(width * scale, rules.side_multiple), _round_up(height * scale, rules.side_multiple)
+            raise RequestError(DIMENSION, f"{width}x{height} is above {model}'s grid of {rules.max_pixels} pixels; "
+                                          f"allowed: {rules.describe()}")
+        w, h = _round_up(width, m), _round_up(height, m)
+    if not (0 <= w - width < m and 0 <= h - height < m):
+        what = "generates" if rules.fixed_size or gen_width or gen_height else "would generate"
+        allowed = f"{w}x{h}, or less than {m} px smaller a side (a center crop; nothing is scaled)"
+        raise RequestError(DIMENSION, f"{width}x{height} is outside {model}'s grid: it {what} {w}x{h}; allowed: {allowed}")
+    if (w, h) != (width, height):
+        notes.append(f"generated at {w}x{h} (sides multiple of {m}), center-cropped")
     # fps
-    if gen_fps:
-        g_fps = gen_fps
-    elif rules.fixed_fps:
-        g_fps = rules.fixed_fps
-    else:
-        g_fps = fps
+    g_fps = gen_fps or (fps if rules.takes_fps else rules.native_fps)
+    if g_fps != fps:
+        notes.append(f"generated at {g_fps} fps, resampled to {fps}")
     # frames
     if gen_frames:
         if (gen_frames - 1) % rules.frame_multiple:
@@ -112,16 +130,16 @@ def plan_generation(
         frames = rules.fixed_frames
     else:
         frames = valid_frames_at_least(math.ceil(duration_s * g_fps - 1e-9), rules.frame_multiple)
-        if frames > rules.max_frames:
-            if not rules.fixed_fps and not gen_fps:
-                # the model takes its fps as an input: generate fewer frames per second, same motion speed
-                g_fps = max(1, (rules.max_frames - 1) // max(1, math.ceil(duration_s)))
-                frames = valid_frames_at_least(math.ceil(duration_s * g_fps - 1e-9), rules.frame_multiple)
-                notes.append(f"fps lowered to {g_fps} to stay within {rules.max_frames} frames")
-            cap = valid_frames_at_most(rules.max_frames, rules.frame_multiple)
-            if frames > cap:
-                frames = cap
-                notes.append(f"capped at {cap} frames: the clip is stretched over the requested duration")
+        if frames > rules.max_frames and rules.takes_fps and not gen_fps:
+            # the model takes its fps as an input: generate fewer frames per second, same motion speed
+            g_fps = max(1, (rules.max_frames - 1) // max(1, math.ceil(duration_s)))
+            frames = valid_frames_at_least(math.ceil(duration_s * g_fps - 1e-9), rules.frame_multiple)
+            notes.append(f"fps lowered to {g_fps} to stay within {rules.max_frames} frames, resampled to {fps}")
+    if frames > rules.max_frames or frames / g_fps < duration_s - 1e-9:
+        longest = int(min(frames, rules.max_frames) / g_fps + 1e-9) if rules.fixed_frames or gen_frames else \
+            int((valid_frames_at_most(rules.max_frames, rules.frame_multiple) - 1) / g_fps + 1e-9)
+        raise RequestError(DURATION, f"{duration_s:g} s does not fit {model}'s grid ({rules.frame_rule()} frames, at "
+                                     f"most {rules.max_frames}, at {g_fps} fps); allowed: 1 to {max(1, longest)}")
     return GenerationPlan(w, h, frames, g_fps, tuple(notes))
 
 
@@ -158,6 +176,10 @@ class SizeMap:
 
 
 def size_map(gen_w: int, gen_h: int, out_w: int, out_h: int) -> SizeMap:
+    """A center crop of the requested size when the generated frame covers it (the grid's case), else
+    the center crop with the requested aspect ratio, scaled (a pipeline that returned another size)."""
+    if gen_w >= out_w and gen_h >= out_h:
+        return SizeMap(((gen_w - out_w) // 2, (gen_h - out_h) // 2, out_w, out_h), False)
     s = max(out_w / gen_w, out_h / gen_h)  # scale that makes the generated frame cover the request
     cw, ch = min(gen_w, round(out_w / s)), min(gen_h, round(out_h / s))
     crop = ((gen_w - cw) // 2, (gen_h - ch) // 2, cw, ch)

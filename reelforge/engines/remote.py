@@ -187,12 +187,12 @@ class RemoteEngine(Engine):
         _wait_for_slot(up, progress)
         held = True
         try:
-            upstream_id = ctx.checkpoint.get("upstreamId")
+            upstream_id = ctx.saved.get("upstreamId")
             if upstream_id:
                 log.info("job %s: re-attaching to upstream job %s at %s", job.id, upstream_id, forward.url)
             else:
-                if "intentAt" in ctx.checkpoint:
-                    upstream_id = self.find_made(forward, job, ctx.checkpoint["intentAt"])
+                if "intentAt" in ctx.saved:
+                    upstream_id = self.find_made(forward, job, ctx.saved["intentAt"])
                 if upstream_id is None:
                     ctx.save({"intentAt": time.time() - 1.0})  # before the create: a later attempt looks in the list first
                     upstream_id = self._create(forward, job, progress)

@@ -33,6 +33,7 @@ FIELD_LABELS = {  # the form's labels, for the error summary's links
     "task": "Kind of video",
     "prompt": "Prompt",
     "shots": "Shots",
+    "webhook": "Webhook",
     "image": "Starting image",
     "fit": FIT_CONTROL,
     "model": "Model",
@@ -46,7 +47,7 @@ DURATION_HINTS = {  # what the duration field means for each kind of video
     MULTI_SHOT_AUTOMATED: "The whole video's length, all shots together.",
     MULTI_SHOT_MANUAL: "Each shot's length.",
 }
-DEFAULTS = {"task": TEXT_VIDEO, "model": DEFAULT_MODEL, "size": "1280x720", "fps": "24", "duration": "6", "seed": "", "prompt": "", "shots": "", "fit": ""}
+DEFAULTS = {"task": TEXT_VIDEO, "model": DEFAULT_MODEL, "size": "1280x720", "fps": "24", "duration": "6", "seed": "", "prompt": "", "shots": "", "fit": "", "webhook": ""}
 
 
 class FormErrors(Exception):
@@ -77,6 +78,8 @@ def form_field(path: str) -> str:
     """The form field that holds a request's JSON path; "form" when none does."""
     if path in DEFAULTS or path == "image":
         return path
+    if path == "tags":  # the only tag this form sends names a webhook endpoint
+        return "webhook"
     if path == "modelId":
         return "model"
     if "image" in path:  # textToVideoParams.images[0].source.bytes, ...shots[0].image

@@ -44,6 +44,7 @@ from starlette.staticfiles import StaticFiles
 from ..errors import ImageError, JobNotFoundError, ReelforgeError, RequestError
 from ..jobs import JobStatus
 from ..models import get_model
+from .. import webhooks
 from ..runtime import Runtime, statuses
 from . import forms, views
 
@@ -196,7 +197,10 @@ class Gallery:
         try:
             spec = get_model(form.values["model"])
             request_ = forms.build_request(form.values, image, spec.limits.shot_seconds)
-            record, _ = await run_in_threadpool(self.runtime.submit, spec.model_id, request_, self.default_output)
+            hook = form.values.get("webhook", "").strip() or None  # a URL, or the name of an endpoint the server registered
+            named = [{"key": webhooks.TAG, "value": hook}] if hook and "://" not in hook else None
+            record, _ = await run_in_threadpool(lambda: self.runtime.submit(
+                spec.model_id, request_, self.default_output, tags=named, webhook=None if named else hook))
         except forms.FormErrors as exc:
             form.errors = exc.errors
         except ReelforgeError as exc:
@@ -224,6 +228,7 @@ class Gallery:
         except JobNotFoundError:
             return error_page(404, "No such job", f"There is no job {job_id!r} in the job log.")
         detail = await run_in_threadpool(views.detail, record)
+        detail.webhooks = [webhooks.shown(d) for d in await run_in_threadpool(self.runtime.store.deliveries, record.id)]
         again = again or {"model": record.model_id, "seed": str(forms.random_seed())}
         return render("job.html", status_code, job=detail, models=forms.model_choices(), again=again, errors=errors or {})
 

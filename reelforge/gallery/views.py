@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import ReelforgeError
 from ..jobs import JobRecord, JobStatus
+from ..media import sound_label
 from ..models import DEFAULT_SEED, MULTI_SHOT_MANUAL, get_model
 from ..request import PARAMS_KEY
 from ..storage import LocalStorage, local_path
@@ -261,6 +262,8 @@ class Detail:
     image_url: str | None = None  # the request's starting image, when it was sent inline
     warnings: list[str] = field(default_factory=list)  # a LEGACY model's lifecycle, what the model could not honour
     forwarded_to: str | None = None  # the engine kind and upstream job id of a forwarded job
+    webhooks: list[dict] = field(default_factory=list)  # its deliveries (webhooks.shown), never the secret
+    sound: str | None = None  # the video's sound track in words, once there is a video
 
 
 def _file_label(name: str) -> str:
@@ -340,6 +343,7 @@ def detail(record: JobRecord) -> Detail:
         image_url=f"{job_url(record.id)}/image" if start_image_sent(record.model_input) else None,
         warnings=job_warnings(record),
         forwarded_to=_forwarded_to(record),
+        sound=sound_label(record.metadata.get("audio"), record.audio) if video else None,
     )
 
 

@@ -66,6 +66,8 @@ class ServerSettings:
     max_queued: int | None = None  # refuse new jobs while this many are queued (each wire's quota error)
     forwards: Any = None  # forward.Forwards: model ids that run upstream (default: REELFORGE_FORWARD)
     retain_s: float | None = None  # prune ended jobs this old (reelforge/retention.py); None keeps every job
+    webhooks: Any = None  # webhooks.Settings; default: from the environment
+    public_url: str | None = None  # where webhook links point; default: http://HOST:PORT
 
     @property
     def advertised_output(self) -> str | None:
@@ -107,6 +109,8 @@ class ServerState:
                 map_output=self.map_output if settings.bucket_dir is not None else None,
                 forwards=settings.forwards,
                 retain_s=settings.retain_s,
+                webhooks=settings.webhooks,
+                public_url=settings.public_url or f"http://{'[' + settings.host + ']' if ':' in settings.host else settings.host}:{settings.port}",
             )
         self.runtime = runtime
         if settings.max_queued is not None:
@@ -456,6 +460,7 @@ def create_app(settings: ServerSettings | None = None, runtime: Runtime | None =
         if settings.workers > 0:
             state.runtime.start_workers(settings.workers)
         state.runtime.start_pruning()
+        state.runtime.start_dispatcher()  # webhooks go out from the server even when workers run elsewhere
         log.info("serving; job log %s, %d worker(s)", getattr(state.runtime.store, "path", "?"), settings.workers)
         try:
             yield

@@ -28,6 +28,7 @@ from ..jobs import JobRecord
 from ..listing import list_page
 from ..runtime import statuses
 from ..storage import LocalStorage, S3Storage, join, local_path
+from .. import webhooks
 from . import wire
 from .errors import ApiError, validation
 
@@ -144,7 +145,12 @@ async def list_jobs(request: Request) -> JSONResponse:
 
 async def get_job(request: Request) -> JSONResponse:
     record = await _job(request)
-    return JSONResponse(await run_in_threadpool(detail, record))
+    store = _state(request).runtime.store
+
+    def read() -> dict[str, Any]:
+        return {**detail(record), "webhooks": [webhooks.shown(d) for d in store.deliveries(record.id)]}
+
+    return JSONResponse(await run_in_threadpool(read))
 
 
 async def cancel_job(request: Request) -> JSONResponse:

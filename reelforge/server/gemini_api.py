@@ -284,11 +284,7 @@ async def _operation(request: Request, name: str, op_id: str, *, vertex: bool) -
         return {"name": name, "done": False, "metadata": {"progressPercent": int(progress * 100)}}
     ended = [r for r in records if r.status is not JobStatus.COMPLETED]
     if ended:
-        first = ended[0]
-        canceled = first.status is JobStatus.CANCELED
-        error = {"code": 1 if canceled else 13, "message": first.failure_message or ("Canceled." if canceled else "The job failed."),
-                 "status": "CANCELLED" if canceled else "INTERNAL"}
-        return {"name": name, "done": True, "error": error}
+        return {"name": name, "done": True, "error": _error(ended[0])}
     if vertex:
         videos = []
         for r in records:
@@ -296,9 +292,31 @@ async def _operation(request: Request, name: str, op_id: str, *, vertex: bool) -
             videos.append({"bytesBase64Encoded": base64.b64encode(data).decode("ascii"), "mimeType": "video/mp4"})
         response = {"@type": VERTEX_RESPONSE, "raiMediaFilteredCount": 0, "videos": videos}
     else:
-        samples = [{"video": {"uri": f"files/{r.id}", "mimeType": "video/mp4"}} for r in records]
-        response = {"@type": DEVELOPER_RESPONSE, "generateVideoResponse": {"generatedSamples": samples, "raiMediaFilteredCount": 0}}
+        response = _developer_response(records)
     return {"name": name, "done": True, "response": response}
+
+
+def _developer_response(records: list[JobRecord]) -> dict[str, Any]:
+    samples = [{"video": {"uri": f"files/{r.id}", "mimeType": "video/mp4"}} for r in records]
+    return {"@type": DEVELOPER_RESPONSE, "generateVideoResponse": {"generatedSamples": samples, "raiMediaFilteredCount": 0}}
+
+
+def operation_view(record: JobRecord) -> dict[str, Any]:
+    """One sample's job as an operation (its own name, which fetchPredictOperation and GET accept),
+    its video as a file link, never inline (webhooks send this)."""
+    name = f"{record.wire_request.get('resource', 'models/' + record.model_id)}/operations/{record.id}"
+    if not record.status.done:
+        return {"name": name, "done": False, "metadata": {"progressPercent": int(record.progress * 100)}}
+    if record.status is not JobStatus.COMPLETED:
+        return {"name": name, "done": True, "error": _error(record)}
+    return {"name": name, "done": True, "response": _developer_response([record])}
+
+
+def _error(record: JobRecord) -> dict[str, Any]:
+    """An ended job that made no video, as a google.rpc.Status."""
+    canceled = record.status is JobStatus.CANCELED
+    return {"code": 1 if canceled else 13, "message": record.failure_message or ("Canceled." if canceled else "The job failed."),
+            "status": "CANCELLED" if canceled else "INTERNAL"}
 
 
 async def download(request: Request, job_id: str) -> Response:
