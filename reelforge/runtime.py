@@ -132,12 +132,11 @@ class Runtime:
         metadata: dict[str, Any] = {}
         if forward is not None:
             # Where the job goes is fixed now, with the job: a worker's own --forward adds only credentials and limits.
-            served = Served(spec, forward.kind, {})
+            served = Served(spec, forward.kind, forward.route())  # the route is the engine's options
             if forward.kind == "openai-videos" and parsed.task_type != "TEXT_VIDEO":
                 raise RequestError("taskType", f"{model_id} is forwarded to an OpenAI Videos server, which takes one prompt; allowed: TEXT_VIDEO")
             if forward.kind == "bedrock" and forward.url == "aws" and not forward.output:
                 raise ConfigError(f"--forward {forward.entry}: Amazon Bedrock writes videos to S3; add ;output=s3://bucket/prefix to the entry")
-            metadata["forward"] = forward.route()
             if forward.kind == "bedrock":
                 from . import lifecycle
 
@@ -212,13 +211,14 @@ class Runtime:
 
         Exact within one process (the count and the insert happen under one lock); several server
         processes on one PostgreSQL job log may each see room at the same moment, so there the queue can
-        pass the limit by as many processes as submit at once. A repeated token is always answered.
+        pass the limit by as many processes as submit at once. A repeated token is always answered, also
+        one whose job retention pruned (create answers with its tombstone).
         """
         if self.max_queued is None:
             return
         if self.store.count(statuses=[JobStatus.QUEUED], cap=self.max_queued) < self.max_queued:
             return
-        if client_token is not None and self.store.by_token(client_token) is not None:
+        if client_token is not None and self.store.token_recorded(client_token):  # a pruned job's tombstone too
             return
         raise QueueFullError(self.max_queued)
 
@@ -338,10 +338,10 @@ class Runtime:
         if job is None:
             return False
         self.notify(job.id)
-        if job.engine and is_coroutine_engine(job.engine) and not job.metadata.get("forward"):
+        if job.engine and is_coroutine_engine(job.engine):
             lane = self.lane()
             lane.start(unit_steps(self.store, job, owner, self.engines, self.timings, notify=self.notify,
-                                  fetch_s3=self.fetch_s3, keeper=lane.keeper))
+                                  fetch_s3=self.fetch_s3, keeper=lane.keeper, forwards=self.forwards))
             return True
         perform(self.store, job, owner, self.engines, self.timings, notify=self.notify, fetch_s3=self.fetch_s3, forwards=self.forwards)
         self.notify(job.id)

@@ -449,14 +449,15 @@ class SQLJobStore(JobStore):
             raise JobNotFoundError(job_id)
         return self._row(row)
 
-    def by_token(self, client_token: str) -> JobRecord | None:
-        """The job recorded with this client token, if any."""
+    def token_recorded(self, client_token: str) -> bool:
+        """Whether a job, or the tombstone of a pruned one, holds this client token (admission lets it through: create answers it)."""
         def body(_):
             with self._conn() as db:
-                return db.execute("SELECT * FROM jobs WHERE client_token = ?", (client_token,)).fetchone()
+                return db.execute("SELECT 1 FROM jobs WHERE client_token = ? UNION ALL SELECT 1 FROM job_tombstones WHERE client_token = ? LIMIT 1",
+                                  (client_token, client_token)).fetchone()
 
-        row = self._attempt(body)
-        return self._row(row) if row is not None else None
+        return self._attempt(body) is not None
+
     def tombstone(self, job_id: str) -> PrunedJob | None:
         """The tombstone of a job retention removed, or None."""
 

@@ -185,6 +185,14 @@ class _LeaseKeeper:
                 return
 
 
+def is_remote_engine(engine_id: str | None) -> bool:
+    """True for the engines that forward whole jobs upstream (engines/remote.py)."""
+    try:
+        return bool(engine_id) and getattr(get_engine_class(engine_id), "remote", False)
+    except ReelforgeError:
+        return False
+
+
 def is_coroutine_engine(engine_id: str) -> bool:
     """True when the engine's ``render`` is ``async def``: its units can run on an AsyncLane."""
     try:
@@ -386,9 +394,9 @@ def unit_steps(store: JobStore, job: JobRecord, worker_id: str, engines: EngineC
     progress: JobProgress | None = None
     try:
         parent = store.get(job.parent_id) if job.parent_id else job
-        if job.metadata.get("forward"):  # recorded at submit: this job runs upstream
+        if is_remote_engine(job.engine):  # recorded at submit: this job runs upstream
             progress = JobProgress(store, job, worker_id, 1, notify, timings)
-            return _forwarded(store, job, worker_id, engines, timings, progress, forwards)
+            return (yield from _forwarded(store, job, worker_id, engines, timings, progress, forwards, keeper))
         spec = get_model(parent.model_id)
         request = VideoRequest.from_model_input(parent.model_input)
         _, shots = check(request, spec, fetch_s3)
@@ -428,17 +436,19 @@ def unit_steps(store: JobStore, job: JobRecord, worker_id: str, engines: EngineC
         return status
 
 
-def _forwarded(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCache, timings: Timings, progress: "JobProgress", forwards) -> JobStatus:
+def _forwarded(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCache, timings: Timings, progress: "JobProgress", forwards,
+               keeper=None) -> Generator:
     """A forwarded job (engines/remote.py): one unit, whatever its shots; the upstream makes the whole video.
 
-    Where it goes is what was recorded at submit; this worker's own entry for the same place adds
-    only its credentials and limits. The engine saves the upstream id through ``ctx.save`` before
-    following it; the video it hands back is probed (decoded) and published like a rendered one.
+    Where it goes is what was recorded at submit (the job's engine and its options, the route); this
+    worker's own entry for the same place adds only its credentials and limits. The engine saves the
+    upstream id in the job log through ``ctx.save`` before following it (a checkpoint folder would not
+    be seen by a worker on another machine); the video it hands back goes through the finished-file
+    check, loosened only where the engine says its upstream's wire cannot carry the plan.
     """
     from .forward import Forward
 
-    route = job.metadata["forward"]
-    forward = Forward.from_route(job.model_id, route)
+    forward = Forward.from_route(job.model_id, job.engine_options)
     own = forwards.get(job.model_id) if forwards is not None else None
     if own is not None and not own.same_place(forward):
         log.warning("job %s goes to %s as recorded at submit; this worker's --forward for %s (%s) is not used for it", job.id, forward.url, job.model_id, own.url)
@@ -446,9 +456,10 @@ def _forwarded(store: JobStore, job: JobRecord, worker_id: str, engines: EngineC
     forward = forward.overlay(own)
     request = VideoRequest.from_model_input(job.model_input)
     _, shots = check(request, forwarded_spec(job.model_id, forward.kind))
-    progress.metadata.update({k: job.metadata[k] for k in ("forward", "lifecycle", "notes", "checkpoint") if k in job.metadata})
-    unit = _Unit(store, job, worker_id, engines, forward.kind, {}, request, shots)
+    progress.metadata.update({k: job.metadata[k] for k in ("lifecycle", "notes", "checkpoint") if k in job.metadata})
+    unit = _Unit(store, job, worker_id, engines, forward.kind, job.engine_options, request, shots)
     unit.progress = progress
+    progress.deferred = keeper is not None
     checkpoint = dict(job.metadata.get("checkpoint", {}))
 
     def save(data: dict[str, Any]) -> None:
@@ -457,7 +468,7 @@ def _forwarded(store: JobStore, job: JobRecord, worker_id: str, engines: EngineC
         checkpoint.update(data)
         progress.metadata["checkpoint"] = dict(checkpoint)
 
-    with _LeaseKeeper(progress), _Folder(job.storage_uri) as out, tempfile.TemporaryDirectory(prefix="reelforge-forward-") as work:
+    with (keeper or _LeaseKeeper)(progress), _Folder(job.storage_uri) as out, tempfile.TemporaryDirectory(prefix="reelforge-forward-") as work:
         names = [shot_file_name(i) for i in range(len(shots))] if len(shots) > 1 else []
         out.clear_leftovers([*names, "output.mp4", "poster.jpg", "contact_sheet.png"])
         engine = unit._engine()
@@ -466,18 +477,20 @@ def _forwarded(store: JobStore, job: JobRecord, worker_id: str, engines: EngineC
                         request.width, request.height, None, job.model_id)
         t0 = time.perf_counter()
         result = engine.render(plan, RenderContext(progress, Path(work), job=job, forward=forward, saved=checkpoint, save=save))
+        if inspect.isawaitable(result):
+            result = yield _Await(result, progress)
         if result.video_file is None:
             raise ReelforgeError(f"engine {forward.kind} returned no video file")
         progress.beat("checking the upstream's video", force=True)
-        info = media.probe(result.video_file)  # decodes every frame: a broken download fails here
-        shutil.move(str(result.video_file), out.path / "output.mp4")
+        differs: dict[str, Any] = {}
+        poster = _take_file(engine, plan, Path(result.video_file), out.path / "output.mp4", loosen=engine.upstream_differs, differs=differs)
         names = [n for n in names if (Path(work) / n).is_file()]
         for name in names:  # a multi-shot video's shots, as the upstream wrote them (Bedrock's layout)
             media.probe(Path(work) / name)
-            shutil.move(str(Path(work) / name), out.path / name)
-        poster = media.read_frame(out.path / "output.mp4", info.frames // 3)
-        metadata = {**progress.metadata, "engine": forward.kind, "render_encode_s": time.perf_counter() - t0,
-                    "upstreamVideo": {"width": info.width, "height": info.height, "fps": info.fps, "frames": info.frames}}
+            media.publish_copy(Path(work) / name, out.path / name)
+        metadata = {**progress.metadata, "engine": forward.kind, "render_encode_s": time.perf_counter() - t0}
+        if differs:
+            metadata["upstreamDiffers"] = differs  # what the upstream's wire could not be asked for, as it came
         unit.finish_video(out, names, poster, metadata)
     return _completed(store, job, worker_id, metadata, timings)
 
@@ -682,8 +695,11 @@ def _encode(engine: Engine, plan: ShotPlan, frames, path: Path):
     return poster
 
 
-def _take_file(engine: Engine, plan: ShotPlan, made: Path, path: Path):
-    """A finished MP4 the engine made: checked against the plan, then published as the shot's file."""
+def _take_file(engine: Engine, plan: ShotPlan, made: Path, path: Path, loosen: tuple[str, ...] = (), differs: dict[str, Any] | None = None):
+    """A finished MP4 the engine made: checked against the plan, then published as the shot's file.
+
+    ``loosen=("fps",)`` (an upstream whose wire carries no frame rate) accepts another rate whose
+    length is the plan's to within a frame of either; what differed is put in ``differs``."""
     what = f"engine {engine.engine_id} handed back a video file for shot {plan.index + 1}"
     try:
         info = media.probe(made)
@@ -691,7 +707,12 @@ def _take_file(engine: Engine, plan: ShotPlan, made: Path, path: Path):
         raise ReelforgeError(f"{what} that cannot be read as a video: {exc}") from None
     want = f"h264 {plan.width}x{plan.height}, {plan.frame_count} frames at {plan.fps} fps"
     got = f"{info.codec} {info.width}x{info.height}, {info.frames} frames at {info.fps:g} fps"
-    if (info.codec, info.width, info.height, info.frames, round(info.fps, 3)) != ("h264", plan.width, plan.height, plan.frame_count, plan.fps):
+    exact = (info.frames, round(info.fps, 3)) == (plan.frame_count, plan.fps)
+    if not exact and "fps" in loosen and info.fps > 0 and abs(info.frames / info.fps - plan.frame_count / plan.fps) <= 1 / min(info.fps, plan.fps) + 1e-6:
+        exact = True
+        if differs is not None:
+            differs.update(fps={"planned": plan.fps, "upstream": round(info.fps, 3)}, frames={"planned": plan.frame_count, "upstream": info.frames})
+    if (info.codec, info.width, info.height) != ("h264", plan.width, plan.height) or not exact:
         raise ReelforgeError(f"{what} that does not match its plan: it is {got}; the shot needs {want}")
     media.publish_copy(made, path)
     return media.read_frame(path, plan.frame_count // 3)

@@ -56,7 +56,7 @@ def test_active_records_no_warning_and_the_reading_is_cached(tmp_path):
     factory = StubbedBedrock({"status": "ACTIVE", "startOfLifeTime": days(-300)})
     rt = runtime(tmp_path, factory)
     job, _ = rt.submit("luma.ray-v2:0", LUMA, tmp_path / "out")
-    assert "lifecycle" not in job.metadata and job.metadata["forward"]["url"] == "aws"
+    assert "lifecycle" not in job.metadata and job.engine == "bedrock" and job.engine_options["url"] == "aws"
     rt.submit("luma.ray-v2:0", LUMA, tmp_path / "out")  # within the cache's time: no second read
     assert factory.calls == 1
     factory.stub.assert_no_pending_responses()

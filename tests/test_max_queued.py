@@ -87,3 +87,20 @@ def test_without_the_option_nothing_is_refused(tmp_path):
 def test_the_option_takes_a_positive_number():
     result = CliRunner().invoke(cli, ["serve", "--max-queued", "0"])
     assert result.exit_code == 2 and "--max-queued" in result.output and "0" in result.output
+
+
+def test_a_full_queue_still_answers_the_token_of_a_pruned_job(tmp_path):
+    """Admission's token check reads the retention tombstones too: the repeat is answered with the old job, not a quota error."""
+    import time
+
+    from reelforge.retention import prune
+
+    with ServerThread(ServerSettings(workers=0, bucket_dir=tmp_path / "b", data_dir=tmp_path / "h", max_queued=LIMIT)) as s:
+        client = default_boto3(s.url)
+        old = start(client, token="tok-old")
+        assert http(f"{s.url}/reelforge/jobs/{old.rsplit('/', 1)[1]}/cancel", "POST")[0] == 200
+        assert prune(s.runtime.store, 1, now=time.time() + 60).ids == [old.rsplit("/", 1)[1]]
+        [start(client, token=f"tok-{i}") for i in range(LIMIT)]
+        with pytest.raises(client.exceptions.ServiceQuotaExceededException):
+            start(client, token="tok-new")
+        assert start(client, token="tok-old") == old

@@ -215,7 +215,7 @@ def test_the_embedded_client_forwards_through_reelforge_forward(monkeypatch, tmp
 
     monkeypatch.setenv("REELFORGE_FORWARD", entry("openai-videos", a_server.url))
     job = Client(data_dir=tmp_path / "embedded").start(TINY, model=TINY_ID, output=tmp_path / "videos").wait(timeout=60)
-    assert job.record.metadata["forward"]["kind"] == "openai-videos" and job.record.metadata["engine"] == "openai-videos"
+    assert job.record.engine == "openai-videos" and job.record.engine_options["kind"] == "openai-videos" and job.record.metadata["engine"] == "openai-videos"
     [upstream] = upstream_jobs(a_server)
     assert upstream.wire == "openai" and job.record.metadata["checkpoint"]["upstreamId"] == f"video_{upstream.id}"
     assert probe(job.video_path).width == 128
@@ -255,3 +255,67 @@ def test_a_multi_shot_job_forwarded_to_a_keeps_its_shots(tmp_path, a_server):
         assert [s["location"].rsplit("/", 1)[1] for s in status["shots"]] == ["shot_0001.mp4", "shot_0002.mp4"]
         [upstream] = upstream_jobs(a_server)
         assert upstream.model_input["taskType"] == "MULTI_SHOT_MANUAL"  # A made the whole video, once
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_one_worker_follows_many_forwarded_jobs_without_a_thread_each(kind, tmp_path):
+    """The remote engines are coroutines on B's async lane: jobs waiting upstream hold no thread.
+
+    B has one worker thread; A runs nothing until the end, so every job B forwards stays in flight.
+    Between 2 and N jobs in flight B may add only threads of its bounded pools (the loop's default
+    executor, which ``asyncio.to_thread`` uses for job-log writes and boto3, and the lane's step
+    threads), never one per job: N is chosen above their sum.
+    """
+    import os
+    import threading
+
+    pool = min(32, (os.cpu_count() or 1) + 4)
+    n = 2 + pool + 4 + 4
+    with ServerThread(ServerSettings(workers=0, bucket_dir=tmp_path / "a-buckets", data_dir=tmp_path / "a-home")) as a, \
+            b_server(tmp_path, [entry(kind, a.url, extra=f";concurrency={n}")], workers=1) as b:
+        client = bedrock(b.url)
+
+        def in_flight(arns):
+            return all(job_of(b, x).metadata.get("checkpoint", {}).get("upstreamId") for x in arns)
+
+        arns = [start(client) for _ in range(2)]
+        until(lambda: in_flight(arns), what="2 jobs forwarded")
+        threads_at_2 = {t.name for t in threading.enumerate()}
+        arns += [start(client) for _ in range(n - 2)]
+        until(lambda: in_flight(arns), timeout=60, what=f"{n} jobs forwarded")
+        assert len(upstream_jobs(a)) == n
+        assert b.runtime._lane.in_flight == n and len(b.runtime._lane.units) == n  # all followed at once, on the lane
+        added = {t.name for t in threading.enumerate()} - threads_at_2
+        # only bounded pools may grow: the loop's default executor and the lane's 4 step threads
+        assert all(name.startswith(("asyncio_", "reelforge-lane-step")) for name in added), added
+        assert len(added) <= pool + 4 < n - 2, added
+        a.runtime.start_workers(1)
+        for x in arns:
+            assert wait_done(client, x, timeout=90)["status"] == "Completed"
+
+
+def test_a_frame_rate_the_openai_wire_cannot_ask_for_is_taken_and_recorded_other_differences_are_not(tmp_path):
+    """worker._take_file, loosened for OpenAI Videos (no fps on its wire): another rate of the same
+    length passes and is recorded; the same file fails where the rate is not loosened, as does a wrong length."""
+    import numpy as np
+
+    from reelforge import media
+    from reelforge.engines import ShotPlan
+    from reelforge.worker import _take_file
+
+    def video(name: str, fps: int, frames: int) -> Path:
+        with media.VideoWriter(tmp_path / name, fps, 64, 64) as w:
+            for k in range(frames):
+                w.write(np.full((64, 64, 3), k * 8 % 256, dtype=np.uint8))
+        return tmp_path / name
+
+    plan = ShotPlan(0, 1, "a", 1, 2, 24, 64, 64)  # 2 s at 24 fps: 48 frames
+    engine = remote.OpenAIVideosEngine
+    differs: dict = {}
+    _take_file(engine, plan, video("16fps.mp4", 16, 32), tmp_path / "out.mp4", loosen=engine.upstream_differs, differs=differs)
+    assert differs == {"fps": {"planned": 24, "upstream": 16.0}, "frames": {"planned": 48, "upstream": 32}}
+    assert probe(tmp_path / "out.mp4").frames == 32
+    with pytest.raises(ReelforgeError, match="does not match its plan"):
+        _take_file(remote.BedrockEngine, plan, video("16fps-b.mp4", 16, 32), tmp_path / "out2.mp4", loosen=remote.BedrockEngine.upstream_differs)
+    with pytest.raises(ReelforgeError, match="does not match its plan"):
+        _take_file(engine, plan, video("short.mp4", 16, 24), tmp_path / "out3.mp4", loosen=engine.upstream_differs)

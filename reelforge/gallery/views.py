@@ -354,9 +354,11 @@ def job_warnings(record: JobRecord) -> list[str]:
 
 
 def _forwarded_to(record: JobRecord) -> str | None:
-    route = record.metadata.get("forward")
-    if not route:
+    from ..worker import is_remote_engine
+
+    if not is_remote_engine(record.engine):
         return None
+    route = record.engine_options
     upstream = (record.metadata.get("checkpoint") or {}).get("upstreamId")
     return f"{route['kind']} engine" + (f", upstream job {upstream}" if upstream else "")
 
