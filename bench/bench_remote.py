@@ -6,7 +6,7 @@ Upstream A is `reelforge serve` (a process of its own, on loopback, as on anothe
 per job (``--job-s``), with ``--concurrency`` workers. Baseline: ``--jobs`` jobs submitted straight to A
 (boto3), makespan from the first submit to the last completion. Then the same jobs submitted to B,
 a second `reelforge serve` (one process; its forward's limit twice A's workers, so that A's own queue
-stays fed, and three threads per A worker: one per followed job plus downloads) forwarding every job to A through each remote engine; makespan measured the
+stays fed; one worker thread, the remote engines being coroutines on its async lane) forwarding every job to A through each remote engine; makespan measured the
 same way, on B; ``--rounds`` alternate A alone and through B, medians shown. The ratio B / A must stay within 1.1: the remote engine (create, one poller per
 upstream, download, probe, publish) adds no serial bottleneck.
 """
@@ -125,9 +125,9 @@ def main() -> None:
                 bases.append(makespan(a_url, args.jobs))
                 upstream = f"{a_url}#{MODEL}" if kind == "openai-videos" else a_url
                 # The forward's limit is twice A's workers, so A's queue never runs dry while B notices an end and
-                # creates the next job; B's threads: one per followed job (until coroutine engines land) plus downloads.
+                # creates the next job; B has one worker thread: every followed job waits on its async lane.
                 fw = Forwards.parse([f"{MODEL}={kind}:{upstream};concurrency={2 * args.concurrency}"])
-                with ServerThread(ServerSettings(workers=3 * args.concurrency, bucket_dir=home / "b-b", data_dir=home / "b", forwards=fw)) as b:
+                with ServerThread(ServerSettings(workers=1, bucket_dir=home / "b-b", data_dir=home / "b", forwards=fw)) as b:
                     forwardeds.append(makespan(b.url, args.jobs))
         rows.append((kind, statistics.median(bases), statistics.median(forwardeds)))
     ideal = args.jobs / args.concurrency * args.job_s
