@@ -96,6 +96,8 @@ class Poller:
 
     def unwatch(self, upstream_id: str) -> None:
         self._watches.pop(upstream_id, None)
+        if not self._watches:
+            self._wake.set()  # the task ends now, not a round later (a stopping loop finds nothing pending)
 
     async def _run(self) -> None:
         while self._watches:
