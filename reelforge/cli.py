@@ -203,6 +203,10 @@ def _submit_and_follow(request, model, output, token, endpoint, no_wait, as_json
     if not endpoint and no_wait:
         client._backend.workers = 0  # the background worker runs it, so this process can exit
     job = client.start(request, model=model, output=output, client_token=token, webhook=webhook, webhook_events=webhook_events, audio=audio)
+    from .gallery.views import job_warnings
+
+    for line in job_warnings(job.record):
+        click.echo(f"warning: {line}", err=True)
     note = _engine_note(model) if not endpoint else None  # a server decides its own engines
     if note:
         click.echo(note, err=True)
@@ -442,13 +446,24 @@ def jobs_download(job_id, output, shots, endpoint):
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 def models(as_json):
-    """Model ids, the engine behind each, and what each still needs to run here (an extra, weights)."""
-    from .engines import get_engine_class
-    from .models import all_models, engine_for
+    """Model ids, the engine behind each, and what each still needs to run here (an extra, weights).
 
+    Forwarded ids (--forward / REELFORGE_FORWARD) show where they go; Bedrock ids show their lifecycle
+    (documented dates, or the live reading for a forwarded id, read with AWS credentials).
+    """
+    from .engines import get_engine_class
+    from .forward import Forwards
+    from .lifecycle import DOCUMENTED, LifecycleReader
+    from .models import add_forwarded, all_models, engine_for
+
+    forwards = Forwards.from_env()
+    for f in forwards.entries.values():
+        add_forwarded(f.model_id, f.kind)
+    reader = LifecycleReader() if forwards else None
     rows = []
     for spec in all_models():
-        engine_id, options = engine_for(spec)
+        forward = forwards.get(spec.model_id)
+        engine_id, options = (forward.kind, {}) if forward else engine_for(spec)
         try:  # looks for packages and files; loads nothing
             get_engine_class(engine_id).check_available(options)
             missing = None
@@ -457,13 +472,27 @@ def models(as_json):
         lim = spec.limits
         sizes = ", ".join(f"{w}x{h}" for w, h in lim.sizes) if lim.sizes else f"even, up to {lim.max_side}"
         fps = ",".join(map(str, lim.fps))
-        rows.append(dict(model=spec.model_id, engine=engine_id, sizes=sizes, fps=fps, about=spec.summary, ready=missing is None, needs=missing))
+        row = dict(model=spec.model_id, engine=engine_id, sizes=sizes, fps=fps, about=spec.summary, ready=missing is None, needs=missing)
+        if forward:
+            row["forward"] = {"url": forward.url, "upstreamModel": forward.upstream_model, "concurrency": forward.concurrency}
+        found = reader.read(forward) if forward and forward.kind == "bedrock" else None
+        found = found or DOCUMENTED.get(spec.model_id)
+        if found:
+            row["lifecycle"] = {"state": found.state(), "status": found.status, "endOfLife": found.end_of_life,
+                                "source": found.source, "text": found.describe(), "servedHere": forward is None}
+        rows.append(row)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for r in rows:
         click.echo(f"{r['model']}  ({r['engine']} engine; {r['sizes']}; fps {r['fps']})")
         click.echo(f"    {r['about']}")
+        if r.get("forward"):
+            click.echo(f"    forwarded to {r['forward']['url']} as {r['forward']['upstreamModel']} (up to {r['forward']['concurrency']} at once)")
+        if r.get("lifecycle"):
+            life = r["lifecycle"]
+            here = "; served here by a local model, which has no end of life" if life["servedHere"] and life["state"] != "active" else ""
+            click.echo(f"    {'warning: ' if life['state'] != 'active' else ''}on Amazon Bedrock: {life['text']}{here}")
         if r["needs"]:
             click.echo(f"    not ready here: {r['needs']}")
 
@@ -473,13 +502,18 @@ def models(as_json):
 @click.option("--idle-exit", type=click.FloatRange(min=0), metavar="SECONDS", help="Exit once no job has been queued for this long [default: run until stopped].")
 @click.option("--background", is_flag=True, help="Run as the data dir's background worker, the one Client.start starts: at most one runs; it exits REELFORGE_WORKER_IDLE_S seconds (default 120) after the queue empties.")
 @click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True, help="Units of work run at once by this process.")
-def worker(until_idle, idle_exit, background, threads):
+@click.option("--forward", "forwards", multiple=True, metavar="ENTRY", help="Credentials and limits for forwarded model ids (same form as serve --forward); where a job goes was fixed when it was recorded [default: REELFORGE_FORWARD's entries].")
+def worker(until_idle, idle_exit, background, threads, forwards):
     """Run queued jobs from the job log. Ctrl-C or SIGTERM puts running jobs back in the queue at once."""
     import signal
 
     from .background import SINGLETON, FileLock
+    from .cli_serve import parse_forwards
     from .client import embedded_runtime
+    from .forward import ENV
 
+    if forwards:
+        os.environ[ENV] = " ".join(f.entry for f in parse_forwards(forwards).entries.values())
     runtime = embedded_runtime()
     if background:
         singleton = FileLock(runtime.folder / SINGLETON, shared=False) if runtime.folder is not None else None

@@ -77,6 +77,17 @@ def connection_budget(max_connections: int) -> tuple[int, str | None]:
     return fitted, f"the descriptor limit is {soft} (ulimit -n), so at most {fitted} connections are held, not {max_connections}"
 
 
+def parse_forwards(flags):
+    """``--forward`` entries with REELFORGE_FORWARD's, or a usage error naming the flag (or variable) and the allowed forms."""
+    from .errors import ConfigError
+    from .forward import Forwards
+
+    try:
+        return Forwards.from_env(flags)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[1] if str(exc).startswith("--forward") else str(exc), param_hint="--forward") from None
+
+
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -101,6 +112,8 @@ def _is_loopback(host: str) -> bool:
 @click.option("--max-body", default="32MiB", show_default=True, help="Largest request body accepted; a larger one gets 413 at once.")
 @click.option("--read-timeout", type=click.FloatRange(0.1, 3600), default=config.SERVER_READ_TIMEOUT, show_default=True, help="Seconds a request's headers may take to arrive (its body: this plus 1 s per 32 KiB); slower clients get 408 and are disconnected.")
 @click.option("--max-connections", type=click.IntRange(1, 1_000_000), default=config.SERVER_MAX_CONNECTIONS, show_default=True, help="Connections held at once; beyond it the one idle longest is closed, and requests get 503 when none is idle.")
+@click.option("--max-queued", type=click.IntRange(1), default=None, help="Refuse new jobs while this many wait in the queue: Bedrock clients get 400 ServiceQuotaExceededException, OpenAI clients 429, Google clients 429 RESOURCE_EXHAUSTED; nothing is recorded [default: no limit].")
+@click.option("--forward", "forwards", multiple=True, metavar="ENTRY", help="Run a model id upstream: 'MODEL_ID=bedrock:URL' or 'MODEL_ID=openai-videos:URL#UPSTREAM_MODEL' (URL aws: Amazon's endpoint); repeatable; also REELFORGE_FORWARD, space-separated (docs/remote.md) [default: none, every model runs here].")
 @click.option("--region", default=None, help=f"Region for ARNs when a request carries none [default: {config.DEFAULT_REGION}].")
 @click.option("--account", default=None, help=f"12-digit account id in ARNs [default: {config.DEFAULT_ACCOUNT}].")
 @click.option("--retain", metavar="DURATION", help="Prune finished jobs (records and files, keeping tombstones) once they ended this long ago, e.g. 12h, 30d, 2w; checked every hour (REELFORGE_PRUNE_EVERY_S) [default: REELFORGE_RETAIN, else keep every job].")
@@ -111,7 +124,7 @@ def _is_loopback(host: str) -> bool:
 @click.option("--webhook-events", metavar="EVENTS", help="What the server's endpoints hear, comma-separated: job.started, job.completed, job.failed, job.canceled, job.progress (also REELFORGE_WEBHOOK_EVENTS) [default: all but job.progress].")
 @click.option("--allow-private-webhooks", is_flag=True, default=None, help="Let webhooks reach loopback, private and link-local addresses, and plain http (also REELFORGE_ALLOW_PRIVATE_WEBHOOKS=1).")
 @click.option("--public-url", metavar="URL", help="This server's address as receivers reach it, for the file links in webhooks [default: http://HOST:PORT].")
-def serve(host, port, workers, bucket_dir, default_output, auth_keys, allowed_hosts, max_body, read_timeout, max_connections, region, account, retain, log_level,
+def serve(host, port, workers, bucket_dir, default_output, auth_keys, allowed_hosts, max_body, read_timeout, max_connections, max_queued, forwards, region, account, retain, log_level,
           webhook_urls, webhook_endpoints, webhook_secret, webhook_events, allow_private_webhooks, public_url):
     """Serve Bedrock's async-invoke API, OpenAI's Videos API and Google's Veo API over one job log.
 
@@ -140,8 +153,9 @@ def serve(host, port, workers, bucket_dir, default_output, auth_keys, allowed_ho
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     overrides = dict(
+        forwards=parse_forwards(forwards),
         host=host, port=port, workers=workers, auth_keys=keys, max_body=parse_size(max_body),
-        allowed_hosts=tuple(h.strip().lower() for h in allowed_hosts), read_timeout=read_timeout, retain_s=retain_s,
+        allowed_hosts=tuple(h.strip().lower() for h in allowed_hosts), read_timeout=read_timeout, max_queued=max_queued, retain_s=retain_s,
     )
     overrides["webhooks"] = webhook_settings(webhook_urls, webhook_endpoints, webhook_secret, webhook_events, allow_private_webhooks)
     if public_url:

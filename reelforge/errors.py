@@ -11,6 +11,7 @@ ReelforgeError
 ├── StorageError            an output location that cannot be read or written
 │   └── JobStoreError       the job log cannot be reached or used (server: 503)
 ├── ConfigError             a REELFORGE_* setting that cannot be used
+├── QueueFullError          a server's --max-queued jobs are already waiting (Bedrock: ServiceQuotaExceededException; OpenAI, Google: 429)
 ├── UnreachableError        a server (reelforge, Bedrock, S3) that does not answer at its URL
 ├── NoPlayerError           Job.show() outside a notebook with no display or player; ``.path`` is the video
 ├── JobFailedError          Job.wait() on a job that ended FAILED
@@ -96,6 +97,19 @@ class JobStoreError(StorageError):
 
 class ConfigError(ReelforgeError):
     """A setting (an environment variable or a configuration value) that cannot be used."""
+class QueueFullError(ReelforgeError):
+    """``limit`` jobs are already queued (reelforge serve --max-queued); nothing was recorded."""
+
+    retry_after_s = 1
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        super().__init__(
+            f"{limit} jobs are already queued on this server, its limit (reelforge serve --max-queued); "
+            "nothing was recorded: send the request again later"
+        )
+
+
 class UnreachableError(ReelforgeError, ConnectionError):
     """Nothing answers at ``url``; ``reason`` is what the connection attempt met."""
 

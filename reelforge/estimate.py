@@ -131,9 +131,17 @@ def estimate(
     ``store`` is a job log to learn local timings from (None: the measured table only).
     Raises RequestError when the request does not fit the model, as submitting would.
     """
+    from .forward import Forwards
+    from .models import add_forwarded
+
+    forward = Forwards.from_env().get(model_id) if not endpoint else None
+    if forward is not None:
+        add_forwarded(model_id, forward.kind)
     spec = get_model(model_id)
     shots, seconds, frames = request_shape(request, spec)
     rows = []
+    if forward is not None:
+        return [forwarded_estimate(forward, model_id, shots, seconds, frames)]
     if spec.bedrock_id:
         price, source = BEDROCK_PRICES.get(model_id, (None, "no price on record for this model id"))
         rows.append(Estimate(
@@ -153,6 +161,20 @@ def estimate(
         model_id, where, 1, shots, seconds, frames, 0.0, "runs on your hardware: no per-second charge", time_s, basis,
     ))
     return rows
+
+
+def forwarded_estimate(forward, model_id: str, shots: int, seconds: int, frames: int) -> Estimate:
+    """A forwarded request's row: the upstream's price where configured (usd-per-s) or documented (Amazon's), else unknown."""
+    where = f"forwarded ({forward.kind})"
+    price, basis = None, "price unknown: none documented for this upstream; add ;usd-per-s=PRICE@DATE to its --forward entry"
+    if forward.usd_per_s:
+        price, basis = forward.usd_per_s[0], f"USD {forward.usd_per_s[0]:g}/s configured in --forward / REELFORGE_FORWARD, as of {forward.usd_per_s[1]}"
+    elif forward.kind == "bedrock" and forward.url == "aws" and model_id in BEDROCK_PRICES:
+        price, basis = BEDROCK_PRICES[model_id]
+    time_s, time_basis = None, "upstream time unknown"
+    if forward.kind == "bedrock" and forward.url == "aws":
+        time_s, time_basis = bedrock_latency_s(seconds), BEDROCK_LATENCY_SOURCE
+    return Estimate(model_id, where, 1, shots, seconds, frames, None if price is None else round(price * seconds, 2), basis, time_s, time_basis)
 
 
 def local_rate(

@@ -60,6 +60,8 @@ class ModelSpec:
     engine_options: dict[str, Any] = field(default_factory=dict)
     # True for ids that belong to AWS (kept so Bedrock code keeps working)
     bedrock_id: bool = False
+    # the modelInput schema requests arrive in: "nova" (Nova Reel's taskType form) or "luma" (luma.py)
+    input_format: str = "nova"
 
 
 NOVA_REEL_V1_0 = Limits(task_types=(TEXT_VIDEO,))
@@ -83,6 +85,8 @@ NOVA_BACKEND_DEFAULT = PREVIZ_MODEL  # what serves the Nova Reel ids for new job
 
 
 def builtin_models() -> list[ModelSpec]:
+    from . import luma
+
     return [
         ModelSpec(
             "amazon.nova-reel-v1:0",
@@ -97,6 +101,17 @@ def builtin_models() -> list[ModelSpec]:
             "Nova Reel v1.1 request format: TEXT_VIDEO and multi-shot up to 120 s",
             NOVA_REEL_V1_1,
             bedrock_id=True,
+        ),
+        ModelSpec(
+            luma.MODEL_ID,
+            "animatic",
+            "Luma Ray2 request format (prompt, aspect_ratio, duration 5s/9s, resolution 540p/720p); served by a local model unless forwarded",
+            Limits(
+                task_types=(TEXT_VIDEO,), text_max=luma.PROMPT_MAX, text_video_durations=tuple(luma.DURATIONS.values()),
+                fps=(luma.FPS,), sizes=luma.SIZES, image_exact_size=False,
+            ),
+            bedrock_id=True,
+            input_format="luma",
         ),
         ModelSpec(
             "reelforge.animatic-v1",
@@ -114,6 +129,28 @@ def builtin_models() -> list[ModelSpec]:
     ]
 
 
+_forwarded: dict[str, str] = {}  # model id -> engine kind, for ids only an upstream serves (forward.py)
+
+
+def add_forwarded(model_id: str, kind: str) -> None:
+    """Make a forwarded id that no local engine serves known to the model table (its checks are the upstream's)."""
+    _forwarded[model_id] = kind
+
+
+def forwarded_spec(model_id: str, kind: str) -> ModelSpec:
+    """The spec a forwarded job is checked with: the local row when there is one, else a permissive row for the upstream."""
+    return ModelSpec(model_id, kind, f"forwarded ({kind}); the upstream's own limits apply there", LOCAL)
+
+
+def local_backend() -> str:
+    """The local model that serves Bedrock ids (REELFORGE_NOVA_BACKEND when it names a local model, else the animatic)."""
+    backend = os.environ.get("REELFORGE_NOVA_BACKEND", ANIMATIC_MODEL)
+    try:
+        return backend if not _registry()[backend].bedrock_id else ANIMATIC_MODEL
+    except KeyError:
+        return ANIMATIC_MODEL
+
+
 def _registry() -> dict[str, ModelSpec]:
     models: dict[str, ModelSpec] = {m.model_id: m for m in builtin_models()}
     from .engines import engine_classes
@@ -121,6 +158,8 @@ def _registry() -> dict[str, ModelSpec]:
     for cls in engine_classes().values():
         for spec in getattr(cls, "models", lambda: [])():
             models.setdefault(spec.model_id, spec)
+    for model_id, kind in _forwarded.items():
+        models.setdefault(model_id, forwarded_spec(model_id, kind))
     return models
 
 
@@ -150,15 +189,16 @@ def serving(spec: ModelSpec, environ: Mapping[str, str] | None = None) -> Served
     """The engine, options and model that render ``spec``'s jobs, as this process's settings say.
 
     Read once, when a job is recorded (``Runtime.submit``); the job keeps the answer and workers
-    never read their own settings to decide. Nova Reel ids are served by another model's engine,
-    chosen with REELFORGE_NOVA_BACKEND (a model id; default the previz, reelforge.animatic-v2), so the
-    notebook's model id keeps working; a recorded job keeps the engine it was submitted with (v1 for
-    jobs from before v2). REELFORGE_<ENGINE>_OPTIONS (a JSON object, e.g.
+    never read their own settings to decide. Bedrock ids (Nova Reel, Luma Ray2) are served by
+    another model's engine, chosen with REELFORGE_NOVA_BACKEND (a model id; default the previz,
+    reelforge.animatic-v2), so the notebook's model id and Luma-on-Bedrock code keep working offline;
+    a recorded job keeps the engine it was submitted with (v1 for jobs from before v2).
+    REELFORGE_<ENGINE>_OPTIONS (a JSON object, e.g.
     REELFORGE_DIFFUSERS_OPTIONS='{"dtype": "float16"}') adds options to every model of that engine.
     """
     env = os.environ if environ is None else environ
     target, via = spec, None
-    if spec.bedrock_id and spec.model_id.startswith("amazon.nova-reel"):
+    if spec.bedrock_id:
         backend = env.get("REELFORGE_NOVA_BACKEND") or NOVA_BACKEND_DEFAULT
         if backend != spec.model_id:
             named = get_model(backend)

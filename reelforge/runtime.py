@@ -11,6 +11,7 @@ listener that wakes idle workers the moment a job becomes claimable anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -21,10 +22,12 @@ from typing import Any, Callable
 
 from . import config
 from .background import FileLock, presence
-from .errors import RequestError, StorageError
+from .errors import ConfigError, QueueFullError, RequestError, StorageError
 from .jobs import JobRecord, JobStatus, JobStore, new_job_id, open_store, request_fingerprint
 from .engines import get_engine_class
-from .models import get_model, serving
+from .forward import Forwards
+from .lifecycle import LifecycleReader
+from .models import Served, add_forwarded, get_model, local_backend, serving
 from .request import VideoRequest, check, check_served
 from .retention import prune, prune_every_s, retain_from_env
 from .storage import join, local_path, storage_for, to_uri
@@ -44,10 +47,16 @@ class Runtime:
         account: str | None = None,
         fetch_s3: Callable[[str, str | None], bytes] | None = None,
         map_output: Callable[[str], str] | None = None,
+        forwards: Forwards | None = None,
+        lifecycle: LifecycleReader | None = None,
         retain_s: float | None | object = _FROM_ENV,
         webhooks: "webhooks_module.Settings | None" = None,
         public_url: str | None = None,
     ):
+        self.forwards = forwards if forwards is not None else Forwards.from_env()
+        for f in self.forwards.entries.values():
+            add_forwarded(f.model_id, f.kind)
+        self._lifecycle = lifecycle
         self.store = store or open_store(config.job_store_location())
         self.webhooks = webhooks if webhooks is not None else webhooks_module.Settings.from_env()
         self.public_url = public_url  # where a server serves the files its webhooks link to
@@ -56,6 +65,8 @@ class Runtime:
         self.account = account or config.account()
         self.fetch_s3 = fetch_s3
         self.map_output = map_output  # requested output URI -> where files really go
+        self.max_queued: int | None = None  # reelforge serve --max-queued: refuse new jobs beyond it
+        self._admission = threading.Lock()  # the count and the insert as one step in this process
         # Jobs that ended longer ago than this are pruned while this runtime works (None: kept).
         self.retain_s = retain_from_env() if retain_s is _FROM_ENV else retain_s
         self.engines = EngineCache()
@@ -107,12 +118,35 @@ class Runtime:
         ``audio=False`` records that the video is to be silent even when its engine makes sound.
         """
         spec = get_model(model_id)
+        forward = self.forwards.get(model_id)
         original = request.to_model_input() if isinstance(request, VideoRequest) else request
+        notes: list[str] = []
+        if spec.input_format == "luma" and not isinstance(request, VideoRequest):
+            from . import luma
+
+            # checked member by member, named as Luma names them; a forward sends it upstream as it came
+            request, notes = luma.to_nova(original, local=forward is None)
+            wire_request = {**(wire_request or {}), "modelInput": original}
         parsed = request if isinstance(request, VideoRequest) else VideoRequest.from_model_input(request)
-        prepared, shots = check(parsed, spec, self.fetch_s3)
-        served = serving(spec)  # fixed now: the job keeps it, whatever a worker's settings say later
-        if served.model is not spec:
-            check_served(prepared, shots, spec, served.model, served.via)
+        prepared, shots = check(parsed, spec, None if forward else self.fetch_s3)
+        metadata: dict[str, Any] = {}
+        if forward is not None:
+            # Where the job goes is fixed now, with the job: a worker's own --forward adds only credentials and limits.
+            served = Served(spec, forward.kind, forward.route())  # the route is the engine's options
+            if forward.kind == "openai-videos" and parsed.task_type != "TEXT_VIDEO":
+                raise RequestError("taskType", f"{model_id} is forwarded to an OpenAI Videos server, which takes one prompt; allowed: TEXT_VIDEO")
+            if forward.kind == "bedrock" and forward.url == "aws" and not forward.output:
+                raise ConfigError(f"--forward {forward.entry}: Amazon Bedrock writes videos to S3; add ;output=s3://bucket/prefix to the entry")
+            if forward.kind == "bedrock":
+                from . import lifecycle
+
+                warning = lifecycle.check(forward, self.lifecycle, local_backend())
+                if warning:
+                    metadata["lifecycle"] = warning
+        else:
+            served = serving(spec)  # fixed now: the job keeps it, whatever a worker's settings say later
+            if served.model is not spec:
+                check_served(prepared, shots, spec, served.model, served.via)
         engine = get_engine_class(served.engine)
         engine.parse_options(served.options)  # bad options are refused here, not found by a worker
         engine.check_available(served.options)
@@ -143,7 +177,7 @@ class Runtime:
             fingerprint=fingerprint,
             output_config=output_config or {},
             tags=tags or [],
-            metadata={"adaptations": adapted} if adapted else {},
+            metadata={**metadata, **({"adaptations": adapted} if adapted else {}), **({"notes": notes} if notes else {})},
             wire=wire,
             wire_request=wire_request or {},
             audio=audio,
@@ -154,9 +188,11 @@ class Runtime:
             self.webhooks, record, url=webhook, kinds=webhook_events,
             named=webhooks_module.tag_endpoint(tags) if wire == "bedrock" else None, base=self.public_url,
         )
-        if prepare is not None:
-            prepare(record)
-        record, created = self.store.create(record)
+        with self._admission if self.max_queued is not None else contextlib.nullcontext():
+            self.admit(client_token)
+            if prepare is not None:
+                prepare(record)
+            record, created = self.store.create(record)
         if prepare is not None and not created:  # a repeated token: the job it repeats has files of its own
             storage_for(storage_uri).remove_tree(storage_uri)
         if created:
@@ -164,12 +200,40 @@ class Runtime:
             self.notify(record.id)
         return record, created
 
+    @property
+    def lifecycle(self) -> LifecycleReader:
+        if self._lifecycle is None:
+            self._lifecycle = LifecycleReader()
+        return self._lifecycle
+
+    def admit(self, client_token: str | None) -> None:
+        """QueueFullError when ``max_queued`` top-level jobs are queued, unless the token repeats a recorded job.
+
+        Exact within one process (the count and the insert happen under one lock); several server
+        processes on one PostgreSQL job log may each see room at the same moment, so there the queue can
+        pass the limit by as many processes as submit at once. A repeated token is always answered, also
+        one whose job retention pruned (create answers with its tombstone).
+        """
+        if self.max_queued is None:
+            return
+        if self.store.count(statuses=[JobStatus.QUEUED], cap=self.max_queued) < self.max_queued:
+            return
+        if client_token is not None and self.store.token_recorded(client_token):  # a pruned job's tombstone too
+            return
+        raise QueueFullError(self.max_queued)
+
     def get(self, job_id: str) -> JobRecord:
         return self.store.get(job_id)
 
     def cancel(self, job_id: str) -> JobRecord:
+        before = self.store.get(job_id)
         record = self.store.request_cancel(job_id)
         self.notify(job_id)
+        if before.status is JobStatus.QUEUED and record.status is JobStatus.CANCELED:
+            # No worker follows it: a forwarded job requeued after a crash still has its upstream job.
+            from .engines.remote import cancel_upstream
+
+            cancel_upstream(record)
         if self._lane is not None:
             self._lane.poke()
         return record
@@ -205,6 +269,10 @@ class Runtime:
                 if job.status in (JobStatus.FAILED, JobStatus.CANCELED):
                     log.error("job %s %s: %s", job.id, job.status.value.lower(), job.failure_message)
                     finalize_ended(job, job.failure_message or "Canceled.", self.store)
+                    if job.status is JobStatus.CANCELED:
+                        from .engines.remote import cancel_upstream
+
+                        cancel_upstream(job)
         return ids
 
     # --- change notification (in-process waiters) -------------------------------------------
@@ -273,9 +341,9 @@ class Runtime:
         if job.engine and is_coroutine_engine(job.engine):
             lane = self.lane()
             lane.start(unit_steps(self.store, job, owner, self.engines, self.timings, notify=self.notify,
-                                  fetch_s3=self.fetch_s3, keeper=lane.keeper))
+                                  fetch_s3=self.fetch_s3, keeper=lane.keeper, forwards=self.forwards))
             return True
-        perform(self.store, job, owner, self.engines, self.timings, notify=self.notify, fetch_s3=self.fetch_s3)
+        perform(self.store, job, owner, self.engines, self.timings, notify=self.notify, fetch_s3=self.fetch_s3, forwards=self.forwards)
         self.notify(job.id)
         return True
 

@@ -449,6 +449,15 @@ class SQLJobStore(JobStore):
             raise JobNotFoundError(job_id)
         return self._row(row)
 
+    def token_recorded(self, client_token: str) -> bool:
+        """Whether a job, or the tombstone of a pruned one, holds this client token (admission lets it through: create answers it)."""
+        def body(_):
+            with self._conn() as db:
+                return db.execute("SELECT 1 FROM jobs WHERE client_token = ? UNION ALL SELECT 1 FROM job_tombstones WHERE client_token = ? LIMIT 1",
+                                  (client_token, client_token)).fetchone()
+
+        return self._attempt(body) is not None
+
     def tombstone(self, job_id: str) -> PrunedJob | None:
         """The tombstone of a job retention removed, or None."""
 
@@ -666,6 +675,26 @@ class SQLJobStore(JobStore):
         if row is None:
             return Beat.LOST  # recovered elsewhere, released, or ended: this worker must stop
         return Beat.CANCEL if row["cancel_requested"] else Beat.OK
+
+    def save_checkpoint(self, job_id: str, worker_id: str, data: dict[str, Any], *, fence: int | None = None) -> bool:
+        """Merge ``data`` into the job's ``metadata.checkpoint`` (kept for its next attempt), only while this claim holds it."""
+        fenced, fence_args = _fenced(fence)
+
+        def body(_):
+            with self._tx() as db:
+                self._lock(db, job_id)
+                row = db.execute(
+                    f"SELECT metadata FROM jobs WHERE id = ? AND worker_id = ? AND status = 'RUNNING'{fenced}",
+                    [job_id, worker_id, *fence_args],
+                ).fetchone()
+                if row is None:
+                    return False
+                metadata = json.loads(row["metadata"])
+                metadata["checkpoint"] = {**metadata.get("checkpoint", {}), **data}
+                db.execute("UPDATE jobs SET metadata = ?, last_modified = ? WHERE id = ?", [json.dumps(metadata), time.time(), job_id])
+            return True
+
+        return self._attempt(body)
 
     def finish(self, job_id, worker_id, status, *, failure_message=None, metadata=None, fence: int | None = None) -> bool:
         sets = "status = ?, failure_message = ?, end_time = ?, last_modified = ?, lease_until = NULL, stage = ?"

@@ -31,7 +31,7 @@ from .config import Timings
 from .engines import Engine, RenderContext, ShotPlan, get_engine_class
 from .errors import JobCanceled, ReelforgeError
 from .jobs import Beat, JobRecord, JobStatus, JobStore, new_job_id
-from .models import get_model
+from .models import forwarded_spec, get_model
 from .request import VideoRequest, check
 from .storage import LocalStorage, join, local_path, storage_for
 
@@ -185,6 +185,14 @@ class _LeaseKeeper:
                 return
 
 
+def is_remote_engine(engine_id: str | None) -> bool:
+    """True for the engines that forward whole jobs upstream (engines/remote.py)."""
+    try:
+        return bool(engine_id) and getattr(get_engine_class(engine_id), "remote", False)
+    except ReelforgeError:
+        return False
+
+
 def is_coroutine_engine(engine_id: str) -> bool:
     """True when the engine's ``render`` is ``async def``: its units can run on an AsyncLane."""
     try:
@@ -334,12 +342,12 @@ def _advance(steps: Generator, value, error):
         return "raised", exc
 
 
-def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCache, timings: Timings, notify=None, fetch_s3=None) -> JobStatus:
+def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCache, timings: Timings, notify=None, fetch_s3=None, forwards=None) -> JobStatus:
     """Run one claimed unit of work to its end in this thread; never raises for a job's own failure.
 
     A coroutine engine's render is run to its end here too (``AsyncLane`` runs many at once instead).
     """
-    return _drive(unit_steps(store, job, worker_id, engines, timings, notify, fetch_s3))
+    return _drive(unit_steps(store, job, worker_id, engines, timings, notify, fetch_s3, forwards=forwards))
 
 
 class Stopping(BaseException):
@@ -372,7 +380,7 @@ async def _awaited(awaitable: Awaitable):
 
 
 def unit_steps(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCache, timings: Timings, notify=None, fetch_s3=None,
-               keeper: Callable[["JobProgress"], Any] | None = None) -> Generator:
+               keeper: Callable[["JobProgress"], Any] | None = None, forwards=None) -> Generator:
     """The steps of one claimed unit, as a generator that yields an ``_Await`` where a coroutine engine
     renders and returns the unit's status. Its driver runs the steps between (``perform``: in the
     calling thread; ``AsyncLane``: in a small pool, holding no thread while the engine awaits).
@@ -386,6 +394,9 @@ def unit_steps(store: JobStore, job: JobRecord, worker_id: str, engines: EngineC
     progress: JobProgress | None = None
     try:
         parent = store.get(job.parent_id) if job.parent_id else job
+        if is_remote_engine(job.engine):  # recorded at submit: this job runs upstream
+            progress = JobProgress(store, job, worker_id, 1, notify, timings)
+            return (yield from _forwarded(store, job, worker_id, engines, timings, progress, forwards, keeper))
         spec = get_model(parent.model_id)
         request = VideoRequest.from_model_input(parent.model_input)
         _, shots = check(request, spec, fetch_s3)
@@ -423,6 +434,65 @@ def unit_steps(store: JobStore, job: JobRecord, worker_id: str, engines: EngineC
         if not isinstance(exc, Exception):
             raise
         return status
+
+
+def _forwarded(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCache, timings: Timings, progress: "JobProgress", forwards,
+               keeper=None) -> Generator:
+    """A forwarded job (engines/remote.py): one unit, whatever its shots; the upstream makes the whole video.
+
+    Where it goes is what was recorded at submit (the job's engine and its options, the route); this
+    worker's own entry for the same place adds only its credentials and limits. The engine saves the
+    upstream id in the job log through ``ctx.save`` before following it (a checkpoint folder would not
+    be seen by a worker on another machine); the video it hands back goes through the finished-file
+    check, loosened only where the engine says its upstream's wire cannot carry the plan.
+    """
+    from .forward import Forward
+
+    forward = Forward.from_route(job.model_id, job.engine_options)
+    own = forwards.get(job.model_id) if forwards is not None else None
+    if own is not None and not own.same_place(forward):
+        log.warning("job %s goes to %s as recorded at submit; this worker's --forward for %s (%s) is not used for it", job.id, forward.url, job.model_id, own.url)
+        own = None
+    forward = forward.overlay(own)
+    request = VideoRequest.from_model_input(job.model_input)
+    _, shots = check(request, forwarded_spec(job.model_id, forward.kind))
+    progress.metadata.update({k: job.metadata[k] for k in ("lifecycle", "notes", "checkpoint") if k in job.metadata})
+    unit = _Unit(store, job, worker_id, engines, forward.kind, job.engine_options, request, shots)
+    unit.progress = progress
+    progress.deferred = keeper is not None
+    checkpoint = dict(job.metadata.get("checkpoint", {}))
+
+    def save(data: dict[str, Any]) -> None:
+        if not store.save_checkpoint(job.id, worker_id, data, fence=job.fence):
+            raise LeaseLost(job.id)
+        checkpoint.update(data)
+        progress.metadata["checkpoint"] = dict(checkpoint)
+
+    with (keeper or _LeaseKeeper)(progress), _Folder(job.storage_uri) as out, tempfile.TemporaryDirectory(prefix="reelforge-forward-") as work:
+        names = [shot_file_name(i) for i in range(len(shots))] if len(shots) > 1 else []
+        out.clear_leftovers([*names, "output.mp4", "poster.jpg", "contact_sheet.png"])
+        engine = unit._engine()
+        out.put_json("manifest.json", _manifest(job, forward.kind, request))
+        plan = ShotPlan(0, len(shots), " ".join(request.shot_texts()), request.effective_seed, sum(s.duration_s for s in shots), request.fps,
+                        request.width, request.height, None, job.model_id)
+        t0 = time.perf_counter()
+        result = engine.render(plan, RenderContext(progress, Path(work), job=job, forward=forward, saved=checkpoint, save=save))
+        if inspect.isawaitable(result):
+            result = yield _Await(result, progress)
+        if result.video_file is None:
+            raise ReelforgeError(f"engine {forward.kind} returned no video file")
+        progress.beat("checking the upstream's video", force=True)
+        differs: dict[str, Any] = {}
+        poster = _take_file(engine, plan, Path(result.video_file), out.path / "output.mp4", loosen=engine.upstream_differs, differs=differs)
+        names = [n for n in names if (Path(work) / n).is_file()]
+        for name in names:  # a multi-shot video's shots, as the upstream wrote them (Bedrock's layout)
+            media.probe(Path(work) / name)
+            media.publish_copy(Path(work) / name, out.path / name)
+        metadata = {**progress.metadata, "engine": forward.kind, "render_encode_s": time.perf_counter() - t0}
+        if differs:
+            metadata["upstreamDiffers"] = differs  # what the upstream's wire could not be asked for, as it came
+        unit.finish_video(out, names, poster, metadata)
+    return _completed(store, job, worker_id, metadata, timings)
 
 
 def _completed(store: JobStore, job: JobRecord, worker_id: str, metadata: dict[str, Any], timings: Timings) -> JobStatus:
@@ -625,8 +695,11 @@ def _encode(engine: Engine, plan: ShotPlan, frames, path: Path):
     return poster
 
 
-def _take_file(engine: Engine, plan: ShotPlan, made: Path, path: Path):
-    """A finished MP4 the engine made: checked against the plan, then published as the shot's file."""
+def _take_file(engine: Engine, plan: ShotPlan, made: Path, path: Path, loosen: tuple[str, ...] = (), differs: dict[str, Any] | None = None):
+    """A finished MP4 the engine made: checked against the plan, then published as the shot's file.
+
+    ``loosen=("fps",)`` (an upstream whose wire carries no frame rate) accepts another rate whose
+    length is the plan's to within a frame of either; what differed is put in ``differs``."""
     what = f"engine {engine.engine_id} handed back a video file for shot {plan.index + 1}"
     try:
         info = media.probe(made)
@@ -634,7 +707,12 @@ def _take_file(engine: Engine, plan: ShotPlan, made: Path, path: Path):
         raise ReelforgeError(f"{what} that cannot be read as a video: {exc}") from None
     want = f"h264 {plan.width}x{plan.height}, {plan.frame_count} frames at {plan.fps} fps"
     got = f"{info.codec} {info.width}x{info.height}, {info.frames} frames at {info.fps:g} fps"
-    if (info.codec, info.width, info.height, info.frames, round(info.fps, 3)) != ("h264", plan.width, plan.height, plan.frame_count, plan.fps):
+    exact = (info.frames, round(info.fps, 3)) == (plan.frame_count, plan.fps)
+    if not exact and "fps" in loosen and info.fps > 0 and abs(info.frames / info.fps - plan.frame_count / plan.fps) <= 1 / min(info.fps, plan.fps) + 1e-6:
+        exact = True
+        if differs is not None:
+            differs.update(fps={"planned": plan.fps, "upstream": round(info.fps, 3)}, frames={"planned": plan.frame_count, "upstream": info.frames})
+    if (info.codec, info.width, info.height) != ("h264", plan.width, plan.height) or not exact:
         raise ReelforgeError(f"{what} that does not match its plan: it is {got}; the shot needs {want}")
     media.publish_copy(made, path)
     return media.read_frame(path, plan.frame_count // 3)

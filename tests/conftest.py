@@ -11,7 +11,7 @@ def reelforge_home(tmp_path, monkeypatch):
     """Every test gets its own data dir: job log, logs and default outputs."""
     home = tmp_path / "home"
     monkeypatch.setenv("REELFORGE_HOME", str(home))
-    for var in ("REELFORGE_OUTPUT", "REELFORGE_NOVA_BACKEND", "REELFORGE_ENDPOINT", "REELFORGE_DATABASE_URL"):
+    for var in ("REELFORGE_OUTPUT", "REELFORGE_NOVA_BACKEND", "REELFORGE_ENDPOINT", "REELFORGE_DATABASE_URL", "REELFORGE_FORWARD"):
         monkeypatch.delenv(var, raising=False)
     for var in [v for v in os.environ if v.startswith("REELFORGE_") and v.endswith("_S")]:
         monkeypatch.delenv(var)

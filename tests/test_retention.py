@@ -133,6 +133,7 @@ def test_a_tombstone_answers_a_repeated_token_with_the_old_job(location, tmp_pat
     again, created = store.create(record(tmp_path, token="tok-1", fingerprint="fp"))
     assert not created and isinstance(again, PrunedJob)
     assert (again.id, again.arn, again.status, again.client_token) == (job.id, job.arn, JobStatus.FAILED, "tok-1")
+    assert store.token_recorded("tok-1") and not store.token_recorded("tok-2")  # what admission asks (serve --max-queued)
     with pytest.raises(ConflictError, match="tok-1"):
         store.create(record(tmp_path, token="tok-1", fingerprint="another request"))
     assert store.list() == [] and store.claim("w", 30) is None  # no new job started

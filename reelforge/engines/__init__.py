@@ -45,8 +45,15 @@ def register_engine(cls: type[Engine]) -> type[Engine]:
     return cls
 
 
+@lru_cache(maxsize=1)
+def _remote_engines() -> dict[str, type[Engine]]:
+    from .remote import BedrockEngine, OpenAIVideosEngine
+
+    return {BedrockEngine.engine_id: BedrockEngine, OpenAIVideosEngine.engine_id: OpenAIVideosEngine}
+
+
 def engine_classes() -> dict[str, type[Engine]]:
-    return {**_entry_point_engines(), **_extra}
+    return {**_remote_engines(), **_entry_point_engines(), **_extra}
 
 
 def get_engine_class(engine_id: str) -> type[Engine]:

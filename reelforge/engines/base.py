@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Protocol
+from typing import Any, Callable, ClassVar, Iterable, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -93,6 +93,13 @@ class RenderContext:
     # A folder kept for the next attempt of this shot (after a crash, a kill, a retry) and removed
     # once the shot ends: what an engine writes here (latents, a remote job's id) lets it resume.
     checkpoint: Path | None = None
+    # For engines that forward whole jobs (engines/remote.py): the job, where it goes (forward.Forward),
+    # what earlier attempts saved in the job log (metadata.checkpoint, seen by a worker on any machine,
+    # unlike the folder above) and how to save more before going on.
+    job: Any = None
+    forward: Any = None
+    saved: dict[str, Any] = field(default_factory=dict)
+    save: Callable[[dict[str, Any]], None] = lambda data: None
 
 
 class EngineOptions(BaseModel):

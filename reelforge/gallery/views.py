@@ -260,6 +260,8 @@ class Detail:
     location: str = ""
     rerun_of: str | None = None
     image_url: str | None = None  # the request's starting image, when it was sent inline
+    warnings: list[str] = field(default_factory=list)  # a LEGACY model's lifecycle, what the model could not honour
+    forwarded_to: str | None = None  # the engine kind and upstream job id of a forwarded job
     webhooks: list[dict] = field(default_factory=list)  # its deliveries (webhooks.shown), never the secret
     sound: str | None = None  # the video's sound track in words, once there is a video
 
@@ -339,6 +341,24 @@ def detail(record: JobRecord) -> Detail:
         location=record.output_uri,
         rerun_of=rerun,
         image_url=f"{job_url(record.id)}/image" if start_image_sent(record.model_input) else None,
+        warnings=job_warnings(record),
+        forwarded_to=_forwarded_to(record),
         sound=sound_label(record.metadata.get("audio"), record.audio) if video else None,
     )
+
+
+def job_warnings(record: JobRecord) -> list[str]:
+    """What a job's metadata warns of: its model's lifecycle (LEGACY, with the date) and notes from submit."""
+    life = record.metadata.get("lifecycle") or {}
+    return ([life["warning"]] if life.get("warning") else []) + [str(n) for n in record.metadata.get("notes", [])]
+
+
+def _forwarded_to(record: JobRecord) -> str | None:
+    from ..worker import is_remote_engine
+
+    if not is_remote_engine(record.engine):
+        return None
+    route = record.engine_options
+    upstream = (record.metadata.get("checkpoint") or {}).get("upstreamId")
+    return f"{route['kind']} engine" + (f", upstream job {upstream}" if upstream else "")
 

@@ -63,6 +63,8 @@ class ServerSettings:
     data_dir: Path | None = None  # default: REELFORGE_HOME / the user data dir
     default_output: str | None = None  # s3://bucket/prefix advertised on /reelforge/health for clients without one
     allowed_hosts: tuple[str, ...] = ()  # extra Host names a loopback-bound server answers (a reverse proxy's)
+    max_queued: int | None = None  # refuse new jobs while this many are queued (each wire's quota error)
+    forwards: Any = None  # forward.Forwards: model ids that run upstream (default: REELFORGE_FORWARD)
     retain_s: float | None = None  # prune ended jobs this old (reelforge/retention.py); None keeps every job
     webhooks: Any = None  # webhooks.Settings; default: from the environment
     public_url: str | None = None  # where webhook links point; default: http://HOST:PORT
@@ -105,11 +107,14 @@ class ServerState:
                 account=settings.account,
                 fetch_s3=self.fetch_s3,
                 map_output=self.map_output if settings.bucket_dir is not None else None,
+                forwards=settings.forwards,
                 retain_s=settings.retain_s,
                 webhooks=settings.webhooks,
                 public_url=settings.public_url or f"http://{'[' + settings.host + ']' if ':' in settings.host else settings.host}:{settings.port}",
             )
         self.runtime = runtime
+        if settings.max_queued is not None:
+            runtime.max_queued = settings.max_queued
         self.hub = ChangeHub(runtime)
         self.wire_models = video_wires.WireModels.from_env()  # REELFORGE_WIRE_MODELS, checked at start
 

@@ -9,6 +9,7 @@ status, the ``x-amzn-ErrorType: <Code>`` header and a ``{"message": ...}`` JSON 
 | JobStoreError (the job log is unreachable)  | 503  | ServiceUnavailableException   |
 | StorageError, EngineError                   | 400  | ValidationException           |
 | ConflictError                               | 400  | ConflictException             |
+| QueueFullError (serve --max-queued)         | 400  | ServiceQuotaExceededException (OpenAI, Google: 429) |
 | JobNotFoundError                            | 404  | ResourceNotFoundException     |
 | JobExpiredError (pruned: "has expired")     | 404  | ResourceNotFoundException     |
 | ApiError (the server's own)                 | any  | as given                      |
@@ -35,7 +36,7 @@ import logging
 
 from starlette.responses import Response
 
-from ..errors import ConflictError, EngineError, JobExpiredError, JobNotFoundError, ReelforgeError, RequestError, StorageError, UnknownModelError
+from ..errors import ConflictError, EngineError, JobExpiredError, JobNotFoundError, QueueFullError, ReelforgeError, RequestError, StorageError, UnknownModelError
 from ..stores import JobStoreError
 
 log = logging.getLogger("reelforge.server")
@@ -83,6 +84,8 @@ def error_parts(exc: BaseException) -> tuple[int, str, str]:
         return 503, "ServiceUnavailableException", "The job log is unavailable right now; try again shortly (details are in the server log)."
     if isinstance(exc, ConflictError):
         return 400, "ConflictException", str(exc)
+    if isinstance(exc, QueueFullError):  # Bedrock's own answer to a full quota: a 400 botocore does not retry
+        return 400, "ServiceQuotaExceededException", str(exc)
     if isinstance(exc, JobExpiredError):
         return 404, "ResourceNotFoundException", f"Invocation {exc.ref!r} has expired: {exc.expiry}."
     if isinstance(exc, JobNotFoundError):
@@ -97,6 +100,8 @@ def error_parts(exc: BaseException) -> tuple[int, str, str]:
 def error_response(exc: BaseException, request_id: str | None = None, wire: str = BEDROCK) -> Response:
     """The one mapping from an exception to an error reply, in the shape of ``wire``."""
     status, code, message = error_parts(exc)
+    if isinstance(exc, QueueFullError) and wire != BEDROCK:
+        status, code = 429, "ThrottlingException"  # OpenAI's rate_limit_error, Google's RESOURCE_EXHAUSTED
     if status >= 500:
         log.error("request %s failed", request_id or "-", exc_info=exc)
     param = getattr(exc, "param", None) or getattr(exc, "field", None)
@@ -105,6 +110,8 @@ def error_response(exc: BaseException, request_id: str | None = None, wire: str 
         headers["x-amzn-RequestId"] = request_id
     if isinstance(exc, ApiError):
         headers.update(exc.headers)
+    if isinstance(exc, QueueFullError):
+        headers["Retry-After"] = str(exc.retry_after_s)
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
@@ -119,7 +126,7 @@ OPENAI_CODE = {
     "ValidationException": "invalid_request", "AccessDeniedException": "access_denied",
     "ResourceNotFoundException": "not_found", "ConflictException": "idempotency_key_reused",
     "UnknownOperationException": "unknown_url", "RequestTimeoutException": "request_timeout",
-    "ThrottlingException": "rate_limit_exceeded", "ServiceUnavailableException": "service_unavailable",
+    "ThrottlingException": "rate_limit_exceeded", "ServiceQuotaExceededException": "rate_limit_exceeded", "ServiceUnavailableException": "service_unavailable",
     "InternalServerException": "server_error",
 }
 

@@ -96,8 +96,28 @@ async def health(request: Request) -> JSONResponse:
             "bucketDir": state.settings.bucket_dir is not None,
             "auth": bool(state.settings.auth_keys),
             "defaultOutput": state.settings.advertised_output,  # s3://bucket/prefix, or null: clients must pass one
+            # model ids and engine kinds; upstream URLs only to a caller that proved a key of --auth-keys
+            "forwards": state.runtime.forwards.describe(with_urls=_authenticated(request, state)),
         }
     )
+
+
+def _authenticated(request: Request, state) -> bool:
+    """Whether a request to an open route carries a valid key (an API key as a bearer token, or a SigV4 signature)."""
+    from . import sigv4, video_wires
+
+    keys = state.settings.auth_keys
+    if not keys:
+        return False  # nothing is checked on this server, so no caller is known
+    auth = request.headers.get("authorization", "")
+    try:
+        if auth.startswith("AWS4-HMAC-SHA256"):
+            sigv4.verify(request.scope, b"", keys)
+        else:
+            video_wires.check_key(request.scope, "openai", keys)
+    except ApiError:
+        return False
+    return True
 
 
 LIST_PARAMS = ("status", "model", "q", "limit", "after")
