@@ -470,7 +470,7 @@ def models(as_json):
         except ReelforgeError as exc:
             missing = str(exc)
         lim = spec.limits
-        sizes = ", ".join(f"{w}x{h}" for w, h in lim.sizes) if lim.sizes else f"even, up to {lim.max_side}"
+        sizes = lim.allowed_sizes_text()
         fps = ",".join(map(str, lim.fps))
         row = dict(model=spec.model_id, engine=engine_id, sizes=sizes, fps=fps, about=spec.summary, ready=missing is None, needs=missing)
         if forward:

@@ -45,7 +45,11 @@ class Limits:
     image_exact_size: bool = True  # Nova: the image must already be the video size
     image_input: bool = True  # False for text-to-video-only models
 
+    grid: str | None = None  # the sizes in words where the engine's own grid decides (a pixel budget, side multiples)
+
     def allowed_sizes_text(self) -> str:
+        if self.grid:
+            return self.grid
         if self.sizes:
             return ", ".join(f"{w}x{h}" for w, h in self.sizes)
         return f"any even WIDTHxHEIGHT from 64 to {self.max_side}"

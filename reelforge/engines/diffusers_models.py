@@ -128,6 +128,7 @@ def model_limits(m: KnownModel) -> Limits:
         automated_durations=tuple(range(shot_seconds, 121, shot_seconds)),
         max_side=1920,
         image_input="i2v" in m.tasks,
+        grid=m.grid.native,
     )
 
 
