@@ -10,7 +10,7 @@ import shutil
 import struct
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -101,13 +101,12 @@ def _unlink_quietly(p: Path) -> None:
         log.warning("could not remove temp file %s: %s", p, e)
 
 
-def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that readers see the old file or the complete new one, never a part."""
+def _write_then_publish(path: PathLike, write: Callable[[Path], object]) -> Path:
+    """Have ``write`` fill a temp file beside ``path``, then publish it: readers see the old file or the whole new one."""
     path = Path(path)
     tmp = _temp_path(path)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
+        write(tmp)
     except BaseException as e:
         _unlink_quietly(tmp)
         if isinstance(e, OSError):
@@ -115,6 +114,11 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
         raise
     _publish(tmp, path)
     return path
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that readers see the old file or the complete new one, never a part."""
+    return _write_then_publish(path, lambda tmp: tmp.write_bytes(data))
 
 
 def _as_rate(fps: float | int | Fraction) -> Fraction:
@@ -565,17 +569,7 @@ def _video_duration(c, s) -> Fraction:
 
 def publish_copy(src: PathLike, dest: PathLike) -> Path:
     """Copy ``src`` to ``dest`` so that ``dest`` appears only complete (a finished file an engine handed back)."""
-    dest = Path(dest)
-    tmp = _temp_path(dest)
-    try:
-        shutil.copyfile(src, tmp)
-    except BaseException as e:
-        _unlink_quietly(tmp)
-        if isinstance(e, OSError):
-            raise StorageError(f"cannot write {dest}: {e.strerror or e}") from e
-        raise
-    _publish(tmp, dest)
-    return dest
+    return _write_then_publish(dest, lambda tmp: shutil.copyfile(src, tmp))
 
 
 def concat_mp4(paths: list, out_path: PathLike) -> Path:
