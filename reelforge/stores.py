@@ -328,6 +328,33 @@ def _order_by(descending: bool) -> str:
     return f" ORDER BY submit_time {order}, id {order}"
 
 
+# Which unit a claim takes. It chooses among the oldest claimable units (the head of the queue; a shot
+# unit is only worth running while its job still waits for shots), by model affinity (docs/scale-out.md):
+#   - a unit queued less than affinity_s ago whose model another live worker holds loaded, with a free
+#     slot, is left to that worker (unless this one holds it too);
+#   - first a unit queued longer than that whose model no other live worker holds (nothing starves),
+#     then the oldest for a model this worker holds, then the oldest of the rest.
+# A model is an engine and its options, as the worker's EngineCache keys it; "live": seen within a lease.
+# The head is read in queue order and its rows by primary key, so a claim costs the same at any backlog.
+CLAIM_HEAD = 64
+_HELD = "SELECT 1 FROM worker_engines h WHERE h.engine = j.engine AND h.engine_options = j.engine_options"
+
+
+def _claim_next(recheck: str = "", lock: str = "") -> str:
+    """The claim's choice (its arguments: SQLJobStore._claim_args). ``recheck`` is tested again on the row
+    chosen (PostgreSQL re-reads a row that another claim changed meanwhile); ``lock`` locks it."""
+    return (
+        "SELECT id FROM jobs j WHERE id IN (SELECT id FROM jobs q WHERE status = 'QUEUED' AND"
+        " (parent_id IS NULL OR EXISTS (SELECT 1 FROM jobs p WHERE p.id = q.parent_id AND p.status = 'RUNNING'))"
+        f" ORDER BY submit_time, id LIMIT {CLAIM_HEAD}){recheck}"
+        f" AND NOT (j.last_modified > ? AND NOT EXISTS ({_HELD} AND h.worker_id = ?) AND EXISTS ({_HELD}"
+        " AND h.worker_id <> ? AND h.seen > ?"
+        " AND h.slots > (SELECT COUNT(*) FROM jobs r WHERE r.status = 'RUNNING' AND r.worker_id LIKE h.worker_id || ?)))"
+        f" ORDER BY CASE WHEN j.last_modified <= ? AND NOT EXISTS ({_HELD} AND h.worker_id <> ? AND h.seen > ?) THEN 0"
+        f" WHEN EXISTS ({_HELD} AND h.worker_id = ?) THEN 1 ELSE 2 END, submit_time, id LIMIT 1{lock}"
+    )
+
+
 class SQLJobStore(JobStore):
     """The job log in SQL; subclasses supply connections, transactions and their dialect's few differences."""
 
@@ -391,25 +418,7 @@ class SQLJobStore(JobStore):
             self._lock(db, parent)
         return parent
 
-    # Which unit a claim takes. It chooses among the oldest claimable units (the head of the queue; a shot
-    # unit is only worth running while its job still waits for shots), by model affinity (docs/scale-out.md):
-    #   - a unit queued less than affinity_s ago whose model another live worker holds loaded, with a free
-    #     slot, is left to that worker (unless this one holds it too);
-    #   - first a unit queued longer than that whose model no other live worker holds (nothing starves),
-    #     then the oldest for a model this worker holds, then the oldest of the rest.
-    # A model is an engine and its options, as the worker's EngineCache keys it; "live": seen within a lease.
-    _CLAIM_HEAD = 64
-    _HELD = "SELECT 1 FROM worker_engines h WHERE h.engine = j.engine AND h.engine_options = j.engine_options"
-    _CLAIM_NEXT = (
-        "SELECT id FROM jobs j WHERE status = 'QUEUED' AND id IN (SELECT id FROM jobs q WHERE status = 'QUEUED' AND"
-        " (parent_id IS NULL OR EXISTS (SELECT 1 FROM jobs p WHERE p.id = q.parent_id AND p.status = 'RUNNING'))"
-        f" ORDER BY submit_time, id LIMIT {_CLAIM_HEAD})"
-        f" AND NOT (j.last_modified > ? AND NOT EXISTS ({_HELD} AND h.worker_id = ?) AND EXISTS ({_HELD}"
-        " AND h.worker_id <> ? AND h.seen > ?"
-        " AND h.slots > (SELECT COUNT(*) FROM jobs r WHERE r.status = 'RUNNING' AND r.worker_id LIKE h.worker_id || ?)))"
-        f" ORDER BY CASE WHEN j.last_modified <= ? AND NOT EXISTS ({_HELD} AND h.worker_id <> ? AND h.seen > ?) THEN 0"
-        f" WHEN EXISTS ({_HELD} AND h.worker_id = ?) THEN 1 ELSE 2 END, submit_time, id LIMIT 1"
-    )
+    _CLAIM_NEXT = _claim_next()
 
     def _claim_args(self, worker_id: str, now: float) -> list:
         process = worker_id.partition("/")[0]  # a claim's owner is PROCESS/THREAD#N; holdings are the process's
@@ -1336,7 +1345,7 @@ class PostgresJobStore(SQLJobStore):
     """The job log in PostgreSQL, for stateless servers and workers on many machines."""
 
     migrations = POSTGRES_MIGRATIONS
-    _CLAIM_NEXT = SQLJobStore._CLAIM_NEXT + " FOR UPDATE SKIP LOCKED"
+    _CLAIM_NEXT = _claim_next(recheck=" AND status = 'QUEUED'", lock=" FOR UPDATE SKIP LOCKED")
     _LIMIT_EACH_BRANCH = True
 
     def __init__(self, url: str):
