@@ -130,7 +130,6 @@ _JSON_COLUMNS = ("model_input", "output_config", "tags", "metadata", "wire_reque
 _COLUMNS = tuple(JobRecord.__dataclass_fields__)
 
 
-
 def options_text(options: dict[str, Any]) -> str:
     """An engine's options as the job log keeps them: one text per set of options (keys sorted), so the
     engines a worker holds loaded can be matched with the jobs that need them (stores.py, claim)."""

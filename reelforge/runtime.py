@@ -426,7 +426,7 @@ class Runtime:
     def _hold_engines(self, beat: bool = False) -> None:
         """Record (or, with ``beat``, renew while there is any) what this process holds and how many units it runs at once."""
         held = self._held()
-        if beat and not held:
+        if (beat and not held) or self._stop.is_set():  # stopping: stop() forgets what is held
             return
         slots = sum(t.is_alive() for t in self._threads) + self._in_run
         try:
@@ -435,6 +435,7 @@ class Runtime:
             log.warning("could not record the engines this worker holds", exc_info=True)
 
     def _forget_engines(self) -> None:
+        """Erase this process's record (it stops): other workers no longer leave it jobs."""
         if self.engines.held():
             try:
                 self.store.hold(self.worker_id, [], 0)

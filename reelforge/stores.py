@@ -711,9 +711,14 @@ class SQLJobStore(JobStore):
                 return db.execute("SELECT worker_id, MAX(seen) AS seen FROM worker_engines GROUP BY worker_id").fetchall()
 
         stale = time.time() - self.timings.lease_s
-        gone = [r["worker_id"] for r in self._attempt(scan) if r["seen"] < stale or (is_dead is not None and is_dead(r["worker_id"]))]
-        for worker_id in gone:
-            self.hold(worker_id, [], 0)
+        gone = [(r["worker_id"], r["seen"]) for r in self._attempt(scan) if r["seen"] < stale or (is_dead is not None and is_dead(r["worker_id"]))]
+        for worker_id, seen in gone:
+
+            def forget(_, worker_id=worker_id, seen=seen):
+                with self._tx() as db:  # unless it said it holds them again meanwhile
+                    db.execute("DELETE FROM worker_engines WHERE worker_id = ? AND seen <= ?", (worker_id, seen))
+
+            self._attempt(forget)
 
     def begin_attempt(self, job_id: str, worker_id: str, fence: int) -> int | None:
         """Count the claim ``fence`` as an attempt (once, however often called); None when it is not ours."""

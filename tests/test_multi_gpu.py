@@ -62,63 +62,69 @@ def test_worker_gpus_refusals_are_one_line():
 
 
 # --- model affinity in the job log -----------------------------------------------------------------
-def job(store, model, submit_time, **kw):
+@pytest.fixture
+def db(store):  # noqa: F811 - the fixture imported above
+    """A job log: SQLite, and PostgreSQL when one is reachable."""
+    return store
+
+
+def job(db, model, submit_time, **kw):
     engine, options = model
-    return store.create(record(submit_time=submit_time, engine=engine, engine_options=options, **kw))[0].id
+    return db.create(record(submit_time=submit_time, engine=engine, engine_options=options, **kw))[0].id
 
 
-def test_a_new_job_goes_to_the_idle_worker_that_holds_its_model(store):
-    store.hold("A", [(X[0], {"steps": 4, "model": "x"})], 1)  # the same options in another order are the same model
-    store.hold("B", [Y], 1)
-    x, y = job(store, X, 1.0), job(store, Y, 2.0)
-    assert store.claim("B/t#1", 30).id == y  # its own model first, although x is older
-    assert store.claim("B/t#2", 30) is None  # x is left to A, which holds it and is idle
-    assert store.claim("A/t#1", 30).id == x
+def test_a_new_job_goes_to_the_idle_worker_that_holds_its_model(db):
+    db.hold("A", [(X[0], {"steps": 4, "model": "x"})], 1)  # the same options in another order are the same model
+    db.hold("B", [Y], 1)
+    x, y = job(db, X, 1.0), job(db, Y, 2.0)
+    assert db.claim("B/t#1", 30).id == y  # its own model first, although x is older
+    assert db.claim("B/t#2", 30) is None  # x is left to A, which holds it and is idle
+    assert db.claim("A/t#1", 30).id == x
 
 
-def test_a_job_held_elsewhere_goes_to_anyone_when_its_holder_is_busy_gone_or_late(store):
-    store.hold("A", [X], 1)
-    busy = job(store, Z, 0.5)
-    assert store.claim("A/t#1", 30).id == busy  # A's one slot is taken now
-    x = job(store, X, 1.0)
-    assert store.claim("B/t#1", 30).id == x  # A is busy: B takes it
-    store.finish(busy, "A/t#1", JobStatus.COMPLETED)
+def test_a_job_held_elsewhere_goes_to_anyone_when_its_holder_is_busy_gone_or_late(db):
+    db.hold("A", [X], 1)
+    busy = job(db, Z, 0.5)
+    assert db.claim("A/t#1", 30).id == busy  # A's one slot is taken now
+    x = job(db, X, 1.0)
+    assert db.claim("B/t#1", 30).id == x  # A is busy: B takes it
+    db.finish(busy, "A/t#1", JobStatus.COMPLETED)
 
-    x = job(store, X, 2.0)
-    assert store.claim("B/t#2", 30) is None  # A is idle again
-    store.timings = replace(store.timings, affinity_s=0.0)  # the job has waited its grace: anyone takes it
-    assert store.claim("B/t#2", 30).id == x
+    x = job(db, X, 2.0)
+    assert db.claim("B/t#2", 30) is None  # A is idle again
+    db.timings = replace(db.timings, affinity_s=0.0)  # the job has waited its grace: anyone takes it
+    assert db.claim("B/t#2", 30).id == x
 
-    store.timings = replace(store.timings, affinity_s=3600.0)
-    x = job(store, X, 3.0)
-    assert store.claim("B/t#3", 30) is None
-    store.timings = replace(store.timings, lease_s=0.0)  # A has not said it holds X for a lease: taken for gone
-    assert store.claim("B/t#3", 30).id == x
+    db.timings = replace(db.timings, affinity_s=3600.0)
+    x = job(db, X, 3.0)
+    assert db.claim("B/t#3", 30) is None
+    db.timings = replace(db.timings, lease_s=0.0)  # A has not said it holds X for a lease: taken for gone
+    assert db.claim("B/t#3", 30).id == x
 
 
-def test_recovery_forgets_what_a_dead_worker_held(store):
+def test_recovery_forgets_what_a_dead_worker_held(db):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     dead = f"{os.uname().nodename}:{gone.pid}:0123abcd:gpu=1"
     assert worker_is_dead(dead)
-    store.hold(dead, [X], 1)
-    store.hold("A:1:live", [Y], 1)  # another machine's worker, seen just now: kept
-    x, y = job(store, X, 1.0), job(store, Y, 2.0)
-    assert store.claim("B/t#1", 30) is None  # both holders look idle and live (the dead one is still within its lease)
-    store.recover(3, worker_is_dead)
-    assert store.claim("B/t#1", 30).id == x  # the dead worker's holding is forgotten
-    assert store.claim("B/t#2", 30) is None  # the other machine's is kept: y still waits for it
-    assert store.claim("A:1:live/t#1", 30).id == y
+    db.hold(dead, [X], 1)
+    db.hold("A:1:live", [Y], 1)  # another machine's worker, seen just now: kept
+    x, y = job(db, X, 1.0), job(db, Y, 2.0)
+    assert db.claim("B/t#1", 30) is None  # both holders look idle and live (the dead one is still within its lease)
+    db.recover(3, worker_is_dead)
+    assert db.claim("B/t#1", 30).id == x  # the dead worker's holding is forgotten
+    assert db.claim("B/t#2", 30) is None  # the other machine's is kept: y still waits for it
+    assert db.claim("A:1:live/t#1", 30).id == y
 
 
-def test_a_job_nobody_else_holds_is_not_passed_over_once_it_has_waited(store):
-    store.hold("B", [Y], 1)
-    z, y = job(store, Z, 1.0), job(store, Y, 2.0)
-    assert store.claim("B/t#1", 30).id == y  # a new job of its own model before the older one
-    store.finish(y, "B/t#1", JobStatus.COMPLETED)
-    job(store, Y, 3.0)
-    store.timings = replace(store.timings, affinity_s=0.0)  # z has waited: oldest first again
-    assert store.claim("B/t#2", 30).id == z
+def test_a_job_nobody_else_holds_is_not_passed_over_once_it_has_waited(db):
+    db.hold("B", [Y], 1)
+    z, y = job(db, Z, 1.0), job(db, Y, 2.0)
+    assert db.claim("B/t#1", 30).id == y  # a new job of its own model before an older one that has not waited long
+    db.finish(y, "B/t#1", JobStatus.COMPLETED)
+    waited = job(db, Z, 2.5, last_modified=time.time() - 60)  # queued a minute ago (REELFORGE_AFFINITY_S is 10 s)
+    y2 = job(db, Y, 3.0)
+    assert [db.claim(f"B/t#{n}", 30).id for n in (2, 3, 4)] == [waited, y2, z]
 
 
 # --- reelforge worker --gpus: processes --------------------------------------------------------------
