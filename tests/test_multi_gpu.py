@@ -161,7 +161,8 @@ def test_one_worker_per_gpu_each_keeping_its_model(job_log, tmp_path):
     log = tmp_path / "gpu-log"
     log.mkdir()
     site = gpu_engines.install(tmp_path / "site")
-    env = {**os.environ, "REELFORGE_TEST_GPU_LOG": str(log), "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), str(site)])}
+    env = {**os.environ, "REELFORGE_TEST_GPU_LOG": str(log), "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), str(site)]),
+           "REELFORGE_AFFINITY_S": "300"}  # however slow this machine, a new job waits for its model's idle worker
     env.pop("CUDA_VISIBLE_DEVICES", None)
     if job_log.startswith("postgresql"):
         env["REELFORGE_DATABASE_URL"] = job_log
