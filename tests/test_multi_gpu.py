@@ -127,6 +127,22 @@ def test_a_job_nobody_else_holds_is_not_passed_over_once_it_has_waited(db):
     assert [db.claim(f"B/t#{n}", 30).id for n in (2, 3, 4)] == [waited, y2, z]
 
 
+def test_a_worker_records_the_models_it_holds_and_erases_them_when_it_stops(db, tmp_path, monkeypatch):
+    monkeypatch.setenv("REELFORGE_TEST_GPU_LOG", str(tmp_path))
+
+    def held():
+        with db._conn() as c:
+            rows = c.execute("SELECT worker_id, engine, engine_options, slots FROM worker_engines").fetchall()
+        return [(r["worker_id"], r["engine"], r["engine_options"], r["slots"]) for r in rows]
+
+    runtime = Runtime(db)
+    runtime.submit("test.gpu-y", VideoRequest(text="y", duration_s=1, fps=8, width=64, height=64), tmp_path / "out")
+    assert runtime.run_until_idle() == 1
+    assert held() == [(runtime.worker_id, "test-gpu", '{"model": "y"}', 1)]
+    runtime.stop()
+    assert held() == []
+
+
 # --- reelforge worker --gpus: processes --------------------------------------------------------------
 class GpuWorkers:
     """``reelforge worker --gpus ...`` as a child process; what it and its workers print is collected."""
