@@ -336,6 +336,8 @@ def _order_by(descending: bool) -> str:
 #     then the oldest for a model this worker holds, then the oldest of the rest.
 # A model is an engine and its options, as the worker's EngineCache keys it; "live": seen within a lease.
 # The head is read in queue order and its rows by primary key, so a claim costs the same at any backlog.
+# On PostgreSQL a claim skips head rows other claims hold locked: with more than CLAIM_HEAD workers
+# claiming in the same instant, some find none free and look again at the next notification.
 CLAIM_HEAD = 64
 _HELD = "SELECT 1 FROM worker_engines h WHERE h.engine = j.engine AND h.engine_options = j.engine_options"
 
