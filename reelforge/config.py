@@ -73,7 +73,8 @@ class Timings:
     two progress writes of one job. ``backoff_s`` is the first pause after a job-log error,
     doubling up to ``backoff_max_s``. ``idle_exit_s``: a background worker exits after the queue
     has been empty this long. ``db_retry_s``: how long a job-log statement is retried through a
-    lost connection before the caller gets an error.
+    lost connection before the caller gets an error. ``affinity_s``: how long a newly queued unit waits
+    for an idle worker that holds its model loaded before any worker takes it (stores.py, claim).
     """
 
     lease_s: float = 30.0
@@ -84,6 +85,7 @@ class Timings:
     backoff_max_s: float = 30.0
     idle_exit_s: float = 120.0
     db_retry_s: float = 15.0
+    affinity_s: float = 10.0
 
     @classmethod
     def from_env(cls) -> "Timings":
@@ -97,6 +99,7 @@ class Timings:
             backoff_max_s=_number("REELFORGE_BACKOFF_MAX_S", d.backoff_max_s, 0.01),
             idle_exit_s=_number("REELFORGE_WORKER_IDLE_S", d.idle_exit_s, 0.0),
             db_retry_s=_number("REELFORGE_DB_RETRY_S", d.db_retry_s, 0.0),
+            affinity_s=_number("REELFORGE_AFFINITY_S", d.affinity_s, 0.0),
         )
 
 
@@ -114,6 +117,13 @@ def background_worker() -> bool:
     if value not in ("auto", "never"):
         raise ConfigError(f"REELFORGE_BACKGROUND_WORKER={value!r} is not usable; allowed: auto, never")
     return value == "auto" and not os.environ.get("REELFORGE_DATABASE_URL")
+
+
+def gpu() -> str | None:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them (None when it is not set;
+    ``reelforge worker --gpus`` sets it for each of its workers). Workers put it in their id."""
+    value = (os.environ.get("CUDA_VISIBLE_DEVICES") or "").strip()
+    return value or None
 
 
 def async_units() -> int:

@@ -129,6 +129,13 @@ class PrunedJob(JobRecord):
 _JSON_COLUMNS = ("model_input", "output_config", "tags", "metadata", "wire_request", "webhooks", "engine_options")
 _COLUMNS = tuple(JobRecord.__dataclass_fields__)
 
+
+def options_text(options: dict[str, Any]) -> str:
+    """An engine's options as the job log keeps them: one text per set of options (keys sorted), so the
+    engines a worker holds loaded can be matched with the jobs that need them (stores.py, claim)."""
+    return json.dumps(options, ensure_ascii=False, sort_keys=True)
+
+
 SEARCH_MIN_CHARS = 3  # trigram indexes cannot look up anything shorter
 
 
@@ -212,7 +219,14 @@ class JobStore:
         raise NotImplementedError
 
     def claim(self, worker_id: str, lease_s: float) -> JobRecord | None:
-        """Atomically take the oldest queued unit (raising its fence), or return None."""
+        """Atomically take a queued unit (raising its fence), or return None: the oldest, after model affinity.
+
+        ``worker_id`` is ``PROCESS/CLAIM``; what PROCESS recorded with ``hold`` decides the affinity."""
+        raise NotImplementedError
+
+    def hold(self, worker_id: str, engines: list[tuple[str, dict[str, Any]]], slots: int) -> None:
+        """Record that the worker process ``worker_id`` has ``engines`` (engine id, options) loaded and
+        runs up to ``slots`` units at once, replacing what it recorded before (none: it holds nothing)."""
         raise NotImplementedError
 
     def begin_attempt(self, job_id: str, worker_id: str, fence: int) -> int | None:

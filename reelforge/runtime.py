@@ -32,7 +32,7 @@ from .request import VideoRequest, check, check_served
 from .retention import prune, prune_every_s, retain_from_env
 from .storage import join, local_path, storage_for, to_uri
 from . import webhooks as webhooks_module
-from .worker import AsyncLane, EngineCache, finalize_ended, is_coroutine_engine, new_worker_id, perform, sweep_staging, unit_steps, worker_is_dead
+from .worker import AsyncLane, EngineCache, finalize_ended, is_coroutine_engine, is_remote_engine, new_worker_id, perform, sweep_staging, unit_steps, worker_is_dead
 
 log = logging.getLogger("reelforge.runtime")
 _FROM_ENV = object()  # retain_s: read REELFORGE_RETAIN
@@ -69,7 +69,8 @@ class Runtime:
         self._admission = threading.Lock()  # the count and the insert as one step in this process
         # Jobs that ended longer ago than this are pruned while this runtime works (None: kept).
         self.retain_s = retain_from_env() if retain_s is _FROM_ENV else retain_s
-        self.engines = EngineCache()
+        self.engines = EngineCache(on_load=self._hold_engines)
+        self._in_run = 0  # threads working through run() (the worker threads are counted apart)
         self._changed = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._services: list[threading.Thread] = []
@@ -306,6 +307,13 @@ class Runtime:
         last time, so a job recorded by a client that saw the lock held is never stranded.
         """
         self._start_services()
+        self._in_run += 1
+        try:
+            return self._run(idle_exit_s)
+        finally:
+            self._in_run -= 1
+
+    def _run(self, idle_exit_s: float | None) -> int:
         ran, idle_since = 0, None
         while not self._stop.is_set():
             if self._run_guarded():
@@ -400,11 +408,39 @@ class Runtime:
         self.dispatcher.start()
 
     def _recover_loop(self) -> None:
+        held_at = time.monotonic()
         while not self._stop.wait(self.timings.recover_s):
             try:
                 self.recover()
+                if time.monotonic() - held_at >= self.timings.lease_s / 3:
+                    held_at = time.monotonic()
+                    self._hold_engines(beat=True)
             except Exception:  # the job log may be away; the next round tries again
                 log.warning("recovery round failed", exc_info=True)
+
+    # --- model affinity: what this process holds loaded, in the job log for every worker's claims ------
+    def _held(self) -> list[tuple[str, dict[str, Any]]]:
+        """The loaded engines that hold a worker thread while they render (not remote, not coroutine engines)."""
+        return [(e, o) for e, o in self.engines.held() if not is_remote_engine(e) and not is_coroutine_engine(e)]
+
+    def _hold_engines(self, beat: bool = False) -> None:
+        """Record (or, with ``beat``, renew while there is any) what this process holds and how many units it runs at once."""
+        held = self._held()
+        if (beat and not held) or self._stop.is_set():  # stopping: stop() forgets what is held
+            return
+        slots = sum(t.is_alive() for t in self._threads) + self._in_run
+        try:
+            self.store.hold(self.worker_id, held, max(slots, 1))
+        except Exception:  # affinity is a preference: a job log that blinks must not fail the job that loaded it
+            log.warning("could not record the engines this worker holds", exc_info=True)
+
+    def _forget_engines(self) -> None:
+        """Erase this process's record (it stops): other workers no longer leave it jobs."""
+        if self.engines.held():
+            try:
+                self.store.hold(self.worker_id, [], 0)
+            except Exception:  # recovery forgets them once they are not renewed for a lease
+                log.warning("could not forget the engines this worker held", exc_info=True)
 
     def _prune_loop(self) -> None:
         """Prune jobs past the retention every ``prune_every_s`` (the first round right away)."""
@@ -434,6 +470,7 @@ class Runtime:
         """Stop taking work and put what this process is running back in the queue for another worker."""
         self._stop.set()
         ids = self.store.release(self.worker_id)
+        self._forget_engines()
         self._release_presence()
         if ids:
             log.info("put back in the queue as this worker stops: %s", ", ".join(ids))
@@ -449,6 +486,7 @@ class Runtime:
         if self._lane is not None:
             self._lane.stop(timeout)
         self._release_presence()
+        self._forget_engines()
         self.engines.close()
 
 

@@ -42,6 +42,7 @@ from .jobs import (
     PrunedJob,
     check_search,
     fold_search,
+    options_text,
     search_text,
 )
 
@@ -90,6 +91,25 @@ def _engines_fixed(db) -> None:
         engine, options = engine_of_old_job(row["model_id"])
         db.execute("UPDATE jobs SET engine = ?, engine_options = ? WHERE model_id = ?",
                    (engine, json.dumps(options, ensure_ascii=False), row["model_id"]))
+
+
+# Model affinity (claim): the engines each worker process holds loaded, with how many units it runs at
+# once and when it last said so (a process that stops saying so for a lease is taken for gone).
+def _worker_engines(real: str) -> Callable:
+    def migrate(db) -> None:
+        db.execute(f"""
+            CREATE TABLE worker_engines (
+                worker_id TEXT NOT NULL, engine TEXT NOT NULL, engine_options TEXT NOT NULL, slots INTEGER NOT NULL,
+                seen {real} NOT NULL, PRIMARY KEY (worker_id, engine, engine_options)
+            )
+        """)
+        # Claims match options by their text: queued jobs get the one text their options have from now on.
+        for row in db.execute("SELECT id, engine_options FROM jobs WHERE status IN ('QUEUED', 'RUNNING')").fetchall():
+            text = options_text(json.loads(row["engine_options"]))
+            if text != row["engine_options"]:
+                db.execute("UPDATE jobs SET engine_options = ? WHERE id = ?", (text, row["id"]))
+
+    return migrate
 
 
 def _sqlite_search_text(db) -> None:
@@ -241,6 +261,8 @@ SQLITE_MIGRATIONS = [
     "ALTER TABLE jobs ADD COLUMN audio INTEGER NOT NULL DEFAULT 1",
     # 10: the engine and its options are fixed when a job is recorded (older jobs: what they would have run)
     _engines_fixed,
+    # 11: model affinity: the engines each worker holds loaded (claim)
+    _worker_engines("REAL"),
 ]
 
 
@@ -275,6 +297,7 @@ def row_values(record: JobRecord) -> dict[str, Any]:
     values = record.to_dict()
     for c in _JSON_COLUMNS:
         values[c] = json.dumps(values[c], ensure_ascii=False)  # readable text, so search finds "café"
+    values["engine_options"] = options_text(record.engine_options)  # one text per set of options: claims match it
     values["cancel_requested"] = int(values["cancel_requested"])
     values["audio"] = int(values["audio"])
     values["search_text"] = search_text(record.model_input) if record.parent_id is None else None
@@ -303,6 +326,35 @@ def _status_in(wanted: list[str]) -> str:
 def _order_by(descending: bool) -> str:
     order = "DESC" if descending else "ASC"
     return f" ORDER BY submit_time {order}, id {order}"
+
+
+# Which unit a claim takes. It chooses among the oldest claimable units (the head of the queue; a shot
+# unit is only worth running while its job still waits for shots), by model affinity (docs/scale-out.md):
+#   - a unit queued less than affinity_s ago whose model another live worker holds loaded, with a free
+#     slot, is left to that worker (unless this one holds it too);
+#   - first a unit queued longer than that whose model no other live worker holds (nothing starves),
+#     then the oldest for a model this worker holds, then the oldest of the rest.
+# A model is an engine and its options, as the worker's EngineCache keys it; "live": seen within a lease.
+# The head is read in queue order and its rows by primary key, so a claim costs the same at any backlog.
+# On PostgreSQL a claim skips head rows other claims hold locked: with more than CLAIM_HEAD workers
+# claiming in the same instant, some find none free and look again at the next notification.
+CLAIM_HEAD = 64
+_HELD = "SELECT 1 FROM worker_engines h WHERE h.engine = j.engine AND h.engine_options = j.engine_options"
+
+
+def _claim_next(recheck: str = "", lock: str = "") -> str:
+    """The claim's choice (its arguments: SQLJobStore._claim_args). ``recheck`` is tested again on the row
+    chosen (PostgreSQL re-reads a row that another claim changed meanwhile); ``lock`` locks it."""
+    return (
+        "SELECT id FROM jobs j WHERE id IN (SELECT id FROM jobs q WHERE status = 'QUEUED' AND"
+        " (parent_id IS NULL OR EXISTS (SELECT 1 FROM jobs p WHERE p.id = q.parent_id AND p.status = 'RUNNING'))"
+        f" ORDER BY submit_time, id LIMIT {CLAIM_HEAD}){recheck}"
+        f" AND NOT (j.last_modified > ? AND NOT EXISTS ({_HELD} AND h.worker_id = ?) AND EXISTS ({_HELD}"
+        " AND h.worker_id <> ? AND h.seen > ?"
+        " AND h.slots > (SELECT COUNT(*) FROM jobs r WHERE r.status = 'RUNNING' AND r.worker_id LIKE h.worker_id || ?)))"
+        f" ORDER BY CASE WHEN j.last_modified <= ? AND NOT EXISTS ({_HELD} AND h.worker_id <> ? AND h.seen > ?) THEN 0"
+        f" WHEN EXISTS ({_HELD} AND h.worker_id = ?) THEN 1 ELSE 2 END, submit_time, id LIMIT 1{lock}"
+    )
 
 
 class SQLJobStore(JobStore):
@@ -368,12 +420,12 @@ class SQLJobStore(JobStore):
             self._lock(db, parent)
         return parent
 
-    # A shot unit is only worth running while its job is still waiting for shots.
-    _CLAIM_NEXT = (
-        "SELECT id FROM jobs j WHERE status = 'QUEUED' AND (parent_id IS NULL OR EXISTS"
-        " (SELECT 1 FROM jobs p WHERE p.id = j.parent_id AND p.status = 'RUNNING'))"
-        " ORDER BY submit_time, id LIMIT 1"
-    )
+    _CLAIM_NEXT = _claim_next()
+
+    def _claim_args(self, worker_id: str, now: float) -> list:
+        process = worker_id.partition("/")[0]  # a claim's owner is PROCESS/THREAD#N; holdings are the process's
+        young, live = now - self.timings.affinity_s, now - self.timings.lease_s
+        return [young, process, process, live, "/%", young, process, live, process]
 
     @staticmethod
     def _row(row) -> JobRecord:
@@ -634,11 +686,41 @@ class SQLJobStore(JobStore):
                     "UPDATE jobs SET status = 'RUNNING', worker_id = ?, lease_until = ?, fence = fence + 1,"
                     " start_time = COALESCE(start_time, ?), last_modified = ?, stage = 'starting'"
                     f" WHERE id = ({self._CLAIM_NEXT}) RETURNING *",
-                    (worker_id, now + lease_s, now, now),
+                    [worker_id, now + lease_s, now, now, *self._claim_args(worker_id, now)],
                 ).fetchone()
 
         row = self._attempt(body)
         return self._row(row) if row is not None else None
+
+    def hold(self, worker_id: str, engines: list[tuple[str, dict[str, Any]]], slots: int) -> None:
+        def body(_):
+            with self._tx() as db:
+                self._relaxed(db)  # a holding lost to a power cut only costs a model its affinity until the next beat
+                db.execute("DELETE FROM worker_engines WHERE worker_id = ?", (worker_id,))
+                for engine, options in engines:
+                    db.execute(
+                        "INSERT INTO worker_engines (worker_id, engine, engine_options, slots, seen) VALUES (?, ?, ?, ?, ?)"
+                        " ON CONFLICT DO NOTHING", (worker_id, engine, options_text(options), slots, time.time()),
+                    )
+
+        self._attempt(body)
+
+    def _forget_workers(self, is_dead) -> None:
+        """Remove the holdings of worker processes that are gone: not seen for a lease, or dead on this machine."""
+
+        def scan(_):
+            with self._conn() as db:
+                return db.execute("SELECT worker_id, MAX(seen) AS seen FROM worker_engines GROUP BY worker_id").fetchall()
+
+        stale = time.time() - self.timings.lease_s
+        gone = [(r["worker_id"], r["seen"]) for r in self._attempt(scan) if r["seen"] < stale or (is_dead is not None and is_dead(r["worker_id"]))]
+        for worker_id, seen in gone:
+
+            def forget(_, worker_id=worker_id, seen=seen):
+                with self._tx() as db:  # unless it said it holds them again meanwhile
+                    db.execute("DELETE FROM worker_engines WHERE worker_id = ? AND seen <= ?", (worker_id, seen))
+
+            self._attempt(forget)
 
     def begin_attempt(self, job_id: str, worker_id: str, fence: int) -> int | None:
         """Count the claim ``fence`` as an attempt (once, however often called); None when it is not ours."""
@@ -918,6 +1000,7 @@ class SQLJobStore(JobStore):
             if self._attempt(take):
                 ids.append(r["id"])
         self._settle_stalled()
+        self._forget_workers(is_dead)
         return ids
 
     def _settle_stalled(self) -> None:
@@ -1198,6 +1281,8 @@ POSTGRES_MIGRATIONS = [
     "ALTER TABLE jobs ADD COLUMN audio INTEGER NOT NULL DEFAULT 1",
     # 9: engines fixed at submit, as SQLite's 10
     _engines_fixed,
+    # 10: model affinity, as SQLite's 11
+    _worker_engines("DOUBLE PRECISION"),
 ]
 
 
@@ -1267,7 +1352,7 @@ class PostgresJobStore(SQLJobStore):
     """The job log in PostgreSQL, for stateless servers and workers on many machines."""
 
     migrations = POSTGRES_MIGRATIONS
-    _CLAIM_NEXT = SQLJobStore._CLAIM_NEXT + " FOR UPDATE SKIP LOCKED"
+    _CLAIM_NEXT = _claim_next(recheck=" AND status = 'QUEUED'", lock=" FOR UPDATE SKIP LOCKED")
     _LIMIT_EACH_BRANCH = True
 
     def __init__(self, url: str):

@@ -30,7 +30,7 @@ from . import config, media
 from .config import Timings
 from .engines import Engine, RenderContext, ShotPlan, get_engine_class
 from .errors import JobCanceled, ReelforgeError
-from .jobs import Beat, JobRecord, JobStatus, JobStore, new_job_id
+from .jobs import Beat, JobRecord, JobStatus, JobStore, new_job_id, options_text
 from .models import forwarded_spec, get_model
 from .request import VideoRequest, check
 from .storage import LocalStorage, join, local_path, storage_for
@@ -45,7 +45,11 @@ class LeaseLost(Exception):
 
 
 def new_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """``host:pid:random``, and ``:gpu=DEVICES`` when CUDA_VISIBLE_DEVICES is set (one worker per GPU)."""
+    gpu = config.gpu()
+    # "/" separates a process from its claims (PROCESS/THREAD#N): a MIG id's slashes become dots.
+    device = f":gpu={gpu.replace('/', '.')}" if gpu else ""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}{device}"
 
 
 def worker_is_dead(worker_id: str | None) -> bool:
@@ -70,22 +74,35 @@ def worker_is_dead(worker_id: str | None) -> bool:
 
 
 class EngineCache:
-    """One engine instance per (engine, options) per worker, reused across jobs (weights stay loaded)."""
+    """One engine instance per (engine, options) per worker, reused across jobs (weights stay loaded).
 
-    def __init__(self):
-        self._engines: dict[str, Engine] = {}
+    ``on_load()`` is called after an engine is loaded (the runtime records what its process holds,
+    ``held``, for model affinity: stores.py, claim)."""
+
+    def __init__(self, on_load: Callable[[], None] | None = None):
+        self._engines: dict[tuple[str, str], tuple[dict[str, Any], Engine]] = {}
         self._lock = threading.Lock()
+        self.on_load = on_load
 
     def get(self, engine_id: str, options: dict[str, Any]) -> Engine:
-        key = engine_id + json.dumps(options, sort_keys=True)
+        key = (engine_id, options_text(options))
         with self._lock:
-            if key not in self._engines:
-                self._engines[key] = get_engine_class(engine_id)(options)
-            return self._engines[key]
+            found = self._engines.get(key)
+            loaded = found is None
+            if loaded:
+                found = self._engines[key] = (dict(options), get_engine_class(engine_id)(options))
+        if loaded and self.on_load is not None:
+            self.on_load()
+        return found[1]
+
+    def held(self) -> list[tuple[str, dict[str, Any]]]:
+        """The engines loaded now, as (engine id, options)."""
+        with self._lock:
+            return [(engine_id, options) for (engine_id, _), (options, _) in self._engines.items()]
 
     def close(self) -> None:
         with self._lock:
-            for engine in self._engines.values():
+            for _, engine in self._engines.values():
                 try:
                     engine.close()
                 except Exception:  # closing must not hide the rest

@@ -22,7 +22,7 @@ import pytest
 from conftest import PG_URL, pg_available
 
 from reelforge.jobs import JobRecord, JobStatus, open_store
-from reelforge.stores import SQLiteJobStore, row_values
+from reelforge.stores import CLAIM_HEAD, SQLiteJobStore, row_values
 
 T0 = 1_800_000_000.0
 N = 10_000
@@ -245,6 +245,14 @@ def test_a_common_search_fills_its_page_from_the_newest_jobs(filled, monkeypatch
 
 
 def test_a_claim_reads_the_queue_in_order(filled, monkeypatch):
-    plan = _plan(filled, filled._CLAIM_NEXT, [])
-    assert not [line for line in plan if line == "SCAN jobs" or line.startswith(("Seq Scan", "Sort")) or "TEMP B-TREE" in line], plan
-    assert any("jobs_status_submit" in line for line in plan), plan
+    """The head of the queue is read in order and its rows by primary key; only those few (model affinity
+    chooses among them) are sorted, never the queue, whatever its length."""
+    filled.hold("other", [("animatic", {})], 1)  # what workers hold loaded is part of the choice
+    plan = _plan(filled, filled._CLAIM_NEXT, filled._claim_args("w/t#1", T0 + N))
+    assert not [line for line in plan if line.startswith(("SCAN j", "SCAN q", "SCAN p", "SCAN r", "Seq Scan jobs"))], plan
+    if isinstance(filled, SQLiteJobStore):
+        assert "SEARCH q USING INDEX jobs_status_submit (status=?)" in plan and "SEARCH j USING INDEX sqlite_autoindex_jobs_1 (id=?)" in plan, plan
+        assert [line for line in plan if "TEMP B-TREE" in line] == ["USE TEMP B-TREE FOR ORDER BY"] and plan[-1] == "USE TEMP B-TREE FOR ORDER BY", plan
+    else:
+        assert any(line.startswith("Index Scan jobs_status_submit") for line in plan), plan
+        assert all(int(line.split("rows=")[1]) <= CLAIM_HEAD for line in plan if line.startswith("Sort")), plan
