@@ -818,6 +818,9 @@ def finalize_ended(job: JobRecord, message: str) -> None:
             folder = local_path(job.storage_uri)
             for stale in folder.glob(".*.tmp"):
                 stale.unlink(missing_ok=True)
+            for empty in [*folder.glob(f"{CHECKPOINTS}/*/"), folder / CHECKPOINTS]:  # shots that kept nothing
+                with contextlib.suppress(OSError):
+                    empty.rmdir()
             if not folder.is_dir():
                 return  # it never started writing: nothing to explain next to nothing
         storage_for(job.storage_uri).put_bytes(

@@ -180,6 +180,33 @@ def test_when_every_decode_runs_out_the_job_fails_clearly_and_the_latents_stay(l
     assert counts.forwards == 3 and not saved.exists() and len(list(tmp_path.glob("latents-*"))) == 1
 
 
+def _client(weights, tmp_path, monkeypatch, steps):
+    import reelforge
+    from reelforge.engines.diffusers import DiffusersEngine
+
+    reelforge.register_engine(DiffusersEngine)  # what the entry point does once the package is installed
+    monkeypatch.setenv("REELFORGE_LTX_VIDEO_WEIGHTS", str(weights))
+    monkeypatch.setenv("REELFORGE_DIFFUSERS_OPTIONS", json.dumps({"num_inference_steps": steps, "max_sequence_length": 16}))
+    return reelforge.Client(data_dir=tmp_path / "data")
+
+
+def test_a_job_whose_decode_never_fits_fails_keeping_its_latents_out_of_its_outputs(ltx_weights, tmp_path, monkeypatch):
+    from reelforge import JobFailedError, VideoRequest
+    from reelforge.storage import LocalStorage
+
+    client = _client(ltx_weights, tmp_path, monkeypatch, steps=2)
+    _Counts(monkeypatch, ooms=99)
+    job = client.start(VideoRequest(text="a cat", duration_s=1, fps=8, width=64, height=64, seed=3),
+                       model="reelforge.ltx-video", output=str(tmp_path / "out"))
+    with pytest.raises(JobFailedError):
+        job.wait(timeout=60)
+    assert "ran out of memory decoding 64x64x9 on every try" in job.failure_message
+    folder = tmp_path / "out" / job.id
+    assert len(list((folder / ".checkpoints" / "shot_0001").glob("latents-*.safetensors"))) == 1
+    listed = LocalStorage().list(job.record.storage_uri)
+    assert listed == ["manifest.json", "video-generation-status.json"]  # the latents are no output
+
+
 # --------------------------------------------------------------- kill -9 during the decode, in new processes
 
 
@@ -225,14 +252,10 @@ def test_cancel_mid_denoise_ends_canceled_with_no_decode(ltx_weights, tmp_path, 
     import dataclasses
     import threading
 
-    import reelforge
     from reelforge import JobCanceledError, VideoRequest
     from reelforge.engines.diffusers import DiffusersEngine
 
-    reelforge.register_engine(DiffusersEngine)
-    monkeypatch.setenv("REELFORGE_LTX_VIDEO_WEIGHTS", str(ltx_weights))
-    monkeypatch.setenv("REELFORGE_DIFFUSERS_OPTIONS", json.dumps({"num_inference_steps": 4, "max_sequence_length": 16}))
-    client = reelforge.Client(data_dir=tmp_path / "data")
+    client = _client(ltx_weights, tmp_path, monkeypatch, steps=4)
     runtime = client._backend.runtime
     runtime.timings = dataclasses.replace(runtime.timings, heartbeat_s=0.0)  # every progress call reaches the job log
     counts = _Counts(monkeypatch)
