@@ -180,6 +180,49 @@ def test_when_every_decode_runs_out_the_job_fails_clearly_and_the_latents_stay(l
     assert counts.forwards == 3 and not saved.exists() and len(list(tmp_path.glob("latents-*"))) == 1
 
 
+class _Part:
+    """A pipeline component that records what the ladder does to it (the ladder's logic, no GPU needed)."""
+
+    def __init__(self, log, name):
+        self.log, self.name = log, name
+
+    def to(self, device):
+        self.log.append(f"{self.name} to {device}")
+        return self
+
+    def enable_tiling(self):
+        self.log.append("tiling on")
+
+    def disable_tiling(self):
+        self.log.append("tiling off")
+
+
+def test_the_ladder_on_a_gpu_goes_tiled_then_cpu_and_puts_the_pipeline_back():
+    from types import SimpleNamespace
+
+    from reelforge.engines.diffusers_decode import DecodeReport, decode_ladder
+
+    log = []
+    pipe = SimpleNamespace(vae=_Part(log, "vae"), audio_vae=_Part(log, "audio_vae"), vocoder=None)
+
+    def run(how, where):
+        log.append(f"decode {how} on {where}")
+        if where != "cpu":
+            raise torch.OutOfMemoryError(OOM)
+        return "frames"
+
+    report = DecodeReport("saved")
+    assert decode_ladder(run, pipe, "cuda", report, already_tiled=False, offloaded=False) == "frames"
+    assert log == ["decode as loaded on cuda", "tiling on", "decode tiled on cuda", "tiling off",
+                   "vae to cpu", "audio_vae to cpu", "decode cpu on cpu", "vae to cuda", "audio_vae to cuda"]
+    assert [(a["how"], a["ok"]) for a in report.attempts] == [("as loaded", False), ("tiled", False), ("cpu", True)]
+    log.clear()
+    with pytest.raises(ValueError):  # only running out of memory moves down the ladder
+        decode_ladder(lambda how, where: (_ for _ in ()).throw(ValueError("a bug")), pipe, "cuda",
+                      DecodeReport("saved"), already_tiled=True, offloaded=False)
+    assert log == []
+
+
 def _client(weights, tmp_path, monkeypatch, steps):
     import reelforge
     from reelforge.engines.diffusers import DiffusersEngine

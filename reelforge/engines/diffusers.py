@@ -557,18 +557,17 @@ class DiffusersEngine(Engine):
         return kwargs
 
     def _generate(self, pipe, kwargs: dict[str, Any], steps: int, progress: Progress, metadata: dict,
-                  checkpoint: Path | None = None, keep=None, key: tuple[str, str] | None = None):
-        """Denoise (or find the latents an earlier attempt saved), save the latents, then decode them.
-
-        The generic door keeps the pipeline's own decode: its latents are not saved.
-        """
+                  checkpoint: Path | None, keep, key: tuple[str, str]):
+        """Denoise (or find the latents an earlier attempt saved for ``key``), save the latents to
+        ``checkpoint`` (``keep`` persists the file), then decode them. The generic door keeps the
+        pipeline's own decode: its latents are not saved."""
         decoder = DECODERS.get(self._resolved.family.name)
         if decoder is None:
             out, steps_run = self._denoise(pipe, kwargs, steps, progress, metadata)
             report = DecodeReport("not saved: the generic door keeps the pipeline's own decode")
             video, audio = out.frames, getattr(out, "audio", None)
         else:
-            saved = load_latents(checkpoint, key) if key else None
+            saved = load_latents(checkpoint, key)
             if saved is not None:
                 report, steps_run = DecodeReport("resumed", file=latents_file(checkpoint, key[1]).name), 0
                 progress(steps, steps, "decoding saved latents")
@@ -576,8 +575,8 @@ class DiffusersEngine(Engine):
                 out, steps_run = self._denoise(pipe, {**kwargs, "output_type": "latent"}, steps, progress, metadata)
                 saved = {"video": out.frames, "generator": kwargs["generator"].get_state(),
                          "audio": getattr(out, "audio", None) if self._resolved.family.audio else None}
-                if checkpoint is not None and key:
-                    path = save_latents(checkpoint, key, saved, keep or (lambda _: None))
+                if checkpoint is not None:
+                    path = save_latents(checkpoint, key, saved, keep)
                     report = DecodeReport("saved", file=path.name)
                 else:
                     report = DecodeReport("not saved: no checkpoint folder (the engine was called outside a job)")
