@@ -269,7 +269,7 @@ class Runtime:
                 job = self.store.get(unit.parent_id) if unit.parent_id else unit
                 if job.status in (JobStatus.FAILED, JobStatus.CANCELED):
                     log.error("job %s %s: %s", job.id, job.status.value.lower(), job.failure_message)
-                    finalize_ended(job, job.failure_message or "Canceled.", self.store)
+                    finalize_ended(job, job.failure_message or "Canceled.")
                     if job.status is JobStatus.CANCELED:
                         from .engines.remote import cancel_upstream
 

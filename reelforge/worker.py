@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Generator
 
-from . import config, media
+from . import media
 from .config import Timings
 from .engines import Engine, RenderContext, ShotPlan, get_engine_class
 from .errors import JobCanceled, ReelforgeError
@@ -38,6 +38,7 @@ from .storage import LocalStorage, join, local_path, storage_for
 log = logging.getLogger("reelforge.worker")
 
 STAGING_PREFIX = "reelforge-stage-"  # temp folders for S3 outputs: reelforge-stage-<pid>-...
+CHECKPOINTS = ".checkpoints"  # <job>/.checkpoints/shot_NNNN/: what a shot's attempts keep for the next one (never an output)
 
 
 class LeaseLost(Exception):
@@ -526,7 +527,7 @@ def _completed(store: JobStore, job: JobRecord, worker_id: str, metadata: dict[s
             log.warning("job %s: could not record its completion yet (%s); trying again", job.id, exc)
             time.sleep(timings.backoff_s)
     if applied:
-        drop_checkpoints(store, job.parent_id or job.id, job.shot_index if job.parent_id else None)
+        drop_checkpoints(job.storage_uri, job.shot_index if job.parent_id else None)
         unit = f"unit {job.id}, claim {job.fence}, attempt {job.attempts}"
         if job.parent_id:
             log.info("shot %d of job %s completed in %.1f s (%s)", job.shot_index + 1, job.parent_id, metadata.get("render_encode_s", 0.0), unit)
@@ -554,16 +555,11 @@ class _Unit:
         self.progress.begin()
         return engine
 
-    def _checkpoint(self, index: int) -> Path:
-        folder = checkpoint_dir(self.store, self.job.parent_id or self.job.id, index)
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-
     def render_one_shot(self, out: "_Folder") -> JobStatus:
         """A shot unit of a multi-shot job: render shot_NNNN.mp4 into the job's folder."""
         index = self.job.shot_index
         name = shot_file_name(index)
-        _, seconds = yield from _render(self._engine(), _plan(self.request, self.shots, index, self.job.model_id), out.path / name, self.progress, self.sound, self._checkpoint(index))
+        _, seconds = yield from _render(self._engine(), _plan(self.request, self.shots, index, self.job.model_id), out.path / name, self.progress, self.sound, out.checkpoint(index))
         out.publish([name])
         metadata = {**self.progress.metadata, "render_encode_s": seconds, "seed": self.shots[index].seed}
         return _completed(self.store, self.job, self.worker_id, metadata, self.progress.timings)
@@ -588,7 +584,7 @@ class _Unit:
         poster, seconds = None, 0.0
         for i, path in enumerate(paths):
             self.progress.shot = i
-            frame, t = yield from _render(engine, _plan(self.request, self.shots, i, self.job.model_id), path, self.progress, self.sound, self._checkpoint(i))
+            frame, t = yield from _render(engine, _plan(self.request, self.shots, i, self.job.model_id), path, self.progress, self.sound, out.checkpoint(i))
             poster = frame if poster is None else poster
             seconds += t
         self.progress.beat("finishing", force=True)
@@ -625,24 +621,17 @@ class _Unit:
         out.put_json("video-generation-status.json", _status_doc(self.job, len(self.shots), None))
 
 
-def checkpoint_dir(store: JobStore, job_id: str, index: int | None = None) -> Path:
-    """Where an engine keeps what lets the next attempt of a shot resume (``RenderContext.checkpoint``):
-    beside an SQLite job log (else in the data dir), kept across attempts, removed once the shot
-    (or its job) ends."""
-    log_path = getattr(store, "path", None)
-    root = (Path(log_path).parent if log_path else Path(config.data_dir())) / "checkpoints"
-    folder = root / job_id
-    return folder if index is None else folder / shot_file_name(index).removesuffix(".mp4")
-
-
-def drop_checkpoints(store: JobStore, job_id: str, index: int | None = None) -> None:
-    folder = checkpoint_dir(store, job_id, index)
-    shutil.rmtree(folder, ignore_errors=True)
-    for empty in (folder.parent, folder.parent.parent) if index is not None else (folder.parent,):
-        try:
-            empty.rmdir()  # only when nothing else is kept there
-        except OSError:
-            break
+def drop_checkpoints(storage_uri: str, index: int | None = None) -> None:
+    """Remove what attempts kept for the next one: one shot's checkpoint, or (no ``index``) the job's."""
+    uri = join(storage_uri, CHECKPOINTS, *([shot_file_name(index).removesuffix(".mp4")] if index is not None else []))
+    try:
+        storage_for(storage_uri).remove_tree(uri)
+        if index is not None and storage_uri.startswith("file://"):
+            local_path(join(storage_uri, CHECKPOINTS)).rmdir()  # only when no other shot keeps one
+    except OSError:
+        pass  # another shot's checkpoint is still there
+    except ReelforgeError as exc:  # storage away: the job's deletion (or prune) removes them later
+        log.warning("could not remove the checkpoints at %s: %s", uri, exc)
 
 
 def shot_file_name(index: int) -> str:
@@ -674,13 +663,15 @@ def _shot_unit(job: JobRecord, index: int) -> JobRecord:
     )
 
 
-def _render(engine: Engine, plan: ShotPlan, path: Path, progress: "JobProgress", sound: bool, checkpoint: Path):
+def _render(engine: Engine, plan: ShotPlan, path: Path, progress: "JobProgress", sound: bool, checkpoint: tuple[Path, Callable[[Path], None]]):
     """Render one shot to ``path`` (encoding its frames, or checking the file the engine made), with its
     sound unless ``sound`` is False; return a poster frame and the seconds it took (a generator: a
-    coroutine engine's render is yielded to the unit's driver to await)."""
+    coroutine engine's render is yielded to the unit's driver to await). ``checkpoint``: the shot's
+    checkpoint folder and how to keep a file written there (``_Folder.checkpoint``)."""
     t0 = time.perf_counter()
+    folder, keep = checkpoint
     with tempfile.TemporaryDirectory(prefix="reelforge-shot-") as workdir:
-        output = engine.render(plan, RenderContext(progress, Path(workdir), checkpoint))
+        output = engine.render(plan, RenderContext(progress, Path(workdir), folder, keep=keep))
         if inspect.isawaitable(output):
             output = yield _Await(output, progress)
         if output.video_file is not None:
@@ -764,6 +755,22 @@ class _Folder:
                 for stale in self.path.glob(f".{name}.*.tmp"):
                     stale.unlink(missing_ok=True)
 
+    def checkpoint(self, index: int) -> tuple[Path, Callable[[Path], None]]:
+        """Shot ``index``'s checkpoint, <job>/.checkpoints/shot_NNNN/, as a local folder, and ``keep(path)``
+        to persist a file written there. Local storage: the folder is the storage itself (keep does nothing),
+        less the temp files of a write a killed attempt left. S3: what earlier attempts kept, on any
+        machine, is downloaded into the staging folder, and keep uploads."""
+        name = shot_file_name(index).removesuffix(".mp4")
+        folder, uri = self.path / CHECKPOINTS / name, join(self.uri, CHECKPOINTS, name)
+        media.make_dirs(folder)
+        if self.local:
+            for stale in folder.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
+            return folder, lambda path: None
+        for kept in self.storage.list(uri):
+            self.storage.download(join(uri, kept), folder / kept)
+        return folder, lambda path: self.storage.put_file(Path(path), join(uri, Path(path).relative_to(folder).as_posix()))
+
     def publish(self, names: list[str]) -> None:
         if not self.local:
             for name in names:
@@ -789,8 +796,9 @@ def _end(store: JobStore, job: JobRecord, worker_id: str, exc: BaseException, pr
     metadata = dict(progress.metadata) if progress else {}
     if isinstance(exc, JobCanceled):
         log.info("job %s canceled", job.id)
+        drop_checkpoints(job.storage_uri, job.shot_index if job.parent_id else None)
         if job.parent_id is None:
-            finalize_ended(job, "Canceled.", store)
+            finalize_ended(job, "Canceled.")
         store.finish(job.id, worker_id, JobStatus.CANCELED, failure_message="Canceled.", metadata=metadata or None, fence=job.fence)
         if job.parent_id:
             _finalize_parent(store, job.parent_id)
@@ -811,23 +819,25 @@ def _end(store: JobStore, job: JobRecord, worker_id: str, exc: BaseException, pr
         message = f"the engine failed with {message} (traceback in the log)"
     log.error("job %s failed: %s\n%s", job.id, message, "".join(traceback.format_exception(exc)))
     if job.parent_id is None:  # a shot's failure is reported by its job, once
-        finalize_ended(job, message, store)
+        finalize_ended(job, message)
     store.finish(job.id, worker_id, JobStatus.FAILED, failure_message=message[:2048], metadata=metadata or None, fence=job.fence)
     if job.parent_id:
         _finalize_parent(store, job.parent_id)
     return JobStatus.FAILED
 
 
-def finalize_ended(job: JobRecord, message: str, store: JobStore | None = None) -> None:
+def finalize_ended(job: JobRecord, message: str) -> None:
     """The files of a job that ended without a video: its attempts' temp files go, and
-    video-generation-status.json says why (as Bedrock writes it for a failed invocation)."""
-    if store is not None:
-        drop_checkpoints(store, job.id)
+    video-generation-status.json says why (as Bedrock writes it for a failed invocation). Its shots'
+    checkpoints stay (a failed decode's latents among them) until the job is deleted or pruned."""
     try:
         if job.storage_uri.startswith("file://"):
             folder = local_path(job.storage_uri)
             for stale in folder.glob(".*.tmp"):
                 stale.unlink(missing_ok=True)
+            for empty in [*folder.glob(f"{CHECKPOINTS}/*/"), folder / CHECKPOINTS]:  # shots that kept nothing
+                with contextlib.suppress(OSError):
+                    empty.rmdir()
             if not folder.is_dir():
                 return  # it never started writing: nothing to explain next to nothing
         storage_for(job.storage_uri).put_bytes(
@@ -840,8 +850,10 @@ def finalize_ended(job: JobRecord, message: str, store: JobStore | None = None) 
 def _finalize_parent(store: JobStore, parent_id: str) -> None:
     """After a shot unit ends: if that ended its job without a video, finalize the job's files."""
     parent = store.get(parent_id)
+    if parent.status is JobStatus.CANCELED:
+        drop_checkpoints(parent.storage_uri)
     if parent.status in (JobStatus.FAILED, JobStatus.CANCELED):
-        finalize_ended(parent, parent.failure_message or "Canceled.", store)
+        finalize_ended(parent, parent.failure_message or "Canceled.")
 
 
 def sweep_staging(is_dead: Callable[[str], bool]) -> None:

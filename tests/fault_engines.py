@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from reelforge import Engine, register_engine
+from reelforge.engines.diffusers import DiffusersEngine
 from reelforge.models import LOCAL, ModelSpec
 
 
@@ -93,3 +94,43 @@ class KilledOnceEngine(PacedEngine):
             os.kill(os.getpid(), signal.SIGKILL)
         Path(os.environ["REELFORGE_TEST_SEEN"]).write_text(saved.read_text())
         return ShotOutput(frames=super().render_shot(shot, ctx.progress))
+
+
+@register_engine
+class DiesAtDecodeEngine(DiffusersEngine):
+    """The diffusers engine on the tiny LTX-Video in REELFORGE_LTX_VIDEO_WEIGHTS, killed by SIGKILL as its
+    VAE decode starts while REELFORGE_TEST_DEATHS (a file) holds a number > 0 (counted down). Every
+    transformer forward appends this process's id to REELFORGE_TEST_FORWARDS, so a test can count the
+    denoising each process did."""
+
+    engine_id = "test-dies-at-decode"
+
+    @classmethod
+    def models(cls):
+        from reelforge.engines.diffusers_models import KNOWN_MODELS, model_limits
+
+        return [ModelSpec("test.dies-at-decode", cls.engine_id, "tiny LTX-Video, killed as it decodes",
+                          model_limits(KNOWN_MODELS["ltx-video"]),
+                          engine_options={"model": "ltx-video", "num_inference_steps": 2, "max_sequence_length": 16})]
+
+    def _ensure_loaded(self):
+        loaded = super()._ensure_loaded()
+        transformer = self._pipes["t2v"].transformer
+        if not getattr(transformer, "_counted", False):
+            forwards = Path(os.environ["REELFORGE_TEST_FORWARDS"])
+
+            def count(*_):  # a forward hook that returns something replaces the output: return None
+                with forwards.open("a") as f:
+                    f.write(f"{os.getpid()}\n")
+
+            transformer.register_forward_hook(count)
+            transformer._counted = True
+        return loaded
+
+    def _decode_latents(self, *args):
+        counter = Path(os.environ["REELFORGE_TEST_DEATHS"])
+        left = int(counter.read_text() or 0)
+        if left > 0:
+            counter.write_text(str(left - 1))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super()._decode_latents(*args)

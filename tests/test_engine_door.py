@@ -149,7 +149,7 @@ def test_a_checkpoint_written_in_one_attempt_is_seen_by_the_next(tmp_path):
     assert sorted(by_folder.values()) == [[False, True], [False, True]]  # each shot: written once, found by its retry
     assert len(by_folder) == 2  # one checkpoint per shot
     assert not any(f.exists() for f in by_folder)  # removed once the shots ended
-    assert not (next(iter(by_folder)).parent.parent).exists()  # and nothing left of the checkpoints folder
+    assert not next(iter(by_folder)).parent.exists()  # and nothing left of the job's .checkpoints folder
 
 
 OLD_PLUGIN = '''

@@ -121,12 +121,12 @@ def test_a_checkpoint_saved_before_a_kill_is_there_for_the_next_attempt(lab, tmp
     lab.open(test_seen=seen)
     job = lab.submit("resume me", model="test.killed-once")
     assert lab.worker("--until-idle").wait(60) == -signal.SIGKILL  # attempt 1 saved its checkpoint, then died
-    assert (lab.home / "checkpoints" / job.id / "shot_0001" / "latents.txt").exists()
+    assert (lab.out / job.id / ".checkpoints" / "shot_0001" / "latents.txt").exists()  # in the job's storage
     lab.worker("--until-idle").wait(60)  # recovers the dead worker's job and runs attempt 2
     done = lab.get(job.id)
     assert done.status is JobStatus.COMPLETED and done.attempts == 2, done.failure_message
     assert seen.read_text() == "attempt 1 of shot_0001"
-    assert not (lab.home / "checkpoints").exists()  # removed once the job ended
+    assert not (lab.out / job.id / ".checkpoints").exists()  # removed once the job ended
 
 
 def test_a_dead_workers_job_restarts_while_a_backlog_waits(lab):

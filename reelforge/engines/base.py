@@ -90,8 +90,11 @@ class RenderContext:
 
     progress: Progress
     workdir: Path | None = None  # a private folder for the attempt's files, removed after the shot
-    # A folder kept for the next attempt of this shot (after a crash, a kill, a retry) and removed
-    # once the shot ends: what an engine writes here (latents, a remote job's id) lets it resume.
+    # A folder kept for the next attempt of this shot (after a crash, a kill, a retry), on this
+    # machine or another, and removed once the shot completes: what an engine writes here (latents,
+    # a remote job's id) lets it resume. It lives in the job's output storage (a hidden
+    # .checkpoints/shot_NNNN/ beside the outputs, never listed as one): call ``keep(path)`` once a
+    # file written here is complete, which uploads it where the storage is remote (S3).
     checkpoint: Path | None = None
     # For engines that forward whole jobs (engines/remote.py): the job, where it goes (forward.Forward),
     # what earlier attempts saved in the job log (metadata.checkpoint, seen by a worker on any machine,
@@ -100,6 +103,7 @@ class RenderContext:
     forward: Any = None
     saved: dict[str, Any] = field(default_factory=dict)
     save: Callable[[dict[str, Any]], None] = lambda data: None
+    keep: Callable[[Path], None] = lambda path: None
 
 
 class EngineOptions(BaseModel):

@@ -10,6 +10,7 @@ one instance per (engine, options). How requests are fitted to each model and ma
 from __future__ import annotations
 
 import gc
+import hashlib
 import importlib.metadata
 import importlib.util
 import inspect
@@ -30,6 +31,10 @@ from pydantic import Field, model_validator
 from ..errors import EngineError, JobCanceled, RequestError
 from ..models import ModelSpec
 from .base import Audio, Engine, EngineOptions, Progress, RenderContext, ShotOutput, ShotPlan
+from .diffusers_decode import (
+    DECODERS, DecodeFailed, DecodeReport, decode_ladder, latents_file, latents_key, load_latents,
+    save_latents,
+)
 from .diffusers_adapt import (
     ModelRules, adapt_frames, fit_conditioning_image, plan_generation, size_map, time_map,
 )
@@ -467,7 +472,9 @@ class DiffusersEngine(Engine):
             if shot.image is not None:
                 kwargs["image"] = fit_conditioning_image(shot.image, smap, plan.width, plan.height)
             t0 = time.perf_counter()
-            frames, audio, steps_run = self._generate(run_pipe, kwargs, steps, progress, metadata)
+            key = self._latents_key(run_pipe, shot, plan, kwargs)
+            frames, audio, steps_run, decode = self._generate(run_pipe, kwargs, steps, progress, metadata,
+                                                              ctx.checkpoint, ctx.keep, key)
             generate_s = time.perf_counter() - t0
         n_src, gen_h, gen_w = frames.shape[:3]
         if (n_src, gen_w, gen_h) != (plan.frames, plan.width, plan.height):
@@ -501,11 +508,25 @@ class DiffusersEngine(Engine):
                           if shot.image is not None else None),
             },
             "audio": audio_meta,
-            "steps": steps, "steps_run": steps_run,
+            "steps": steps, "steps_run": steps_run, "decode": decode,
             "timings": {"load_s": round(load_s, 4), "generate_s": round(generate_s, 4)},
         })
         metadata["shots"] = sorted(shots, key=lambda s: s["index"])
         return ShotOutput(frames=adapt_frames(frames, tmap, smap, shot.width, shot.height), audio=audio)
+
+    def _latents_key(self, pipe, shot: ShotPlan, plan, kwargs: dict[str, Any]) -> tuple[str, str]:
+        """What the latents of this shot depend on: a changed plan, prompt, seed or option never reuses them."""
+        import diffusers
+
+        image = kwargs.get("image")
+        image_digest = hashlib.sha256(image.tobytes() + repr(image.size).encode()).hexdigest() if image is not None else None
+        return latents_key(
+            model=self.options.model, revision=self._resolved.weights.revision,
+            pipeline=type(pipe).__name__, seed=shot.seed, prompt=shot.text, image=image_digest,
+            planned=[plan.width, plan.height, plan.frames, plan.fps], steps=kwargs.get("num_inference_steps"),
+            options=hashlib.sha256(self.options.model_dump_json().encode()).hexdigest(),
+            diffusers=diffusers.__version__,
+        )
 
     def _call_kwargs(self, pipe, shot: ShotPlan, plan, steps: int) -> dict[str, Any]:
         import torch
@@ -535,8 +556,41 @@ class DiffusersEngine(Engine):
         kwargs.update({k: v for k, v in o.pipeline_kwargs.items() if k in params})
         return kwargs
 
-    def _generate(self, pipe, kwargs: dict[str, Any], steps: int, progress: Progress, metadata: dict):
-        """Run the pipeline with per-step progress; a cancel raised by progress stops it before the decode."""
+    def _generate(self, pipe, kwargs: dict[str, Any], steps: int, progress: Progress, metadata: dict,
+                  checkpoint: Path | None, keep, key: tuple[str, str]):
+        """Denoise (or find the latents an earlier attempt saved for ``key``), save the latents to
+        ``checkpoint`` (``keep`` persists the file), then decode them. The generic door keeps the
+        pipeline's own decode: its latents are not saved."""
+        decoder = DECODERS.get(self._resolved.family.name)
+        if decoder is None:
+            out, steps_run = self._denoise(pipe, kwargs, steps, progress, metadata)
+            report = DecodeReport("not saved: the generic door keeps the pipeline's own decode")
+            video, audio = out.frames, getattr(out, "audio", None)
+        else:
+            saved = load_latents(checkpoint, key)
+            if saved is not None:
+                report, steps_run = DecodeReport("resumed", file=latents_file(checkpoint, key[1]).name), 0
+                progress(steps, steps, "decoding saved latents")
+            else:
+                out, steps_run = self._denoise(pipe, {**kwargs, "output_type": "latent"}, steps, progress, metadata)
+                saved = {"video": out.frames, "generator": kwargs["generator"].get_state(),
+                         "audio": getattr(out, "audio", None) if self._resolved.family.audio else None}
+                if checkpoint is not None:
+                    path = save_latents(checkpoint, key, saved, keep)
+                    report = DecodeReport("saved", file=path.name)
+                else:
+                    report = DecodeReport("not saved: no checkpoint folder (the engine was called outside a job)")
+                progress(steps, steps, "decoding")
+            video, audio = self._decode(pipe, decoder, saved, kwargs, report)
+        frames = _uint8_frames(video[0])
+        if self._resolved.family.audio and audio is not None:
+            audio = Audio(audio[0].float().cpu().numpy(), int(pipe.vocoder.config.output_sampling_rate))
+        else:
+            audio = None
+        return frames, audio, steps_run, report.as_dict()
+
+    def _denoise(self, pipe, kwargs: dict[str, Any], steps: int, progress: Progress, metadata: dict):
+        """Run the pipeline with per-step progress; a cancel raised by progress stops it before any decode."""
         done = [0]
 
         def step_done(i: int) -> None:
@@ -575,12 +629,29 @@ class DiffusersEngine(Engine):
         finally:
             if restore is not None:
                 del restore.step  # back to the class's method
-        frames = _uint8_frames(out.frames[0])
-        audio = None
-        if self._resolved.family.audio and getattr(out, "audio", None) is not None:
-            rate = int(pipe.vocoder.config.output_sampling_rate)
-            audio = Audio(out.audio[0].float().cpu().numpy(), rate)
-        return frames, audio, done[0]
+        return out, done[0]
+
+    def _decode(self, pipe, decoder, saved: dict, kwargs: dict[str, Any], report: DecodeReport):
+        """The saved latents through ``decoder``, down the out-of-memory ladder (as loaded, tiled, on the CPU)."""
+        device = self._info["device"]
+        generator = kwargs["generator"]
+
+        def run(how: str, where: str):
+            generator.set_state(saved["generator"])  # the decode noise (LTX) as right after the denoise
+            return self._decode_latents(decoder, pipe, saved, kwargs, where)
+
+        try:
+            return decode_ladder(run, pipe, device, report, already_tiled=self.options.vae_tiling,
+                                 offloaded=self.options.cpu_offload and device != "cpu")
+        except DecodeFailed as exc:
+            kept = (f"stay in the shot's checkpoint in the job's storage ({report.file}) until the job is deleted"
+                    if report.file else "were not saved")
+            raise EngineError(f"{self.options.model} ran out of memory decoding {kwargs.get('width')}x{kwargs.get('height')}x"
+                              f"{kwargs.get('num_frames')} on every try ({exc}); the denoised latents {kept}") from exc
+
+    def _decode_latents(self, decoder, pipe, saved: dict, kwargs: dict[str, Any], device: str):
+        """One decode of saved latents (a seam for tests, as ``_call_pipeline`` is for the denoise)."""
+        return decoder(pipe, saved, kwargs, device, kwargs["generator"])
 
     def _two_stage(self, pipe, kwargs: dict[str, Any]):
         """LTX-2's two-stage recipe: half size, the latent upsampler (x2), then 3 distilled steps at full size."""
