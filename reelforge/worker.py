@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Generator
 
-from . import media
+from . import config, media
 from .config import Timings
 from .engines import Engine, RenderContext, ShotPlan, get_engine_class
 from .errors import JobCanceled, ReelforgeError
