@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -394,7 +395,10 @@ def _cache(pipe, opts: CacheOptions, device: str, family: str) -> dict[str, Any]
                       f"{type(denoisers[0]).__name__} has {blocks}")
     try:
         for d in denoisers:
-            d.enable_cache(config_cls(**opts.params()))
+            params = opts.params()
+            if opts.kind == "taylorseer":  # diffusers' default patterns miss names such as Wan's attn1/attn2
+                params["cache_identifiers"] = [re.escape(n) for n in _block_attention(d)]
+            d.enable_cache(config_cls(**params))
     except (ValueError, TypeError) as exc:
         return _entry("cache", opts, False, str(exc).splitlines()[0])
     hooks = sorted({name for d in denoisers for name in _hook_names(d) if _is_cache_hook(name)})
@@ -415,6 +419,13 @@ def _hook_names(module) -> set[str]:
         if registry is not None:
             names.update(registry.hooks)
     return names
+
+
+def _block_attention(denoiser) -> list[str]:
+    """The names of the attention modules inside the denoiser's repeated blocks."""
+    ids = {id(b) for b in _blocks(denoiser)}
+    blocks = tuple(f"{n}." for n, m in denoiser.named_modules() if id(m) in ids)
+    return [n for n, m in denoiser.named_modules() if getattr(m, "processor", None) is not None and n.startswith(blocks)]
 
 
 def _is_cache_hook(name: str) -> bool:
