@@ -254,7 +254,7 @@ def test_model_offload_leaves_no_vae_on_the_device_while_image_to_video_denoises
     for img in (image, None, image):  # i2v, then t2v (the other pipeline takes the hooks), then i2v again
         plan = ShotPlan(0, 1, "a cat", 3, 1, 8, 64, 64, img, "reelforge.ltx-video")
         list(eng.render_shot(plan, NullProgress()))
-    assert seen and all(s.get("vae") == "cpu" for s in seen), seen
+    assert seen and all(s.get("vae") == s.get("text_encoder") == "cpu" for s in seen), seen
     assert by_feature(eng._info["speed"])["offload"]["applied"]
     assert i2v._all_hooks and eng._offloaded is i2v
 
