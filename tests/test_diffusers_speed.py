@@ -202,6 +202,21 @@ def test_compile_registers_compiled_blocks_and_auto_skips_on_cpu():
     assert not auto["applied"] and "CUDA only" in auto["reason"]
 
 
+def test_compiled_blocks_with_a_cache_run_and_count_their_skips(monkeypatch):
+    """Dynamo traces the hooked blocks (fullgraph is impossible there); inductor is swapped for the eager
+    backend only to keep the test fast: the tracing and its graph breaks are the same."""
+    real_compile = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **kw: real_compile(self, *a, backend="eager", **kw))
+    cache = {"kind": "first_block", "threshold": 100}
+    plain, compiled = tiny(), tiny()
+    apply_speed(plain, resolve_speed(None, {"cache": cache}), "cpu", "wan")
+    report = by_feature(apply_speed(compiled, resolve_speed(None, {"cache": cache, "compile": True}), "cpu", "wan"))
+    assert report["compile"]["applied"] and "graph breaks at the cache hooks" in report["compile"]["detail"]
+    expected = run(plain, steps=3)
+    np.testing.assert_allclose(run(compiled, steps=3), expected, atol=1e-5)
+    assert cache_stats(compiled) == cache_stats(plain)
+
+
 def test_fast_and_low_memory_presets_on_cpu_report_what_they_fell_back_to():
     pipe = tiny()
     fast = by_feature(apply_speed(pipe, resolve_speed("fast", None), "cpu", "wan"))

@@ -437,16 +437,20 @@ def _compile(pipe, wanted: bool | str, device: str, family: str) -> dict[str, An
         return _entry("compile", wanted, False, f"auto compiles on CUDA only; on {device} compile time outweighs "
                       "the gain (set compile: true to force it)")
     denoisers = _denoisers(pipe)
+    # the cache hooks decide in Python, outside the graph (torch.compiler.disable): one graph per block is
+    # then impossible, so a cached transformer compiles with graph breaks at the hooks
+    fullgraph = not any(_is_cache_hook(n) for d in denoisers for n in _hook_names(d))
     try:
         for d in denoisers:
-            d.compile_repeated_blocks(fullgraph=True)
+            d.compile_repeated_blocks(fullgraph=fullgraph)
     except (ValueError, AttributeError) as exc:
         return _entry("compile", wanted, False, str(exc).splitlines()[0])
     compiled = [m for d in denoisers for m in d.modules() if getattr(m, "_compiled_call_impl", None) is not None]
     if not compiled:
         return _entry("compile", wanted, False, "no block holds a compiled forward")
     kinds = sorted({type(m).__name__ for m in compiled})
-    return _entry("compile", wanted, True, f"{len(compiled)} {', '.join(kinds)} blocks compiled (fullgraph), "
+    graphs = "fullgraph" if fullgraph else "graph breaks at the cache hooks"
+    return _entry("compile", wanted, True, f"{len(compiled)} {', '.join(kinds)} blocks compiled ({graphs}), "
                   "compiled on the first call")
 
 
@@ -474,11 +478,16 @@ _APPLY = {"attention": _attention, "fp8_storage": _fp8_storage, "fp8_quant": _fp
 
 
 def _count_cache(denoiser) -> None:
-    """Count, per transformer call, whether its last block computed (the cache hooks skip the blocks)."""
+    """Record, per transformer call, its timestep and whether the cache hooks computed or reused the blocks.
+
+    Read from the hooks' own state after each call (at the transformer's level, outside any compiled
+    block, where a probe hook would not fire): first_block and magcache keep ``should_compute`` in the
+    leading block's state; a TaylorSeer module computed when its last update is the current step.
+    """
     if getattr(denoiser, "_reelforge_cache_calls", None) is not None:
         return
-    probe = _last_block_probe(denoiser)
-    if probe is None:
+    read = _computed_reader(denoiser)
+    if read is None:
         return
     calls: list[list] = []  # [timestep, computed]
     denoiser._reelforge_cache_calls = calls
@@ -487,22 +496,38 @@ def _count_cache(denoiser) -> None:
         t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
         calls.append([float(t.max()) if hasattr(t, "max") else t, False])
 
-    def on_probe(module, args):
+    def after_call(module, args, output):
         if calls:
-            calls[-1][1] = True
+            calls[-1][1] = bool(read())
 
     denoiser.register_forward_pre_hook(on_call, with_kwargs=True)
-    probe.register_forward_pre_hook(on_probe)
+    denoiser.register_forward_hook(after_call)
 
 
-def _last_block_probe(denoiser):
-    """A module inside the last repeated block's attention: it runs only when that block computes."""
-    blocks = _blocks(denoiser)
-    if not blocks:
-        return None
-    import torch
+def _computed_reader(denoiser):
+    """A function telling whether the last transformer call computed its blocks (None: no cache hook found)."""
+    from diffusers.hooks.first_block_cache import _FBC_LEADER_BLOCK_HOOK
+    from diffusers.hooks.mag_cache import _MAG_CACHE_LEADER_BLOCK_HOOK
+    from diffusers.hooks.taylorseer_cache import _TAYLORSEER_CACHE_HOOK
 
-    return next((m for m in blocks[-1].modules() if isinstance(m, torch.nn.Linear)), None)
+    found = {}
+    for m in denoiser.modules():
+        registry = getattr(m, "_diffusers_hook", None)
+        for name in (_FBC_LEADER_BLOCK_HOOK, _MAG_CACHE_LEADER_BLOCK_HOOK, _TAYLORSEER_CACHE_HOOK):
+            hook = registry.get_hook(name) if registry is not None else None
+            if hook is not None:
+                found[name] = hook  # the last one for TaylorSeer: a module of the last block
+    leader = found.get(_FBC_LEADER_BLOCK_HOOK) or found.get(_MAG_CACHE_LEADER_BLOCK_HOOK)
+    if leader is not None:
+        return lambda: leader.state_manager.get_state().should_compute
+    seer = found.get(_TAYLORSEER_CACHE_HOOK)
+    if seer is not None:
+        def seer_computed() -> bool:
+            state = seer.state_manager.get_state()
+            return state.last_update_step == state.current_step
+
+        return seer_computed
+    return None
 
 
 def _blocks(denoiser) -> list:
