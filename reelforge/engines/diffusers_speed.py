@@ -16,10 +16,14 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .diffusers_cache import cache_stats, denoisers as _denoisers, enable_cache, hook_names, is_cache_hook
+
+__all__ = ["PRESETS", "SpeedOptions", "CacheOptions", "apply_speed", "cache_stats", "install_model_offload",
+           "resolve_speed"]
 
 log = logging.getLogger("reelforge.engines.diffusers")
 
@@ -148,10 +152,6 @@ def resolve_speed(profile: str | None, overrides: dict | None) -> SpeedOptions:
 
 
 # ------------------------------------------------------------------ applying
-
-
-def _denoisers(pipe) -> list:
-    return [m for m in (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None)) if m is not None]
 
 
 def _has_accelerator(device: str) -> bool:
@@ -378,58 +378,17 @@ def _context_parallel(pipe, opts: ContextParallelOptions, device: str, family: s
                   f"(ulysses {opts.ulysses_degree} x ring {opts.ring_degree})")
 
 
-_CACHE_CONFIGS = {"first_block": "FirstBlockCacheConfig", "taylorseer": "TaylorSeerCacheConfig",
-                  "magcache": "MagCacheConfig"}
-
-
 def _cache(pipe, opts: CacheOptions, device: str, family: str) -> dict[str, Any]:
-    import diffusers
-
     denoisers = [d for d in _denoisers(pipe) if hasattr(d, "enable_cache")]
     if not denoisers:
         return _entry("cache", opts, False, f"{type(pipe).__name__}'s transformer takes no cache hooks")
-    config_cls = getattr(diffusers, _CACHE_CONFIGS[opts.kind])
-    blocks = len(_blocks(denoisers[0]))
-    if opts.kind != "taylorseer" and blocks < 2:
-        return _entry("cache", opts, False, f"{opts.kind} caches the blocks after the first; "
-                      f"{type(denoisers[0]).__name__} has {blocks}")
     try:
-        for d in denoisers:
-            params = opts.params()
-            if opts.kind == "taylorseer":  # diffusers' default patterns miss names such as Wan's attn1/attn2
-                params["cache_identifiers"] = [re.escape(n) for n in _block_attention(d)]
-            d.enable_cache(config_cls(**params))
+        hooks = enable_cache(denoisers, opts.kind, opts.params())
     except (ValueError, TypeError) as exc:
         return _entry("cache", opts, False, str(exc).splitlines()[0])
-    hooks = sorted({name for d in denoisers for name in _hook_names(d) if _is_cache_hook(name)})
-    if not hooks or not all(d.is_cache_enabled for d in denoisers):
-        return _entry("cache", opts, False, "no cache hook is registered on the transformer")
-    for d in denoisers:
-        _count_cache(d)
     params = ", ".join(f"{k}={v}" for k, v in opts.params().items() if k != "mag_ratios")
     return _entry("cache", opts, True, f"{opts.kind} ({params or 'defaults'}) on {len(denoisers)} transformer(s): "
                   f"hooks {', '.join(hooks)}")
-
-
-def _hook_names(module) -> set[str]:
-    """The diffusers hooks registered on ``module`` and its submodules."""
-    names = set()
-    for m in module.modules():
-        registry = getattr(m, "_diffusers_hook", None)
-        if registry is not None:
-            names.update(registry.hooks)
-    return names
-
-
-def _block_attention(denoiser) -> list[str]:
-    """The names of the attention modules inside the denoiser's repeated blocks."""
-    ids = {id(b) for b in _blocks(denoiser)}
-    blocks = tuple(f"{n}." for n, m in denoiser.named_modules() if id(m) in ids)
-    return [n for n, m in denoiser.named_modules() if getattr(m, "processor", None) is not None and n.startswith(blocks)]
-
-
-def _is_cache_hook(name: str) -> bool:
-    return any(k in name for k in ("fbc", "taylorseer", "mag_cache"))
 
 
 def _compile(pipe, wanted: bool | str, device: str, family: str) -> dict[str, Any]:
@@ -439,7 +398,7 @@ def _compile(pipe, wanted: bool | str, device: str, family: str) -> dict[str, An
     denoisers = _denoisers(pipe)
     # the cache hooks decide in Python, outside the graph (torch.compiler.disable): one graph per block is
     # then impossible, so a cached transformer compiles with graph breaks at the hooks
-    fullgraph = not any(_is_cache_hook(n) for d in denoisers for n in _hook_names(d))
+    fullgraph = not any(is_cache_hook(n) for d in denoisers for n in hook_names(d))
     try:
         for d in denoisers:
             d.compile_repeated_blocks(fullgraph=fullgraph)
@@ -472,87 +431,3 @@ def _vae_flag(flag: str):
 _APPLY = {"attention": _attention, "fp8_storage": _fp8_storage, "fp8_quant": _fp8_quant,
           "context_parallel": _context_parallel, "cache": _cache, "compile": _compile,
           "vae_tiling": _vae_flag("tiling"), "vae_slicing": _vae_flag("slicing")}
-
-
-# ------------------------------------------------------------------ cache statistics
-
-
-def _count_cache(denoiser) -> None:
-    """Record, per transformer call, its timestep and whether the cache hooks computed or reused the blocks.
-
-    Read from the hooks' own state after each call (at the transformer's level, outside any compiled
-    block, where a probe hook would not fire): first_block and magcache keep ``should_compute`` in the
-    leading block's state; a TaylorSeer module computed when its last update is the current step.
-    """
-    if getattr(denoiser, "_reelforge_cache_calls", None) is not None:
-        return
-    read = _computed_reader(denoiser)
-    if read is None:
-        return
-    calls: list[list] = []  # [timestep, computed]
-    denoiser._reelforge_cache_calls = calls
-
-    def on_call(module, args, kwargs):
-        t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
-        calls.append([float(t.max()) if hasattr(t, "max") else t, False])
-
-    def after_call(module, args, output):
-        if calls:
-            calls[-1][1] = bool(read())
-
-    denoiser.register_forward_pre_hook(on_call, with_kwargs=True)
-    denoiser.register_forward_hook(after_call)
-
-
-def _computed_reader(denoiser):
-    """A function telling whether the last transformer call computed its blocks (None: no cache hook found)."""
-    from diffusers.hooks.first_block_cache import _FBC_LEADER_BLOCK_HOOK
-    from diffusers.hooks.mag_cache import _MAG_CACHE_LEADER_BLOCK_HOOK
-    from diffusers.hooks.taylorseer_cache import _TAYLORSEER_CACHE_HOOK
-
-    found = {}
-    for m in denoiser.modules():
-        registry = getattr(m, "_diffusers_hook", None)
-        for name in (_FBC_LEADER_BLOCK_HOOK, _MAG_CACHE_LEADER_BLOCK_HOOK, _TAYLORSEER_CACHE_HOOK):
-            hook = registry.get_hook(name) if registry is not None else None
-            if hook is not None:
-                found[name] = hook  # the last one for TaylorSeer: a module of the last block
-    leader = found.get(_FBC_LEADER_BLOCK_HOOK) or found.get(_MAG_CACHE_LEADER_BLOCK_HOOK)
-    if leader is not None:
-        return lambda: leader.state_manager.get_state().should_compute
-    seer = found.get(_TAYLORSEER_CACHE_HOOK)
-    if seer is not None:
-        def seer_computed() -> bool:
-            state = seer.state_manager.get_state()
-            return state.last_update_step == state.current_step
-
-        return seer_computed
-    return None
-
-
-def _blocks(denoiser) -> list:
-    names = getattr(denoiser, "_repeated_blocks", None) or ()
-    return [m for m in denoiser.modules() if type(m).__name__ in names]
-
-
-def cache_stats(pipe) -> dict[str, Any] | None:
-    """Transformer calls the cache hooks computed vs skipped since the previous read (None without a cache).
-
-    Per step: calls are grouped by their timestep. Reading clears the counts, so the engine reads once
-    after each shot.
-    """
-    counted = [d for d in _denoisers(pipe) if getattr(d, "_reelforge_cache_calls", None) is not None]
-    if not counted:
-        return None
-    steps: list[dict[str, Any]] = []
-    for d in counted:
-        for t, computed in d._reelforge_cache_calls:
-            if not steps or steps[-1]["timestep"] != t:
-                steps.append({"timestep": t, "computed": 0, "skipped": 0})
-            steps[-1]["computed" if computed else "skipped"] += 1
-        d._reelforge_cache_calls.clear()
-    computed = sum(s["computed"] for s in steps)
-    skipped = sum(s["skipped"] for s in steps)
-    total = computed + skipped
-    return {"calls": total, "computed": computed, "skipped": skipped,
-            "skip_rate": round(skipped / total, 4) if total else 0.0, "per_step": steps}
