@@ -28,6 +28,7 @@ __all__ = ["PRESETS", "SpeedOptions", "CacheOptions", "apply_speed", "cache_stat
 log = logging.getLogger("reelforge.engines.diffusers")
 
 AUTO = "auto"
+PORTABLE_ATTENTION = ("native", "_native_math", "flex")  # attention backends that run off CUDA
 CP_FAMILIES = ("wan", "ltx", "ltx2")  # families whose transformer has a context-parallel plan in diffusers
 
 # The parameters each cache kind takes (diffusers' config fields of the same names).
@@ -197,9 +198,9 @@ def _attention(pipe, wanted: str, device: str, family: str) -> dict[str, Any]:
         if name.endswith("_hub"):
             raise RuntimeError(f"{name} downloads its kernel from the Hugging Face Hub; "
                                "install the kernel's package and name its local backend instead")
-        if name.startswith("_native_cudnn") or name == "flash" or name.startswith(("_flash", "sage", "_sage")):
-            if not _has_accelerator(device):
-                raise RuntimeError(f"{name} runs on CUDA only; the device is {device}")
+        if name not in PORTABLE_ATTENTION and not device.startswith("cuda"):
+            raise RuntimeError(f"{name} runs on CUDA only; the device is {device} (there: "
+                               f"{', '.join(sorted(PORTABLE_ATTENTION))})")
         for d in _denoisers(pipe):
             d.set_attention_backend(name)
     except (RuntimeError, ValueError) as exc:
@@ -219,7 +220,7 @@ def _processors(module) -> list:
 
 def _best_attention(device: str) -> tuple[str, str]:
     """The fastest attention backend installed here for ``device``, and why it was chosen."""
-    if not _has_accelerator(device) or not device.startswith("cuda"):
+    if not device.startswith("cuda"):
         return "native", f"auto on {device}: torch SDPA, the kernels need CUDA"
     import torch
     from diffusers.models import attention_dispatch as ad
@@ -231,7 +232,7 @@ def _best_attention(device: str) -> tuple[str, str]:
         return "flash", "auto: flash-attn installed"
     if ad._CAN_USE_SAGE_ATTN:
         return "sage", "auto: sageattention installed"
-    return "_native_cudnn", f"auto on sm{major}{minor}: cuDNN attention through torch (no flash-attn or sage installed)"
+    return "native", f"auto on sm{major}{minor}: torch SDPA picks its own fastest kernel (no flash-attn or sage installed)"
 
 
 def _fp8_storage(pipe, wanted: bool, device: str, family: str) -> dict[str, Any]:
