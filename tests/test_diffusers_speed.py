@@ -193,6 +193,18 @@ def test_what_needs_a_gpu_or_torchrun_is_skipped_with_the_reason_and_the_pipe_st
     assert "no context-parallel plan for cogvideox" in cp["context_parallel"]["reason"]
 
 
+def test_offload_hooks_are_read_back_where_an_accelerator_is_seen(monkeypatch):
+    """CPU plays the accelerator ("cpu:0"): the hooks are accelerate's own, whatever the device."""
+    monkeypatch.setattr(ds, "_has_accelerator", lambda device: True)
+    pipe = tiny()
+    model = by_feature(apply_speed(pipe, resolve_speed(None, {"offload": "model"}), "cpu:0", "wan"))["offload"]
+    assert model["applied"] and "text_encoder -> transformer -> vae" in model["detail"]
+    assert len(pipe._all_hooks) == 3 and pipe.vae in pipe.transformer._reelforge_idle
+    pipe = tiny()
+    seq = by_feature(apply_speed(pipe, resolve_speed(None, {"offload": "sequential"}), "cpu:0", "wan"))["offload"]
+    assert seq["applied"] and any(hasattr(m, "_hf_hook") for m in pipe.transformer.modules())
+
+
 def test_compile_registers_compiled_blocks_and_auto_skips_on_cpu():
     pipe = tiny()
     entry = by_feature(apply_speed(pipe, resolve_speed(None, {"compile": True}), "cpu", "wan"))["compile"]
