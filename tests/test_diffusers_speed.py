@@ -286,6 +286,18 @@ def test_model_offload_leaves_no_vae_on_the_device_while_image_to_video_denoises
     assert i2v._all_hooks and eng._offloaded is i2v
 
 
+def test_other_speed_settings_reload_the_pipeline_the_same_ones_keep_it(folders):
+    from reelforge.engines.diffusers import DiffusersEngine
+
+    eng = DiffusersEngine({"model": "wan2.1-t2v-1.3b", "weights": str(folders["wan"]), "speed": {"vae_slicing": True}})
+    eng._ensure_loaded()
+    assert eng._ensure_loaded()[1] == 0.0 and eng.loads == 1
+    eng.options = DiffusersEngine.parse_options({**eng.options.model_dump(), "speed": {"vae_tiling": True}})
+    eng._ensure_loaded()
+    assert eng.loads == 2 and [e["feature"] for e in eng._info["speed"]] == ["vae_tiling"]
+    assert eng._pipes["t2v"].vae.use_tiling and not eng._pipes["t2v"].vae.use_slicing
+
+
 def test_a_job_manifest_records_the_speed_report_and_the_shot_cache_stats(folders, monkeypatch, tmp_path):
     import reelforge
     from reelforge import VideoRequest
