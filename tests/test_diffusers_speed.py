@@ -78,7 +78,7 @@ def test_presets_resolve_and_fields_override_them():
     ({"speed": {"group_offload": {"offload_type": "disk"}}}, "speed.group_offload.offload_type: Input should be "
                                                              "'block_level' or 'leaf_level'"),
     ({"profile": "turbo"}, "option 'profile': Input should be 'quality', 'fast' or 'low-memory'"),
-    ({"cpu_offload": True, "profile": "low-memory"}, "offload 'model' and group_offload exclude each other"),
+    ({"cpu_offload": True, "profile": "low-memory"}, "speed: offload 'model' and group_offload exclude each other"),
 ])
 def test_bad_speed_options_name_the_field_and_the_allowed_values(options, said):
     from reelforge.engines.diffusers import DiffusersEngine
