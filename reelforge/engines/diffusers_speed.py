@@ -341,8 +341,11 @@ def _fp8_quant(pipe, wanted: bool, device: str, family: str) -> dict[str, Any]:
         return _entry("fp8_quant", wanted, False, "torchao is not installed: pip install torchao")
     from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, quantize_
 
-    for d in _denoisers(pipe):
-        quantize_(d, Float8DynamicActivationFloat8WeightConfig())
+    try:
+        for d in _denoisers(pipe):
+            quantize_(d, Float8DynamicActivationFloat8WeightConfig())
+    except (RuntimeError, NotImplementedError, TypeError) as exc:  # e.g. weights offloaded to the CPU
+        return _entry("fp8_quant", wanted, False, f"torchao could not quantize: {str(exc).splitlines()[0]}")
     linears = [m for d in _denoisers(pipe) for m in d.modules() if isinstance(m, torch.nn.Linear)]
     quantized = sum(type(m.weight).__name__ != "Parameter" for m in linears)
     if not quantized:
