@@ -194,13 +194,13 @@ class DecodeFailed(Exception):
 
 
 def decode_ladder(run: Callable[[str, Any], Any], pipe, device: str, report: DecodeReport, already_tiled: bool,
-                  offloaded: bool):
+                  offloaded: bool, cpu_rung: bool = True):
     """``run(how, device)`` as loaded, then tiled, then on the CPU, moving on only after an out-of-memory
     error; each try is recorded in ``report``. Returns the first result; DecodeFailed when all ran out."""
     rungs = [("as loaded", device)]
     if not already_tiled:
         rungs.append(("tiled", device))
-    if device != "cpu":
+    if device != "cpu" and cpu_rung:
         rungs.append(("cpu", "cpu"))
     for how, where in rungs:
         try:
@@ -250,7 +250,9 @@ class _rung:
         elif self.how == "cpu":
             _free(self.device)
             if self.offloaded:
-                self.pipe.enable_model_cpu_offload(device=self.device)
+                from .diffusers_speed import install_model_offload
+
+                install_model_offload(self.pipe, self.device)
             else:
                 for m in self._parts():
                     m.to(self.device)
