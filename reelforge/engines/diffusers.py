@@ -649,7 +649,7 @@ class DiffusersEngine(Engine):
         except (RuntimeError, ValueError) as exc:
             if "out of memory" in str(exc).lower():
                 raise EngineError(f"{self.options.model} ran out of memory at {kwargs.get('width')}x{kwargs.get('height')}x"
-                                  f"{kwargs.get('num_frames')}: try profile "low-memory" (or speed.offload, speed.vae_tiling) or a smaller size") from exc
+                                  f"{kwargs.get('num_frames')}: try profile 'low-memory' (or speed.offload, speed.vae_tiling) or a smaller size") from exc
             raise
         finally:
             if restore is not None:
