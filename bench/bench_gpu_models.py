@@ -1,0 +1,443 @@
+"""Speed profiles against the raw pipeline call, on each family's transformer and VAE at their published sizes.
+
+    python bench/bench_gpu_models.py --families wan2.2-ti2v-5b,ltx2 --steps 3            # one CUDA GPU
+    python bench/bench_gpu_models.py --smoke                                             # CPU, reduced sizes
+
+No weights can be downloaded here, and the time of a denoising step does not depend on the weight
+values, so each family's transformer and VAE are built from their published configs with random
+weights, directly on the target device (see SOURCES for where each size comes from). Cache hooks
+are the exception: whether a step is skipped depends on the activations, so their skip rates and
+speed-ups on random weights are no real figure, and the table marks them so.
+
+The text encoders are not built: each call gets random prompt embeddings of the real width and
+length, so the bench measures the transformer steps and the decode, not the prompt encoding.
+
+Per family, and per profile, one fresh pipeline (the profiles change the modules: compile, FP8
+storage, offload hooks) is called once, at the native grid, with 1 warm-up step plus --steps timed
+steps; a replaced progress bar stamps each step (after a device sync). Rows:
+
+- raw: the pipeline as built, called plainly;
+- each profile: ``resolve_speed(profile)`` applied by ``apply_speed`` (what it applied or skipped,
+  and why, is read back from the pipeline and printed under the table).
+
+Columns: seconds per step (median of the timed steps), the warm-up step (includes compiling),
+the decode (VAE decode and post-processing, inside the same call), an extrapolated job time
+(the recipe's steps x s/step + decode; no prompt encoding), peak memory during the steps and
+during the decode (CUDA: torch.cuda.max_memory_allocated; CPU: the process's peak RSS, VmHWM,
+reset per phase), each with its ratio to the raw row (below 1 is better), and for cache hooks the
+transformer calls skipped per timed step. --json writes the same rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import re
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gpu_families import FAMILIES, SOURCES, build_pipeline, prompt_embeds  # noqa: E402  (bench/ is on sys.path)
+
+GIB = 1024 ** 3
+
+
+def fail(message: str) -> int:
+    print(f"bench_gpu_models: {message}", file=sys.stderr)
+    return 2
+
+
+# ------------------------------------------------------------------ measuring
+
+
+class Meter:
+    """Peak memory of one phase. CUDA: the allocator's peak (torch.cuda.max_memory_allocated), weights
+    included. CPU: the process's peak RSS (VmHWM, reset per phase) above its RSS before the row's pipeline
+    was built, so that weights are counted and the Python runtime is not."""
+
+    def __init__(self, cuda: bool):
+        import torch
+
+        self.torch, self.cuda, self.base = torch, cuda, 0
+        if not cuda and not self._clear_refs():
+            raise RuntimeError("the CPU peak-memory meter needs a writable /proc/self/clear_refs (Linux)")
+        if not cuda:  # a fixed mmap threshold: freed tensors leave the RSS instead of staying in malloc's heap
+            import ctypes
+
+            ctypes.CDLL(None).mallopt(-3, 1024 * 1024)  # M_MMAP_THRESHOLD
+        self.label = ("torch.cuda.max_memory_allocated" if cuda else
+                      "peak RSS (VmHWM, reset per phase) above the RSS before the row's build, "
+                      "blocks over 1 MiB mmapped")
+
+    @staticmethod
+    def _clear_refs() -> bool:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            return True
+        except OSError:
+            return False
+
+    @staticmethod
+    def _status_kib(field: str) -> int:
+        return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+    def sync(self) -> None:
+        if self.cuda:
+            self.torch.cuda.synchronize()
+
+    def reset(self) -> None:
+        if self.cuda:
+            self.torch.cuda.reset_peak_memory_stats()
+        else:
+            self._clear_refs()
+
+    def peak_gib(self) -> float:
+        if self.cuda:
+            return self.torch.cuda.max_memory_allocated() / GIB
+        return max(0, self._status_kib("VmHWM") - self.base) / 2 ** 20
+
+    def free(self) -> None:
+        """Release what the last row held; on CPU, take the RSS left as the next row's base."""
+        gc.collect()
+        if self.cuda:
+            self.torch.cuda.empty_cache()
+        else:
+            self.base = self._status_kib("VmRSS")
+
+
+class StepClock:
+    """Stands in for the pipeline's progress bar: stamps the end of each step (after a device sync) and
+    takes the steps' memory peak at the last one, so that what follows in the call is the decode."""
+
+    def __init__(self, total: int, meter: Meter):
+        self.total, self.meter = total, meter
+        self.marks: list[float] = []
+        self.steps_peak: float | None = None
+
+    def __call__(self, iterable=None, total=None):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        return False
+
+    def update(self, n: int = 1) -> None:
+        self.meter.sync()
+        self.marks.append(time.perf_counter())
+        if len(self.marks) == self.total:
+            self.steps_peak = self.meter.peak_gib()
+            self.meter.reset()
+
+
+@dataclass
+class Run:
+    """What a run needs: sizes, device, dtypes, the speed module, the meter."""
+
+    small: bool
+    device: str
+    dtype: object
+    steps: int
+    meter: Meter
+    speed: object = None  # reelforge.engines.diffusers_speed, when profiles are asked for
+    size: tuple | None = None  # (width, height, frames) instead of each family's grid
+    rows: list = field(default_factory=list)
+
+
+def call_kwargs(fam, run: Run) -> dict:
+    """The raw pipeline call the engine makes for this family (its recipe's guidance), at the native grid."""
+    from reelforge.engines.diffusers_models import FAMILIES as RECIPES
+
+    grid = fam.small_grid if run.small else fam.grid
+    width, height, frames = run.size or (grid.width, grid.height, grid.frames)
+    recipe = RECIPES[fam.engine_family]
+    kwargs = dict(height=height, width=width, num_frames=frames, num_inference_steps=1 + run.steps,
+                  output_type="pt", return_dict=False)
+    if recipe.guidance is not None:  # None: the pipeline's guider holds it (HunyuanVideo 1.5: CFG 6)
+        kwargs["guidance_scale"] = recipe.guidance
+    if recipe.takes_fps:
+        kwargs["frame_rate"] = grid.fps
+    return {**kwargs, **prompt_embeds(fam, run.small, run.device, run.dtype)}
+
+
+def recipe_steps(fam) -> int:
+    from reelforge.engines.diffusers_models import FAMILIES as RECIPES, KNOWN_MODELS
+
+    return KNOWN_MODELS[fam.model].steps or RECIPES[fam.engine_family].steps
+
+
+def vae_dtype(fam, run: Run):
+    from reelforge.engines.diffusers_models import FAMILIES as RECIPES
+
+    import torch
+
+    return torch.float32 if RECIPES[fam.engine_family].float32_vae else run.dtype
+
+
+def measure(fam, profile: str, speed, run: Run) -> dict:
+    """One row: a fresh pipeline, ``speed`` applied (None: the raw call), one call of 1 + steps steps."""
+    import torch
+
+    row = {"family": fam.key, "profile": profile, "report": [], "error": None, "recipe_steps": recipe_steps(fam)}
+    run.meter.free()
+    pipe = None
+    try:
+        pipe = build_pipeline(fam, run.small, run.device, run.dtype, vae_dtype(fam, run))
+        if speed is not None:
+            row["report"] = run.speed.apply_speed(pipe, speed, run.device, fam.engine_family)
+        kwargs = call_kwargs(fam, run)
+        clock = StepClock(1 + run.steps, run.meter)
+        pipe.progress_bar = clock  # the pipelines open ``self.progress_bar(total=...)`` around the denoising loop
+        run.meter.sync()
+        run.meter.reset()
+        start = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                pipe(**kwargs)
+        except torch.OutOfMemoryError as exc:
+            row["error"] = "out of memory " + ("in the decode" if len(clock.marks) == clock.total else "in the steps")
+            row["error_detail"] = str(exc).splitlines()[0]
+        run.meter.sync()
+        end = time.perf_counter()
+        marks = [start, *clock.marks]
+        steps = [b - a for a, b in zip(marks, marks[1:])]
+        if steps:
+            row["warmup_s"] = steps[0]
+        if len(steps) == clock.total:
+            row["s_per_step"] = statistics.median(steps[1:])
+            row["peak_steps_gib"] = clock.steps_peak
+            if row["error"] is None:
+                row["decode_s"] = end - marks[-1]
+                row["peak_decode_gib"] = run.meter.peak_gib()
+                row["job_s"] = row["recipe_steps"] * row["s_per_step"] + row["decode_s"]
+        stats = run.speed.cache_stats(pipe) if run.speed is not None else None
+        if stats is not None:
+            row["cache_per_step"] = [f"{s['skipped']}/{s['skipped'] + s['computed']}" for s in stats["per_step"][1:]]
+    except torch.OutOfMemoryError as exc:
+        row["error"] = f"out of memory while building or applying the profile: {str(exc).splitlines()[0]}"
+    except Exception as exc:  # one broken profile must not cost the other rows of a GPU session; exit status says it
+        row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        row["broken"] = True
+    finally:
+        del pipe
+        run.meter.free()
+    return row
+
+
+def prime(fam, run: Run) -> None:
+    """One untimed call of the family at reduced size on the run's device first, so that start-up costs
+    (library handles, kernels, lazy imports, the first decode) fall on no row, the raw one included."""
+    measure(fam, "prime", None, Run(small=True, device=run.device, dtype=run.dtype, steps=1, meter=run.meter))
+
+
+def best_of(rounds: list[dict]) -> dict:
+    """One row's rounds merged: each time and peak at its minimum (the path's cost, less the machine's noise)."""
+    row = {**rounds[0], "rounds": len(rounds)}
+    for key in ("warmup_s", "s_per_step", "decode_s", "peak_steps_gib", "peak_decode_gib"):
+        values = [r[key] for r in rounds if r.get(key) is not None]
+        row[key] = min(values) if values else None
+    row.pop("job_s", None)
+    if row["s_per_step"] is not None and row["decode_s"] is not None:
+        row["job_s"] = row["recipe_steps"] * row["s_per_step"] + row["decode_s"]
+    row["error"] = next((r["error"] for r in rounds if r["error"]), None)
+    row["broken"] = any(r.get("broken") for r in rounds)
+    return row
+
+
+# ------------------------------------------------------------------ the table
+
+
+def _num(v, digits=3) -> str:
+    return "—" if v is None else f"{v:.{digits}g}" if abs(v) < 100 else f"{v:.0f}"
+
+
+def _ratio(row: dict, raw: dict | None, key: str) -> float | None:
+    """``row[key] / raw[key]``; none for a peak under 1 MiB, where the CPU meter's resolution (malloc's
+    reuse of freed memory) is the figure."""
+    a, b = row.get(key), (raw or {}).get(key)
+    floor = 1 / 1024 if key.startswith("peak") else 0
+    return a / b if a is not None and b and b > floor else None
+
+
+def cached(row: dict) -> bool:
+    return any(e["feature"] == "cache" and e["applied"] for e in row["report"])
+
+
+def table(rows: list[dict]) -> list[str]:
+    cols = ["s/step", "warm-up s", "decode s", "job s", "peak GiB steps", "peak GiB decode"]
+    keys = ["s_per_step", "warmup_s", "decode_s", "job_s", "peak_steps_gib", "peak_decode_gib"]
+    ratio_of = {"s_per_step", "decode_s", "job_s", "peak_steps_gib", "peak_decode_gib"}
+    head = ["family", "profile"]
+    for c, k in zip(cols, keys):
+        head += [c] + (["÷ raw"] if k in ratio_of else [])
+    head.append("cache: skipped/calls per timed step")
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 3) + "---|"]
+    raw_of = {r["family"]: r for r in rows if r["profile"] == "raw"}
+    for r in rows:
+        raw = raw_of.get(r["family"])
+        mark = " †" if cached(r) else ""
+        cells = [r["family"], r["profile"]]
+        for k in keys:
+            cells.append(_num(r.get(k)) + (mark if k in ("s_per_step", "job_s") else ""))
+            if k in ratio_of:
+                cells.append(_num(_ratio(r, raw, k)) if r is not raw or _ratio(r, raw, k) is None else "1")
+        cells.append(" ".join(r.get("cache_per_step", [])) or "—")
+        if r["error"]:
+            cells[-1] = f"{cells[-1]}; **{r['error']}**"
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def report_lines(rows: list[dict]) -> list[str]:
+    """What each profile applied and skipped, as apply_speed read it back from the pipeline."""
+    out = []
+    for r in rows:
+        if r["profile"] == "raw":
+            continue
+        applied = [f"{e['feature']} ({e['detail']})" for e in r["report"] if e["applied"]]
+        skipped = [f"{e['feature']} ({e['reason']})" for e in r["report"] if not e["applied"]]
+        out.append(f"- {r['family']} {r['profile']}: applied: {'; '.join(applied) or 'nothing'}; "
+                   f"skipped: {'; '.join(skipped) or 'nothing'}")
+    return out
+
+
+# ------------------------------------------------------------------ profiles and the run
+
+
+def parse_profile(token: str, speed_module) -> tuple[str, object]:
+    """``fast``, or a preset with single features over it: ``quality+vae_tiling=true``,
+    ``quality+cache=taylorseer+cache.cache_interval=2`` (values are JSON where they parse, else text;
+    a cache given as text is its kind; ``cache.NAME`` sets one of its parameters)."""
+    preset, *sets = token.split("+")
+    overrides: dict = {}
+    for item in sets:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"profile {token!r}: {item!r} is not KEY=VALUE")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        outer, _, inner = key.partition(".")
+        if outer == "cache" and not inner and isinstance(value, str):
+            value = {"kind": value}
+        if inner:
+            overrides.setdefault(outer, {})[inner] = value
+        else:
+            overrides[outer] = {**value, **overrides.get(outer, {})} if isinstance(value, dict) else value
+    return token, speed_module.resolve_speed(preset, overrides)
+
+
+def machine_line(run: Run, rounds: int) -> str:
+    import platform
+
+    import diffusers
+    import torch
+
+    if run.meter.cuda:
+        what = f"{torch.cuda.get_device_name(0)} ({torch.cuda.get_device_properties(0).total_memory / GIB:.0f} GiB)"
+    else:
+        what = f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, " \
+               f"{torch.get_num_threads()} torch threads, load average {os.getloadavg()[0]:.2f} at the start"
+    return (f"{what}; torch {torch.__version__}, diffusers {diffusers.__version__}; "
+            f"{'reduced sizes (smoke)' if run.small else 'published sizes'}, {str(run.dtype).removeprefix('torch.')}, "
+            f"random weights; 1 warm-up + {run.steps} timed steps, best of {rounds} round(s); memory: {run.meter.label}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--families", default=",".join(FAMILIES), help=f"comma-separated, of: {', '.join(FAMILIES)}")
+    ap.add_argument("--profiles", default="quality,fast,low-memory",
+                    help="comma-separated presets, each optionally +KEY=VALUE (e.g. quality+cache=taylorseer); "
+                         "'none' for the raw call only")
+    ap.add_argument("--steps", type=int, default=3, help="timed steps after the warm-up step (default 3)")
+    ap.add_argument("--smoke", action="store_true", help="CPU, reduced sizes (automatic without CUDA)")
+    ap.add_argument("--size", help="WIDTHxHEIGHTxFRAMES for every family instead of its grid (native, or the "
+                    "smoke's 256x256x17 / 128x128x9)")
+    ap.add_argument("--rounds", type=int, help="rounds of every row, interleaved; each figure is its best round "
+                    "(default: 1 on a GPU, 2 in the smoke)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for the CPU smoke (default 2)")
+    ap.add_argument("--json", help="also write the rows to this file")
+    args = ap.parse_args(argv)
+
+    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown or not families:
+        return fail(f"--families: {', '.join(unknown) or 'none given'} unknown; allowed: {', '.join(FAMILIES)}")
+    if args.steps < 1 or (args.rounds is not None and args.rounds < 1):
+        return fail("--steps and --rounds must be at least 1")
+    size = re.fullmatch(r"(\d+)x(\d+)x(\d+)", args.size or "0x0x0")
+    if size is None:
+        return fail(f"--size {args.size!r} is not WIDTHxHEIGHTxFRAMES (e.g. 1280x704x121)")
+    try:
+        import diffusers  # noqa: F401
+        import torch
+    except ImportError as exc:
+        return fail(f"{exc.name} is not installed: pip install 'reelforge[diffusers]'")
+    speed_module, profiles = None, []
+    if args.profiles.strip() != "none":
+        try:
+            from reelforge.engines import diffusers_speed as speed_module
+        except ImportError as exc:
+            return fail(f"the speed profiles need reelforge.engines.diffusers_speed ({exc})")
+        try:
+            profiles = [parse_profile(t.strip(), speed_module) for t in args.profiles.split(",") if t.strip()]
+        except ValueError as exc:
+            errors = getattr(exc, "errors", None)  # pydantic: name each field
+            text = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors()) if errors else str(exc)
+            return fail(f"--profiles: {text}")
+
+    cuda = torch.cuda.is_available() and not args.smoke
+    if not cuda and not args.smoke:
+        print("bench_gpu_models: no CUDA GPU here: running the CPU smoke at reduced sizes", file=sys.stderr)
+    if not cuda:
+        torch.set_num_threads(args.threads)
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()
+    try:
+        meter = Meter(cuda)
+    except RuntimeError as exc:
+        return fail(str(exc))
+    run = Run(small=not cuda, device="cuda" if cuda else "cpu", dtype=torch.bfloat16 if cuda else torch.float32,
+              steps=args.steps, meter=meter, speed=speed_module, size=tuple(map(int, size.groups())) if args.size else None)
+    rounds, started = args.rounds or (1 if cuda else 2), time.perf_counter()
+    for key in families:
+        fam = FAMILIES[key]
+        prime(fam, run)
+        results = []
+        for n in range(rounds):
+            results.append([])
+            for label, speed in [("raw", None), *profiles]:
+                row = measure(fam, label, speed, run)
+                results[-1].append(row)
+                print(f"  {key} {label} (round {n + 1}): {_num(row.get('s_per_step'))} s/step, "
+                      f"{row['error'] or 'ok'} ({time.perf_counter() - started:.0f} s in)", file=sys.stderr, flush=True)
+        run.rows.extend(best_of(list(same)) for same in zip(*results))
+
+    print(machine_line(run, rounds))
+    print()
+    print("\n".join(table(run.rows)))
+    print()
+    print("\n".join(report_lines(run.rows)))
+    if any(cached(r) for r in run.rows):
+        print("\n† cache hooks: whether a step skips depends on the activations; on random weights their skip "
+              "rate and speed-up are no real figure.")
+    print(f"\njob s = the recipe's steps ({', '.join(f'{k} {recipe_steps(FAMILIES[k])}' for k in families)}) x s/step "
+          "+ decode; no prompt encoding. Sizes: " + "; ".join(f"{k}: {SOURCES[k]}" for k in families))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine_line(run, rounds), "rows": run.rows}, indent=1, default=str))
+    return 1 if any(r.get("broken") for r in run.rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
