@@ -108,6 +108,7 @@ class Meter:
         """Release what the last row held; on CPU, take the RSS left as the next row's base."""
         gc.collect()
         if self.cuda:
+            self.torch._dynamo.reset()  # compiled blocks of the last row must not pin its weights
             self.torch.cuda.empty_cache()
         else:
             self.base = self._status_kib("VmRSS")
@@ -201,8 +202,7 @@ def measure(fam, profile: str, speed, run: Run) -> dict:
         run.meter.reset()
         start = time.perf_counter()
         try:
-            with torch.inference_mode():
-                pipe(**kwargs)
+            pipe(**kwargs)  # as the engine calls it (the pipelines run under their own no_grad)
         except torch.OutOfMemoryError as exc:
             row["error"] = "out of memory " + ("in the decode" if len(clock.marks) == clock.total else "in the steps")
             row["error_detail"] = str(exc).splitlines()[0]
@@ -231,6 +231,11 @@ def measure(fam, profile: str, speed, run: Run) -> dict:
         del pipe
         run.meter.free()
     return row
+
+
+def not_run(fam, profile: str, minutes: float) -> dict:
+    return {"family": fam.key, "profile": profile, "report": [], "recipe_steps": recipe_steps(fam),
+            "error": f"not run: past --max-minutes {minutes:g}"}
 
 
 def prime(fam, run: Run) -> None:
@@ -303,6 +308,9 @@ def report_lines(rows: list[dict]) -> list[str]:
     for r in rows:
         if r["profile"] == "raw":
             continue
+        if r["error"] and not r["report"]:
+            out.append(f"- {r['family']} {r['profile']}: {r['error']}")
+            continue
         applied = [f"{e['feature']} ({e['detail']})" for e in r["report"] if e["applied"]]
         skipped = [f"{e['feature']} ({e['reason']})" for e in r["report"] if not e["applied"]]
         out.append(f"- {r['family']} {r['profile']}: applied: {'; '.join(applied) or 'nothing'}; "
@@ -355,7 +363,9 @@ def machine_line(run: Run, rounds: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--families", default=",".join(FAMILIES), help=f"comma-separated, of: {', '.join(FAMILIES)}")
+    ap.add_argument("--families", default="wan2.2-ti2v-5b,ltx2",
+                    help=f"comma-separated, of: {', '.join(FAMILIES)} (default: the first two; HunyuanVideo 1.5 "
+                         "at 480p runs about 50k tokens a pass, minutes more on one GPU)")
     ap.add_argument("--profiles", default="quality,fast,low-memory",
                     help="comma-separated presets, each optionally +KEY=VALUE (e.g. quality+cache=taylorseer); "
                          "'none' for the raw call only")
@@ -366,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, help="rounds of every row, interleaved; each figure is its best round "
                     "(default: 1 on a GPU, 2 in the smoke)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for the CPU smoke (default 2)")
+    ap.add_argument("--max-minutes", type=float, default=8.0,
+                    help="start no row after this many minutes; the rows left are listed as not run (default 8)")
     ap.add_argument("--json", help="also write the rows to this file")
     args = ap.parse_args(argv)
 
@@ -413,12 +425,14 @@ def main(argv: list[str] | None = None) -> int:
     rounds, started = args.rounds or (1 if cuda else 2), time.perf_counter()
     for key in families:
         fam = FAMILIES[key]
-        prime(fam, run)
+        if time.perf_counter() - started <= 60 * args.max_minutes:
+            prime(fam, run)
         results = []
         for n in range(rounds):
             results.append([])
             for label, speed in [("raw", None), *profiles]:
-                row = measure(fam, label, speed, run)
+                late = time.perf_counter() - started > 60 * args.max_minutes
+                row = not_run(fam, label, args.max_minutes) if late else measure(fam, label, speed, run)
                 results[-1].append(row)
                 print(f"  {key} {label} (round {n + 1}): {_num(row.get('s_per_step'))} s/step, "
                       f"{row['error'] or 'ok'} ({time.perf_counter() - started:.0f} s in)", file=sys.stderr, flush=True)

@@ -2,7 +2,7 @@
 
 Every size here is a published one (SOURCES says where each comes from); ``small=True`` swaps in a
 reduced architecture of the same classes (few layers, narrow widths) and a small grid, for the CPU
-smoke run. Weights are random, created directly on the target device, then cast to the run's dtype.
+smoke run. Weights are random, created directly on the target device in the run's dtype.
 """
 
 from __future__ import annotations
@@ -57,14 +57,18 @@ FAMILIES = {
 
 
 def make(cls, config: dict, device, dtype):
-    """``cls(**config)`` with random weights created on ``device``, cast to ``dtype`` the way
-    ``from_pretrained(torch_dtype=...)`` does (the class's ``_keep_in_fp32_modules`` stay in float32)."""
+    """``cls(**config)`` with random weights created on ``device`` in ``dtype`` (the default dtype during
+    ``__init__``: no float32 copy of a 19B model exists at any time), then, as ``from_pretrained`` does,
+    the class's ``_keep_in_fp32_modules`` parameters in float32 (buffers made in an explicit dtype keep it)."""
     import torch
 
-    with torch.device(device):
-        model = cls(**config)
-    if dtype != torch.float32:
-        model.to(dtype)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = cls(**config)
+    finally:
+        torch.set_default_dtype(before)
     keep = getattr(model, "_keep_in_fp32_modules", None) or []
     if dtype != torch.float32:
         for name, param in model.named_parameters():
