@@ -145,7 +145,8 @@ def main() -> int:
 
     meta = r["meta"]
     print(f"{args.model} on {torch.cuda.get_device_name(0) if cuda else 'CPU'}; {meta['dtype']}, {meta['num_inference_steps']} steps, "
-          f"cpu_offload={meta['cpu_offload']}, vae_tiling={meta['vae_tiling']}; path={args.path}; "
+          f"speed: {', '.join(e['feature'] + ('' if e['applied'] else ' (skipped)') for e in meta['speed']) or 'none'}; "
+          f"path={args.path}; "
           f"request {width}x{height}, {args.seconds} s at {args.fps} fps ({frames_out} frames); "
           f"weights {meta['model']['weights']}")
     print()

@@ -33,6 +33,7 @@ from .base import Audio, Engine, EngineOptions, Progress, RenderContext, ShotOut
 from .diffusers_adapt import (
     ModelRules, adapt_frames, fit_conditioning_image, plan_generation, size_map, time_map,
 )
+from .diffusers_speed import SpeedOptions, apply_speed, cache_stats, install_model_offload, resolve_speed
 from .diffusers_models import (
     FAMILIES, KNOWN_MODELS, LTX2_STAGE2_SIGMAS, SUMMARIES, Family, Grid, KnownModel, folder_rules, model_limits,
     pipeline_class_name,
@@ -90,8 +91,12 @@ class DiffusersOptions(EngineOptions):
     guidance_scale: float | None = Field(None, ge=0)
     negative_prompt: str | None = None  # None: the family's default negative prompt
     max_sequence_length: int | None = Field(None, ge=1, le=4096)
-    cpu_offload: bool = False  # model CPU offload: one component on the GPU at a time
-    vae_tiling: bool = False  # decode in tiles: less peak memory at large sizes
+    # Speed and memory (diffusers_speed): a preset, then per-feature overrides over it, e.g.
+    # {"profile": "fast", "speed": {"cache": {"kind": "taylorseer", "cache_interval": 4}}}
+    profile: Literal["quality", "fast", "low-memory"] | None = None
+    speed: dict[str, Any] = Field(default_factory=dict)
+    cpu_offload: bool = False  # the older spelling of speed.offload = "model" (kept: stored jobs use it)
+    vae_tiling: bool = False  # the older spelling of speed.vae_tiling
     generation_width: int | None = Field(None, ge=16, le=4096)
     generation_height: int | None = Field(None, ge=16, le=4096)
     generation_frames: int | None = Field(None, ge=1, le=1025)
@@ -134,10 +139,25 @@ class DiffusersOptions(EngineOptions):
                 raise ValueError(f"model {self.model!r} is a {known.family} model, not {self.family}")
             self.family = known.family
             self.repo = self.repo or known.repo
+        self.speed_options()  # refuse bad speed settings when the options are read
         reserved = set(self.pipeline_kwargs) & _RESERVED_KWARGS
         if reserved:
             raise ValueError(f"pipeline_kwargs may not set {', '.join(sorted(reserved))}: the engine sets them")
         return self
+
+    def speed_options(self) -> SpeedOptions:
+        """The profile, the older cpu_offload/vae_tiling switches, then ``speed`` over them; ValueError naming the field."""
+        from pydantic import ValidationError
+
+        older = {**({"offload": "model"} if self.cpu_offload else {}), **({"vae_tiling": True} if self.vae_tiling else {})}
+        try:
+            return resolve_speed(self.profile, {**older, **self.speed})
+        except ValidationError as exc:
+            allowed = ", ".join(SpeedOptions.model_fields)
+            raise ValueError("; ".join(
+                f"speed.{'.'.join(map(str, e['loc']))}: " + ("unknown; allowed: " + allowed if e["type"] == "extra_forbidden"
+                                                             else str(e["msg"]).removeprefix("Value error, "))
+                for e in exc.errors())) from None
 
 
 _RESERVED_KWARGS = {"prompt", "image", "height", "width", "num_frames", "frames", "frame_rate", "generator",
@@ -275,6 +295,7 @@ class DiffusersEngine(Engine):
         self._key: tuple | None = None
         self._info: dict[str, Any] = {}
         self._resolved: Resolved | None = None
+        self._offloaded = None  # the pipeline holding the model-offload hooks (speed.offload = "model")
 
     @classmethod
     def check_available(cls, options: dict[str, Any]) -> None:
@@ -353,7 +374,10 @@ class DiffusersEngine(Engine):
         device, dtype = self._device_and_dtype(torch)
         o = self.options
         r = resolve(o)
-        key = (str(r.weights.path), str(dtype), device, o.cpu_offload, o.vae_tiling)
+        speed = o.speed_options()
+        if speed.cache is not None and speed.cache.kind == "magcache" and speed.cache.num_inference_steps is None:
+            speed = speed.model_copy(update={"cache": speed.cache.model_copy(update={"num_inference_steps": self._steps()})})
+        key = (str(r.weights.path), str(dtype), device, speed.model_dump_json())
         if key == self._key:
             return self._resolved, 0.0
         self._release()
@@ -369,12 +393,7 @@ class DiffusersEngine(Engine):
                                                                    **extra)
             except (OSError, ValueError) as exc:
                 raise EngineError(f"cannot load {o.model} from {r.weights.path}: {str(exc).splitlines()[0]}") from exc
-        if o.cpu_offload and device != "cpu":
-            pipe.enable_model_cpu_offload(device=device)
-        else:
-            pipe.to(device)
-        if o.vae_tiling:
-            pipe.vae.enable_tiling()
+        speed_report = apply_speed(pipe, speed, device, r.family.name)  # places the pipeline (offload or .to)
         if r.family.guidance is None and o.guidance_scale is not None and getattr(pipe, "guider", None) is not None:
             pipe.guider = pipe.guider.new(guidance_scale=o.guidance_scale)
         pipes = {}
@@ -388,20 +407,22 @@ class DiffusersEngine(Engine):
 
             upsampler = LTX2LatentUpsamplerModel.from_pretrained(r.weights.path, subfolder="latent_upsampler",
                                                                  dtype=dtype, local_files_only=True)
-            pipes["upsample"] = diffusers.LTX2LatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=upsampler).to(device)
+            # the VAE is placed (or offloaded) already; only the upsampler moves
+            pipes["upsample"] = diffusers.LTX2LatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=upsampler.to(device))
             pipes["upsample"].set_progress_bar_config(disable=True)
         self._pipes = pipes
         load_s = time.perf_counter() - t0
         self.loads += 1
-        self._key, self._resolved = key, r
+        offloaded = any(e["feature"] == "offload" and e["applied"] for e in speed_report) and speed.offload == "model"
+        self._key, self._resolved, self._offloaded = key, r, pipe if offloaded else None
         self._info = {
             "engine": self.engine_id,
             "model": {"name": o.model, "family": r.family.name, "repo": o.repo, "weights": str(r.weights.path),
                       "weights_source": r.weights.source, "revision": r.weights.revision, "pipeline": r.declared,
                       "tasks": dict(r.tasks)},
             "versions": {"diffusers": diffusers.__version__, "torch": torch.__version__},
-            "device": device, "dtype": str(dtype).removeprefix("torch."), "cpu_offload": o.cpu_offload,
-            "vae_tiling": o.vae_tiling, "threads": torch.get_num_threads() if device == "cpu" else None,
+            "device": device, "dtype": str(dtype).removeprefix("torch."),
+            "profile": o.profile, "speed": speed_report, "threads": torch.get_num_threads() if device == "cpu" else None,
             "num_inference_steps": self._steps(),
             "guidance_scale": self._guidance(pipe),
         }
@@ -467,8 +488,10 @@ class DiffusersEngine(Engine):
             if shot.image is not None:
                 kwargs["image"] = fit_conditioning_image(shot.image, smap, plan.width, plan.height)
             t0 = time.perf_counter()
+            cache_stats(run_pipe)  # drop what a canceled call left uncounted
             frames, audio, steps_run = self._generate(run_pipe, kwargs, steps, progress, metadata)
             generate_s = time.perf_counter() - t0
+            cache = cache_stats(run_pipe)
         n_src, gen_h, gen_w = frames.shape[:3]
         if (n_src, gen_w, gen_h) != (plan.frames, plan.width, plan.height):
             log.warning("pipeline returned %dx%dx%d frames, planned %dx%dx%d", gen_w, gen_h, n_src,
@@ -503,6 +526,7 @@ class DiffusersEngine(Engine):
             "audio": audio_meta,
             "steps": steps, "steps_run": steps_run,
             "timings": {"load_s": round(load_s, 4), "generate_s": round(generate_s, 4)},
+            **({"cache": cache} if cache else {}),
         })
         metadata["shots"] = sorted(shots, key=lambda s: s["index"])
         return ShotOutput(frames=adapt_frames(frames, tmap, smap, shot.width, shot.height), audio=audio)
@@ -570,7 +594,7 @@ class DiffusersEngine(Engine):
         except (RuntimeError, ValueError) as exc:
             if "out of memory" in str(exc).lower():
                 raise EngineError(f"{self.options.model} ran out of memory at {kwargs.get('width')}x{kwargs.get('height')}x"
-                                  f"{kwargs.get('num_frames')}: try cpu_offload/vae_tiling or a smaller size") from exc
+                                  f"{kwargs.get('num_frames')}: try profile low-memory, speed.offload or speed.vae_tiling, or a smaller size") from exc
             raise
         finally:
             if restore is not None:
@@ -599,13 +623,17 @@ class DiffusersEngine(Engine):
 
     def _call_pipeline(self, pipe, **kwargs):
         """The one place the pipeline is called (a seam for tests and benchmarks)."""
+        if self._offloaded is not None and self._offloaded is not pipe:
+            # pipelines share modules but not offload hooks: hook the one about to run, in its own order
+            install_model_offload(pipe, self._info["device"])
+            self._offloaded = pipe
         return pipe(**kwargs)
 
     # ----------------------------------------------------------------- shutdown
 
     def _release(self) -> None:
         had_cuda = self._info.get("device") == "cuda"
-        self._pipes, self._key, self._info, self._resolved = {}, None, {}, None
+        self._pipes, self._key, self._info, self._resolved, self._offloaded = {}, None, {}, None, None
         gc.collect()
         if had_cuda:
             _torch().cuda.empty_cache()

@@ -20,9 +20,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .diffusers_cache import cache_stats, denoisers as _denoisers, enable_cache, hook_names, is_cache_hook
+
+__all__ = ["PRESETS", "SpeedOptions", "CacheOptions", "apply_speed", "cache_stats", "install_model_offload",
+           "resolve_speed"]
+
 log = logging.getLogger("reelforge.engines.diffusers")
 
 AUTO = "auto"
+PORTABLE_ATTENTION = ("native", "_native_math", "flex")  # attention backends that run off CUDA
 CP_FAMILIES = ("wan", "ltx", "ltx2")  # families whose transformer has a context-parallel plan in diffusers
 
 # The parameters each cache kind takes (diffusers' config fields of the same names).
@@ -149,10 +155,6 @@ def resolve_speed(profile: str | None, overrides: dict | None) -> SpeedOptions:
 # ------------------------------------------------------------------ applying
 
 
-def _denoisers(pipe) -> list:
-    return [m for m in (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None)) if m is not None]
-
-
 def _has_accelerator(device: str) -> bool:
     import torch
 
@@ -196,9 +198,9 @@ def _attention(pipe, wanted: str, device: str, family: str) -> dict[str, Any]:
         if name.endswith("_hub"):
             raise RuntimeError(f"{name} downloads its kernel from the Hugging Face Hub; "
                                "install the kernel's package and name its local backend instead")
-        if name.startswith("_native_cudnn") or name == "flash" or name.startswith(("_flash", "sage", "_sage")):
-            if not _has_accelerator(device):
-                raise RuntimeError(f"{name} runs on CUDA only; the device is {device}")
+        if name not in PORTABLE_ATTENTION and not device.startswith("cuda"):
+            raise RuntimeError(f"{name} runs on CUDA only; the device is {device} (there: "
+                               f"{', '.join(sorted(PORTABLE_ATTENTION))})")
         for d in _denoisers(pipe):
             d.set_attention_backend(name)
     except (RuntimeError, ValueError) as exc:
@@ -218,7 +220,7 @@ def _processors(module) -> list:
 
 def _best_attention(device: str) -> tuple[str, str]:
     """The fastest attention backend installed here for ``device``, and why it was chosen."""
-    if not _has_accelerator(device) or not device.startswith("cuda"):
+    if not device.startswith("cuda"):
         return "native", f"auto on {device}: torch SDPA, the kernels need CUDA"
     import torch
     from diffusers.models import attention_dispatch as ad
@@ -230,7 +232,7 @@ def _best_attention(device: str) -> tuple[str, str]:
         return "flash", "auto: flash-attn installed"
     if ad._CAN_USE_SAGE_ATTN:
         return "sage", "auto: sageattention installed"
-    return "_native_cudnn", f"auto on sm{major}{minor}: cuDNN attention through torch (no flash-attn or sage installed)"
+    return "native", f"auto on sm{major}{minor}: torch SDPA picks its own fastest kernel (no flash-attn or sage installed)"
 
 
 def _fp8_storage(pipe, wanted: bool, device: str, family: str) -> dict[str, Any]:
@@ -377,48 +379,17 @@ def _context_parallel(pipe, opts: ContextParallelOptions, device: str, family: s
                   f"(ulysses {opts.ulysses_degree} x ring {opts.ring_degree})")
 
 
-_CACHE_CONFIGS = {"first_block": "FirstBlockCacheConfig", "taylorseer": "TaylorSeerCacheConfig",
-                  "magcache": "MagCacheConfig"}
-
-
 def _cache(pipe, opts: CacheOptions, device: str, family: str) -> dict[str, Any]:
-    import diffusers
-
     denoisers = [d for d in _denoisers(pipe) if hasattr(d, "enable_cache")]
     if not denoisers:
         return _entry("cache", opts, False, f"{type(pipe).__name__}'s transformer takes no cache hooks")
-    config_cls = getattr(diffusers, _CACHE_CONFIGS[opts.kind])
-    blocks = len(_blocks(denoisers[0]))
-    if opts.kind != "taylorseer" and blocks < 2:
-        return _entry("cache", opts, False, f"{opts.kind} caches the blocks after the first; "
-                      f"{type(denoisers[0]).__name__} has {blocks}")
     try:
-        for d in denoisers:
-            d.enable_cache(config_cls(**opts.params()))
+        hooks = enable_cache(denoisers, opts.kind, opts.params())
     except (ValueError, TypeError) as exc:
         return _entry("cache", opts, False, str(exc).splitlines()[0])
-    hooks = sorted({name for d in denoisers for name in _hook_names(d) if _is_cache_hook(name)})
-    if not hooks or not all(d.is_cache_enabled for d in denoisers):
-        return _entry("cache", opts, False, "no cache hook is registered on the transformer")
-    for d in denoisers:
-        _count_cache(d)
     params = ", ".join(f"{k}={v}" for k, v in opts.params().items() if k != "mag_ratios")
     return _entry("cache", opts, True, f"{opts.kind} ({params or 'defaults'}) on {len(denoisers)} transformer(s): "
                   f"hooks {', '.join(hooks)}")
-
-
-def _hook_names(module) -> set[str]:
-    """The diffusers hooks registered on ``module`` and its submodules."""
-    names = set()
-    for m in module.modules():
-        registry = getattr(m, "_diffusers_hook", None)
-        if registry is not None:
-            names.update(registry.hooks)
-    return names
-
-
-def _is_cache_hook(name: str) -> bool:
-    return any(k in name for k in ("fbc", "taylorseer", "mag_cache"))
 
 
 def _compile(pipe, wanted: bool | str, device: str, family: str) -> dict[str, Any]:
@@ -426,16 +397,20 @@ def _compile(pipe, wanted: bool | str, device: str, family: str) -> dict[str, An
         return _entry("compile", wanted, False, f"auto compiles on CUDA only; on {device} compile time outweighs "
                       "the gain (set compile: true to force it)")
     denoisers = _denoisers(pipe)
+    # the cache hooks decide in Python, outside the graph (torch.compiler.disable): one graph per block is
+    # then impossible, so a cached transformer compiles with graph breaks at the hooks
+    fullgraph = not any(is_cache_hook(n) for d in denoisers for n in hook_names(d))
     try:
         for d in denoisers:
-            d.compile_repeated_blocks(fullgraph=True)
+            d.compile_repeated_blocks(fullgraph=fullgraph)
     except (ValueError, AttributeError) as exc:
         return _entry("compile", wanted, False, str(exc).splitlines()[0])
     compiled = [m for d in denoisers for m in d.modules() if getattr(m, "_compiled_call_impl", None) is not None]
     if not compiled:
         return _entry("compile", wanted, False, "no block holds a compiled forward")
     kinds = sorted({type(m).__name__ for m in compiled})
-    return _entry("compile", wanted, True, f"{len(compiled)} {', '.join(kinds)} blocks compiled (fullgraph), "
+    graphs = "fullgraph" if fullgraph else "graph breaks at the cache hooks"
+    return _entry("compile", wanted, True, f"{len(compiled)} {', '.join(kinds)} blocks compiled ({graphs}), "
                   "compiled on the first call")
 
 
@@ -457,66 +432,3 @@ def _vae_flag(flag: str):
 _APPLY = {"attention": _attention, "fp8_storage": _fp8_storage, "fp8_quant": _fp8_quant,
           "context_parallel": _context_parallel, "cache": _cache, "compile": _compile,
           "vae_tiling": _vae_flag("tiling"), "vae_slicing": _vae_flag("slicing")}
-
-
-# ------------------------------------------------------------------ cache statistics
-
-
-def _count_cache(denoiser) -> None:
-    """Count, per transformer call, whether its last block computed (the cache hooks skip the blocks)."""
-    if getattr(denoiser, "_reelforge_cache_calls", None) is not None:
-        return
-    probe = _last_block_probe(denoiser)
-    if probe is None:
-        return
-    calls: list[list] = []  # [timestep, computed]
-    denoiser._reelforge_cache_calls = calls
-
-    def on_call(module, args, kwargs):
-        t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
-        calls.append([float(t.max()) if hasattr(t, "max") else t, False])
-
-    def on_probe(module, args):
-        if calls:
-            calls[-1][1] = True
-
-    denoiser.register_forward_pre_hook(on_call, with_kwargs=True)
-    probe.register_forward_pre_hook(on_probe)
-
-
-def _last_block_probe(denoiser):
-    """A module inside the last repeated block's attention: it runs only when that block computes."""
-    blocks = _blocks(denoiser)
-    if not blocks:
-        return None
-    import torch
-
-    return next((m for m in blocks[-1].modules() if isinstance(m, torch.nn.Linear)), None)
-
-
-def _blocks(denoiser) -> list:
-    names = getattr(denoiser, "_repeated_blocks", None) or ()
-    return [m for m in denoiser.modules() if type(m).__name__ in names]
-
-
-def cache_stats(pipe) -> dict[str, Any] | None:
-    """Transformer calls the cache hooks computed vs skipped since the previous read (None without a cache).
-
-    Per step: calls are grouped by their timestep. Reading clears the counts, so the engine reads once
-    after each shot.
-    """
-    counted = [d for d in _denoisers(pipe) if getattr(d, "_reelforge_cache_calls", None) is not None]
-    if not counted:
-        return None
-    steps: list[dict[str, Any]] = []
-    for d in counted:
-        for t, computed in d._reelforge_cache_calls:
-            if not steps or steps[-1]["timestep"] != t:
-                steps.append({"timestep": t, "computed": 0, "skipped": 0})
-            steps[-1]["computed" if computed else "skipped"] += 1
-        d._reelforge_cache_calls.clear()
-    computed = sum(s["computed"] for s in steps)
-    skipped = sum(s["skipped"] for s in steps)
-    total = computed + skipped
-    return {"calls": total, "computed": computed, "skipped": skipped,
-            "skip_rate": round(skipped / total, 4) if total else 0.0, "per_step": steps}
