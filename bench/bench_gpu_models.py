@@ -1,31 +1,32 @@
 """Speed profiles against the raw pipeline call, on each family's transformer and VAE at their published sizes.
 
-    python bench/bench_gpu_models.py --families wan2.2-ti2v-5b,ltx2 --steps 3            # one CUDA GPU
-    python bench/bench_gpu_models.py --smoke                                             # CPU, reduced sizes
+    python bench/bench_gpu_models.py --families wan2.2-ti2v-5b,ltx2 --steps 3     # one CUDA GPU, < 8 min
+    python bench/bench_gpu_models.py --smoke                                      # CPU, reduced sizes, ~1 min
 
 No weights can be downloaded here, and the time of a denoising step does not depend on the weight
 values, so each family's transformer and VAE are built from their published configs with random
-weights, directly on the target device (see SOURCES for where each size comes from). Cache hooks
-are the exception: whether a step is skipped depends on the activations, so their skip rates and
-speed-ups on random weights are no real figure, and the table marks them so.
-
+weights, directly on the target device in the target dtype (gpu_families.SOURCES says where each size
+comes from). Cache hooks are the exception: whether a step is skipped depends on the activations, so
+their skip rates and speed-ups on random weights are no real figure, and the table marks them so.
 The text encoders are not built: each call gets random prompt embeddings of the real width and
 length, so the bench measures the transformer steps and the decode, not the prompt encoding.
 
-Per family, and per profile, one fresh pipeline (the profiles change the modules: compile, FP8
-storage, offload hooks) is called once, at the native grid, with 1 warm-up step plus --steps timed
-steps; a replaced progress bar stamps each step (after a device sync). Rows:
+Per family, first one untimed call at reduced size (start-up costs fall on no row), then per row a
+fresh pipeline (the profiles change the modules: compile, FP8 storage, offload hooks) called once as
+the engine calls it, at the native grid, with 1 warm-up step plus --steps timed steps; a stand-in
+for the pipeline's progress bar stamps each step (after a device sync). Rows:
 
 - raw: the pipeline as built, called plainly;
-- each profile: ``resolve_speed(profile)`` applied by ``apply_speed`` (what it applied or skipped,
-  and why, is read back from the pipeline and printed under the table).
+- each profile: ``resolve_speed(preset, overrides)`` applied by ``apply_speed``; what it applied or
+  skipped, and why, as read back from the pipeline, is printed under the table.
 
-Columns: seconds per step (median of the timed steps), the warm-up step (includes compiling),
-the decode (VAE decode and post-processing, inside the same call), an extrapolated job time
-(the recipe's steps x s/step + decode; no prompt encoding), peak memory during the steps and
-during the decode (CUDA: torch.cuda.max_memory_allocated; CPU: the process's peak RSS, VmHWM,
-reset per phase), each with its ratio to the raw row (below 1 is better), and for cache hooks the
-transformer calls skipped per timed step. --json writes the same rows.
+Columns: seconds per step (median of the timed steps), the warm-up step (includes compiling), the
+decode (VAE decode and post-processing, inside the same call), an extrapolated job (the recipe's
+steps x s/step + decode; no prompt encoding), peak memory during the steps and during the decode
+(CUDA: torch.cuda.max_memory_allocated; CPU: peak RSS above the row's start), each with its ratio to
+the raw row (below 1 is better), and for cache hooks the transformer calls skipped per timed step.
+On CUDA the times are wall seconds; in the CPU smoke they are this process's CPU seconds, since the
+machine's other load would otherwise be the figure. --json writes the same rows.
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ class Meter:
         self.label = ("torch.cuda.max_memory_allocated" if cuda else
                       "peak RSS (VmHWM, reset per phase) above the RSS before the row's build, "
                       "blocks over 1 MiB mmapped")
+        # a GPU's steps by the wall clock (after a sync); on a shared CPU the wall clock carries the other
+        # processes' load, so the smoke counts this process's CPU seconds (all its threads) instead
+        self.clock = time.perf_counter if cuda else time.process_time
+        self.clock_label = ("wall clock after torch.cuda.synchronize()" if cuda else
+                            "this process's CPU seconds (time.process_time), not wall time: the machine is shared")
 
     @staticmethod
     def _clear_refs() -> bool:
@@ -134,7 +140,7 @@ class StepClock:
 
     def update(self, n: int = 1) -> None:
         self.meter.sync()
-        self.marks.append(time.perf_counter())
+        self.marks.append(self.meter.clock())
         if len(self.marks) == self.total:
             self.steps_peak = self.meter.peak_gib()
             self.meter.reset()
@@ -200,14 +206,14 @@ def measure(fam, profile: str, speed, run: Run) -> dict:
         pipe.progress_bar = clock  # the pipelines open ``self.progress_bar(total=...)`` around the denoising loop
         run.meter.sync()
         run.meter.reset()
-        start = time.perf_counter()
+        start = run.meter.clock()
         try:
             pipe(**kwargs)  # as the engine calls it (the pipelines run under their own no_grad)
         except torch.OutOfMemoryError as exc:
             row["error"] = "out of memory " + ("in the decode" if len(clock.marks) == clock.total else "in the steps")
             row["error_detail"] = str(exc).splitlines()[0]
         run.meter.sync()
-        end = time.perf_counter()
+        end = run.meter.clock()
         marks = [start, *clock.marks]
         steps = [b - a for a, b in zip(marks, marks[1:])]
         if steps:
@@ -358,7 +364,8 @@ def machine_line(run: Run, rounds: int) -> str:
                f"{torch.get_num_threads()} torch threads, load average {os.getloadavg()[0]:.2f} at the start"
     return (f"{what}; torch {torch.__version__}, diffusers {diffusers.__version__}; "
             f"{'reduced sizes (smoke)' if run.small else 'published sizes'}, {str(run.dtype).removeprefix('torch.')}, "
-            f"random weights; 1 warm-up + {run.steps} timed steps, best of {rounds} round(s); memory: {run.meter.label}")
+            f"random weights; 1 warm-up + {run.steps} timed steps, best of {rounds} round(s); times: "
+            f"{run.meter.clock_label}; memory: {run.meter.label}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -375,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
                     "smoke's 256x256x17 / 128x128x9)")
     ap.add_argument("--rounds", type=int, help="rounds of every row, interleaved; each figure is its best round "
                     "(default: 1 on a GPU, 2 in the smoke)")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads for the CPU smoke (default 2)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for the CPU smoke (default 1: no "
+                    "thread spinning in the CPU seconds)")
     ap.add_argument("--max-minutes", type=float, default=8.0,
                     help="start no row after this many minutes; the rows left are listed as not run (default 8)")
     ap.add_argument("--json", help="also write the rows to this file")
