@@ -247,7 +247,8 @@ def not_run(fam, profile: str, minutes: float) -> dict:
 def prime(fam, run: Run) -> None:
     """One untimed call of the family at reduced size on the run's device first, so that start-up costs
     (library handles, kernels, lazy imports, the first decode) fall on no row, the raw one included."""
-    measure(fam, "prime", None, Run(small=True, device=run.device, dtype=run.dtype, steps=1, meter=run.meter))
+    measure(fam, "prime", None, Run(small=True, device=run.device, dtype=run.dtype, steps=1, meter=run.meter,
+                                    size=run.size if run.small else None))
 
 
 def best_of(rounds: list[dict]) -> dict:
