@@ -20,7 +20,7 @@ for the pipeline's progress bar stamps each step (after a device sync). Rows:
 - each profile: ``resolve_speed(preset, overrides)`` applied by ``apply_speed``; what it applied or
   skipped, and why, as read back from the pipeline, is printed under the table.
 
-Columns: seconds per step (median of the timed steps), the warm-up step (includes compiling), the
+Columns: seconds per step (mean of the timed steps), the warm-up step (includes compiling), the
 decode (VAE decode and post-processing, inside the same call), an extrapolated job (the recipe's
 steps x s/step + decode; no prompt encoding), peak memory during the steps and during the decode
 (CUDA: torch.cuda.max_memory_allocated; CPU: peak RSS above the row's start), each with its ratio to
@@ -219,7 +219,7 @@ def measure(fam, profile: str, speed, run: Run) -> dict:
         if steps:
             row["warmup_s"] = steps[0]
         if len(steps) == clock.total:
-            row["s_per_step"] = statistics.median(steps[1:])
+            row["s_per_step"] = statistics.fmean(steps[1:])  # the mean: a cache mixes computed and skipped steps
             row["peak_steps_gib"] = clock.steps_peak
             if row["error"] is None:
                 row["decode_s"] = end - marks[-1]
