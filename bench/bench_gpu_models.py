@@ -182,12 +182,13 @@ def recipe_steps(fam) -> int:
     return KNOWN_MODELS[fam.model].steps or RECIPES[fam.engine_family].steps
 
 
-def vae_dtype(fam, run: Run):
-    from reelforge.engines.diffusers_models import FAMILIES as RECIPES
-
+def vae_dtype(fam, dtype):
+    """The VAE's dtype as the engine loads it (Wan's in float32, the diffusers docs' way)."""
     import torch
 
-    return torch.float32 if RECIPES[fam.engine_family].float32_vae else run.dtype
+    from reelforge.engines.diffusers_models import FAMILIES as RECIPES
+
+    return torch.float32 if RECIPES[fam.engine_family].float32_vae else dtype
 
 
 def measure(fam, profile: str, speed, run: Run) -> dict:
@@ -198,7 +199,7 @@ def measure(fam, profile: str, speed, run: Run) -> dict:
     run.meter.free()
     pipe = None
     try:
-        pipe = build_pipeline(fam, run.small, run.device, run.dtype, vae_dtype(fam, run))
+        pipe = build_pipeline(fam, run.small, run.device, run.dtype, vae_dtype(fam, run.dtype))
         if speed is not None:
             row["report"] = run.speed.apply_speed(pipe, speed, run.device, fam.engine_family)
         kwargs = call_kwargs(fam, run)
@@ -237,6 +238,30 @@ def measure(fam, profile: str, speed, run: Run) -> dict:
         del pipe
         run.meter.free()
     return row
+
+
+def shape_check(families: list[str]) -> int:
+    """The published sizes on the meta device, each family's call end to end: no data, no time, only the
+    shapes, so that a config or grid that does not fit fails here and not in a GPU session."""
+    import torch
+
+    for key in families:
+        fam = FAMILIES[key]
+        pipe = build_pipeline(fam, False, "meta", torch.bfloat16, vae_dtype(fam, torch.bfloat16))
+        params = sum(p.numel() for p in pipe.transformer.parameters()) / 1e9
+        kwargs = call_kwargs(fam, Run(small=False, device="meta", dtype=torch.bfloat16, steps=1, meter=None))
+        try:
+            out = pipe(**kwargs)
+        except RuntimeError as exc:
+            if "meta tensors" not in str(exc):
+                raise
+            print(f"{key}: transformer {params:.2f}B; the call reads a tensor's value, which meta tensors have "
+                  f"not: not checkable here ({str(exc).splitlines()[0]})")
+            continue
+        shapes = ", ".join(str(tuple(o.shape)) for o in out if hasattr(o, "shape"))
+        print(f"{key}: transformer {params:.2f}B; {kwargs['width']}x{kwargs['height']}, {kwargs['num_frames']} "
+              f"frames -> {shapes}")
+    return 0
 
 
 def not_run(fam, profile: str, minutes: float) -> dict:
@@ -379,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
                          "'none' for the raw call only")
     ap.add_argument("--steps", type=int, default=3, help="timed steps after the warm-up step (default 3)")
     ap.add_argument("--smoke", action="store_true", help="CPU, reduced sizes (automatic without CUDA)")
+    ap.add_argument("--meta", action="store_true", help="no timing: run the published sizes on the meta device "
+                    "(shapes only) to check the configs and grids before a GPU session")
     ap.add_argument("--size", help="WIDTHxHEIGHTxFRAMES for every family instead of its grid (native, or the "
                     "smoke's 256x256x17 / 128x128x9)")
     ap.add_argument("--rounds", type=int, help="rounds of every row, interleaved; each figure is its best round "
@@ -404,6 +431,11 @@ def main(argv: list[str] | None = None) -> int:
         import torch
     except ImportError as exc:
         return fail(f"{exc.name} is not installed: pip install 'reelforge[diffusers]'")
+    if args.meta:
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.set_verbosity_error()
+        return shape_check(families)
     speed_module, profiles = None, []
     if args.profiles.strip() != "none":
         try:

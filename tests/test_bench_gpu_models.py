@@ -91,3 +91,13 @@ def test_cache_hooks_show_calls_skipped_per_timed_step(smoke):
     cells = _table_row(stdout, "fast")
     assert cells[-1] == " ".join(per_step) and cells[2].endswith("†")
     assert "no real figure" in stdout
+
+
+def test_the_published_sizes_fit_their_grids_end_to_end_on_the_meta_device():
+    """No GPU here: the 5B transformer, its VAE and the native grid run through the whole call as shapes only."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_gpu_models.py"), "--meta", "--families", FAMILY],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
+        timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"{FAMILY}: transformer 5.00B; 1280x704, 121 frames -> (1, 121, 3, 704, 1280)" in proc.stdout
