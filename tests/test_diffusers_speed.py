@@ -78,7 +78,7 @@ def test_presets_resolve_and_fields_override_them():
     ({"speed": {"group_offload": {"offload_type": "disk"}}}, "speed.group_offload.offload_type: Input should be "
                                                              "'block_level' or 'leaf_level'"),
     ({"profile": "turbo"}, "option 'profile': Input should be 'quality', 'fast' or 'low-memory'"),
-    ({"cpu_offload": True, "profile": "low-memory"}, "offload 'model' and group_offload exclude each other"),
+    ({"cpu_offload": True, "profile": "low-memory"}, "speed: offload 'model' and group_offload exclude each other"),
 ])
 def test_bad_speed_options_name_the_field_and_the_allowed_values(options, said):
     from reelforge.engines.diffusers import DiffusersEngine
@@ -193,6 +193,18 @@ def test_what_needs_a_gpu_or_torchrun_is_skipped_with_the_reason_and_the_pipe_st
     assert "no context-parallel plan for cogvideox" in cp["context_parallel"]["reason"]
 
 
+def test_offload_hooks_are_read_back_where_an_accelerator_is_seen(monkeypatch):
+    """CPU plays the accelerator ("cpu:0"): the hooks are accelerate's own, whatever the device."""
+    monkeypatch.setattr(ds, "_has_accelerator", lambda device: True)
+    pipe = tiny()
+    model = by_feature(apply_speed(pipe, resolve_speed(None, {"offload": "model"}), "cpu:0", "wan"))["offload"]
+    assert model["applied"] and "text_encoder -> transformer -> vae" in model["detail"]
+    assert len(pipe._all_hooks) == 3 and pipe.vae in pipe.transformer._reelforge_idle
+    pipe = tiny()
+    seq = by_feature(apply_speed(pipe, resolve_speed(None, {"offload": "sequential"}), "cpu:0", "wan"))["offload"]
+    assert seq["applied"] and any(hasattr(m, "_hf_hook") for m in pipe.transformer.modules())
+
+
 def test_compile_registers_compiled_blocks_and_auto_skips_on_cpu():
     pipe = tiny()
     entry = by_feature(apply_speed(pipe, resolve_speed(None, {"compile": True}), "cpu", "wan"))["compile"]
@@ -272,6 +284,18 @@ def test_model_offload_leaves_no_vae_on_the_device_while_image_to_video_denoises
     assert seen and all(s.get("vae") == s.get("text_encoder") == "cpu" for s in seen), seen
     assert by_feature(eng._info["speed"])["offload"]["applied"]
     assert i2v._all_hooks and eng._offloaded is i2v
+
+
+def test_other_speed_settings_reload_the_pipeline_the_same_ones_keep_it(folders):
+    from reelforge.engines.diffusers import DiffusersEngine
+
+    eng = DiffusersEngine({"model": "wan2.1-t2v-1.3b", "weights": str(folders["wan"]), "speed": {"vae_slicing": True}})
+    eng._ensure_loaded()
+    assert eng._ensure_loaded()[1] == 0.0 and eng.loads == 1
+    eng.options = DiffusersEngine.parse_options({**eng.options.model_dump(), "speed": {"vae_tiling": True}})
+    eng._ensure_loaded()
+    assert eng.loads == 2 and [e["feature"] for e in eng._info["speed"]] == ["vae_tiling"]
+    assert eng._pipes["t2v"].vae.use_tiling and not eng._pipes["t2v"].vae.use_slicing
 
 
 def test_a_job_manifest_records_the_speed_report_and_the_shot_cache_stats(folders, monkeypatch, tmp_path):

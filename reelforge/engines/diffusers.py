@@ -33,11 +33,11 @@ from .base import Audio, Engine, EngineOptions, Progress, RenderContext, ShotOut
 from .diffusers_adapt import (
     ModelRules, adapt_frames, fit_conditioning_image, plan_generation, size_map, time_map,
 )
-from .diffusers_speed import SpeedOptions, apply_speed, cache_stats, install_model_offload, resolve_speed
 from .diffusers_models import (
     FAMILIES, KNOWN_MODELS, LTX2_STAGE2_SIGMAS, SUMMARIES, Family, Grid, KnownModel, folder_rules, model_limits,
     pipeline_class_name,
 )
+from .diffusers_speed import SpeedOptions, apply_speed, cache_stats, install_model_offload, resolve_speed
 from .diffusers_weights import DIFFUSERS_FILES, WEIGHTS_DIR_ENV, WeightsSource, download_command, resolve_weights
 
 log = logging.getLogger("reelforge.engines.diffusers")
@@ -153,11 +153,12 @@ class DiffusersOptions(EngineOptions):
         try:
             return resolve_speed(self.profile, {**older, **self.speed})
         except ValidationError as exc:
-            allowed = ", ".join(SpeedOptions.model_fields)
-            raise ValueError("; ".join(
-                f"speed.{'.'.join(map(str, e['loc']))}: " + ("unknown; allowed: " + allowed if e["type"] == "extra_forbidden"
-                                                             else str(e["msg"]).removeprefix("Value error, "))
-                for e in exc.errors())) from None
+            problems = []
+            for e in exc.errors():
+                said = (f"unknown; allowed: {', '.join(SpeedOptions.model_fields)}" if e["type"] == "extra_forbidden"
+                        else str(e["msg"]).removeprefix("Value error, "))
+                problems.append(f"{'.'.join(('speed', *map(str, e['loc'])))}: {said}")
+            raise ValueError("; ".join(problems)) from None
 
 
 _RESERVED_KWARGS = {"prompt", "image", "height", "width", "num_frames", "frames", "frame_rate", "generator",
@@ -594,7 +595,7 @@ class DiffusersEngine(Engine):
         except (RuntimeError, ValueError) as exc:
             if "out of memory" in str(exc).lower():
                 raise EngineError(f"{self.options.model} ran out of memory at {kwargs.get('width')}x{kwargs.get('height')}x"
-                                  f"{kwargs.get('num_frames')}: try profile low-memory, speed.offload or speed.vae_tiling, or a smaller size") from exc
+                                  f"{kwargs.get('num_frames')}: try cpu_offload/vae_tiling or a smaller size") from exc
             raise
         finally:
             if restore is not None:

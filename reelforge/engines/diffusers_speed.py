@@ -122,7 +122,7 @@ class SpeedOptions(_Strict):
         return self
 
     def requested(self) -> dict[str, Any]:
-        """The features asked for (fields away from their defaults), in the order they are applied."""
+        """The features asked for: the fields set (by the preset or the overrides) to something other than off."""
         return {name: getattr(self, name) for name in type(self).model_fields
                 if name in self.model_fields_set and getattr(self, name) not in (None, False)}
 
@@ -273,8 +273,9 @@ def _place(pipe, speed: SpeedOptions, device: str) -> list[dict[str, Any]]:
 def _offload(pipe, kind: str, device: str) -> dict[str, Any]:
     if kind == "sequential":
         pipe.enable_sequential_cpu_offload(device=device)
-        hooked = [n for n, m in pipe.components.items() if hasattr(m, "_hf_hook")]
-        return _entry("offload", kind, bool(hooked), f"sequential: accelerate hooks on {', '.join(hooked)}, "
+        hooked = [n for n, m in pipe.components.items()
+                  if hasattr(m, "modules") and any(hasattr(sub, "_hf_hook") for sub in m.modules())]
+        return _entry("offload", kind, bool(hooked), f"sequential: accelerate hooks in {', '.join(hooked)}, "
                       "weights moved per layer" if hooked else "no module holds an offload hook")
     chain = install_model_offload(pipe, device)
     if not chain:
@@ -340,8 +341,11 @@ def _fp8_quant(pipe, wanted: bool, device: str, family: str) -> dict[str, Any]:
         return _entry("fp8_quant", wanted, False, "torchao is not installed: pip install torchao")
     from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, quantize_
 
-    for d in _denoisers(pipe):
-        quantize_(d, Float8DynamicActivationFloat8WeightConfig())
+    try:
+        for d in _denoisers(pipe):
+            quantize_(d, Float8DynamicActivationFloat8WeightConfig())
+    except (RuntimeError, NotImplementedError, TypeError) as exc:  # e.g. weights offloaded to the CPU
+        return _entry("fp8_quant", wanted, False, f"torchao could not quantize: {str(exc).splitlines()[0]}")
     linears = [m for d in _denoisers(pipe) for m in d.modules() if isinstance(m, torch.nn.Linear)]
     quantized = sum(type(m.weight).__name__ != "Parameter" for m in linears)
     if not quantized:
