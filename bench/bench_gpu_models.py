@@ -374,36 +374,41 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     run = Run(small=not cuda, device="cuda" if cuda else "cpu", dtype=torch.bfloat16 if cuda else torch.float32,
               steps=args.steps, meter=meter, speed=speed_module, size=tuple(map(int, size.groups())) if args.size else None)
-    rounds, started = args.rounds or (1 if cuda else 2), time.perf_counter()
+    rounds = args.rounds or (1 if cuda else 2)
+    machine = machine_line(run, rounds)
+    run_families(run, families, profiles, rounds, args.max_minutes)
+    print("\n".join([machine, "", *table(run.rows), "", *report_lines(run.rows)]))
+    if any(cached(r) for r in run.rows):
+        print("\n† cache hooks: whether a step skips depends on the activations; on random weights their skip "
+              "rate and speed-up are no real figure.")
+    print(f"\njob s = the recipe's steps ({', '.join(f'{k} {recipe_steps(FAMILIES[k])}' for k in families)}) "
+          "x s/step + decode; no prompt encoding. Sizes: " + "; ".join(f"{k}: {SOURCES[k]}" for k in families))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine, "rows": run.rows}, indent=1, default=str))
+    return 1 if any(r.get("broken") for r in run.rows) else 0
+
+
+def run_families(run: Run, families: list[str], profiles: list, rounds: int, max_minutes: float) -> None:
+    """Per family: the priming call, then ``rounds`` interleaved rounds of raw + each profile; the rows,
+    each at its best round, go to ``run.rows``. No row starts after ``max_minutes``."""
+    started = time.perf_counter()
+
+    def late() -> bool:
+        return time.perf_counter() - started > 60 * max_minutes
+
     for key in families:
         fam = FAMILIES[key]
-        if time.perf_counter() - started <= 60 * args.max_minutes:
+        if not late():
             prime(fam, run)
-        results = []
+        results: list[list[dict]] = []
         for n in range(rounds):
             results.append([])
             for label, speed in [("raw", None), *profiles]:
-                late = time.perf_counter() - started > 60 * args.max_minutes
-                row = not_run(fam, label, args.max_minutes) if late else measure(fam, label, speed, run)
+                row = not_run(fam, label, max_minutes) if late() else measure(fam, label, speed, run)
                 results[-1].append(row)
                 print(f"  {key} {label} (round {n + 1}): {_num(row.get('s_per_step'))} s/step, "
                       f"{row['error'] or 'ok'} ({time.perf_counter() - started:.0f} s in)", file=sys.stderr, flush=True)
         run.rows.extend(best_of(list(same)) for same in zip(*results))
-
-    print(machine_line(run, rounds))
-    print()
-    print("\n".join(table(run.rows)))
-    print()
-    print("\n".join(report_lines(run.rows)))
-    if any(cached(r) for r in run.rows):
-        print("\n† cache hooks: whether a step skips depends on the activations; on random weights their skip "
-              "rate and speed-up are no real figure.")
-    print(f"\njob s = the recipe's steps ({', '.join(f'{k} {recipe_steps(FAMILIES[k])}' for k in families)}) x s/step "
-          "+ decode; no prompt encoding. Sizes: " + "; ".join(f"{k}: {SOURCES[k]}" for k in families))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine_line(run, rounds), "rows": run.rows}, indent=1, default=str))
-    return 1 if any(r.get("broken") for r in run.rows) else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
