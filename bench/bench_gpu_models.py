@@ -125,18 +125,7 @@ def measure(fam, profile: str, speed, run: Run) -> dict:
             row["error"] = "out of memory " + ("in the decode" if len(clock.marks) == clock.total else "in the steps")
             row["error_detail"] = str(exc).splitlines()[0]
         run.meter.sync()
-        end = run.meter.clock()
-        marks = [start, *clock.marks]
-        steps = [b - a for a, b in zip(marks, marks[1:])]
-        if steps:
-            row["warmup_s"] = steps[0]
-        if len(steps) == clock.total:
-            row["s_per_step"] = statistics.fmean(steps[1:])  # the mean: a cache mixes computed and skipped steps
-            row["peak_steps_gib"] = clock.steps_peak
-            if row["error"] is None:
-                row["decode_s"] = end - marks[-1]
-                row["peak_decode_gib"] = run.meter.peak_gib()
-                row["job_s"] = row["recipe_steps"] * row["s_per_step"] + row["decode_s"]
+        fill_times(row, start, run.meter.clock(), clock, run.meter)
         stats = run.speed.cache_stats(pipe) if run.speed is not None else None
         if stats is not None:
             row["cache_per_step"] = [f"{s['skipped']}/{s['skipped'] + s['computed']}" for s in stats["per_step"][1:]]
@@ -149,6 +138,23 @@ def measure(fam, profile: str, speed, run: Run) -> dict:
         del pipe
         run.meter.free()
     return row
+
+
+def fill_times(row: dict, start: float, end: float, clock: StepClock, meter: Meter) -> None:
+    """The row's figures from the step stamps: the warm-up step, the timed steps' mean (a cache mixes
+    computed and skipped steps), and, when the call finished, the decode (after the last step) and the job."""
+    marks = [start, *clock.marks]
+    steps = [b - a for a, b in zip(marks, marks[1:])]
+    if steps:
+        row["warmup_s"] = steps[0]
+    if len(steps) < clock.total:
+        return
+    row["s_per_step"] = statistics.fmean(steps[1:])
+    row["peak_steps_gib"] = clock.steps_peak
+    if row["error"] is None:
+        row["decode_s"] = end - marks[-1]
+        row["peak_decode_gib"] = meter.peak_gib()
+        row["job_s"] = row["recipe_steps"] * row["s_per_step"] + row["decode_s"]
 
 
 def shape_check(families: list[str]) -> int:
