@@ -49,6 +49,7 @@ def test_a_row_per_profile_after_the_raw_call(smoke):
     for r in rows:
         assert r["s_per_step"] > 0 and r["decode_s"] > 0 and r["warmup_s"] > 0
         assert r["job_s"] == pytest.approx(r["recipe_steps"] * r["s_per_step"] + r["decode_s"])
+        assert r["peak_steps_gib"] >= 0 and r["peak_decode_gib"] >= 0  # measured per phase (CPU: peak RSS)
     assert rows[0]["recipe_steps"] == 50  # Wan's recipe, read from the engine's family table
 
 
