@@ -102,3 +102,15 @@ def test_the_published_sizes_fit_their_grids_end_to_end_on_the_meta_device():
         timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"{FAMILY}: transformer 5.00B; 1280x704, 121 frames -> (1, 121, 3, 704, 1280)" in proc.stdout
+
+
+@pytest.mark.parametrize("args, names", [
+    (["--families", "wan9"], "--families: wan9 unknown; allowed: wan2.2-ti2v-5b, ltx2, hunyuanvideo-1.5"),
+    (["--smoke", "--profiles", "quality+cache=nope"], "--profiles: cache.kind: Input should be"),
+    (["--smoke", "--size", "64x64"], "--size '64x64' is not WIDTHxHEIGHTxFRAMES"),
+])
+def test_bad_arguments_end_with_one_line_naming_the_field(args, names):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_gpu_models.py"), *args], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(f"bench_gpu_models: {names}")
