@@ -65,7 +65,7 @@ def main() -> int:
     import diffusers
 
     from reelforge.engines.base import NullProgress, RenderContext, ShotPlan
-    from reelforge.engines.diffusers import DiffusersEngine
+    from reelforge.engines.diffusers.engine import DiffusersEngine
     from tiny_pipelines import save_tiny
 
     class Capturing(DiffusersEngine):

@@ -1,4 +1,4 @@
-"""Seconds per frame of a previz engine: the figure `reelforge.estimate.MEASURED` records.
+"""Seconds per frame of a previz engine: the figure `reelforge.workflows.estimate.MEASURED` records.
 
 Run: .venv/bin/python bench/bench_estimate.py [--engine animatic|animatic-v2] [--frames 48] [--repeat 3]
 Renders and H.264-encodes one shot at several sizes in one thread (what a worker does per shot),
@@ -46,8 +46,8 @@ def render_encode_s(width: int, height: int, frames: int, fps: int = 24) -> floa
 
 def job_overhead_s(repeat: int) -> float:
     """Wall time of a tiny embedded job minus its render time."""
-    from reelforge.client import Client
-    from reelforge.request import VideoRequest
+    from reelforge.client.client import Client
+    from reelforge.request.model import VideoRequest
 
     with tempfile.TemporaryDirectory() as home:
         os.environ["REELFORGE_HOME"] = home
@@ -92,7 +92,7 @@ def main() -> None:
     print()
     print(f"fit: s/frame = {base:.4f} + {slope:.4f} * megapixels; per-job overhead {overhead:.3f} s")
 
-    from reelforge.estimate import MEASURED, FrameRate
+    from reelforge.workflows.estimate import MEASURED, FrameRate
 
     rate = FrameRate(max(base, 0.0), slope, overhead, "this run")
     print()

@@ -66,14 +66,14 @@ class Run:
     dtype: object
     steps: int
     meter: Meter
-    speed: object = None  # reelforge.engines.diffusers_speed, when profiles are asked for
+    speed: object = None  # reelforge.engines.diffusers.speed, when profiles are asked for
     size: tuple | None = None  # (width, height, frames) instead of each family's grid
     rows: list = field(default_factory=list)
 
 
 def call_kwargs(fam, run: Run) -> dict:
     """The raw pipeline call the engine makes for this family (its recipe's guidance), at the native grid."""
-    from reelforge.engines.diffusers_models import FAMILIES as RECIPES
+    from reelforge.engines.diffusers.families import FAMILIES as RECIPES
 
     grid = fam.small_grid if run.small else fam.grid
     width, height, frames = run.size or (grid.width, grid.height, grid.frames)
@@ -88,7 +88,7 @@ def call_kwargs(fam, run: Run) -> dict:
 
 
 def recipe_steps(fam) -> int:
-    from reelforge.engines.diffusers_models import FAMILIES as RECIPES, KNOWN_MODELS
+    from reelforge.engines.diffusers.families import FAMILIES as RECIPES, KNOWN_MODELS
 
     return KNOWN_MODELS[fam.model].steps or RECIPES[fam.engine_family].steps
 
@@ -97,7 +97,7 @@ def vae_dtype(fam, dtype):
     """The VAE's dtype as the engine loads it (Wan's in float32, the diffusers docs' way)."""
     import torch
 
-    from reelforge.engines.diffusers_models import FAMILIES as RECIPES
+    from reelforge.engines.diffusers.families import FAMILIES as RECIPES
 
     return torch.float32 if RECIPES[fam.engine_family].float32_vae else dtype
 
@@ -356,9 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     speed_module, profiles = None, []
     if args.profiles.strip() != "none":
         try:
-            from reelforge.engines import diffusers_speed as speed_module
+            from reelforge.engines.diffusers import speed as speed_module
         except ImportError as exc:
-            return fail(f"the speed profiles need reelforge.engines.diffusers_speed ({exc})")
+            return fail(f"the speed profiles need reelforge.engines.diffusers.speed ({exc})")
         try:
             profiles = [parse_profile(t.strip(), speed_module) for t in args.profiles.split(",") if t.strip()]
         except ValueError as exc:

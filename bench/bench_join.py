@@ -1,4 +1,4 @@
-"""Joining shots: reelforge.media.concat_mp4 (stream copy) against re-encoding the same shots.
+"""Joining shots: reelforge.media.video.concat_mp4 (stream copy) against re-encoding the same shots.
 
 Run: .venv/bin/python bench/bench_join.py [--repeat 3] [--sizes 1280x720,640x360]
 Three 6 s shots at 24 fps are rendered once by the animatic engine and encoded as the worker does

@@ -28,7 +28,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import numpy as np  # noqa: E402
 
 from reelforge import Engine, register_engine  # noqa: E402
-from reelforge.models import LOCAL, ModelSpec  # noqa: E402
+from reelforge.request.limits import LOCAL, ModelSpec  # noqa: E402
 
 MODEL = "bench.fixed-time"
 TINY = {"taskType": "TEXT_VIDEO", "textToVideoParams": {"text": "a red ball rolls across a table"},
@@ -111,7 +111,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ["REELFORGE_BENCH_JOB_S"] = str(args.job_s)
 
-    from reelforge.forward import Forwards
+    from reelforge.engines.forward import Forwards
     from reelforge.server.app import ServerSettings
     from server_fixtures import ServerThread
 

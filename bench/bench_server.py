@@ -293,7 +293,7 @@ def measure_wait_delays(url: str, n: int) -> list[tuple[str, list[float]]]:
     out.append(("Job.wait(), adaptive polling 1->15 s (~1 s jobs: first poll)", d))
 
     # the notebook's loop (get, check, sleep), its 60 s sleep scaled down 60x, result scaled back up
-    client = reelforge.remote.RemoteBackend(url).bedrock
+    client = reelforge.client.remote.RemoteBackend(url).bedrock
     scale = 60.0
     d = []
     for _ in range(max(3, n // 3)):

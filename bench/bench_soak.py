@@ -95,8 +95,8 @@ class _Soak:
         import boto3
         from botocore.config import Config
 
-        from reelforge.jobs import open_store
-        from reelforge.runtime import Runtime
+        from reelforge.jobs.record import open_store
+        from reelforge.jobs.runtime import Runtime
 
         self.rng = random.Random(seed)
         self.seed, self.faults_on, self.lease_s, self.work, self.fault_gap_s = seed, faults, lease_s, work, fault_gap_s
@@ -165,7 +165,7 @@ class _Soak:
             self.next_fault = time.monotonic() + self.rng.uniform(*self.fault_gap_s)
 
     def _fault(self) -> None:
-        from reelforge.jobs import JobStatus
+        from reelforge.jobs.record import JobStatus
 
         kinds = ["kill worker"] * 4 + ["freeze worker"] + (["kill server"] if self.server else []) + (["reset db"] if self.proxy else [])
         kind = self.rng.choice(kinds)
@@ -220,8 +220,8 @@ class _Soak:
                 self.pending.append((kind, backlog, started, left))
 
     def _check(self) -> None:
-        from reelforge import media
-        from reelforge.jobs import JobStatus
+        from reelforge.media import video as media
+        from reelforge.jobs.record import JobStatus
 
         r = self.report
         r.jobs = len(self.accepted)
@@ -270,7 +270,7 @@ class _Soak:
 
 def _held_by(store, pid: int) -> list[tuple[str, int]]:
     """(unit id, fence) of every unit the process ``pid`` has claimed, shot units included."""
-    from reelforge.jobs import JobStatus
+    from reelforge.jobs.record import JobStatus
 
     held = []
     for job in store.list(statuses=[JobStatus.RUNNING], limit=1000):

@@ -82,8 +82,8 @@ def main() -> None:
     import boto3
     from botocore.config import Config
 
-    from reelforge import webhooks
-    from reelforge.stores import PostgresJobStore, SQLiteJobStore
+    from reelforge.jobs import webhooks
+    from reelforge.jobs.sql import PostgresJobStore, SQLiteJobStore
 
     home = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
     recv, arrived = receiver()
@@ -145,7 +145,7 @@ def main() -> None:
         proc.wait(15)
         recv.shutdown()
         if schema:
-            from reelforge.stores import close_pools
+            from reelforge.jobs.sql import close_pools
 
             close_pools(schema)
             with psycopg.connect(args.postgres, autocommit=True) as conn:

@@ -41,8 +41,8 @@ class Grid:
 @dataclass(frozen=True)
 class Family:
     key: str  # the name on the command line
-    engine_family: str  # reelforge.engines.diffusers_models.FAMILIES key: the recipe and apply_speed's family
-    model: str  # reelforge.engines.diffusers_models.KNOWN_MODELS key
+    engine_family: str  # reelforge.engines.diffusers.families.FAMILIES key: the recipe and apply_speed's family
+    model: str  # reelforge.engines.diffusers.families.KNOWN_MODELS key
     grid: Grid
     small_grid: Grid
 

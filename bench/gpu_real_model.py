@@ -9,7 +9,7 @@ Face cache; ``--weights DIR`` overrides). Exits with one line and status 2 when 
 
 ``--path job`` (default) runs whole jobs through ``reelforge.Client`` (the model's default options,
 H.264 encoding included); ``--path engine`` calls ``DiffusersEngine.render_shot`` with the options
-given here (steps, dtype, memory options) and encodes with ``reelforge.media.VideoWriter``.
+given here (steps, dtype, memory options) and encodes with ``reelforge.media.video.VideoWriter``.
 The first job includes loading the weights; later ones run on the warm pipeline.
 """
 
@@ -64,10 +64,10 @@ def main() -> int:
 
     from reelforge.engines import register_engine
     from reelforge.engines.base import NullProgress, ShotPlan
-    from reelforge.engines.diffusers import DiffusersEngine
-    from reelforge.engines.diffusers_weights import model_env_var
+    from reelforge.engines.diffusers.engine import DiffusersEngine
+    from reelforge.engines.diffusers.weights import model_env_var
     from reelforge.errors import ReelforgeError
-    from reelforge.models import get_model
+    from reelforge.request.limits import get_model
 
     register_engine(DiffusersEngine)  # as the entry point does once the package is installed
     try:
@@ -87,7 +87,7 @@ def main() -> int:
     rows: list[dict] = []
 
     if args.path == "engine":
-        from reelforge.media import VideoWriter
+        from reelforge.media.video import VideoWriter
 
         options.update(dtype=args.dtype, cpu_offload=args.cpu_offload, vae_tiling=args.vae_tiling,
                        weights=str(weights.path))

@@ -2,9 +2,9 @@
 
 import logging
 
-from .client import Client, Job, JobPage, generate
-from .engines import Audio, Engine, EngineOptions, RenderContext, ShotOutput, ShotPlan, register_engine
-from .errors import (
+from reelforge.client.client import Client, Job, JobPage, generate
+from reelforge.engines import Audio, Engine, EngineOptions, RenderContext, ShotOutput, ShotPlan, register_engine
+from reelforge.errors import (
     ConflictError,
     EngineError,
     ImageError,
@@ -19,8 +19,8 @@ from .errors import (
     UnreachableError,
     WaitTimeoutError,
 )
-from .jobs import JobStatus
-from .request import ImageInput, Shot, VideoRequest
+from reelforge.jobs.record import JobStatus
+from reelforge.request.model import ImageInput, Shot, VideoRequest
 
 __version__ = "0.1.0"
 

@@ -1,3 +1,3 @@
-from .cli import main
+from reelforge.cli.main import main
 
 main()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import platformdirs
 
-from .errors import ConfigError
+from reelforge.errors import ConfigError
 
 DEFAULT_MODEL = "amazon.nova-reel-v1:1"
 DEFAULT_REGION = "us-east-1"

@@ -3,7 +3,7 @@ import uuid
 
 import pytest
 
-from reelforge import client as client_module
+from reelforge.client import client as client_module
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +32,7 @@ def background_worker(reelforge_home, monkeypatch):
     """The default set-up: jobs run in the data dir's background worker process (stopped after the test)."""
     import signal
 
-    from reelforge.background import background_pid
+    from reelforge.jobs.background import background_pid
 
     monkeypatch.delenv("REELFORGE_WORKERS")
     monkeypatch.delenv("REELFORGE_BACKGROUND_WORKER")
@@ -68,7 +68,7 @@ def pg_url():
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    from reelforge.stores import close_pools
+    from reelforge.jobs.sql import close_pools
 
     close_pools(schema)  # a pool per test schema would hold its connections until the run ends
     with psycopg.connect(PG_URL, autocommit=True) as conn:

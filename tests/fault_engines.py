@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from reelforge import Engine, register_engine
-from reelforge.engines.diffusers import DiffusersEngine
-from reelforge.models import LOCAL, ModelSpec
+from reelforge.engines.diffusers.engine import DiffusersEngine
+from reelforge.request.limits import LOCAL, ModelSpec
 
 
 @register_engine
@@ -107,7 +107,7 @@ class DiesAtDecodeEngine(DiffusersEngine):
 
     @classmethod
     def models(cls):
-        from reelforge.engines.diffusers_models import KNOWN_MODELS, model_limits
+        from reelforge.engines.diffusers.families import KNOWN_MODELS, model_limits
 
         return [ModelSpec("test.dies-at-decode", cls.engine_id, "tiny LTX-Video, killed as it decodes",
                           model_limits(KNOWN_MODELS["ltx-video"]),

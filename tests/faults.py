@@ -117,7 +117,7 @@ class Worker:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Worker":
-        code = "import sys; from reelforge.cli import main; sys.argv[0] = 'reelforge'; main()"
+        code = "import sys; from reelforge.cli.main import main; sys.argv[0] = 'reelforge'; main()"
         if self.preload:
             code = f"import {self.preload}; " + code
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL

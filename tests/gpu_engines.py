@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from reelforge import Engine, EngineOptions, register_engine
-from reelforge.models import LOCAL, ModelSpec
+from reelforge.request.limits import LOCAL, ModelSpec
 
 
 class GpuOptions(EngineOptions):

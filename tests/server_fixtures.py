@@ -17,7 +17,7 @@ import boto3
 import uvicorn
 from botocore.config import Config
 
-from reelforge.cli_serve import bind_listener
+from reelforge.cli.serve import bind_listener
 from reelforge.server.app import ServerSettings, create_app
 from reelforge.server.protocol import uvicorn_config
 

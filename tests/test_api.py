@@ -10,8 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from reelforge import Client, Engine, EngineOptions, JobCanceledError, JobFailedError, JobStatus, VideoRequest, media, register_engine
-from reelforge.models import LOCAL, ModelSpec
+from reelforge import Client, Engine, EngineOptions, JobCanceledError, JobFailedError, JobStatus, VideoRequest, register_engine
+from reelforge.media import video as media
+from reelforge.request.limits import LOCAL, ModelSpec
 
 TINY = dict(duration_s=1, fps=8, width=128, height=72)
 
@@ -163,7 +164,7 @@ def test_generate_one_liner(tmp_path):
 
 
 def test_show_in_a_notebook_and_html_repr(tmp_path, monkeypatch):
-    from reelforge import client as client_module
+    from reelforge.client import client as client_module
 
     job = Client().start(VideoRequest(text="a bell", **TINY), model="reelforge.animatic-v1", output=tmp_path).wait(timeout=60)
     html = job._repr_html_()
@@ -328,7 +329,7 @@ def test_show_without_a_display_or_player_says_why_and_where_the_video_is(tmp_pa
 def test_library_logs_never_reach_the_callers_stderr(tmp_path):
     code = (
         "import logging, numpy as np, reelforge\n"
-        "from reelforge.models import LOCAL, ModelSpec\n"
+        "from reelforge.request.limits import LOCAL, ModelSpec\n"
         "class Boom(reelforge.Engine):\n"
         "    engine_id = 'test-boom-stderr'\n"
         "    @classmethod\n"

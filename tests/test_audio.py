@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from reelforge import Audio, Client, Engine, JobFailedError, ShotOutput, VideoRequest, media, register_engine
-from reelforge.cli import cli
-from reelforge.models import LOCAL, ModelSpec
+from reelforge import Audio, Client, Engine, JobFailedError, ShotOutput, VideoRequest, register_engine
+from reelforge.media import video as media
+from reelforge.cli.main import cli
+from reelforge.request.limits import LOCAL, ModelSpec
 
 RATE = 16000
 TINY = dict(fps=24, width=128, height=72)
@@ -113,7 +114,7 @@ def test_an_engines_sound_is_the_mp4s_aac_track_in_sync(tmp_path):
     shown = json.loads(CliRunner().invoke(cli, ["jobs", "show", job.id], catch_exceptions=False).stdout)
     assert shown["audio"]["sampleRate"] == RATE and shown["keepAudio"] is True
 
-    from reelforge.gallery.views import detail
+    from reelforge.server.gallery.views import detail
 
     assert detail(job.record).sound == "AAC, 16 kHz, stereo"
 

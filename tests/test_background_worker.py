@@ -7,8 +7,9 @@ import subprocess
 import sys
 
 from faults import wait_for
-from reelforge import Client, JobStatus, media
-from reelforge.background import background_pid
+from reelforge import Client, JobStatus
+from reelforge.media import video as media
+from reelforge.jobs.background import background_pid
 
 START = """
 import sys

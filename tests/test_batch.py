@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import pytest
 from botocore.exceptions import ClientError
 
-from reelforge.batch import BatchError, BatchRunner, capacity_error, read_batch, retry_token
+from reelforge.workflows.batch import BatchError, BatchRunner, capacity_error, read_batch, retry_token
 from reelforge.errors import ReelforgeError
-from reelforge.jobs import JobStatus, SQLiteJobStore
+from reelforge.jobs.record import JobStatus, SQLiteJobStore
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"model": "reelforge.animatic-v1", "duration": 1, "fps": 8, "resolution": "128x72"}
@@ -165,7 +165,7 @@ def test_capacity_errors_are_found_however_wrapped():
     except ReelforgeError as wrapped:
         assert capacity_error(wrapped) == "ThrottlingException"
     assert capacity_error(throttle("ValidationException")) is None
-    # what reelforge.remote raises for a Bedrock error reply
+    # what reelforge.client.remote raises for a Bedrock error reply
     assert capacity_error(ReelforgeError("ServiceQuotaExceededException: too many jobs")) == "ServiceQuotaExceededException"
     assert capacity_error(ReelforgeError("access denied: ThrottlingException")) is None
 
@@ -241,7 +241,7 @@ def test_tokens_depend_on_the_file_and_the_engine_options_and_stay_the_same_on_a
 def test_a_second_file_with_the_same_lines_is_run_not_reported_done(tmp_path):
     from click.testing import CliRunner
 
-    from reelforge.cli import cli
+    from reelforge.cli.main import cli
 
     text = '"A red kite."\n'
     args = ["--model", "reelforge.animatic-v1", "--duration", "1", "--fps", "8", "--resolution", "128x72", "-o", str(tmp_path / "out"), "--json"]
@@ -253,7 +253,7 @@ def test_a_second_file_with_the_same_lines_is_run_not_reported_done(tmp_path):
 
 
 def test_every_bad_line_is_reported_up_to_a_cap(tmp_path):
-    from reelforge.batch import MAX_REPORTED
+    from reelforge.workflows.batch import MAX_REPORTED
 
     lines = ['"fine"', '{"prompt": "a", "seed": "x"}', '{"prompt"', '{"colour": "red"}'] + ['{"prompt": ""}'] * 30
     path = write(tmp_path, "b.jsonl", "\n".join(lines) + "\n")

@@ -25,7 +25,7 @@ pytest.importorskip("diffusers", reason="needs the extra: pip install 'reelforge
 sys.path.insert(0, os.path.dirname(__file__))
 
 from reelforge.engines.base import NullProgress, RenderContext, ShotPlan  # noqa: E402
-from reelforge.engines.diffusers_decode import DECODERS  # noqa: E402
+from reelforge.engines.diffusers.decode import DECODERS  # noqa: E402
 from reelforge.errors import EngineError  # noqa: E402
 
 OOM = "CUDA out of memory. Tried to allocate 20.00 GiB"
@@ -110,7 +110,7 @@ def test_split_decode_equals_the_pipelines_own(layout):
 
 
 def _engine(weights, **options):
-    from reelforge.engines.diffusers import DiffusersEngine
+    from reelforge.engines.diffusers.engine import DiffusersEngine
 
     return DiffusersEngine({"model": "ltx-video", "weights": str(weights), "num_inference_steps": 3,
                             "max_sequence_length": 16, **options})
@@ -200,7 +200,7 @@ class _Part:
 def test_the_ladder_on_a_gpu_goes_tiled_then_cpu_and_puts_the_pipeline_back():
     from types import SimpleNamespace
 
-    from reelforge.engines.diffusers_decode import DecodeReport, decode_ladder
+    from reelforge.engines.diffusers.decode import DecodeReport, decode_ladder
 
     log = []
     pipe = SimpleNamespace(vae=_Part(log, "vae"), audio_vae=_Part(log, "audio_vae"), vocoder=None)
@@ -225,7 +225,7 @@ def test_the_ladder_on_a_gpu_goes_tiled_then_cpu_and_puts_the_pipeline_back():
 
 def _client(weights, tmp_path, monkeypatch, steps):
     import reelforge
-    from reelforge.engines.diffusers import DiffusersEngine
+    from reelforge.engines.diffusers.engine import DiffusersEngine
 
     reelforge.register_engine(DiffusersEngine)  # what the entry point does once the package is installed
     monkeypatch.setenv("REELFORGE_LTX_VIDEO_WEIGHTS", str(weights))
@@ -235,7 +235,7 @@ def _client(weights, tmp_path, monkeypatch, steps):
 
 def test_a_job_whose_decode_never_fits_fails_keeping_its_latents_out_of_its_outputs(ltx_weights, tmp_path, monkeypatch):
     from reelforge import JobFailedError, VideoRequest
-    from reelforge.storage import LocalStorage
+    from reelforge.storage.base import LocalStorage
 
     client = _client(ltx_weights, tmp_path, monkeypatch, steps=2)
     _Counts(monkeypatch, ooms=99)
@@ -257,9 +257,9 @@ def test_a_worker_killed_during_the_decode_is_resumed_without_denoising(ltx_weig
     from faults import Worker
 
     import fault_engines  # noqa: F401 - the test engines, registered here as in the workers
-    from reelforge.jobs import JobStatus, open_store
-    from reelforge.request import VideoRequest
-    from reelforge.runtime import Runtime
+    from reelforge.jobs.record import JobStatus, open_store
+    from reelforge.request.model import VideoRequest
+    from reelforge.jobs.runtime import Runtime
 
     home, out = tmp_path / "home", tmp_path / "out"
     home.mkdir()
@@ -296,7 +296,7 @@ def test_cancel_mid_denoise_ends_canceled_with_no_decode(ltx_weights, tmp_path, 
     import threading
 
     from reelforge import JobCanceledError, VideoRequest
-    from reelforge.engines.diffusers import DiffusersEngine
+    from reelforge.engines.diffusers.engine import DiffusersEngine
 
     client = _client(ltx_weights, tmp_path, monkeypatch, steps=4)
     runtime = client._backend.runtime
@@ -336,8 +336,8 @@ def test_s3_checkpoints_are_kept_in_the_bucket_and_found_by_another_staging_fold
     import boto3
     from server_fixtures import moto_s3
 
-    from reelforge import storage
-    from reelforge.worker import _Folder, drop_checkpoints
+    from reelforge.storage import base as storage
+    from reelforge.jobs.worker import _Folder, drop_checkpoints
 
     with moto_s3():
         monkeypatch.setattr(storage, "_s3_clients", threading.local())

@@ -21,9 +21,9 @@ pytest.importorskip("diffusers", reason="needs the extra: pip install 'reelforge
 
 import torch
 
-from reelforge.engines import diffusers_speed as ds
+from reelforge.engines.diffusers import speed as ds
 from reelforge.engines.base import NullProgress, ShotPlan
-from reelforge.engines.diffusers_speed import PRESETS, apply_speed, cache_stats, resolve_speed
+from reelforge.engines.diffusers.speed import PRESETS, apply_speed, cache_stats, resolve_speed
 from reelforge.errors import EngineError
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -81,7 +81,7 @@ def test_presets_resolve_and_fields_override_them():
     ({"cpu_offload": True, "profile": "low-memory"}, "speed: offload 'model' and group_offload exclude each other"),
 ])
 def test_bad_speed_options_name_the_field_and_the_allowed_values(options, said):
-    from reelforge.engines.diffusers import DiffusersEngine
+    from reelforge.engines.diffusers.engine import DiffusersEngine
 
     with pytest.raises(EngineError) as err:
         DiffusersEngine.parse_options(options)
@@ -91,7 +91,7 @@ def test_bad_speed_options_name_the_field_and_the_allowed_values(options, said):
 
 
 def test_older_cpu_offload_and_vae_tiling_options_still_parse_onto_the_speed_fields():
-    from reelforge.engines.diffusers import DiffusersEngine
+    from reelforge.engines.diffusers.engine import DiffusersEngine
 
     speed = DiffusersEngine.parse_options({"cpu_offload": True, "vae_tiling": True}).speed_options()
     assert speed.requested() == {"offload": "model", "vae_tiling": True}
@@ -255,7 +255,7 @@ def test_model_offload_leaves_no_vae_on_the_device_while_image_to_video_denoises
     On CPU, accelerate's hooks run with the execution device "cpu:0": a move there is an onload, a
     move to "cpu" an offload; the moves of each module are recorded.
     """
-    from reelforge.engines.diffusers import DiffusersEngine
+    from reelforge.engines.diffusers.engine import DiffusersEngine
     from PIL import Image
 
     monkeypatch.setattr(ds, "_has_accelerator", lambda device: True)
@@ -287,7 +287,7 @@ def test_model_offload_leaves_no_vae_on_the_device_while_image_to_video_denoises
 
 
 def test_other_speed_settings_reload_the_pipeline_the_same_ones_keep_it(folders):
-    from reelforge.engines.diffusers import DiffusersEngine
+    from reelforge.engines.diffusers.engine import DiffusersEngine
 
     eng = DiffusersEngine({"model": "wan2.1-t2v-1.3b", "weights": str(folders["wan"]), "speed": {"vae_slicing": True}})
     eng._ensure_loaded()
@@ -301,8 +301,8 @@ def test_other_speed_settings_reload_the_pipeline_the_same_ones_keep_it(folders)
 def test_a_job_manifest_records_the_speed_report_and_the_shot_cache_stats(folders, monkeypatch, tmp_path):
     import reelforge
     from reelforge import VideoRequest
-    from reelforge.engines.diffusers import DiffusersEngine
-    from reelforge.engines.diffusers_weights import model_env_var
+    from reelforge.engines.diffusers.engine import DiffusersEngine
+    from reelforge.engines.diffusers.weights import model_env_var
 
     reelforge.register_engine(DiffusersEngine)
     monkeypatch.setenv(model_env_var("wan2.1-t2v-1.3b"), str(folders["wan"]))

@@ -23,7 +23,7 @@ pytest.importorskip("torch", reason="needs the extra: pip install 'reelforge[dif
 pytest.importorskip("diffusers", reason="needs the extra: pip install 'reelforge[diffusers]'")
 
 from reelforge.engines.base import NullProgress, ShotPlan
-from reelforge.engines.diffusers_adapt import (
+from reelforge.engines.diffusers.adapt import (
     ModelRules, fit_conditioning_image, plan_generation, size_map, time_map,
 )
 from reelforge.errors import EngineError, JobCanceled, RequestError
@@ -109,7 +109,7 @@ def test_size_map_crops_then_scales_and_image_goes_where_the_crop_takes_it():
 
 
 def test_import_stays_light_and_lists_models():
-    code = ("import sys, reelforge.engines.diffusers as d; specs = d.DiffusersEngine.models(); "
+    code = ("import sys, reelforge.engines.diffusers.engine as d; specs = d.DiffusersEngine.models(); "
             "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules, 'heavy import'; "
             "print(sorted(s.model_id for s in specs))")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,7 +120,7 @@ def test_import_stays_light_and_lists_models():
 
 
 def test_model_specs():
-    from reelforge.engines.diffusers import DiffusersEngine
+    from reelforge.engines.diffusers.engine import DiffusersEngine
 
     specs = {s.model_id: s for s in DiffusersEngine.models()}
     assert {"reelforge.ltx-video", "reelforge.ltx-2", "reelforge.ltx-2-distilled", "reelforge.wan2.1-t2v-1.3b",
@@ -142,7 +142,7 @@ def test_model_specs():
 def test_missing_extra_gives_install_hint(monkeypatch):
     import importlib.util
 
-    from reelforge.engines import diffusers as mod
+    from reelforge.engines.diffusers import engine as mod
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
@@ -153,7 +153,7 @@ def test_missing_extra_gives_install_hint(monkeypatch):
 
 
 def test_install_hint_for_a_wheel_and_for_a_source_checkout(monkeypatch, tmp_path):
-    from reelforge.engines import diffusers as mod
+    from reelforge.engines.diffusers import engine as mod
 
     monkeypatch.setattr(mod, "source_checkout", lambda: None)
     assert mod.install_hint() == "pip install 'reelforge[diffusers]'"
@@ -167,7 +167,7 @@ def test_download_hint_fetches_only_the_diffusers_folders():
     """Lightricks/LTX-Video keeps single-file checkpoints (GBs each) at its root beside the diffusers folders."""
     from huggingface_hub.utils import filter_repo_objects
 
-    from reelforge.engines.diffusers_weights import DIFFUSERS_FILES, download_command
+    from reelforge.engines.diffusers.weights import DIFFUSERS_FILES, download_command
 
     repo_files = [
         "model_index.json", "README.md", "ltx-video-2b-v0.9.safetensors", "ltx-video-2b-v0.9.1.safetensors",
@@ -235,7 +235,7 @@ def no_weights_config(monkeypatch, tmp_path):
 
 
 def engine(layout, folder, **options):
-    from reelforge.engines.diffusers import DiffusersEngine
+    from reelforge.engines.diffusers.engine import DiffusersEngine
 
     # short text sequences keep LTX-2's Gemma and HunyuanVideo's Qwen fast (1024 / 1000 tokens by default)
     options = {"num_inference_steps": 3, "max_sequence_length": 16, **options}
@@ -361,7 +361,7 @@ def test_second_render_reuses_the_loaded_pipeline(weights):
 
 
 def test_image_to_video_conditions_on_the_image(weights, monkeypatch):
-    from reelforge.engines.diffusers import DiffusersEngine
+    from reelforge.engines.diffusers.engine import DiffusersEngine
 
     eng = engine("ltx", weights["ltx"])
     seen = []
@@ -398,7 +398,7 @@ def test_each_image_to_video_family_follows_its_image(weights, layout):
     assert not np.array_equal(red[0], blue[0])
     s = progress.metadata["shots"][0]
     family = progress.metadata["model"]["family"]
-    from reelforge.engines.diffusers_models import FAMILIES
+    from reelforge.engines.diffusers.families import FAMILIES
 
     assert s["mode"] == "image-to-video" and s["pipeline"] == FAMILIES[family].i2v
     if layout == "wan2.2-5b":  # one checkpoint for both tasks: one load, shared modules
@@ -427,8 +427,8 @@ def test_ltx2_returns_its_audio_track_as_long_as_the_video(weights, image):
 
 
 def test_ltx2_distilled_runs_its_few_step_recipe(weights, monkeypatch):
-    from reelforge.engines.diffusers import DiffusersEngine
-    from reelforge.engines.diffusers_models import LTX2_DISTILLED_SIGMAS
+    from reelforge.engines.diffusers.engine import DiffusersEngine
+    from reelforge.engines.diffusers.families import LTX2_DISTILLED_SIGMAS
 
     seen = []
     real_call = DiffusersEngine._call_pipeline
@@ -443,7 +443,7 @@ def test_ltx2_distilled_runs_its_few_step_recipe(weights, monkeypatch):
 
 
 def test_ltx2_two_stage_half_size_upsampled_then_refined(weights, monkeypatch):
-    from reelforge.engines.diffusers import DiffusersEngine
+    from reelforge.engines.diffusers.engine import DiffusersEngine
 
     seen = []
     real_call = DiffusersEngine._call_pipeline
@@ -497,7 +497,7 @@ def test_text_or_image_only_models_refuse_the_other_naming_the_field(weights):
 
 
 def test_missing_weights_say_where_and_how(monkeypatch, tmp_path):
-    from reelforge.engines.diffusers import DiffusersEngine
+    from reelforge.engines.diffusers.engine import DiffusersEngine
 
     eng = DiffusersEngine({"model": "ltx-video"})
     with pytest.raises(EngineError) as err:
@@ -515,7 +515,7 @@ def test_missing_weights_say_where_and_how(monkeypatch, tmp_path):
 
 
 def test_weights_found_by_env_weights_dir_and_hf_cache(weights, monkeypatch, tmp_path):
-    from reelforge.engines.diffusers import DiffusersEngine
+    from reelforge.engines.diffusers.engine import DiffusersEngine
 
     def source():
         progress = NullProgress()
@@ -537,7 +537,7 @@ def test_weights_found_by_env_weights_dir_and_hf_cache(weights, monkeypatch, tmp
 
 
 def test_wrong_family_folder_and_bad_options(weights):
-    from reelforge.engines.diffusers import DiffusersEngine
+    from reelforge.engines.diffusers.engine import DiffusersEngine
 
     eng = engine("ltx", weights["wan"])
     with pytest.raises(EngineError, match="holds a WanPipeline, not a ltx model"):
@@ -554,7 +554,7 @@ def test_wrong_family_folder_and_bad_options(weights):
 
 
 def test_pipeline_kwargs_are_checked_against_the_call_signature(weights):
-    from reelforge.engines.diffusers import DiffusersEngine
+    from reelforge.engines.diffusers.engine import DiffusersEngine
 
     ltx = {"model": "ltx-video", "weights": str(weights["ltx"])}
     DiffusersEngine.check_available({**ltx, "pipeline_kwargs": {"decode_timestep": 0.05}})  # LTXPipeline takes it
@@ -570,10 +570,10 @@ def test_pipeline_kwargs_are_checked_against_the_call_signature(weights):
 def test_per_model_options_reach_only_their_model(weights, monkeypatch, tmp_path):
     """An LTX-only argument set engine-wide, under models.ltx-video, never reaches a Wan job."""
     from reelforge import VideoRequest
-    from reelforge.engines.diffusers import DiffusersEngine
-    from reelforge.jobs import open_store
-    from reelforge.models import engine_for, get_model
-    from reelforge.runtime import Runtime
+    from reelforge.engines.diffusers.engine import DiffusersEngine
+    from reelforge.jobs.record import open_store
+    from reelforge.request.limits import engine_for, get_model
+    from reelforge.jobs.runtime import Runtime
 
     monkeypatch.setenv("REELFORGE_DIFFUSERS_OPTIONS", json.dumps({
         "num_inference_steps": 2, "models": {"ltx-video": {"pipeline_kwargs": {"decode_timestep": 0.05},
@@ -595,7 +595,7 @@ def test_per_model_options_reach_only_their_model(weights, monkeypatch, tmp_path
 
 
 def test_generic_door_fits_common_signatures_and_names_what_does_not():
-    from reelforge.engines.diffusers import generic_fit
+    from reelforge.engines.diffusers.engine import generic_fit
 
     for fits in ("SkyReelsV2Pipeline", "MochiPipeline", "SanaVideoPipeline"):  # SANA-Video: `frames`, mapped
         assert generic_fit(fits) is None, fits
@@ -604,7 +604,7 @@ def test_generic_door_fits_common_signatures_and_names_what_does_not():
 
 
 def test_generic_door_refuses_a_folder_whose_pipeline_does_not_fit(tmp_path):
-    from reelforge.engines.diffusers import DiffusersEngine
+    from reelforge.engines.diffusers.engine import DiffusersEngine
 
     folder = tmp_path / "upsampler"
     folder.mkdir()
@@ -622,7 +622,7 @@ def client(weights, monkeypatch, tmp_path):
     reelforge = pytest.importorskip("reelforge")
     if not hasattr(reelforge, "Client"):
         pytest.skip("reelforge.Client is not there yet")
-    from reelforge.engines.diffusers import DiffusersEngine
+    from reelforge.engines.diffusers.engine import DiffusersEngine
 
     reelforge.register_engine(DiffusersEngine)  # what the entry point does once the package is installed
     monkeypatch.setenv("REELFORGE_LTX_VIDEO_WEIGHTS", str(weights["ltx"]))
@@ -631,7 +631,7 @@ def client(weights, monkeypatch, tmp_path):
 
 def test_job_completes_with_the_requested_video(client, tmp_path):
     from reelforge import VideoRequest
-    from reelforge.media import probe
+    from reelforge.media.video import probe
 
     request = VideoRequest(text="a cat walks on the sea", duration_s=2, fps=8, width=80, height=64, seed=3)
     job = client.start(request, model="reelforge.ltx-video", output=str(tmp_path / "out"))
@@ -652,7 +652,7 @@ def test_every_family_and_task_through_the_whole_job_path(client, weights, monke
     import av
 
     from reelforge import VideoRequest
-    from reelforge.request import ImageInput
+    from reelforge.request.model import ImageInput
 
     monkeypatch.setenv("REELFORGE_DIFFUSERS_OPTIONS", json.dumps({"num_inference_steps": 2, "max_sequence_length": 16}))
     if layout == "skyreels-v2":  # no family table: a folder in the weights dir, served through the generic door
@@ -661,7 +661,7 @@ def test_every_family_and_task_through_the_whole_job_path(client, weights, monke
         monkeypatch.setenv("REELFORGE_WEIGHTS_DIR", str(tmp_path / "models"))
         model = "reelforge.diffusers.skyreels"
     else:
-        from reelforge.engines.diffusers_weights import model_env_var
+        from reelforge.engines.diffusers.weights import model_env_var
 
         monkeypatch.setenv(model_env_var(LAYOUT_MODEL[layout]), str(weights[layout]))
         model = f"reelforge.{LAYOUT_MODEL[layout]}"
@@ -695,8 +695,8 @@ def test_every_family_and_task_through_the_whole_job_path(client, weights, monke
 def test_grid_and_tasks_are_checked_before_the_job_is_recorded(weights, monkeypatch, tmp_path):
     """The tiny CogVideoX makes a fixed 64x64, 9-frame clip at 8 fps: its folder's configs say so."""
     from reelforge import VideoRequest
-    from reelforge.jobs import open_store
-    from reelforge.runtime import Runtime
+    from reelforge.jobs.record import open_store
+    from reelforge.jobs.runtime import Runtime
 
     monkeypatch.setenv("REELFORGE_COGVIDEOX_2B_WEIGHTS", str(weights["cogvideox"]))
     monkeypatch.setenv("REELFORGE_WAN2_2_I2V_A14B_WEIGHTS", str(weights["wan2.2-a14b-i2v"]))
@@ -718,7 +718,7 @@ def test_grid_and_tasks_are_checked_before_the_job_is_recorded(weights, monkeypa
 def test_cli_generate_without_weights_says_how_to_download_in_one_line(monkeypatch, tmp_path):
     from click.testing import CliRunner
 
-    from reelforge.cli import cli
+    from reelforge.cli.main import cli
 
     noise_image(1280, 720).save(tmp_path / "start.png")
     monkeypatch.setenv("REELFORGE_WEIGHTS_DIR", str(tmp_path / "models"))
@@ -737,7 +737,7 @@ def test_job_canceled_mid_generation_ends_canceled(client, monkeypatch, tmp_path
     import threading
 
     from reelforge import JobCanceledError, VideoRequest
-    from reelforge.engines.diffusers import DiffusersEngine
+    from reelforge.engines.diffusers.engine import DiffusersEngine
 
     import dataclasses
 
@@ -773,8 +773,8 @@ def test_job_canceled_mid_generation_ends_canceled(client, monkeypatch, tmp_path
 def test_missing_weights_refuse_the_start_and_record_no_job(monkeypatch, tmp_path):
     from reelforge import VideoRequest
     from reelforge.errors import EngineError
-    from reelforge.jobs import open_store
-    from reelforge.runtime import Runtime
+    from reelforge.jobs.record import open_store
+    from reelforge.jobs.runtime import Runtime
 
     monkeypatch.setenv("REELFORGE_WEIGHTS_DIR", str(tmp_path / "empty-models"))
     runtime = Runtime(open_store(str(tmp_path / "jobs.sqlite3")))

@@ -7,8 +7,8 @@ import time
 import numpy as np
 
 from reelforge import Client, Engine, JobStatus, ShotOutput, VideoRequest, register_engine
-from reelforge.client import embedded_runtime
-from reelforge.models import LOCAL, ModelSpec
+from reelforge.client.client import embedded_runtime
+from reelforge.request.limits import LOCAL, ModelSpec
 
 TINY = dict(duration_s=1, fps=8, width=128, height=72)
 
@@ -155,7 +155,7 @@ def test_a_checkpoint_written_in_one_attempt_is_seen_by_the_next(tmp_path):
 OLD_PLUGIN = '''
 import numpy as np
 from reelforge import Engine
-from reelforge.models import LOCAL, ModelSpec
+from reelforge.request.limits import LOCAL, ModelSpec
 
 
 class OldEngine(Engine):
@@ -178,7 +178,8 @@ def test_an_old_plugin_installed_by_entry_point_still_works(tmp_path, monkeypatc
     """A package installed with an entry point in the reelforge.engines group, the way third parties ship engines."""
     import sys
 
-    from reelforge import engines, media
+    from reelforge import engines
+    from reelforge.media import video as media
 
     site = tmp_path / "site"
     (site / "old_reelforge_plugin").mkdir(parents=True)

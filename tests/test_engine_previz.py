@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reelforge import Client, VideoRequest, media
+from reelforge import Client, VideoRequest
+from reelforge.media import video as media
 from reelforge.engines import NullProgress, ShotPlan
 from reelforge.engines.previz import PrevizEngine, read_prompt
 from reelforge.engines.previz.reading import NOUNS
@@ -163,7 +164,7 @@ def test_every_noun_is_read_and_drawn_with_its_label(noun):
 
 
 def test_storyboard_shots_are_each_their_own_set(tmp_path):
-    from reelforge.request import Shot
+    from reelforge.request.model import Shot
 
     shots = [Shot(text="A beach at noon.", duration_s=1), Shot(text="A city street at night.", duration_s=1)]
     done = Client().start(VideoRequest(task_type="MULTI_SHOT_MANUAL", shots=shots, fps=8, width=W, height=H), model="reelforge.animatic-v2", output=tmp_path).wait(timeout=60)

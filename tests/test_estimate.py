@@ -7,11 +7,11 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
-from reelforge.cli import cli
+from reelforge.cli.main import cli
 from reelforge.errors import RequestError
-from reelforge.estimate import MEASURED, bedrock_latency_s, estimate, local_rate, makespan_s
-from reelforge.jobs import JobStatus
-from reelforge.request import VideoRequest
+from reelforge.workflows.estimate import MEASURED, bedrock_latency_s, estimate, local_rate, makespan_s
+from reelforge.jobs.record import JobStatus
+from reelforge.request.model import VideoRequest
 
 THREE_NOVA_SHOTS = "shots:\n  - A harbour at dawn.\n  - A boat leaves the harbour.\n  - The boat on the open sea.\n"
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from reelforge import Client, Engine, EngineOptions, ImageError, ImageInput, JobStatus, RequestError, VideoRequest, register_engine
-from reelforge.client import embedded_runtime
-from reelforge.jobs import JobRecord, SQLiteJobStore, open_store
-from reelforge.models import LOCAL, ModelSpec
+from reelforge.client.client import embedded_runtime
+from reelforge.jobs.record import JobRecord, SQLiteJobStore, open_store
+from reelforge.request.limits import LOCAL, ModelSpec
 from tests.helpers import image_bytes
 
 TINY = dict(duration_s=1, fps=8, width=128, height=72)
@@ -83,7 +83,7 @@ def test_bad_options_are_refused_at_submit(tmp_path, monkeypatch):
 
 def _previous_log(kind, location, jobs):
     """A job log as the release before this change left it (its first migrations), holding ``jobs``."""
-    from reelforge.stores import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, _engines_fixed, row_values
+    from reelforge.jobs.sql import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, _engines_fixed, row_values
 
     def rows(columns):
         return [[row_values(j)[c] for c in columns] for j in jobs]
@@ -104,7 +104,7 @@ def _previous_log(kind, location, jobs):
     import psycopg
     from psycopg.rows import dict_row
 
-    from reelforge.stores import _PgConnection
+    from reelforge.jobs.sql import _PgConnection
 
     steps = POSTGRES_MIGRATIONS[:POSTGRES_MIGRATIONS.index(_engines_fixed)]
     with psycopg.connect(location, autocommit=True, row_factory=dict_row) as conn:
@@ -173,7 +173,7 @@ def test_new_nova_jobs_render_on_the_previz_while_a_job_recorded_before_keeps_v1
     client = _idle_client(monkeypatch)
     old = client.start(VideoRequest(text="a red boat on the sea at noon"), model=NOVA, output=tmp_path)
     # the job as the release before the previz default recorded it
-    from reelforge.client import embedded_runtime as rt
+    from reelforge.client.client import embedded_runtime as rt
 
     with rt().store._tx() as db:
         db.execute("UPDATE jobs SET engine = 'animatic' WHERE id = ?", (old.id,))
@@ -189,7 +189,7 @@ WAN = "reelforge.wan2.1-t2v-1.3b"
 
 def test_a_nova_id_served_by_wan_gets_wans_limits_before_a_job_exists(tmp_path, monkeypatch):
     pytest.importorskip("reelforge.engines.diffusers")
-    from reelforge.models import get_model
+    from reelforge.request.limits import get_model
 
     get_model(WAN)  # the model table lists it, weights or not
     client = _idle_client(monkeypatch)

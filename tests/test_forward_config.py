@@ -7,9 +7,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from reelforge.cli import cli
+from reelforge.cli.main import cli
 from reelforge.errors import ConfigError
-from reelforge.forward import Forward, Forwards, parse_entry
+from reelforge.engines.forward import Forward, Forwards, parse_entry
 from reelforge.server.app import ServerSettings
 from server_fixtures import ServerThread, http
 

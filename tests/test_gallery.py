@@ -17,7 +17,7 @@ import pytest
 import gallery_browser
 from helpers import image_bytes
 from reelforge import Engine, JobStatus, VideoRequest, register_engine
-from reelforge.models import LOCAL, ModelSpec
+from reelforge.request.limits import LOCAL, ModelSpec
 from reelforge.server.app import ServerSettings
 from server_fixtures import ServerThread
 
@@ -164,7 +164,7 @@ def test_search_and_filters_narrow_the_list(server, http):
 
 
 def test_list_pages_through_older_jobs(server, http, monkeypatch):
-    monkeypatch.setattr("reelforge.gallery.routes.PAGE_SIZE", 2)
+    monkeypatch.setattr("reelforge.server.gallery.routes.PAGE_SIZE", 2)
     jobs = [submit(server, f"Zebra number {i} trots by.") for i in range(3)]
     first = http.get("/", params={"q": "zebra"}).text
     assert job_ids(first) == [jobs[2].id, jobs[1].id]
@@ -451,7 +451,7 @@ def test_job_page_before_the_video_and_after_a_cancel(server, http):
 
 
 def _record(tmp_path, status, storage_uri=None, task="MULTI_SHOT_MANUAL"):
-    from reelforge.jobs import JobRecord
+    from reelforge.jobs.record import JobRecord
 
     params = {"shots": [{"text": "A fox wakes."}, {"text": "The fox runs."}]} if task == "MULTI_SHOT_MANUAL" else {"text": "A kite."}
     key = "multiShotManualParams" if task == "MULTI_SHOT_MANUAL" else "textToVideoParams"
@@ -463,7 +463,7 @@ def _record(tmp_path, status, storage_uri=None, task="MULTI_SHOT_MANUAL"):
 
 
 def test_downloads_come_video_first_and_leftover_shots_are_labelled(tmp_path):
-    from reelforge.gallery import views
+    from reelforge.server.gallery import views
 
     folder = tmp_path / "job"
     folder.mkdir()
@@ -482,14 +482,14 @@ def test_downloads_come_video_first_and_leftover_shots_are_labelled(tmp_path):
 
     s3 = views.detail(_record(tmp_path, JobStatus.COMPLETED, storage_uri="s3://b/out/abcdefabcdef", task="TEXT_VIDEO"))
     assert [f.size for f in s3.files] == [""] * len(s3.files)
-    from reelforge.gallery.routes import templates
+    from reelforge.server.gallery.routes import templates
 
     html = templates.get_template("job.html").render(job=s3, models=[], again={"model": ANIMATIC, "seed": "1"}, errors={})
     assert "output.mp4</span>" in html and "output.mp4, <" not in html and ", </span>" not in html
 
 
 def test_list_count_wording_and_newer_link(server, http, monkeypatch):
-    monkeypatch.setattr("reelforge.gallery.routes.PAGE_SIZE", 2)
+    monkeypatch.setattr("reelforge.server.gallery.routes.PAGE_SIZE", 2)
     jobs = [submit(server, f"Zebra number {i} trots by.") for i in range(5)]
     for job in jobs:
         wait(server, job.id)
@@ -512,7 +512,7 @@ def test_list_count_wording_and_newer_link(server, http, monkeypatch):
     one = http.get("/", params={"q": "number 3"}).text
     assert count(one) == "1 job matches"
     assert count(http.get("/", params={"q": "zebra number"}).text) == "The newest 2 matching jobs"
-    monkeypatch.setattr("reelforge.gallery.routes.PAGE_SIZE", 48)
+    monkeypatch.setattr("reelforge.server.gallery.routes.PAGE_SIZE", 48)
     assert count(http.get("/").text) == "5 jobs"
     assert count(http.get("/", params={"q": "Zebra"}).text) == "5 jobs match"
 

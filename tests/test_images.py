@@ -1,4 +1,4 @@
-"""reelforge.images against images built in the test."""
+"""reelforge.request.images against images built in the test."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reelforge import images
+from reelforge.request import images
 from reelforge.errors import ImageError, RequestError
 
 

@@ -10,13 +10,13 @@ import pytest
 from botocore.stub import Stubber
 from click.testing import CliRunner
 
-from reelforge.cli import cli
+from reelforge.cli.main import cli
 from reelforge.errors import RequestError
-from reelforge.forward import Forwards
-from reelforge.gallery.views import detail
-from reelforge.jobs import open_store
-from reelforge.lifecycle import LifecycleReader
-from reelforge.runtime import Runtime
+from reelforge.engines.forward import Forwards
+from reelforge.server.gallery.views import detail
+from reelforge.jobs.record import open_store
+from reelforge.jobs.lifecycle import LifecycleReader
+from reelforge.jobs.runtime import Runtime
 
 LUMA = {"prompt": "a paper boat on a pond", "duration": "5s", "resolution": "540p"}
 FORWARD = "luma.ray-v2:0=bedrock:aws;region=us-west-2;output=s3://my-videos/luma"
@@ -109,8 +109,8 @@ def test_the_cli_warns_after_submitting_to_a_legacy_model(monkeypatch, reelforge
     """The last reading (lifecycle.json in the data dir) is LEGACY: `generate` prints the warning; nothing is sent anywhere (--no-wait, no worker)."""
     import time
 
-    from reelforge.lifecycle import Lifecycle, LifecycleReader
-    from reelforge.forward import parse_entry
+    from reelforge.jobs.lifecycle import Lifecycle, LifecycleReader
+    from reelforge.engines.forward import parse_entry
 
     forward = parse_entry(FORWARD)
     eol = days(30).date().isoformat()

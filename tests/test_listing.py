@@ -2,9 +2,9 @@
 
 import pytest
 
-from reelforge import listing
+from reelforge.jobs import listing
 from reelforge.errors import RequestError
-from reelforge.jobs import JobStatus
+from reelforge.jobs.record import JobStatus
 
 from test_stores import record, store  # noqa: F401 - the stores' own fixture
 

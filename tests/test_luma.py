@@ -7,7 +7,8 @@ import base64
 import numpy as np
 import pytest
 
-from reelforge import luma, media
+from reelforge.engines import luma
+from reelforge.media import video as media
 from reelforge.server.app import ServerSettings
 from server_fixtures import ServerThread, bedrock, expect, wait_done
 from wire_fixtures import gradient, job_count, png

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from google import genai
 from google.genai import errors, types
 
-from reelforge.cli import cli
+from reelforge.cli.main import cli
 from reelforge.server.app import ServerSettings
 from server_fixtures import TEST_KEYS, TINY, TINY_MODEL, ServerThread, http
 from wire_fixtures import job_count
@@ -93,7 +93,7 @@ def test_a_full_queue_still_answers_the_token_of_a_pruned_job(tmp_path):
     """Admission's token check reads the retention tombstones too: the repeat is answered with the old job, not a quota error."""
     import time
 
-    from reelforge.retention import prune
+    from reelforge.jobs.retention import prune
 
     with ServerThread(ServerSettings(workers=0, bucket_dir=tmp_path / "b", data_dir=tmp_path / "h", max_queued=LIMIT)) as s:
         client = default_boto3(s.url)

@@ -17,13 +17,13 @@ import gpu_engines
 from faults import wait_for
 from test_stores import record, store  # noqa: F401 - the stores' own fixture (SQLite and PostgreSQL)
 
-from reelforge.cli import cli
+from reelforge.cli.main import cli
 from reelforge.errors import ConfigError
-from reelforge.gpus import parse_gpus
-from reelforge.jobs import JobStatus, open_store
-from reelforge.request import VideoRequest
-from reelforge.runtime import Runtime
-from reelforge.worker import worker_is_dead
+from reelforge.cli.gpus import parse_gpus
+from reelforge.jobs.record import JobStatus, open_store
+from reelforge.request.model import VideoRequest
+from reelforge.jobs.runtime import Runtime
+from reelforge.jobs.worker import worker_is_dead
 
 ROOT = Path(__file__).resolve().parents[1]
 X = ("test-gpu", {"model": "x", "steps": 4})

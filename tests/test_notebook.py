@@ -12,7 +12,7 @@ import time
 import boto3
 import pytest
 
-from reelforge.media import probe
+from reelforge.media.video import probe
 from reelforge.server.app import ServerSettings
 from server_fixtures import ServerThread, moto_s3
 

@@ -1,6 +1,6 @@
 import pytest
 
-from reelforge.prompts import LintWarning, camera_motion, lint_prompt, lint_shots
+from reelforge.request.prompts import LintWarning, camera_motion, lint_prompt, lint_shots
 
 CHEESEBURGER = (
     "Cinematic dolly shot of a juicy cheeseburger with melting cheese, fries, and a "

@@ -17,10 +17,10 @@ import pytest
 from reelforge import Engine, register_engine
 from reelforge.engines import remote
 from reelforge.errors import ReelforgeError
-from reelforge.forward import Forwards
-from reelforge.jobs import JobStatus
-from reelforge.media import probe
-from reelforge.models import LOCAL, ModelSpec
+from reelforge.engines.forward import Forwards
+from reelforge.jobs.record import JobStatus
+from reelforge.media.video import probe
+from reelforge.request.limits import LOCAL, ModelSpec
 from reelforge.server.app import ServerSettings
 from faults import Worker
 from server_fixtures import TINY, ServerThread, bedrock, http, moto_s3, wait_done
@@ -299,9 +299,9 @@ def test_a_frame_rate_the_openai_wire_cannot_ask_for_is_taken_and_recorded_other
     length passes and is recorded; the same file fails where the rate is not loosened, as does a wrong length."""
     import numpy as np
 
-    from reelforge import media
+    from reelforge.media import video as media
     from reelforge.engines import ShotPlan
-    from reelforge.worker import _take_file
+    from reelforge.jobs.worker import _take_file
 
     def video(name: str, fps: int, frames: int) -> Path:
         with media.VideoWriter(tmp_path / name, fps, 64, 64) as w:

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from reelforge.cli import cli
+from reelforge.cli.main import cli
 from reelforge.errors import ConfigError, ConflictError, JobExpiredError, JobNotFoundError
-from reelforge.jobs import JobRecord, JobStatus, PrunedJob, new_job_id, open_store
-from reelforge.retention import parse_duration, prune, retain_from_env
-from reelforge.storage import local_path
+from reelforge.jobs.record import JobRecord, JobStatus, PrunedJob, new_job_id, open_store
+from reelforge.jobs.retention import parse_duration, prune, retain_from_env
+from reelforge.storage.base import local_path
 
 DAY = 86400.0
 
@@ -146,8 +146,8 @@ def test_a_tombstone_answers_a_repeated_token_with_the_old_job(location, tmp_pat
 
 CRASH = textwrap.dedent("""
     import os, shutil, sys, time
-    from reelforge.jobs import open_store
-    from reelforge.retention import prune
+    from reelforge.jobs.record import open_store
+    from reelforge.jobs.retention import prune
 
     def rmtree(path, *a, **kw):  # the process dies after deleting one file of the job's folder
         os.unlink(sorted(os.scandir(path), key=lambda e: e.name)[0].path)
@@ -211,8 +211,8 @@ def test_cli_prune_and_dry_run_print_the_same_ids(reelforge_home, tmp_path):
 
 
 def test_a_batch_line_whose_job_was_pruned_is_not_run_again(reelforge_home, tmp_path):
-    from reelforge.batch import BatchRunner, read_batch
-    from reelforge.client import Client
+    from reelforge.workflows.batch import BatchRunner, read_batch
+    from reelforge.client.client import Client
 
     path = tmp_path / "lines.jsonl"
     path.write_text(json.dumps({"prompt": "a paper boat", "duration": 1, "fps": 8, "resolution": "128x72"}) + "\n")
@@ -265,7 +265,7 @@ def test_every_wire_answers_expired_for_a_pruned_job_and_a_repeated_token_starts
             g.operations.get(op)
         assert info.value.code == 404 and "has expired" in info.value.message
         assert job_count(server) == 0 and boto.list_async_invokes()["asyncInvokeSummaries"] == []
-        from reelforge.client import Client
+        from reelforge.client.client import Client
 
         with pytest.raises(JobNotFoundError, match="has expired"):  # reelforge's own client over the wire
             Client(endpoint=server.url).get(arn)
@@ -326,7 +326,7 @@ def test_s3_outputs_are_pruned_and_unreachable_storage_is_retried(location, tmp_
     import boto3
     from server_fixtures import free_port, moto_s3
 
-    from reelforge import storage
+    from reelforge.storage import base as storage
 
     def fresh_s3_clients():  # S3Storage keeps one client per thread, made from the environment of its time
         monkeypatch.setattr(storage, "_s3_clients", threading.local())
@@ -371,7 +371,7 @@ def test_s3_outputs_are_pruned_and_unreachable_storage_is_retried(location, tmp_
 
 
 def test_embedded_workers_prune_when_reelforge_retain_is_set(tmp_path, monkeypatch):
-    from reelforge.client import Client
+    from reelforge.client.client import Client
 
     monkeypatch.setenv("REELFORGE_RETAIN", "1s")
     monkeypatch.setenv("REELFORGE_PRUNE_EVERY_S", "0.1")

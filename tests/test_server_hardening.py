@@ -23,7 +23,7 @@ from PIL import Image
 import reelforge
 from reelforge.server.app import ServerSettings
 from reelforge.server.errors import error_parts
-from reelforge.stores import JobStoreError
+from reelforge.jobs.sql import JobStoreError
 from server_fixtures import TEST_KEYS, TINY, TINY_MODEL, ServerThread, bedrock, error_of, expect, http, start_tiny, wait_done
 
 IMAGE_FIELD = "s3Location.uri"
@@ -297,7 +297,7 @@ def test_allowed_host_adds_a_proxy_name(tmp_path):
 def test_serve_cli_checks_region():
     from click.testing import CliRunner
 
-    from reelforge.cli_serve import serve
+    from reelforge.cli.serve import serve
 
     got = CliRunner().invoke(serve, ["--region", "US-East-1", "--port", "0"])
     assert got.exit_code == 2 and "--region" in got.output

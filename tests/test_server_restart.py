@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from reelforge.media import probe
+from reelforge.media.video import probe
 from server_fixtures import TINY_MODEL, ServerProcess, bedrock, http, wait_done
 
 SLOW = {  # a few seconds of work, so the kill lands mid-job

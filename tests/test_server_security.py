@@ -24,11 +24,11 @@ from PIL import Image
 
 import gallery_browser
 import reelforge
-from reelforge import images
-from reelforge.cli_serve import bind_listener, parse_size
+from reelforge.request import images
+from reelforge.cli.serve import bind_listener, parse_size
 from reelforge.errors import ImageError, RequestError
-from reelforge.models import get_model
-from reelforge.request import VideoRequest, check, parse_dimension
+from reelforge.request.limits import get_model
+from reelforge.request.model import VideoRequest, check, parse_dimension
 from reelforge.server.app import ServerSettings
 from reelforge.server.origin import s3_sources
 from server_fixtures import (

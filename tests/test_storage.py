@@ -1,4 +1,4 @@
-"""reelforge.storage: atomic local copies and downloads through unique temp files, and to_uri's errors."""
+"""reelforge.storage.base: atomic local copies and downloads through unique temp files, and to_uri's errors."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from reelforge import storage
+from reelforge.storage import base as storage
 from reelforge.errors import StorageError
-from reelforge.media import _FILE_MODE
-from reelforge.storage import LocalStorage, S3Storage, to_uri
+from reelforge.media.video import _FILE_MODE
+from reelforge.storage.base import LocalStorage, S3Storage, to_uri
 
 
 def leftovers(folder: Path, keep: set[str]) -> list[str]:

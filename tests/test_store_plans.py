@@ -21,8 +21,8 @@ import uuid
 import pytest
 from conftest import PG_URL, pg_available
 
-from reelforge.jobs import JobRecord, JobStatus, open_store
-from reelforge.stores import CLAIM_HEAD, SQLiteJobStore, row_values
+from reelforge.jobs.record import JobRecord, JobStatus, open_store
+from reelforge.jobs.sql import CLAIM_HEAD, SQLiteJobStore, row_values
 
 T0 = 1_800_000_000.0
 N = 10_000

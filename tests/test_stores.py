@@ -12,7 +12,7 @@ import pytest
 from conftest import PG_URL, pg_available
 
 from reelforge.errors import ConflictError, JobNotFoundError, RequestError
-from reelforge.jobs import Beat, JobRecord, JobStatus, new_job_id, open_store
+from reelforge.jobs.record import Beat, JobRecord, JobStatus, new_job_id, open_store
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request, tmp_path):
@@ -170,8 +170,8 @@ def test_cancel_queued_and_running(store):
 
 
 def test_two_worker_processes_share_a_postgres_job_log(pg_url, tmp_path):
-    from reelforge.runtime import Runtime
-    from reelforge.request import VideoRequest
+    from reelforge.jobs.runtime import Runtime
+    from reelforge.request.model import VideoRequest
 
     runtime = Runtime(open_store(pg_url))
     ids = [runtime.submit("reelforge.animatic-v1", VideoRequest(text=f"clip {i}", duration_s=1, fps=8, width=64, height=64), tmp_path)[0].id for i in range(8)]
@@ -314,9 +314,9 @@ def test_count_is_that_of_the_listing_capped(store):
 
 def _old_store(kind: str, location) -> None:
     """A job log as the release before search and the listing indexes left it (fencing its last step), holding two jobs."""
-    from reelforge.stores import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
+    from reelforge.jobs.sql import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
 
-    from reelforge.stores import row_values
+    from reelforge.jobs.sql import row_values
 
     jobs = [_job("An old LIGHTHOUSE film", submit_time=1e9), _job(shots=["shot one", "a Café at noon"], submit_time=2e9)]
 

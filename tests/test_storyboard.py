@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from reelforge import media
-from reelforge.cli import cli
-from reelforge.models import get_model
-from reelforge.request import check
-from reelforge.storyboard import StoryboardError, load_storyboard
+from reelforge.media import video as media
+from reelforge.cli.main import cli
+from reelforge.request.limits import get_model
+from reelforge.request.model import check
+from reelforge.workflows.storyboard import StoryboardError, load_storyboard
 
 from tests.helpers import image_bytes
 

@@ -9,10 +9,10 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from reelforge import webhooks
+from reelforge.jobs import webhooks
 from reelforge.errors import RequestError
-from reelforge.jobs import JobStatus
-from reelforge.runtime import Runtime
+from reelforge.jobs.record import JobStatus
+from reelforge.jobs.runtime import Runtime
 from reelforge.server.app import ServerSettings
 from server_fixtures import TINY, TINY_MODEL, ServerProcess, ServerThread, bedrock, http, start_tiny, wait_done
 from webhook_receiver import Receiver
@@ -273,7 +273,7 @@ def test_kill_9_between_the_status_change_and_the_delivery(tmp_path, monkeypatch
 
 
 def test_two_dispatchers_on_postgresql_never_send_one_delivery_at_once(pg_url, tmp_path, receiver):
-    from reelforge.stores import PostgresJobStore
+    from reelforge.jobs.sql import PostgresJobStore
 
     receiver.delay = 0.02
     s = settings(urls=(receiver.url,), kinds=("completed", "canceled"))
@@ -322,8 +322,8 @@ def test_gallery_form_takes_a_webhook_and_names_the_field_when_refused(tmp_path,
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_the_outbox_is_written_with_each_status_change(kind, request, tmp_path):
-    from reelforge.jobs import JobRecord
-    from reelforge.stores import PostgresJobStore, SQLiteJobStore
+    from reelforge.jobs.record import JobRecord
+    from reelforge.jobs.sql import PostgresJobStore, SQLiteJobStore
 
     store = PostgresJobStore(request.getfixturevalue("pg_url")) if kind == "postgres" else SQLiteJobStore(tmp_path / "jobs.sqlite3")
     hooks = {"endpoints": [{"name": "all", "url": "https://a.example/", "kinds": list(webhooks.KINDS), "key": "k"},
@@ -352,7 +352,7 @@ def test_the_outbox_is_written_with_each_status_change(kind, request, tmp_path):
 def test_cli_generate_with_a_webhook_then_jobs_show_and_retry(tmp_path, monkeypatch, receiver):
     from click.testing import CliRunner
 
-    from reelforge.cli import cli
+    from reelforge.cli.main import cli
 
     monkeypatch.setenv("REELFORGE_WEBHOOK_SECRET", SECRET)
     monkeypatch.setenv("REELFORGE_ALLOW_PRIVATE_WEBHOOKS", "1")
@@ -477,8 +477,8 @@ def test_a_redirect_is_not_followed(tmp_path, receiver):
 
 
 def test_a_dispatcher_whose_lease_ran_out_cannot_record_over_the_next_attempt(tmp_path):
-    from reelforge.jobs import JobRecord
-    from reelforge.stores import SQLiteJobStore
+    from reelforge.jobs.record import JobRecord
+    from reelforge.jobs.sql import SQLiteJobStore
 
     store = SQLiteJobStore(tmp_path / "jobs.sqlite3")
     hooks = {"endpoints": [{"name": "e", "url": "https://a.example/", "kinds": ["canceled"], "key": "k"}]}
@@ -497,7 +497,7 @@ def test_a_dispatcher_whose_lease_ran_out_cannot_record_over_the_next_attempt(tm
 def test_serve_refuses_webhook_flags_it_cannot_use(monkeypatch):
     from click.testing import CliRunner
 
-    from reelforge.cli import cli
+    from reelforge.cli.main import cli
 
     def serve(*args):
         return CliRunner().invoke(cli, ["serve", "--port", "0", *args])

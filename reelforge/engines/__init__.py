@@ -6,8 +6,8 @@ import logging
 from functools import lru_cache
 from importlib.metadata import entry_points
 
-from ..errors import EngineError
-from .base import Audio, Engine, EngineOptions, NullProgress, Progress, RenderContext, ShotOutput, ShotPlan
+from reelforge.errors import EngineError
+from reelforge.engines.base import Audio, Engine, EngineOptions, NullProgress, Progress, RenderContext, ShotOutput, ShotPlan
 
 __all__ = ["Audio", "Engine", "EngineOptions", "NullProgress", "Progress", "RenderContext", "ShotOutput", "ShotPlan", "engine_classes", "get_engine_class", "register_engine"]
 
@@ -47,7 +47,7 @@ def register_engine(cls: type[Engine]) -> type[Engine]:
 
 @lru_cache(maxsize=1)
 def _remote_engines() -> dict[str, type[Engine]]:
-    from .remote import BedrockEngine, OpenAIVideosEngine
+    from reelforge.engines.remote import BedrockEngine, OpenAIVideosEngine
 
     return {BedrockEngine.engine_id: BedrockEngine, OpenAIVideosEngine.engine_id: OpenAIVideosEngine}
 

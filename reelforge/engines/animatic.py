@@ -17,7 +17,7 @@ from typing import Iterable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from .base import Engine, EngineOptions, Progress, ShotPlan
+from reelforge.engines.base import Engine, EngineOptions, Progress, ShotPlan
 
 # The canvas is larger than the frame so the camera has room to move; at rest it shows the middle.
 CANVAS_SCALE = 1.5
@@ -70,7 +70,7 @@ def camera(motion: str, t: float) -> tuple[float, float, float]:
 
 def prompt_motion(text: str) -> str:
     """The camera move a prompt names, as one of MOTIONS (static when it names none)."""
-    from ..prompts import camera_motion
+    from reelforge.request.prompts import camera_motion
 
     return camera_motion(text) or "static"
 

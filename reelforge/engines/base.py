@@ -16,7 +16,7 @@ from typing import Any, Callable, ClassVar, Iterable, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..errors import EngineError
+from reelforge.errors import EngineError
 
 
 @dataclass(frozen=True)
@@ -152,13 +152,13 @@ class Engine(ABC):
         """Raise RequestError (naming the field) for a request this engine's model cannot render as asked.
 
         Called before a job is recorded, after ``check_available``, with the checked request
-        (reelforge.request.VideoRequest) and its shots (ShotSpec: text, seed, duration_s, image).
+        (reelforge.request.model.VideoRequest) and its shots (ShotSpec: text, seed, duration_s, image).
         Like ``check_available`` it must be cheap: read configs, load no weights.
         """
 
     @classmethod
     def models(cls) -> list:
-        """Model specs (reelforge.models.ModelSpec) this engine adds to the model table."""
+        """Model specs (reelforge.request.limits.ModelSpec) this engine adds to the model table."""
         return []
 
     def render(self, shot: ShotPlan, ctx: RenderContext) -> ShotOutput:

@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, ClassVar
 
-from ..errors import EngineError, JobCanceled, ReelforgeError
-from .base import Engine, EngineOptions, RenderContext, ShotOutput, ShotPlan
+from reelforge.errors import EngineError, JobCanceled, ReelforgeError
+from reelforge.engines.base import Engine, EngineOptions, RenderContext, ShotOutput, ShotPlan
 
 log = logging.getLogger("reelforge.engines.remote")
 
@@ -285,8 +285,8 @@ class RemoteEngine(Engine):
 def cancel_upstream(record) -> threading.Thread | None:
     """Cancel the upstream job of a forwarded job that ended CANCELED while no worker followed it
     (canceled while requeued after a crash, or ended by recovery): best effort, in a thread of its own."""
-    from ..forward import Forward
-    from . import get_engine_class
+    from reelforge.engines.forward import Forward
+    from reelforge.engines import get_engine_class
 
     upstream_id = (record.metadata.get("checkpoint") or {}).get("upstreamId")
     if not record.engine or not getattr(get_engine_class(record.engine), "remote", False) or not upstream_id:
@@ -390,11 +390,11 @@ class BedrockEngine(RemoteEngine):
     async def create(self, forward, job, token: str) -> str:
         from botocore.exceptions import ClientError
 
-        from ..models import get_model
+        from reelforge.request.limits import get_model
 
         model_input = job.wire_request.get("modelInput") or job.model_input  # Luma's own request, as it came
         if "modelInput" not in job.wire_request and get_model(job.model_id).input_format == "luma":
-            from ..luma import from_nova
+            from reelforge.engines.luma import from_nova
 
             model_input = from_nova(job.model_input)  # a Luma job that came on another wire
         output = await self.output_location(forward)
@@ -423,7 +423,7 @@ class BedrockEngine(RemoteEngine):
         return {"status": status, "progress": 0.0, "message": r.get("failureMessage"), "output": r["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"]}
 
     async def download(self, forward, job, upstream_id: str, state: dict[str, Any], folder: Path, shots: int = 1) -> dict[str, Any]:
-        from ..worker import shot_file_name
+        from reelforge.jobs.worker import shot_file_name
 
         folder.mkdir(parents=True, exist_ok=True)
         names = ["output.mp4"] + ([shot_file_name(i) for i in range(shots)] if shots > 1 else [])  # Bedrock's layout
@@ -431,7 +431,7 @@ class BedrockEngine(RemoteEngine):
             if await is_reelforge(forward.url):
                 await _fetch_file(_shared_http(), f"{forward.url}/reelforge/jobs/{upstream_id.rsplit('/', 1)[1]}/files/{name}", folder / name)
             else:
-                from ..storage import S3Storage, join
+                from reelforge.storage.base import S3Storage, join
 
                 data = await asyncio.to_thread(S3Storage().get_bytes, join(state["output"], name))
                 (folder / name).write_bytes(data)

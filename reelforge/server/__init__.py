@@ -3,6 +3,6 @@
 ``create_app(ServerSettings(...))`` returns the ASGI app; see docs/server.md.
 """
 
-from .app import ServerSettings, create_app
+from reelforge.server.app import ServerSettings, create_app
 
 __all__ = ["ServerSettings", "create_app"]

@@ -30,16 +30,16 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.routing import Match
 
-from .. import config
-from ..errors import ImageError, ReelforgeError, RequestError
-from ..gallery import error_page, gallery_routes, not_found, upload_too_large
-from ..jobs import JobRecord, SQLiteJobStore, open_store
-from ..runtime import Runtime
-from ..storage import S3Storage, check_location
-from . import bedrock_api, extensions, gemini_api, openai_api, openapi, sigv4, video_wires
-from .errors import BEDROCK, GEMINI, OPENAI, ApiError, access_denied, code_for_status, error_response, shaped_send, wire_of
-from .events import ChangeHub
-from .origin import SAFE_METHODS, same_origin_problem, security_headers
+from reelforge import config
+from reelforge.errors import ImageError, ReelforgeError, RequestError
+from reelforge.server.gallery import error_page, gallery_routes, not_found, upload_too_large
+from reelforge.jobs.record import JobRecord, SQLiteJobStore, open_store
+from reelforge.jobs.runtime import Runtime
+from reelforge.storage.base import S3Storage, check_location
+from reelforge.server import bedrock_api, extensions, gemini_api, openai_api, openapi, sigv4, video_wires
+from reelforge.server.errors import BEDROCK, GEMINI, OPENAI, ApiError, access_denied, code_for_status, error_response, shaped_send, wire_of
+from reelforge.server.events import ChangeHub
+from reelforge.server.origin import SAFE_METHODS, same_origin_problem, security_headers
 
 log = logging.getLogger("reelforge.server")
 
@@ -79,7 +79,7 @@ class ServerSettings:
 
 def check_default_output(uri: str) -> str:
     """``uri`` without a trailing '/' when it can be a job's output location, else a one-line ValueError."""
-    from .wire import S3_URI
+    from reelforge.server.wire import S3_URI
 
     uri = uri.rstrip("/")
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
@@ -164,7 +164,7 @@ def _missing(uri: str) -> str:
 
 def check_s3_uri(uri: str, field: str) -> tuple[str, str]:
     """(bucket, key) of ``uri`` when it is ``s3://bucket[/key]`` with a valid bucket name, else a RequestError."""
-    from .wire import S3_URI
+    from reelforge.server.wire import S3_URI
 
     if not isinstance(uri, str):
         raise RequestError(field, "must be an s3://bucket/key URI")

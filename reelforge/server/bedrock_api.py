@@ -16,10 +16,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ..errors import JobExpiredError, JobNotFoundError
-from ..jobs import JobStatus
-from . import wire
-from .errors import validation
+from reelforge.errors import JobExpiredError, JobNotFoundError
+from reelforge.jobs.record import JobStatus
+from reelforge.server import wire
+from reelforge.server.errors import validation
 
 DEFAULT_PAGE = 100
 

@@ -36,8 +36,8 @@ import logging
 
 from starlette.responses import Response
 
-from ..errors import ConflictError, EngineError, JobExpiredError, JobNotFoundError, QueueFullError, ReelforgeError, RequestError, StorageError, UnknownModelError
-from ..stores import JobStoreError
+from reelforge.errors import ConflictError, EngineError, JobExpiredError, JobNotFoundError, QueueFullError, ReelforgeError, RequestError, StorageError, UnknownModelError
+from reelforge.jobs.sql import JobStoreError
 
 log = logging.getLogger("reelforge.server")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from ..runtime import Runtime
+from reelforge.jobs.runtime import Runtime
 
 
 class ChangeHub:

@@ -21,16 +21,16 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .. import __version__
-from ..errors import JobNotFoundError
-from ..gallery import views
-from ..jobs import JobRecord
-from ..listing import list_page
-from ..runtime import statuses
-from ..storage import LocalStorage, S3Storage, join, local_path
-from .. import webhooks
-from . import wire
-from .errors import ApiError, validation
+from reelforge import __version__
+from reelforge.errors import JobNotFoundError
+from reelforge.server.gallery import views
+from reelforge.jobs.record import JobRecord
+from reelforge.jobs.listing import list_page
+from reelforge.jobs.runtime import statuses
+from reelforge.storage.base import LocalStorage, S3Storage, join, local_path
+from reelforge.jobs import webhooks
+from reelforge.server import wire
+from reelforge.server.errors import ApiError, validation
 
 PING_S = 15.0
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
@@ -104,7 +104,7 @@ async def health(request: Request) -> JSONResponse:
 
 def _authenticated(request: Request, state) -> bool:
     """Whether a request to an open route carries a valid key (an API key as a bearer token, or a SigV4 signature)."""
-    from . import sigv4, video_wires
+    from reelforge.server import sigv4, video_wires
 
     keys = state.settings.auth_keys
     if not keys:

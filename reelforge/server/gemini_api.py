@@ -23,12 +23,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..errors import JobExpiredError, JobNotFoundError, RequestError, StorageError
-from ..jobs import JobRecord, JobStatus
-from ..models import get_model
-from ..request import ImageInput, VideoRequest
-from . import video_wires, wire
-from .errors import GEMINI, ApiError
+from reelforge.errors import JobExpiredError, JobNotFoundError, RequestError, StorageError
+from reelforge.jobs.record import JobRecord, JobStatus
+from reelforge.request.limits import get_model
+from reelforge.request.model import ImageInput, VideoRequest
+from reelforge.server import video_wires, wire
+from reelforge.server.errors import GEMINI, ApiError
 
 VERSIONS = ("v1", "v1beta", "v1beta1")
 MAX_SAMPLES = 4  # Veo's sampleCount range is 1 to 4

@@ -20,14 +20,14 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from .. import continuation
-from ..errors import JobExpiredError, JobNotFoundError, RequestError, StorageError
-from ..jobs import JobRecord, JobStatus, PrunedJob
-from ..models import MULTI_SHOT_MANUAL, get_model
-from ..request import ImageInput, VideoRequest, parse_dimension, surrogate_problem
-from ..storage import local_path
-from . import video_wires, wire
-from .errors import OPENAI, ApiError
+from reelforge.workflows import continuation
+from reelforge.errors import JobExpiredError, JobNotFoundError, RequestError, StorageError
+from reelforge.jobs.record import JobRecord, JobStatus, PrunedJob
+from reelforge.request.limits import MULTI_SHOT_MANUAL, get_model
+from reelforge.request.model import ImageInput, VideoRequest, parse_dimension, surrogate_problem
+from reelforge.storage.base import local_path
+from reelforge.server import video_wires, wire
+from reelforge.server.errors import OPENAI, ApiError
 
 ID_PREFIX = "video_"
 _VIDEO_ID = re.compile(ID_PREFIX + r"([a-z0-9]{12})")

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .. import __version__
+from reelforge import __version__
 
 S = {"type": "string"}
 I = {"type": "integer"}

@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .errors import BEDROCK, ApiError, error_body, error_response, wire_of
+from reelforge.server.errors import BEDROCK, ApiError, error_body, error_response, wire_of
 
 if TYPE_CHECKING:
-    from .app import ServerSettings
+    from reelforge.server.app import ServerSettings
 
 log = logging.getLogger("reelforge.server")
 

@@ -18,7 +18,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from .errors import access_denied
+from reelforge.server.errors import access_denied
 
 SERVICE = "bedrock"
 MAX_SKEW_S = 15 * 60  # what AWS allows

@@ -19,14 +19,14 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from .. import config
-from ..errors import ConfigError, RequestError, UnknownModelError
-from ..gallery import views
-from ..jobs import JobRecord
-from ..models import NOVA_BACKEND_DEFAULT, ModelSpec, all_models, get_model
-from ..request import VideoRequest
-from ..storage import join, storage_for
-from .errors import ApiError
+from reelforge import config
+from reelforge.errors import ConfigError, RequestError, UnknownModelError
+from reelforge.server.gallery import views
+from reelforge.jobs.record import JobRecord
+from reelforge.request.limits import NOVA_BACKEND_DEFAULT, ModelSpec, all_models, get_model
+from reelforge.request.model import VideoRequest
+from reelforge.storage.base import join, storage_for
+from reelforge.server.errors import ApiError
 
 WIRE_MODELS_ENV = "REELFORGE_WIRE_MODELS"
 # The names these APIs use, served by the default model unless REELFORGE_WIRE_MODELS says otherwise.

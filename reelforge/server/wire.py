@@ -13,10 +13,10 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from ..jobs import JobRecord, JobStatus
-from ..request import surrogate_problem
-from ..storage import check_location
-from .errors import validation
+from reelforge.jobs.record import JobRecord, JobStatus
+from reelforge.request.model import surrogate_problem
+from reelforge.storage.base import check_location
+from reelforge.server.errors import validation
 
 MODEL_ID = re.compile(r"[a-zA-Z_\.\-/0-9:]+")
 S3_URI = re.compile(r"s3://[a-z0-9][\.\-a-z0-9]{1,61}[a-z0-9](/.*)?")  # "." stops at a newline, as in AWS

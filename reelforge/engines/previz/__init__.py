@@ -11,10 +11,10 @@ from typing import Iterable
 
 import numpy as np
 
-from ..animatic import AnimaticEngine
-from ..base import Engine, Progress, ShotPlan
-from .reading import Reading, read_prompt
-from .render import PrevizSet
+from reelforge.engines.animatic import AnimaticEngine
+from reelforge.engines.base import Engine, Progress, ShotPlan
+from reelforge.engines.previz.reading import Reading, read_prompt
+from reelforge.engines.previz.render import PrevizSet
 
 __all__ = ["PrevizEngine", "PrevizSet", "Reading", "read_prompt"]
 

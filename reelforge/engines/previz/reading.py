@@ -15,7 +15,7 @@ The vocabulary is the tables below (docs/previz.md lists them for users). The gr
   sand...) and a size word (large, small, closeup...) belong to the nearest subject of the clause.
 - A motion verb belongs to the nearest subject before it in the clause, or to the water when it
   follows a water word ("waves flow"); a direction right after it ("runs left") is its heading.
-- The camera move is reelforge.prompts.camera_motion's, with "camera follows" and tracking or
+- The camera move is reelforge.request.prompts.camera_motion's, with "camera follows" and tracking or
   following shots read as "follow" (the v1 renderer reads those as a dolly in).
 - Every other word that is not a function word is reported as ignored.
 """
@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
-from ...prompts import camera_motion, _camera_phrases
+from reelforge.request.prompts import camera_motion, _camera_phrases
 
 __all__ = ["COLOURS", "LIGHTS", "MOTION_VERBS", "NOUNS", "SETTINGS", "WEATHERS", "Reading", "Subject", "read_prompt"]
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..animatic import Overlay, _image_canvas, _rng, _smooth, CANVAS_SCALE
-from ..base import ShotPlan
-from .reading import COLOURS, WATER, Reading, Subject, read_prompt
-from .shapes import SHAPES, draw_subject
+from reelforge.engines.animatic import Overlay, _image_canvas, _rng, _smooth, CANVAS_SCALE
+from reelforge.engines.base import ShotPlan
+from reelforge.engines.previz.reading import COLOURS, WATER, Reading, Subject, read_prompt
+from reelforge.engines.previz.shapes import SHAPES, draw_subject
 
 # Sky colours (top, horizon) for each light.
 SKY = {

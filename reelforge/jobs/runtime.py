@@ -1,0 +1,509 @@
+"""The runtime: one door through which every entry point creates jobs, and the worker threads.
+
+``Runtime.submit`` checks a request against its model, records the job (QUEUED) in the job log
+and wakes a worker, all before it returns. The CLI, the Python API and the server all use it.
+
+A runtime that works (threads, or ``run`` in the calling thread) also runs two services of its
+own: recovery on a timer (every ``recover_s``, whatever its workers are doing, so a dead worker's
+job restarts within lease + recover_s even when every worker is busy) and, on PostgreSQL, a
+listener that wakes idle workers the moment a job becomes claimable anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from reelforge import config
+from reelforge.jobs.background import FileLock, presence
+from reelforge.errors import ConfigError, QueueFullError, RequestError, StorageError
+from reelforge.jobs.record import JobRecord, JobStatus, JobStore, new_job_id, open_store, request_fingerprint
+from reelforge.engines import get_engine_class
+from reelforge.engines.forward import Forwards
+from reelforge.jobs.lifecycle import LifecycleReader
+from reelforge.request.limits import Served, add_forwarded, get_model, local_backend, serving
+from reelforge.request.model import VideoRequest, check, check_served
+from reelforge.jobs.retention import prune, prune_every_s, retain_from_env
+from reelforge.storage.base import join, local_path, storage_for, to_uri
+from reelforge.jobs import webhooks as webhooks_module
+from reelforge.jobs.worker import AsyncLane, EngineCache, finalize_ended, is_coroutine_engine, is_remote_engine, new_worker_id, perform, sweep_staging, unit_steps, worker_is_dead
+
+log = logging.getLogger("reelforge.runtime")
+_FROM_ENV = object()  # retain_s: read REELFORGE_RETAIN
+
+
+class Runtime:
+    def __init__(
+        self,
+        store: JobStore | None = None,
+        *,
+        region: str | None = None,
+        account: str | None = None,
+        fetch_s3: Callable[[str, str | None], bytes] | None = None,
+        map_output: Callable[[str], str] | None = None,
+        forwards: Forwards | None = None,
+        lifecycle: LifecycleReader | None = None,
+        retain_s: float | None | object = _FROM_ENV,
+        webhooks: "webhooks_module.Settings | None" = None,
+        public_url: str | None = None,
+    ):
+        self.forwards = forwards if forwards is not None else Forwards.from_env()
+        for f in self.forwards.entries.values():
+            add_forwarded(f.model_id, f.kind)
+        self._lifecycle = lifecycle
+        self.store = store or open_store(config.job_store_location())
+        self.webhooks = webhooks if webhooks is not None else webhooks_module.Settings.from_env()
+        self.public_url = public_url  # where a server serves the files its webhooks link to
+        self.timings = config.timings()
+        self.region = region or config.region()
+        self.account = account or config.account()
+        self.fetch_s3 = fetch_s3
+        self.map_output = map_output  # requested output URI -> where files really go
+        self.max_queued: int | None = None  # reelforge serve --max-queued: refuse new jobs beyond it
+        self._admission = threading.Lock()  # the count and the insert as one step in this process
+        # Jobs that ended longer ago than this are pruned while this runtime works (None: kept).
+        self.retain_s = retain_from_env() if retain_s is _FROM_ENV else retain_s
+        self.engines = EngineCache(on_load=self._hold_engines)
+        self._in_run = 0  # threads working through run() (the worker threads are counted apart)
+        self._changed = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._services: list[threading.Thread] = []
+        self._pruner: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._presence: FileLock | None = None
+        self.worker_id = new_worker_id()
+        self.dispatcher = webhooks_module.Dispatcher(self.store, self.webhooks, self._stop)
+        self._claims = itertools.count(1)
+        self._lane: AsyncLane | None = None
+        self._lane_lock = threading.Lock()
+        self.recover()
+
+    @property
+    def folder(self) -> Path | None:
+        """The folder of an SQLite job log (where its lock files live); None for PostgreSQL."""
+        path = getattr(self.store, "path", None)
+        return Path(path).parent if path is not None else None
+
+    # --- jobs ------------------------------------------------------------------------------
+    def submit(
+        self,
+        model_id: str,
+        request: VideoRequest | dict[str, Any],
+        output: str | os.PathLike | None = None,
+        *,
+        client_token: str | None = None,
+        tags: list[dict[str, str]] | None = None,
+        output_config: dict[str, Any] | None = None,
+        region: str | None = None,
+        wire: str = "bedrock",
+        wire_request: dict[str, Any] | None = None,
+        prepare: Callable[[JobRecord], None] | None = None,
+        webhook: str | None = None,
+        webhook_events: str | list[str] | None = None,
+        audio: bool = True,
+    ) -> tuple[JobRecord, bool]:
+        """Validate and record a job; return it and whether it is new (False: same token seen).
+
+        ``wire`` and ``wire_request`` say which API the job came on and what it asked there (kept
+        with the job, written to its manifest); ``prepare(record)`` runs after every check and
+        before the job is recorded, to place input files in its folder (an extension's source).
+        ``webhook`` is a URL notified of this job's events (``webhook_events``, default all but
+        progress) besides the endpoints of the settings; a Bedrock tag ``reelforge:webhook`` names
+        one of the settings' named endpoints (webhooks.py).
+        ``audio=False`` records that the video is to be silent even when its engine makes sound.
+        """
+        spec = get_model(model_id)
+        forward = self.forwards.get(model_id)
+        original = request.to_model_input() if isinstance(request, VideoRequest) else request
+        notes: list[str] = []
+        if spec.input_format == "luma" and not isinstance(request, VideoRequest):
+            from reelforge.engines import luma
+
+            # checked member by member, named as Luma names them; a forward sends it upstream as it came
+            request, notes = luma.to_nova(original, local=forward is None)
+            wire_request = {**(wire_request or {}), "modelInput": original}
+        parsed = request if isinstance(request, VideoRequest) else VideoRequest.from_model_input(request)
+        prepared, shots = check(parsed, spec, None if forward else self.fetch_s3)
+        metadata: dict[str, Any] = {}
+        if forward is not None:
+            # Where the job goes is fixed now, with the job: a worker's own --forward adds only credentials and limits.
+            served = Served(spec, forward.kind, forward.route())  # the route is the engine's options
+            if forward.kind == "openai-videos" and parsed.task_type != "TEXT_VIDEO":
+                raise RequestError("taskType", f"{model_id} is forwarded to an OpenAI Videos server, which takes one prompt; allowed: TEXT_VIDEO")
+            if forward.kind == "bedrock" and forward.url == "aws" and not forward.output:
+                raise ConfigError(f"--forward {forward.entry}: Amazon Bedrock writes videos to S3; add ;output=s3://bucket/prefix to the entry")
+            if forward.kind == "bedrock":
+                from reelforge.jobs import lifecycle
+
+                warning = lifecycle.check(forward, self.lifecycle, local_backend())
+                if warning:
+                    metadata["lifecycle"] = warning
+        else:
+            served = serving(spec)  # fixed now: the job keeps it, whatever a worker's settings say later
+            if served.model is not spec:
+                check_served(prepared, shots, spec, served.model, served.via)
+        engine = get_engine_class(served.engine)
+        engine.parse_options(served.options)  # bad options are refused here, not found by a worker
+        engine.check_available(served.options)
+        engine.check_request(served.options, prepared, shots)  # the model's own grid and tasks
+        adapted = [s.adaptation for s in shots if s.adaptation]  # images fitted to the video size, for the manifest
+        requested = to_uri(output if output is not None else config.output_dir())
+        same = [requested, output_config or {}] + ([wire, wire_request or {}] if wire != "bedrock" else []) + ([] if audio else ["silent"])
+        fingerprint = request_fingerprint(model_id, original, same)
+        job_id = new_job_id()
+        output_uri = join(requested, job_id)
+        storage_uri = join(self.map_output(requested), job_id) if self.map_output else output_uri
+        if storage_uri.startswith("file://"):
+            try:
+                _check_writable(local_path(storage_uri).parent)
+            except StorageError as exc:
+                if storage_uri.startswith(output_uri):
+                    raise
+                # A mapped location (reelforge serve --bucket-dir): name what the caller asked for, not our disk.
+                raise StorageError(f"output {requested} cannot be written on this server") from exc
+        record = JobRecord(
+            id=job_id,
+            arn=f"arn:aws:bedrock:{region or self.region}:{self.account}:async-invoke/{job_id}",
+            model_id=model_id,
+            model_input=prepared.to_model_input(),
+            output_uri=output_uri,
+            storage_uri=storage_uri,
+            client_token=client_token,
+            fingerprint=fingerprint,
+            output_config=output_config or {},
+            tags=tags or [],
+            metadata={**metadata, **({"adaptations": adapted} if adapted else {}), **({"notes": notes} if notes else {})},
+            wire=wire,
+            wire_request=wire_request or {},
+            audio=audio,
+            engine=served.engine,
+            engine_options=served.options,
+        )
+        record.webhooks = webhooks_module.endpoints_for(
+            self.webhooks, record, url=webhook, kinds=webhook_events,
+            named=webhooks_module.tag_endpoint(tags) if wire == "bedrock" else None, base=self.public_url,
+        )
+        with self._admission if self.max_queued is not None else contextlib.nullcontext():
+            self.admit(client_token)
+            if prepare is not None:
+                prepare(record)
+            record, created = self.store.create(record)
+        if prepare is not None and not created:  # a repeated token: the job it repeats has files of its own
+            storage_for(storage_uri).remove_tree(storage_uri)
+        if created:
+            log.info("job %s queued (%s)", record.id, model_id)
+            self.notify(record.id)
+        return record, created
+
+    @property
+    def lifecycle(self) -> LifecycleReader:
+        if self._lifecycle is None:
+            self._lifecycle = LifecycleReader()
+        return self._lifecycle
+
+    def admit(self, client_token: str | None) -> None:
+        """QueueFullError when ``max_queued`` top-level jobs are queued, unless the token repeats a recorded job.
+
+        Exact within one process (the count and the insert happen under one lock); several server
+        processes on one PostgreSQL job log may each see room at the same moment, so there the queue can
+        pass the limit by as many processes as submit at once. A repeated token is always answered, also
+        one whose job retention pruned (create answers with its tombstone).
+        """
+        if self.max_queued is None:
+            return
+        if self.store.count(statuses=[JobStatus.QUEUED], cap=self.max_queued) < self.max_queued:
+            return
+        if client_token is not None and self.store.token_recorded(client_token):  # a pruned job's tombstone too
+            return
+        raise QueueFullError(self.max_queued)
+
+    def get(self, job_id: str) -> JobRecord:
+        return self.store.get(job_id)
+
+    def cancel(self, job_id: str) -> JobRecord:
+        before = self.store.get(job_id)
+        record = self.store.request_cancel(job_id)
+        self.notify(job_id)
+        if before.status is JobStatus.QUEUED and record.status is JobStatus.CANCELED:
+            # No worker follows it: a forwarded job requeued after a crash still has its upstream job.
+            from reelforge.engines.remote import cancel_upstream
+
+            cancel_upstream(record)
+        if self._lane is not None:
+            self._lane.poke()
+        return record
+
+    def delete(self, job_id: str, wait_s: float = 30.0) -> JobRecord | None:
+        """Cancel a job that has not ended, wait up to ``wait_s`` for it to end, then remove its files.
+
+        The record stays (a tombstone: its id and client token are never reused), marked with its
+        deletion time. Returns None when the job is still running after ``wait_s`` (its worker
+        has not stopped yet); nothing is removed then.
+        """
+        record = self.store.get(job_id)
+        if not record.status.done:
+            record = self.cancel(job_id)
+        deadline = time.monotonic() + wait_s
+        while not record.status.done:
+            if time.monotonic() > deadline:
+                return None
+            self.wait_for_change(0.2)
+            record = self.store.get(job_id)
+        storage_for(record.storage_uri).remove_tree(record.storage_uri)
+        return self.store.mark_deleted(job_id)
+
+    def recover(self) -> list[str]:
+        """Requeue the units of workers that are gone; finish the files of jobs that ends."""
+        ids = self.store.recover(self.timings.max_attempts, worker_is_dead)
+        if ids:
+            log.warning("recovered units left running by a stopped worker: %s", ", ".join(ids))
+            self.notify()
+            for job_id in ids:
+                unit = self.store.get(job_id)
+                job = self.store.get(unit.parent_id) if unit.parent_id else unit
+                if job.status in (JobStatus.FAILED, JobStatus.CANCELED):
+                    log.error("job %s %s: %s", job.id, job.status.value.lower(), job.failure_message)
+                    finalize_ended(job, job.failure_message or "Canceled.")
+                    if job.status is JobStatus.CANCELED:
+                        from reelforge.engines.remote import cancel_upstream
+
+                        cancel_upstream(job)
+        return ids
+
+    # --- change notification (in-process waiters) -------------------------------------------
+    def notify(self, job_id: str | None = None) -> None:
+        with self._changed:
+            self._changed.notify_all()
+        self.dispatcher.wake()  # a job changed here: its deliveries, if any, are due now
+
+    def wait_for_change(self, timeout: float) -> None:
+        with self._changed:
+            self._changed.wait(timeout)
+
+    # --- workers ---------------------------------------------------------------------------
+    def start_workers(self, count: int = 1) -> None:
+        self._start_services()
+        alive = [t for t in self._threads if t.is_alive()]
+        for n in range(len(alive), count):
+            t = threading.Thread(target=self._work, name=f"reelforge-worker-{n}", daemon=True)
+            t.start()
+            alive.append(t)
+        self._threads = alive
+
+    def run_until_idle(self) -> int:
+        """Work in the calling thread until no job is queued; return how many units ran."""
+        return self.run(idle_exit_s=0.0)
+
+    def run(self, idle_exit_s: float | None = None) -> int:
+        """Work in the calling thread; with ``idle_exit_s``, return once the queue stays empty that long.
+
+        Before it returns, the runtime gives up its presence lock and then looks at the queue one
+        last time, so a job recorded by a client that saw the lock held is never stranded.
+        """
+        self._start_services()
+        self._in_run += 1
+        try:
+            return self._run(idle_exit_s)
+        finally:
+            self._in_run -= 1
+
+    def _run(self, idle_exit_s: float | None) -> int:
+        ran, idle_since = 0, None
+        while not self._stop.is_set():
+            if self._run_guarded():
+                ran, idle_since = ran + 1, None
+                continue
+            if self.lane_busy:  # units on the async lane are still this worker's work
+                idle_since = None
+                self.wait_for_change(0.2)
+                continue
+            now = time.monotonic()
+            idle_since = idle_since if idle_since is not None else now
+            if idle_exit_s and now - idle_since >= idle_exit_s and self.dispatcher.pending():
+                idle_since = now  # webhooks still to send (a receiver is down): a worker with an idle timeout stays for them
+            if idle_exit_s is not None and now - idle_since >= idle_exit_s:
+                self._release_presence()
+                if not self._run_guarded():
+                    return ran
+                ran, idle_since = ran + 1, None
+                self._hold_presence()
+                continue
+            self.wait_for_change(1.0 if idle_exit_s is None else max(0.01, min(1.0, idle_exit_s - (now - idle_since))))
+        return ran
+
+    def run_one(self) -> bool:
+        """Claim a unit and run it; a coroutine engine's unit is handed to the async lane and this returns at once."""
+        # Each claim has an owner of its own (worker id + "/thread#n"), so a unit recovered from one
+        # thread and claimed by another, or two units on the lane, are never mistaken for each other.
+        owner = f"{self.worker_id}/{threading.current_thread().name}#{next(self._claims)}"
+        job = self.store.claim(owner, self.timings.lease_s)
+        if job is None:
+            return False
+        self.notify(job.id)
+        if job.engine and is_coroutine_engine(job.engine):
+            lane = self.lane()
+            lane.start(unit_steps(self.store, job, owner, self.engines, self.timings, notify=self.notify,
+                                  fetch_s3=self.fetch_s3, keeper=lane.keeper, forwards=self.forwards))
+            return True
+        perform(self.store, job, owner, self.engines, self.timings, notify=self.notify, fetch_s3=self.fetch_s3, forwards=self.forwards)
+        self.notify(job.id)
+        return True
+
+    def lane(self) -> AsyncLane:
+        """The event loop that follows this process's units of coroutine engines (started on first use)."""
+        with self._lane_lock:
+            if self._lane is None:
+                self._lane = AsyncLane(self.timings, self.notify, capacity=config.async_units())
+            return self._lane
+
+    @property
+    def lane_busy(self) -> bool:
+        return self._lane is not None and self._lane.busy
+
+    def _run_guarded(self) -> bool:
+        """``run_one``, pausing with back-off while the job log cannot be used (it must not end the worker)."""
+        pause = self.timings.backoff_s
+        while not self._stop.is_set():
+            try:
+                return self.run_one()
+            except Exception:
+                log.exception("worker loop error; trying again in %.1f s", pause)
+                self._stop.wait(pause)
+                pause = min(pause * 2, self.timings.backoff_max_s)
+        return False
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            if not self._run_guarded():
+                self.wait_for_change(1.0)
+
+    # --- services: recovery timer, job notifications, retention, presence -----------------------
+    def _start_services(self) -> None:
+        if self._services:
+            return
+        self._hold_presence()
+        sweep_staging(worker_is_dead)
+        for target, name in ((self._recover_loop, "reelforge-recovery"), (self._listen, "reelforge-listen")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._services.append(t)
+        self.start_pruning()
+        self.start_dispatcher()
+
+    def start_pruning(self) -> None:
+        """Prune on a timer when a retention is set (a server with no worker threads calls this alone)."""
+        if self.retain_s is None or self._pruner is not None:
+            return
+        self._pruner = threading.Thread(target=self._prune_loop, name="reelforge-prune", daemon=True)
+        self._pruner.start()
+
+    def start_dispatcher(self) -> None:
+        """Send the job log's webhook deliveries from this process (those signed with its secret)."""
+        self.dispatcher.start()
+
+    def _recover_loop(self) -> None:
+        held_at = time.monotonic()
+        while not self._stop.wait(self.timings.recover_s):
+            try:
+                self.recover()
+                if time.monotonic() - held_at >= self.timings.lease_s / 3:
+                    held_at = time.monotonic()
+                    self._hold_engines(beat=True)
+            except Exception:  # the job log may be away; the next round tries again
+                log.warning("recovery round failed", exc_info=True)
+
+    # --- model affinity: what this process holds loaded, in the job log for every worker's claims ------
+    def _held(self) -> list[tuple[str, dict[str, Any]]]:
+        """The loaded engines that hold a worker thread while they render (not remote, not coroutine engines)."""
+        return [(e, o) for e, o in self.engines.held() if not is_remote_engine(e) and not is_coroutine_engine(e)]
+
+    def _hold_engines(self, beat: bool = False) -> None:
+        """Record (or, with ``beat``, renew while there is any) what this process holds and how many units it runs at once."""
+        held = self._held()
+        if (beat and not held) or self._stop.is_set():  # stopping: stop() forgets what is held
+            return
+        slots = sum(t.is_alive() for t in self._threads) + self._in_run
+        try:
+            self.store.hold(self.worker_id, held, max(slots, 1))
+        except Exception:  # affinity is a preference: a job log that blinks must not fail the job that loaded it
+            log.warning("could not record the engines this worker holds", exc_info=True)
+
+    def _forget_engines(self) -> None:
+        """Erase this process's record (it stops): other workers no longer leave it jobs."""
+        if self.engines.held():
+            try:
+                self.store.hold(self.worker_id, [], 0)
+            except Exception:  # recovery forgets them once they are not renewed for a lease
+                log.warning("could not forget the engines this worker held", exc_info=True)
+
+    def _prune_loop(self) -> None:
+        """Prune jobs past the retention every ``prune_every_s`` (the first round right away)."""
+        every = prune_every_s(self.retain_s)
+        while not self._stop.is_set():
+            try:
+                prune(self.store, self.retain_s)
+            except Exception:  # the job log or storage may be away; the next round tries again
+                log.warning("prune round failed", exc_info=True)
+            self._stop.wait(every)
+
+    def _listen(self) -> None:
+        self.store.listen(self.notify, self._stop)
+
+    def _hold_presence(self) -> None:
+        if self.folder is not None and self._presence is None:
+            lock = presence(self.folder)
+            if lock.acquire(wait=True):
+                self._presence = lock
+
+    def _release_presence(self) -> None:
+        if self._presence is not None:
+            self._presence.release()
+            self._presence = None
+
+    def release(self) -> list[str]:
+        """Stop taking work and put what this process is running back in the queue for another worker."""
+        self._stop.set()
+        ids = self.store.release(self.worker_id)
+        self._forget_engines()
+        self._release_presence()
+        if ids:
+            log.info("put back in the queue as this worker stops: %s", ", ".join(ids))
+        self.notify()
+        return ids
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        self.notify()
+        self.dispatcher.wake()
+        for t in self._threads + self._services + self.dispatcher.threads + ([self._pruner] if self._pruner else []):
+            t.join(timeout)
+        if self._lane is not None:
+            self._lane.stop(timeout)
+        self._release_presence()
+        self._forget_engines()
+        self.engines.close()
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"output folder {folder} cannot be created: {exc.strerror}") from None
+    if not os.access(folder, os.W_OK):
+        raise StorageError(f"output folder {folder} is not writable")
+
+
+def statuses(value: str | JobStatus | None) -> list[JobStatus] | None:
+    if value is None:
+        return None
+    try:
+        return [JobStatus(str(value).upper())]
+    except ValueError:
+        allowed = ", ".join(s.value for s in JobStatus)
+        raise RequestError("status", f"{value!r} is not a status; allowed: {allowed}") from None
