@@ -25,7 +25,6 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.routing import Match
@@ -38,6 +37,7 @@ from ..runtime import Runtime
 from ..storage import S3Storage, check_location
 from . import bedrock_api, extensions, gemini_api, openai_api, openapi, sigv4, video_wires
 from .errors import BEDROCK, GEMINI, OPENAI, ApiError, access_denied, code_for_status, error_response, shaped_send, wire_of
+from .dispatch import SegmentRouter
 from .events import ChangeHub
 from .origin import SAFE_METHODS, same_origin_problem, security_headers
 
@@ -318,14 +318,11 @@ class BedrockMiddleware:
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                if "x-amzn-requestid" not in headers:
-                    headers.append("x-amzn-RequestId", request_id)
-                if wire == OPENAI and "x-request-id" not in headers:  # the openai client's request_id
-                    headers.append("x-request-id", request_id)
-                for name, value in self.headers:
-                    if name.decode() not in headers:
-                        headers.raw.append((name, value))
+                headers = message["headers"] = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                ids = (b"x-amzn-requestid", b"x-request-id") if wire == OPENAI else (b"x-amzn-requestid",)  # x-request-id: the openai client's request_id
+                headers += [(name, request_id.encode()) for name in ids if name not in present]
+                headers += [(name, value) for name, value in self.headers if name not in present]
             await send(message)
 
         send_out = shaped_send(send_with_headers, wire)
@@ -471,9 +468,11 @@ def create_app(settings: ServerSettings | None = None, runtime: Runtime | None =
             await asyncio.to_thread(state.runtime.stop, 10)
 
     app = Starlette(
-        routes=bedrock_api.routes + extensions.routes + openai_api.routes + gemini_api.routes + openapi.routes
-        + gallery_routes(state.runtime, settings.advertised_output, settings.max_body),
         exception_handlers={ApiError: _handle, ReelforgeError: _handle, HTTPException: _handle_http, Exception: _handle},
+    )
+    app.router = SegmentRouter(
+        bedrock_api.routes + extensions.routes + openai_api.routes + gemini_api.routes + openapi.routes
+        + gallery_routes(state.runtime, settings.advertised_output, settings.max_body),
         lifespan=lifespan,
     )
     app.state.reelforge = state
