@@ -1103,6 +1103,30 @@ class SQLiteJobStore(SQLJobStore):
     def _conn(self):
         yield self._db()
 
+    ROW_CACHE = 1024  # job rows each thread keeps while the job log does not change
+
+    def get(self, job_id: str) -> JobRecord:
+        """One job; its row is kept per thread until the job log changes, so polling a quiet log skips the read.
+
+        The log has changed when ``PRAGMA data_version`` moved (it does with every commit of any
+        other connection, in any process) or this thread's own connection changed rows
+        (``total_changes``). A Get then costs that one pragma instead of a row read."""
+        db, local = self._db(), self._local
+        stamp = (db.execute("PRAGMA data_version").fetchone()[0], db.total_changes)
+        rows = getattr(local, "rows", None)
+        if rows is None or local.stamp != stamp:
+            rows = local.rows = {}
+            local.stamp = stamp
+        row = rows.get(job_id)
+        if row is None:
+            row = self._attempt(lambda _: db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+            if row is None:
+                return super().get(job_id)  # pruned or unknown: its error
+            if len(rows) >= self.ROW_CACHE:
+                rows.clear()
+            rows[job_id] = row
+        return self._row(row)
+
     def relax_commits(self) -> None:
         # WAL with NORMAL: a commit survives the process being killed, not a power cut; the job
         # rows that matter (a status change and its outbox row) are written by other threads, FULL.
