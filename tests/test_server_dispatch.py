@@ -54,3 +54,15 @@ def test_a_route_added_later_is_found():
     assert [r.path for r in router.candidates("/b/1")] == []
     router.routes.append(Route("/b/{x}", hello))
     assert [r.path for r in router.candidates("/b/1")] == ["/b/{x}"]
+
+
+def test_request_ids_are_random_version_4_uuids():
+    import uuid
+
+    from reelforge.server.errors import new_request_id
+
+    ids = {new_request_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for text in list(ids)[:50]:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122

@@ -36,7 +36,7 @@ from ..jobs import JobRecord, SQLiteJobStore, open_store
 from ..runtime import Runtime
 from ..storage import S3Storage, check_location
 from . import bedrock_api, extensions, gemini_api, openai_api, openapi, sigv4, video_wires
-from .errors import BEDROCK, GEMINI, OPENAI, ApiError, access_denied, code_for_status, error_response, shaped_send, wire_of
+from .errors import BEDROCK, GEMINI, OPENAI, ApiError, access_denied, code_for_status, error_response, new_request_id, shaped_send, wire_of
 from .dispatch import SegmentRouter
 from .events import ChangeHub
 from .origin import SAFE_METHODS, same_origin_problem, security_headers
@@ -311,7 +311,7 @@ class BedrockMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         scope["reelforge.request_id"] = request_id
         path = scope["path"]
         wire = wire_of(path)
@@ -328,13 +328,14 @@ class BedrockMiddleware:
         send_out = shaped_send(send_with_headers, wire)
         try:
             self._check_request(scope)
-            body = await self._read_body(scope, receive)
-            auth = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+            headers = dict(scope["headers"])
+            body = await self._read_body(headers, receive)
             if self.settings.auth_keys and path not in OPEN_PATHS:
                 if wire == BEDROCK:
                     sigv4.verify(scope, body, self.settings.auth_keys)
                 else:  # OpenAI's and Google's clients send API keys, not signatures
                     video_wires.check_key(scope, wire, self.settings.auth_keys)
+            auth = headers.get(b"authorization", b"").decode("latin-1") if wire == BEDROCK else ""
             scope["reelforge.region"] = arn_region(sigv4.credential_region(auth)) if wire == BEDROCK else None
         except _ClientGone:
             log.info("request %s: the client left before sending its whole body; nothing done", request_id)
@@ -373,10 +374,10 @@ class BedrockMiddleware:
             if problem:
                 raise ApiError(415, "ValidationException", problem)
 
-    async def _read_body(self, scope, receive) -> bytes:
+    async def _read_body(self, headers: dict[bytes, bytes], receive) -> bytes:
         """The whole body; 413 as soon as it is known to be over the limit (the protocol drains the rest)."""
         limit = self.settings.max_body
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _too_large(int(declared), limit)
         chunks, size = [], 0
