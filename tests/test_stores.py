@@ -397,3 +397,26 @@ def test_without_pg_trgm_search_still_works_and_says_why_it_is_slow(pg_url, capl
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
             conn.execute(f"DROP ROLE IF EXISTS {name}")
+
+
+def test_sqlite_get_sees_every_change_to_a_row_it_read_before(tmp_path):
+    """Gets keep a job's row per thread until the log changes: a change by another connection, another
+    thread, or this thread's own connection (even a raw UPDATE) is seen by the next Get."""
+
+    store = open_store(tmp_path / "jobs.sqlite3")
+    job, _ = store.create(record())
+    assert store.get(job.id).status is JobStatus.QUEUED and store.get(job.id).status is JobStatus.QUEUED
+    other = open_store(tmp_path / "jobs.sqlite3")  # another connection, as another process has
+    other.request_cancel(job.id)
+    assert store.get(job.id).status is JobStatus.CANCELED
+    t = threading.Thread(target=lambda: store.mark_deleted(job.id))
+    t.start()
+    t.join()
+    assert store.get(job.id).deleted_time is not None
+    store._db().execute("UPDATE jobs SET stage = 'by hand' WHERE id = ?", (job.id,))  # this thread's own connection
+    assert store.get(job.id).stage == "by hand"
+    first = store.get(job.id)
+    first.metadata["changed"] = True  # records are the caller's: a later Get is not affected
+    assert "changed" not in store.get(job.id).metadata
+    with pytest.raises(JobNotFoundError):
+        store.get("nosuchjob000")

@@ -185,6 +185,42 @@ def test_bad_input_raises_client_error_and_creates_nothing(idle, model, config, 
     assert http(idle.url + "/reelforge/health")[0] == 200
 
 
+def test_generate_audio_false_records_a_silent_job_and_absent_keeps_the_default(idle):
+    c = vertex(idle.url)
+    ops = {}
+    for label, config in (("off", {"generate_audio": False}), ("default", {})):
+        ops[label] = c.models.generate_videos(model="veo-3.1-generate-001", source=types.GenerateVideosSource(prompt=f"a kite, audio {label}"),
+                                              config=types.GenerateVideosConfig(duration_seconds=1, fps=8, **config))
+    audio = {label: idle.runtime.get(op.name[-12:]).audio for label, op in ops.items()}
+    assert audio == {"off": False, "default": True}
+
+
+def test_generate_audio_maps_onto_the_models_sound():
+    from reelforge.errors import RequestError
+    from reelforge.server.gemini_api import generate_audio
+    from reelforge.server.video_wires import makes_sound
+
+    assert makes_sound("reelforge.ltx-2") and makes_sound("reelforge.ltx-2-distilled")  # LTX-2 renders a sound track
+    assert not makes_sound("reelforge.ltx-video") and not makes_sound("reelforge.animatic-v2")
+    assert generate_audio({"generateAudio": True}, "reelforge.ltx-2") is True
+    assert generate_audio({"generateAudio": False}, "reelforge.ltx-2") is False
+    assert generate_audio({}, "reelforge.ltx-2") is True and generate_audio({}, "reelforge.animatic-v2") is True
+    assert generate_audio({"generateAudio": False}, "reelforge.animatic-v2") is False
+    for params, model in (({"generateAudio": True}, "reelforge.animatic-v2"), ({"generateAudio": "yes"}, "reelforge.ltx-2")):
+        with pytest.raises(RequestError) as err:  # the wire answers it as 400 INVALID_ARGUMENT (BAD above)
+            generate_audio(params, model)
+        assert err.value.field == "parameters.generateAudio"
+
+
+def test_generate_audio_follows_the_model_serving_veo_names(monkeypatch):
+    from reelforge.server.video_wires import makes_sound
+
+    monkeypatch.setenv("REELFORGE_NOVA_BACKEND", "reelforge.ltx-2")
+    assert makes_sound("amazon.nova-reel-v1:1")  # a Bedrock id rendered by LTX-2 makes its sound
+    monkeypatch.setenv("REELFORGE_NOVA_BACKEND", "reelforge.animatic-v2")
+    assert not makes_sound("amazon.nova-reel-v1:1")
+
+
 def test_malformed_requests_get_google_errors(tmp_path):
     with ServerThread(ServerSettings(workers=0, bucket_dir=tmp_path / "b", data_dir=tmp_path / "h", max_body=64 * 1024)) as s:
         create = s.url + "/v1beta1/publishers/google/models/veo-3.1-generate-001:predictLongRunning"

@@ -25,7 +25,6 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.routing import Match
@@ -37,7 +36,8 @@ from reelforge.jobs.record import JobRecord, SQLiteJobStore, open_store
 from reelforge.jobs.runtime import Runtime
 from reelforge.storage.base import S3Storage, check_location
 from reelforge.server import bedrock_api, extensions, gemini_api, openai_api, openapi, sigv4, video_wires
-from reelforge.server.errors import BEDROCK, GEMINI, OPENAI, ApiError, access_denied, code_for_status, error_response, shaped_send, wire_of
+from reelforge.server.errors import BEDROCK, GEMINI, OPENAI, ApiError, access_denied, code_for_status, error_response, new_request_id, shaped_send, wire_of
+from reelforge.server.dispatch import SegmentRouter
 from reelforge.server.events import ChangeHub
 from reelforge.server.origin import SAFE_METHODS, same_origin_problem, security_headers
 
@@ -311,33 +311,31 @@ class BedrockMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         scope["reelforge.request_id"] = request_id
         path = scope["path"]
         wire = wire_of(path)
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                if "x-amzn-requestid" not in headers:
-                    headers.append("x-amzn-RequestId", request_id)
-                if wire == OPENAI and "x-request-id" not in headers:  # the openai client's request_id
-                    headers.append("x-request-id", request_id)
-                for name, value in self.headers:
-                    if name.decode() not in headers:
-                        headers.raw.append((name, value))
+                headers = message["headers"] = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                ids = (b"x-amzn-requestid", b"x-request-id") if wire == OPENAI else (b"x-amzn-requestid",)  # x-request-id: the openai client's request_id
+                headers += [(name, request_id.encode()) for name in ids if name not in present]
+                headers += [(name, value) for name, value in self.headers if name not in present]
             await send(message)
 
         send_out = shaped_send(send_with_headers, wire)
         try:
             self._check_request(scope)
-            body = await self._read_body(scope, receive)
-            auth = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+            headers = dict(scope["headers"])
+            body = await self._read_body(headers, receive)
             if self.settings.auth_keys and path not in OPEN_PATHS:
                 if wire == BEDROCK:
                     sigv4.verify(scope, body, self.settings.auth_keys)
                 else:  # OpenAI's and Google's clients send API keys, not signatures
                     video_wires.check_key(scope, wire, self.settings.auth_keys)
+            auth = headers.get(b"authorization", b"").decode("latin-1") if wire == BEDROCK else ""
             scope["reelforge.region"] = arn_region(sigv4.credential_region(auth)) if wire == BEDROCK else None
         except _ClientGone:
             log.info("request %s: the client left before sending its whole body; nothing done", request_id)
@@ -376,10 +374,10 @@ class BedrockMiddleware:
             if problem:
                 raise ApiError(415, "ValidationException", problem)
 
-    async def _read_body(self, scope, receive) -> bytes:
+    async def _read_body(self, headers: dict[bytes, bytes], receive) -> bytes:
         """The whole body; 413 as soon as it is known to be over the limit (the protocol drains the rest)."""
         limit = self.settings.max_body
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _too_large(int(declared), limit)
         chunks, size = [], 0
@@ -471,9 +469,11 @@ def create_app(settings: ServerSettings | None = None, runtime: Runtime | None =
             await asyncio.to_thread(state.runtime.stop, 10)
 
     app = Starlette(
-        routes=bedrock_api.routes + extensions.routes + openai_api.routes + gemini_api.routes + openapi.routes
-        + gallery_routes(state.runtime, settings.advertised_output, settings.max_body),
         exception_handlers={ApiError: _handle, ReelforgeError: _handle, HTTPException: _handle_http, Exception: _handle},
+    )
+    app.router = SegmentRouter(
+        bedrock_api.routes + extensions.routes + openai_api.routes + gemini_api.routes + openapi.routes
+        + gallery_routes(state.runtime, settings.advertised_output, settings.max_body),
         lifespan=lifespan,
     )
     app.state.reelforge = state

@@ -131,8 +131,7 @@ async def create(request: Request, resource: str, model_name: str) -> JSONRespon
                       ("negativePrompt", f"{model_id} takes no negative prompt per request here; leave it out")):
         if params.get(name) is not None:
             raise _invalid(f"parameters.{name}", why)
-    if _flag(params, "generateAudio"):
-        raise _invalid("parameters.generateAudio", f"{model_id} makes silent videos; leave generateAudio out or set it to false")
+    audio = generate_audio(params, model_id)
     for name in ("enhancePrompt",):
         _flag(params, name)
     _choice(params, "personGeneration", ("allow_adult", "dont_allow", "allow_all"), lower=True)
@@ -168,7 +167,7 @@ async def create(request: Request, resource: str, model_name: str) -> JSONRespon
                                seed=base + i, fit="pad" if resize == "PAD" else None)
             wire_request = {**kept, "seed": base + i, "sample": i, "samples": samples}
             try:
-                record, _ = await video_wires.submit(state, model_id, req, wire=GEMINI, wire_request=wire_request, fields=FIELDS, tags=tags)
+                record, _ = await video_wires.submit(state, model_id, req, wire=GEMINI, wire_request=wire_request, fields=FIELDS, tags=tags, audio=audio)
             except RequestError as exc:
                 if exc.field == "parameters.aspectRatio":
                     raise _invalid("parameters.aspectRatio", f"{aspect} at {resolution} is {width}x{height}, which {model_id} does not make: {exc.message}") from None
@@ -201,6 +200,17 @@ def _instance(instances: Any) -> dict:
         if instance.get(name) is not None:
             raise _invalid(f"instances[0].{name}", why)
     return instance
+
+
+def generate_audio(params: dict, model_id: str) -> bool:
+    """``parameters.generateAudio`` as the job's audio flag: false makes a silent video, true needs a
+    model that makes sound (INVALID_ARGUMENT otherwise), absent keeps the model's default (its sound, if any)."""
+    if "generateAudio" not in params:
+        return True
+    wanted = _flag(params, "generateAudio")
+    if wanted and not video_wires.makes_sound(model_id):
+        raise _invalid("parameters.generateAudio", f"{model_id} makes silent videos; leave generateAudio out or set it to false")
+    return wanted
 
 
 def _flag(params: dict, name: str) -> bool:

@@ -163,16 +163,16 @@ class GuardedH11Protocol(H11Protocol):
             self._enter(phase)
 
     def _enter(self, phase: str | None) -> None:
+        # One timer per connection, armed when a phase starts and none is pending: a pending one
+        # fires early for the new phase's deadline and re-arms itself (cheaper than one per phase,
+        # since a kept-alive request passes through two phases).
         self._phase, self._phase_start, self._phase_bytes = phase, self.loop.time(), 0
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if phase is not None:
+        if phase is not None and self._timer is None:
             self._timer = self.loop.call_later(self.settings.read_timeout, self._check_deadline)
 
     def _check_deadline(self) -> None:
         self._timer = None
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._phase is None:  # closed, or the request is in the app
             return
         allowed = self.settings.read_timeout + (self._phase_bytes / MIN_BODY_RATE if self._phase == _BODY else 0)
         left = self._phase_start + allowed - self.loop.time()
@@ -196,6 +196,9 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc) -> None:
         self._enter(None)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     # --- uvicorn's own error replies ----------------------------------------------------------

@@ -20,10 +20,10 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from reelforge import config
-from reelforge.errors import ConfigError, RequestError, UnknownModelError
+from reelforge.errors import ConfigError, EngineError, RequestError, UnknownModelError
 from reelforge.server.gallery import views
 from reelforge.jobs.record import JobRecord
-from reelforge.request.limits import NOVA_BACKEND_DEFAULT, ModelSpec, all_models, get_model
+from reelforge.request.limits import NOVA_BACKEND_DEFAULT, ModelSpec, all_models, get_model, serving
 from reelforge.request.model import VideoRequest
 from reelforge.storage.base import join, storage_for
 from reelforge.server.errors import ApiError
@@ -157,13 +157,34 @@ def output_location(state) -> str:
     return str(Path(settings.data_dir) / "outputs") if settings.data_dir else str(config.output_dir())
 
 
+def makes_sound(model_id: str) -> bool:
+    """Whether the model that renders ``model_id``'s jobs makes a sound track (a diffusers family with audio out: LTX-2).
+
+    Asked of the model that would serve a job recorded now (REELFORGE_NOVA_BACKEND included);
+    a setting that cannot be read counts as silent here, and the submit reports it."""
+    from reelforge.engines.diffusers.families import FAMILIES, KNOWN_MODELS
+
+    try:
+        served = serving(get_model(model_id))
+    except (EngineError, UnknownModelError):
+        return False
+    if served.engine != "diffusers":
+        return False
+    known = KNOWN_MODELS.get(served.options.get("model"))
+    family = FAMILIES.get(served.options.get("family") or (known.family if known else ""))
+    return bool(family and family.audio)
+
+
 async def submit(state, model_id: str, request: VideoRequest, *, wire: str, wire_request: dict[str, Any],
-                 fields: dict[str, str], client_token: str | None = None, tags=None, prepare=None) -> tuple[JobRecord, bool]:
-    """Record a wire's job through the runtime; RequestErrors name the wire's fields (``fields``)."""
+                 fields: dict[str, str], client_token: str | None = None, tags=None, prepare=None,
+                 audio: bool = True) -> tuple[JobRecord, bool]:
+    """Record a wire's job through the runtime; RequestErrors name the wire's fields (``fields``).
+
+    ``audio=False``: a silent video even from a model that makes sound (the job's audio column)."""
     try:
         return await run_in_threadpool(
             state.runtime.submit, model_id, request, output_location(state),
-            client_token=client_token, tags=tags, wire=wire, wire_request=wire_request, prepare=prepare,
+            client_token=client_token, tags=tags, wire=wire, wire_request=wire_request, prepare=prepare, audio=audio,
         )
     except RequestError as exc:
         raise renamed(exc, fields) from None
