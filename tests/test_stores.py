@@ -12,7 +12,8 @@ import pytest
 from conftest import PG_URL, pg_available
 
 from reelforge.errors import ConflictError, JobNotFoundError, RequestError
-from reelforge.jobs.record import Beat, JobRecord, JobStatus, new_job_id, open_store
+from reelforge.jobs.open import open_store
+from reelforge.jobs.record import Beat, JobRecord, JobStatus, new_job_id
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request, tmp_path):
@@ -314,9 +315,9 @@ def test_count_is_that_of_the_listing_capped(store):
 
 def _old_store(kind: str, location) -> None:
     """A job log as the release before search and the listing indexes left it (fencing its last step), holding two jobs."""
-    from reelforge.jobs.sql import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
+    from reelforge.jobs.schema import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
 
-    from reelforge.jobs.sql import row_values
+    from reelforge.jobs.sqlbase import row_values
 
     jobs = [_job("An old LIGHTHOUSE film", submit_time=1e9), _job(shots=["shot one", "a Café at noon"], submit_time=2e9)]
 

@@ -126,10 +126,6 @@ class PrunedJob(JobRecord):
     pruned_time: float = 0.0
 
 
-_JSON_COLUMNS = ("model_input", "output_config", "tags", "metadata", "wire_request", "webhooks", "engine_options")
-_COLUMNS = tuple(JobRecord.__dataclass_fields__)
-
-
 def options_text(options: dict[str, Any]) -> str:
     """An engine's options as the job log keeps them: one text per set of options (keys sorted), so the
     engines a worker holds loaded can be matched with the jobs that need them (stores.py, claim)."""
@@ -297,6 +293,3 @@ class JobStore:
         """Requeue (or fail, past ``max_attempts``) running units whose worker is gone; return their ids."""
         raise NotImplementedError
 
-
-# The SQL stores live in stores.py; SQLiteJobStore is re-exported here, where callers look for it.
-from reelforge.jobs.sql import PostgresJobStore, SQLiteJobStore, open_store  # noqa: E402
