@@ -85,7 +85,8 @@ def test_bad_options_are_refused_at_submit(tmp_path, monkeypatch):
 
 def _previous_log(kind, location, jobs):
     """A job log as the release before this change left it (its first migrations), holding ``jobs``."""
-    from reelforge.jobs.schema import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
+    from reelforge.jobs.schema import LEGACY_POSTGRES_MIGRATIONS as POSTGRES_MIGRATIONS  # what the release before wrote
+    from reelforge.jobs.schema import SQLITE_MIGRATIONS
     from reelforge.jobs.schema import engines_fixed as _engines_fixed
     from reelforge.jobs.sqlbase import row_values
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from reelforge.errors import JobStoreError
 from reelforge.jobs.outbox import WEBHOOK_CHANNEL
-from reelforge.jobs.schema import POSTGRES_MIGRATIONS
+from reelforge.jobs.schema import POSTGRES_MIGRATIONS, renumber_legacy_postgres
 from reelforge.jobs.sql import CHANNEL, SQLJobStore, claim_next
 
 log = logging.getLogger("reelforge.stores")
@@ -105,6 +105,9 @@ class PostgresJobStore(SQLJobStore):
     def _migration_lock(self, db) -> None:
         db.execute("SET LOCAL lock_timeout = 0")  # a migration may wait for another process's migration
         db.execute("SELECT pg_advisory_xact_lock(4242)")  # one migrator at a time when many workers start
+
+    def _schema_version(self, db) -> int:
+        return renumber_legacy_postgres(db, super()._schema_version(db))
 
     @contextlib.contextmanager
     def _conn(self):

@@ -1,13 +1,17 @@
-"""The job log's schema: its migrations, for SQLite and for PostgreSQL, with the DDL each needs."""
+"""The job log's schema: one list of migrations, with each dialect's DDL where SQLite and PostgreSQL differ."""
 
 from __future__ import annotations
 
 import json
-from typing import Callable
+import logging
+from typing import Callable, Union
 
 from reelforge.jobs.outbox import postgres_webhooks, sqlite_webhooks
 from reelforge.jobs.record import options_text, search_text
 from reelforge.request.limits import engine_of_old_job
+
+log = logging.getLogger("reelforge.stores")
+Step = Union[str, Callable]  # SQL statements separated by ";", or what SQL alone cannot do (a function of the connection)
 
 # Every listing excludes shot units (parent_id IS NULL), so the indexes that serve it are partial and
 # hold top-level jobs only, each ordered by (submit_time, id) after its equality columns. The old
@@ -79,8 +83,7 @@ def _sqlite_search_text(db) -> None:
 
 # A pruned job's tombstone (reelforge/retention.py): what keeps a repeated client token from starting a
 # new job once the job's record is gone. storage_uri names the files until they are removed.
-def _tombstones(real: str) -> str:
-    return f"""
+_TOMBSTONES = """
     CREATE TABLE job_tombstones (
         id TEXT PRIMARY KEY, arn TEXT NOT NULL, model_id TEXT NOT NULL, client_token TEXT UNIQUE,
         fingerprint TEXT NOT NULL, status TEXT NOT NULL, wire TEXT NOT NULL, submit_time {real} NOT NULL,
@@ -88,7 +91,8 @@ def _tombstones(real: str) -> str:
     );
     CREATE INDEX job_tombstones_unfinished ON job_tombstones (pruned_time) WHERE storage_uri IS NOT NULL;
     CREATE INDEX jobs_ended ON jobs (end_time, id) WHERE parent_id IS NULL AND end_time IS NOT NULL
-    """
+"""
+
 
 def _postgres_search_text(db) -> None:
     def write(db, ids, texts):
@@ -97,97 +101,83 @@ def _postgres_search_text(db) -> None:
     _add_search_text(db, write)
 
 
-SQLITE_MIGRATIONS = [
+def _same(step: Step) -> tuple[Step, Step]:
+    return step, step
+
+
+def _typed(template: str) -> tuple[str, str]:
+    """The DDL of both dialects from one text whose ``{real}`` is each one's type for times and fractions."""
+    return template.format(real="REAL"), template.format(real="DOUBLE PRECISION")
+
+
+# Each migration as (SQLite, PostgreSQL); a log records the numbers of those it ran (schema_migrations).
+# Times are epoch seconds in floating point; JSON is kept as text in both.
+MIGRATIONS: list[tuple[Step, Step]] = [
     # 1: the job log
-    """
+    _typed("""
     CREATE TABLE jobs (
         id TEXT PRIMARY KEY, arn TEXT NOT NULL, model_id TEXT NOT NULL, model_input TEXT NOT NULL,
         output_uri TEXT NOT NULL, storage_uri TEXT NOT NULL, client_token TEXT UNIQUE, fingerprint TEXT NOT NULL,
-        status TEXT NOT NULL, progress REAL NOT NULL, stage TEXT NOT NULL,
-        submit_time REAL NOT NULL, start_time REAL, end_time REAL, last_modified REAL NOT NULL,
+        status TEXT NOT NULL, progress {real} NOT NULL, stage TEXT NOT NULL,
+        submit_time {real} NOT NULL, start_time {real}, end_time {real}, last_modified {real} NOT NULL,
         failure_message TEXT, attempts INTEGER NOT NULL, cancel_requested INTEGER NOT NULL,
-        worker_id TEXT, lease_until REAL, output_config TEXT NOT NULL, tags TEXT NOT NULL, metadata TEXT NOT NULL
+        worker_id TEXT, lease_until {real}, output_config TEXT NOT NULL, tags TEXT NOT NULL, metadata TEXT NOT NULL
     );
     CREATE INDEX jobs_status_submit ON jobs (status, submit_time);
     CREATE INDEX jobs_submit ON jobs (submit_time, id);
-    """,
+    """),
     # 2: the shots of a multi-shot job run as units of their own
-    """
+    _same("""
     ALTER TABLE jobs ADD COLUMN parent_id TEXT;
     ALTER TABLE jobs ADD COLUMN shot_index INTEGER;
     CREATE INDEX jobs_parent ON jobs (parent_id);
-    """,
+    """),
     # 3: fencing (a claim number checked on every write) and attempts counted when the engine starts
-    """
+    _same("""
     ALTER TABLE jobs ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN counted_fence INTEGER NOT NULL DEFAULT 0;
     UPDATE jobs SET fence = attempts, counted_fence = attempts
-    """,
+    """),
     # 4: listings cost the same at a million jobs as at a thousand
-    _LISTING_INDEXES,
-    # 5: search looks at prompt and shot texts only (the FTS index on it: SQLiteJobStore._prepare_search)
-    _sqlite_search_text,
+    _same(_LISTING_INDEXES),
+    # 5: search looks at prompt and shot texts only (its index: SQLite's FTS5, PostgreSQL's pg_trgm; each store's _prepare_search)
+    (_sqlite_search_text, _postgres_search_text),
     # 6: the API a job came on and its request there; when its files were deleted (docs/wires.md)
-    """
+    _typed("""
     ALTER TABLE jobs ADD COLUMN wire TEXT NOT NULL DEFAULT 'bedrock';
-    ALTER TABLE jobs ADD COLUMN wire_request TEXT NOT NULL DEFAULT '{}';
-    ALTER TABLE jobs ADD COLUMN deleted_time REAL
-    """,
+    ALTER TABLE jobs ADD COLUMN wire_request TEXT NOT NULL DEFAULT '{{}}';
+    ALTER TABLE jobs ADD COLUMN deleted_time {real}
+    """),
     # 7: retention: tombstones of pruned jobs, and the index prune finds old jobs by
-    _tombstones("REAL"),
-    # 8: webhooks: each job's endpoints, and the outbox its status changes write to (webhooks.py)
-    sqlite_webhooks,
+    _typed(_TOMBSTONES),
+    # 8: webhooks: each job's endpoints, and the outbox its status changes write to (outbox.py, webhooks.py)
+    (sqlite_webhooks, postgres_webhooks),
     # 9: whether a job keeps the sound its engine makes (--no-audio records 0)
-    "ALTER TABLE jobs ADD COLUMN audio INTEGER NOT NULL DEFAULT 1",
+    _same("ALTER TABLE jobs ADD COLUMN audio INTEGER NOT NULL DEFAULT 1"),
     # 10: the engine and its options are fixed when a job is recorded (older jobs: what they would have run)
-    engines_fixed,
+    _same(engines_fixed),
     # 11: model affinity: the engines each worker holds loaded (claim)
-    _worker_engines("REAL"),
+    (_worker_engines("REAL"), _worker_engines("DOUBLE PRECISION")),
+]
+SQLITE_MIGRATIONS = [sqlite for sqlite, _ in MIGRATIONS]
+POSTGRES_MIGRATIONS = [postgres for _, postgres in MIGRATIONS]
+
+# Until the two lists were one, PostgreSQL logs counted their own: their 1 was 1 and 2 here together,
+# so each later number was one less than here, up to their last, 10 (= 11 here). What they ran:
+LEGACY_POSTGRES_LAST = 10
+LEGACY_POSTGRES_MIGRATIONS: list[Step] = [
+    f"{POSTGRES_MIGRATIONS[0]};{POSTGRES_MIGRATIONS[1]}", *POSTGRES_MIGRATIONS[2:LEGACY_POSTGRES_LAST + 1]
 ]
 
 
-POSTGRES_MIGRATIONS = [
-    # 1: the job log (times as epoch seconds in double precision; JSON kept as text, like SQLite)
-    """
-    CREATE TABLE jobs (
-        id TEXT PRIMARY KEY, arn TEXT NOT NULL, model_id TEXT NOT NULL, model_input TEXT NOT NULL,
-        output_uri TEXT NOT NULL, storage_uri TEXT NOT NULL, client_token TEXT UNIQUE, fingerprint TEXT NOT NULL,
-        status TEXT NOT NULL, progress DOUBLE PRECISION NOT NULL, stage TEXT NOT NULL,
-        submit_time DOUBLE PRECISION NOT NULL, start_time DOUBLE PRECISION, end_time DOUBLE PRECISION,
-        last_modified DOUBLE PRECISION NOT NULL, failure_message TEXT, attempts INTEGER NOT NULL,
-        cancel_requested INTEGER NOT NULL, worker_id TEXT, lease_until DOUBLE PRECISION,
-        output_config TEXT NOT NULL, tags TEXT NOT NULL, metadata TEXT NOT NULL,
-        parent_id TEXT, shot_index INTEGER
-    );
-    CREATE INDEX jobs_status_submit ON jobs (status, submit_time);
-    CREATE INDEX jobs_submit ON jobs (submit_time, id);
-    CREATE INDEX jobs_parent ON jobs (parent_id)
-    """,
-    # 2: fencing, as SQLite's 3
-    """
-    ALTER TABLE jobs ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE jobs ADD COLUMN counted_fence INTEGER NOT NULL DEFAULT 0;
-    UPDATE jobs SET fence = attempts, counted_fence = attempts
-    """,
-    # 3: listings cost the same at a million jobs as at a thousand
-    _LISTING_INDEXES,
-    # 4: search looks at prompt and shot texts only (its trigram index: PostgresJobStore._prepare_search)
-    _postgres_search_text,
-    # 5: wires, as SQLite's 6
-    """
-    ALTER TABLE jobs ADD COLUMN wire TEXT NOT NULL DEFAULT 'bedrock';
-    ALTER TABLE jobs ADD COLUMN wire_request TEXT NOT NULL DEFAULT '{}';
-    ALTER TABLE jobs ADD COLUMN deleted_time DOUBLE PRECISION
-    """,
-    # 6: retention, as SQLite's 7
-    _tombstones("DOUBLE PRECISION"),
-    # 7: webhooks, as SQLite's 8
-    postgres_webhooks,
-    # 8: sound kept or dropped, as SQLite's 9
-    "ALTER TABLE jobs ADD COLUMN audio INTEGER NOT NULL DEFAULT 1",
-    # 9: engines fixed at submit, as SQLite's 10
-    engines_fixed,
-    # 10: model affinity, as SQLite's 11
-    _worker_engines("DOUBLE PRECISION"),
-]
+def renumber_legacy_postgres(db, current: int) -> int:
+    """The last migration of a PostgreSQL log in this list's numbers, renumbering what an older release recorded.
 
+    A log numbered as here is always past LEGACY_POSTGRES_LAST: every start runs every migration left
+    in one transaction, and this list is longer than that. So 1 to LEGACY_POSTGRES_LAST is an old count."""
+    if not 0 < current <= LEGACY_POSTGRES_LAST:
+        return current
+    db.execute("UPDATE schema_migrations SET version = version + 1")
+    db.execute("INSERT INTO schema_migrations (version) VALUES (1)")
+    log.info("job log: migrations recorded in PostgreSQL's old numbering (up to %d) renumbered as one list's (up to %d)", current, current + 1)
+    return current + 1

@@ -45,7 +45,7 @@ class SQLBase(JobStore):
         with self._tx() as db:
             self._migration_lock(db)
             db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL)")
-            current = db.execute("SELECT MAX(version) AS v FROM schema_migrations").fetchone()["v"] or 0
+            current = self._schema_version(db)
             for version, step in enumerate(self.migrations, start=1):
                 if version > current:
                     if callable(step):  # what SQL alone cannot do, such as reading JSON in Python
@@ -55,6 +55,10 @@ class SQLBase(JobStore):
                             db.execute(stmt)
                     db.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
             self._prepare_search(db)
+
+    def _schema_version(self, db) -> int:
+        """The number of the last migration this log recorded (0: none yet)."""
+        return db.execute("SELECT MAX(version) AS v FROM schema_migrations").fetchone()["v"] or 0
 
     def _prepare_search(self, db) -> None:
         """Build the search index when missing and possible (it may need what a later start has)."""
