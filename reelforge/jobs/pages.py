@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+
 from reelforge.jobs.record import JobStatus, check_search, fold_search
 from reelforge.jobs.sqlbase import SQLBase
 
@@ -59,7 +61,7 @@ class ListingQueries(SQLBase):
     _CONTAINS = "instr(search_text, ?) > 0"  # search_text and the needle are both folded: an exact substring test
 
     @staticmethod
-    def _where(submitted_after, submitted_before, model_id, after, descending) -> tuple[list[str], list]:
+    def _where(submitted_after, submitted_before, model_id, after, descending) -> tuple[builtins.list[str], builtins.list]:
         where, args = ["parent_id IS NULL"], []  # shot units are part of their job, never listed
         # One bound on each side: with a cursor and a time limit on the same side, a planner bounds its
         # index scan by one of them and filters by the other, reading every row in between.
@@ -91,7 +93,7 @@ class ListingQueries(SQLBase):
     # a LIMIT in each branch makes it merge the branches' ordered index scans. SQLite merges either way.
     _LIMIT_EACH_BRANCH = False
 
-    def _ordered(self, columns, where, args, wanted, descending, limit) -> tuple[str, list]:
+    def _ordered(self, columns, where, args, wanted, descending, limit) -> tuple[str, builtins.list]:
         """A page in (submit_time, id) order read from an index in that order, stopping after ``limit`` rows."""
         order = _order_by(descending)
         if len(wanted) < 2:
@@ -106,7 +108,7 @@ class ListingQueries(SQLBase):
         sql = " UNION ALL ".join([branch] * len(wanted)) + f"{order} LIMIT ?"
         return sql, [a for b in branch_args for a in b] + [limit]
 
-    def _matches(self, needle: str, where: list[str], args: list) -> tuple[str, list]:
+    def _matches(self, needle: str, where: builtins.list[str], args: builtins.list) -> tuple[str, builtins.list]:
         """(id, submit_time) of every job whose search_text contains ``needle``, found through the search index."""
         raise NotImplementedError
 

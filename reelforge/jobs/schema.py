@@ -46,7 +46,7 @@ def _add_search_text(db, write_batch) -> None:
 
 def engines_fixed(db) -> None:
     """A migration: jobs keep their engine and its options from when they were recorded; jobs
-    recorded before are given what they would have run, decided now, once (models.engine_of_old_job)."""
+    recorded before are given what they would have run, decided now, once (request.limits.engine_of_old_job)."""
     db.execute("ALTER TABLE jobs ADD COLUMN engine TEXT NOT NULL DEFAULT ''")
     db.execute("ALTER TABLE jobs ADD COLUMN engine_options TEXT NOT NULL DEFAULT '{}'")
     for row in db.execute("SELECT DISTINCT model_id FROM jobs").fetchall():
@@ -81,7 +81,7 @@ def _sqlite_search_text(db) -> None:
     _add_search_text(db, write)
 
 
-# A pruned job's tombstone (reelforge/retention.py): what keeps a repeated client token from starting a
+# A pruned job's tombstone (jobs/retention.py): what keeps a repeated client token from starting a
 # new job once the job's record is gone. storage_uri names the files until they are removed.
 _TOMBSTONES = """
     CREATE TABLE job_tombstones (

@@ -1,6 +1,9 @@
-"""SQL implementations of the job log: SQLite (embedded default) and PostgreSQL (many machines).
+"""The SQL job log both dialects share: recording jobs, claims, leases, attempts and recovery.
 
-Both run the same statements (written with ``?`` placeholders); they differ in connections,
+SQLJobStore gathers the query groups (pages.py: listings and search; shots.py: multi-shot jobs;
+tombstones.py: pruned jobs; outbox.py: webhook deliveries) over sqlbase.py's rows and dialect hooks;
+sqlite.py (the embedded default) and postgres.py (many machines) supply the dialects, schema.py the
+migrations, open.py the choice between them. Both run the same statements (written with ``?`` placeholders); they differ in connections,
 transactions, column types and in how a worker claims a job: SQLite serialises writers with
 ``BEGIN IMMEDIATE``, PostgreSQL uses ``FOR UPDATE SKIP LOCKED`` and row locks on the job whose
 shots are settling, so many workers on many machines never take the same job.
@@ -24,7 +27,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from reelforge.errors import ConflictError, JobNotFoundError, JobExpiredError, JobStoreError
+from reelforge.errors import ConflictError, JobExpiredError, JobNotFoundError, JobStoreError
 from reelforge.jobs.outbox import OutboxQueries
 from reelforge.jobs.pages import ListingQueries
 from reelforge.jobs.record import Beat, JobRecord, JobStatus, options_text
@@ -80,6 +83,7 @@ class SQLJobStore(ShotQueries, ListingQueries, TombstoneQueries, OutboxQueries):
         columns = COLUMNS + ("search_text",)
 
         def body(retrying: bool) -> tuple[JobRecord, bool]:
+            existing: JobRecord
             try:
                 with self._tx() as db:
                     # One write: a repeated token (or our own insert, when a retry follows a lost reply) inserts nothing.
@@ -329,6 +333,7 @@ class SQLJobStore(ShotQueries, ListingQueries, TombstoneQueries, OutboxQueries):
             if not (dead or (r["lease_until"] or 0) < now):
                 continue
             began = r["counted_fence"] == r["fence"]
+            args: list[Any]
             if r["cancel_requested"]:
                 sets, args = "status = 'CANCELED', stage = 'canceled', end_time = ?, failure_message = 'Canceled.'", [now]
             elif began and r["attempts"] >= max_attempts:

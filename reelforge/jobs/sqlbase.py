@@ -33,7 +33,7 @@ class SQLBase(JobStore):
     """What every SQL query group builds on: connections, transactions, migrations and rows; dialects fill in the hooks."""
 
 
-    migrations: list[str] = []
+    migrations: list[str | Callable[[Any], None]] = []  # schema.py
 
     def __init__(self):
         self.timings = config.timings()

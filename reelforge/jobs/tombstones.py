@@ -1,4 +1,4 @@
-"""Pruned jobs: their tombstones, and the queries retention (retention.py) drives."""
+"""Pruned jobs in SQL: their tombstones, and the queries retention (jobs/retention.py) drives."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import time
 
 from reelforge.jobs.record import JobStatus, PrunedJob
 from reelforge.jobs.sqlbase import SQLBase
-
 
 TOMBSTONE_COLUMNS = ("id", "arn", "model_id", "client_token", "fingerprint", "status", "wire", "submit_time", "end_time", "pruned_time", "storage_uri")
 
@@ -66,10 +65,9 @@ class TombstoneQueries(SQLBase):
     )
 
     def prunable(self, ended_before: float, *, after: tuple[float, str] | None = None, limit: int = 500) -> list[tuple[float, str]]:
-        where, args = self._PRUNABLE, [ended_before]
+        where, args = self._PRUNABLE, [ended_before, *(after or ())]
         if after is not None:
             where += " AND (end_time, id) > (?, ?)"
-            args += list(after)
         rows = self._read([(f"SELECT end_time, id FROM jobs WHERE {where} ORDER BY end_time, id LIMIT ?", args + [limit])])
         return [(r["end_time"], r["id"]) for r in rows]
 
