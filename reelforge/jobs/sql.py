@@ -83,7 +83,7 @@ def _add_search_text(db, write_batch) -> None:
 def _engines_fixed(db) -> None:
     """A migration: jobs keep their engine and its options from when they were recorded; jobs
     recorded before are given what they would have run, decided now, once (models.engine_of_old_job)."""
-    from reelforge.request.limits import engine_of_old_job
+    from reelforge.engines.catalog import engine_of_old_job
 
     db.execute("ALTER TABLE jobs ADD COLUMN engine TEXT NOT NULL DEFAULT ''")
     db.execute("ALTER TABLE jobs ADD COLUMN engine_options TEXT NOT NULL DEFAULT '{}'")

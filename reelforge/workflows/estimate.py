@@ -25,7 +25,8 @@ from typing import Any, Iterable
 from urllib.parse import urlparse
 
 from reelforge.errors import RequestError
-from reelforge.request.limits import ModelSpec, engine_for, get_model
+from reelforge.request.limits import ModelSpec
+from reelforge.engines.catalog import engine_for, get_model
 from reelforge.request.model import VideoRequest, check
 
 NOVA_USD_PER_SECOND = 0.08
@@ -132,7 +133,7 @@ def estimate(
     Raises RequestError when the request does not fit the model, as submitting would.
     """
     from reelforge.engines.forward import Forwards
-    from reelforge.request.limits import add_forwarded
+    from reelforge.engines.catalog import add_forwarded
 
     forward = Forwards.from_env().get(model_id) if not endpoint else None
     if forward is not None:

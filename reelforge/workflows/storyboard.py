@@ -31,7 +31,8 @@ from typing import Any
 
 from reelforge import config
 from reelforge.errors import RequestError, UnknownModelError
-from reelforge.request.limits import MULTI_SHOT_AUTOMATED, MULTI_SHOT_MANUAL, get_model
+from reelforge.request.limits import MULTI_SHOT_AUTOMATED, MULTI_SHOT_MANUAL
+from reelforge.engines.catalog import get_model
 from reelforge.request.model import ImageInput, Shot, VideoRequest, check, parse_dimension
 
 TOP_KEYS = ("model", "resolution", "fps", "seed", "fit", "shots", "automated", "text", "duration")
