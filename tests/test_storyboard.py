@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from reelforge.media import video as media
 from reelforge.cli.main import cli
 from reelforge.engines.catalog import get_model
-from reelforge.request.model import check
+from reelforge.request.check import check
 from reelforge.workflows.storyboard import StoryboardError, load_storyboard
 
 from tests.helpers import image_bytes

@@ -141,7 +141,7 @@ class RemoteBackend:
         if isinstance(request, VideoRequest):
             if request.fit is not None:  # fit the image here: the wire format has no field for it
                 from reelforge.engines.catalog import get_model
-                from reelforge.request.model import check
+                from reelforge.request.check import check
 
                 request, _ = check(request, get_model(model))
             model_input = request.to_model_input()
@@ -412,7 +412,7 @@ def check_locally(model: str, request) -> None:
     own error first. Models only the server knows, and images in S3, are left to the server.
     """
     from reelforge.engines.catalog import get_model
-    from reelforge.request.model import check
+    from reelforge.request.check import check
 
     try:
         spec = get_model(model)

@@ -9,7 +9,8 @@ from reelforge import config
 from reelforge.errors import UnknownModelError
 from reelforge.request import images
 from reelforge.request.limits import NOVA_MODELS
-from reelforge.request.model import VideoRequest, check
+from reelforge.request.model import VideoRequest
+from reelforge.request.check import check
 
 
 def build_model_input(

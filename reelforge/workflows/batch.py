@@ -40,7 +40,8 @@ from typing import Any, Callable, Iterable
 from reelforge import config
 from reelforge.errors import JobExpiredError, ReelforgeError, RequestError
 from reelforge.workflows.estimate import estimate, is_aws_endpoint
-from reelforge.request.model import ImageInput, VideoRequest, check, parse_dimension
+from reelforge.request.model import ImageInput, VideoRequest, parse_dimension
+from reelforge.request.check import check
 from reelforge.jobs.record import PrunedJob
 
 FIELDS = ("prompt", "text", "model", "duration", "fps", "resolution", "seed", "image", "fit")

@@ -27,7 +27,8 @@ from urllib.parse import urlparse
 from reelforge.errors import RequestError
 from reelforge.request.limits import ModelSpec
 from reelforge.engines.catalog import engine_for, get_model
-from reelforge.request.model import VideoRequest, check
+from reelforge.request.model import VideoRequest
+from reelforge.request.check import check
 
 NOVA_USD_PER_SECOND = 0.08
 NOVA_PRICE_SOURCE = (

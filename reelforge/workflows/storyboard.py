@@ -2,7 +2,7 @@
 
 A storyboard lists shots (MULTI_SHOT_MANUAL) or, with ``automated: true``, holds one long
 prompt and a duration (MULTI_SHOT_AUTOMATED; local engines split it with
-``reelforge.request.model.split_automated``)::
+``reelforge.request.check.split_automated``)::
 
     model: reelforge.animatic-v1      # optional; the command line's --model wins
     resolution: 1280x720              # optional, default 1280x720
@@ -33,7 +33,8 @@ from reelforge import config
 from reelforge.errors import RequestError, UnknownModelError
 from reelforge.request.limits import MULTI_SHOT_AUTOMATED, MULTI_SHOT_MANUAL
 from reelforge.engines.catalog import get_model
-from reelforge.request.model import ImageInput, Shot, VideoRequest, check, parse_dimension
+from reelforge.request.model import ImageInput, Shot, VideoRequest, parse_dimension
+from reelforge.request.check import check
 
 TOP_KEYS = ("model", "resolution", "fps", "seed", "fit", "shots", "automated", "text", "duration")
 SHOT_KEYS = ("text", "image", "duration", "seed")

@@ -161,7 +161,7 @@ def strip_images(model_input: dict[str, Any]) -> dict[str, Any]:
 def s3_file_names(record: JobRecord) -> list[str]:
     """The files the worker writes for a completed job, by name."""
     from reelforge.engines.catalog import get_model
-    from reelforge.request.model import split_automated
+    from reelforge.request.check import split_automated
     from reelforge.jobs.worker import shot_file_name
 
     shots = len((record.model_input.get("multiShotManualParams") or {}).get("shots") or [])
