@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from reelforge.errors import ImageError, RequestError
 from reelforge.request import images as imagelib
-from reelforge.request import nova_json
+from reelforge.request import nova_json, problems
 from reelforge.request.images import FitMode
 from reelforge.request.limits import DEFAULT_SEED, MULTI_SHOT_MANUAL, TEXT_VIDEO
 from reelforge.request.nova_json import PARAMS_KEY, parse_dimension
@@ -154,7 +154,7 @@ def _request_error(exc: ValidationError, model: type[BaseModel]) -> RequestError
     problems = exc.errors()
     err = problems[0]
     loc = [p for p in err["loc"] if p != "__root__"]
-    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    path = problems.path(loc)
     more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
     cause = (err.get("ctx") or {}).get("error")
     if isinstance(cause, RequestError):

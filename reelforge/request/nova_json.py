@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictInt, Str
 from pydantic import BeforeValidator, model_validator
 
 from reelforge.errors import RequestError
+from reelforge.request import problems
 from reelforge.request.limits import MULTI_SHOT_AUTOMATED, MULTI_SHOT_MANUAL, TASK_TYPES, TEXT_VIDEO
 
 PARAMS_KEY = {
@@ -143,7 +144,6 @@ _OWNERS: dict[str, type[BaseModel]] = {
 }
 
 
-_RANK = {"missing": 0, "extra_forbidden": 1}  # on one object, what is missing is said before what is unknown
 _FIELD_ORDER = {"videoGenerationConfig": 0, "dimension": 0, "fps": 1, "seed": 2, "durationSeconds": 3,
                 "text": 0, "images": 1, "image": 1, "format": 0, "source": 1, "bytes": 0, "s3Location": 1}
 
@@ -165,21 +165,10 @@ def parse(d: Any) -> dict[str, Any]:
 
 
 def _first_problem(exc: ValidationError, d: dict[str, Any]) -> RequestError:
-    """The problem a reader meets first, reading the JSON from the top: an object's missing keys
-    (alphabetically), then its unknown keys, then its fields in the order below, depth first."""
-    errors = [dict(e, loc=e["loc"][1:]) for e in exc.errors()]  # loc[0] is the taskType tag
+    """The problem a reader meets first (problems.first); loc[0] is the taskType tag, dropped."""
     tags = [e for e in exc.errors() if e["type"] in ("union_tag_invalid", "union_tag_not_found")]
-    return _message(tags[0], d) if tags else _message(min(errors, key=_reading_order), d)
-
-
-def _reading_order(err: dict[str, Any]) -> list[tuple[Any, ...]]:
-    loc, rank = tuple(err["loc"]), _RANK.get(err["type"])
-    steps = [(p, "") if isinstance(p, int) else (_FIELD_ORDER.get(p, 9), p) for p in (loc[:-1] if rank is not None else loc)]
-    return steps + [(-1, rank, loc[-1])] if rank is not None else steps
-
-
-def _path(loc: tuple[Any, ...]) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    errors = [dict(e, loc=e["loc"][1:]) for e in exc.errors()]
+    return _message(tags[0] if tags else problems.first(errors, _FIELD_ORDER), d)
 
 
 def _message(err: dict[str, Any], d: dict[str, Any]) -> RequestError:
@@ -189,9 +178,9 @@ def _message(err: dict[str, Any], d: dict[str, Any]) -> RequestError:
         task = d.get("taskType")
         said = "is required" if task is None else f"{task!r} is not allowed"
         return RequestError("taskType", f"{said}; allowed: {', '.join(TASK_TYPES)}")
-    where = ("modelInput." if len(loc) == 1 and kind in _RANK else "") + _path(loc)
+    where = ("modelInput." if len(loc) == 1 and kind in problems.OWN else "") + problems.path(loc)
     if ("source" in loc[-2:] and kind == "extra_forbidden") or (loc[-1:] == ("source",) and kind != "missing"):
-        return RequestError(_path(loc[: loc.index("source") + 1]), "must have exactly one of: bytes, s3Location")
+        return RequestError(problems.path(loc[: loc.index("source") + 1]), "must have exactly one of: bytes, s3Location")
     if kind == "missing":
         return RequestError(where, "is required")
     if kind == "extra_forbidden":

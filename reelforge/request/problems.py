@@ -1,0 +1,29 @@
+"""pydantic's validation problems in reelforge's order and words: the first one a reader meets, and its path.
+
+Shared by the request model, Nova Reel's ``modelInput`` (nova_json), storyboard files and batch lines,
+so each says a problem the same way: a JSON-style path (``shots[1].text``) and the first problem
+met reading the input from the top (an object's missing keys, then its unknown keys, then its
+fields in the order given, depth first).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+OWN = {"missing": 0, "extra_forbidden": 1}  # problems of an object itself: said before its fields'
+
+
+def path(loc: Sequence[Any]) -> str:
+    """``("shots", 1, "text")`` as ``shots[1].text``."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+
+
+def first(errors: list[Mapping[str, Any]], order: Mapping[str, int]) -> Mapping[str, Any]:
+    """The problem a reader meets first; ``order`` ranks field names inside an object (others last)."""
+
+    def reading(err: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        loc, own = tuple(err["loc"]), OWN.get(err["type"])
+        steps = [(p, "") if isinstance(p, int) else (order.get(p, 99), p) for p in (loc[:-1] if own is not None else loc)]
+        return steps + [(-1, own, str(loc[-1]) if loc else "")] if own is not None else steps
+
+    return min(errors, key=reading)
