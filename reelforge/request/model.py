@@ -151,11 +151,11 @@ class VideoRequest(_Model):
 
 def _request_error(exc: ValidationError, model: type[BaseModel]) -> RequestError:
     """pydantic's first problem as a RequestError naming the field (a RequestError raised inside is kept)."""
-    problems = exc.errors()
-    err = problems[0]
+    found = exc.errors()
+    err = found[0]
     loc = [p for p in err["loc"] if p != "__root__"]
     path = problems.path(loc)
-    more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+    more = f" (and {len(found) - 1} more problem{'s' if len(found) > 2 else ''})" if len(found) > 1 else ""
     cause = (err.get("ctx") or {}).get("error")
     if isinstance(cause, RequestError):
         if not path:

@@ -18,12 +18,16 @@ def path(loc: Sequence[Any]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
 
 
-def first(errors: list[Mapping[str, Any]], order: Mapping[str, int]) -> Mapping[str, Any]:
-    """The problem a reader meets first; ``order`` ranks field names inside an object (others last)."""
+def first(
+    errors: list[Mapping[str, Any]], order: Mapping[str, int], own_first: Mapping[str, int] = OWN, *, by_name: bool = True
+) -> Mapping[str, Any]:
+    """The problem a reader meets first; ``order`` ranks field names inside an object (others last),
+    ``own_first`` the kinds of problem of the object itself (default: missing keys, then unknown ones),
+    each kind by key name (``by_name``) or in the input's order."""
 
     def reading(err: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        loc, own = tuple(err["loc"]), OWN.get(err["type"])
+        loc, own = tuple(err["loc"]), own_first.get(err["type"])
         steps = [(p, "") if isinstance(p, int) else (order.get(p, 99), p) for p in (loc[:-1] if own is not None else loc)]
-        return steps + [(-1, own, str(loc[-1]) if loc else "")] if own is not None else steps
+        return steps + [(-1, own, str(loc[-1]) if loc and by_name else "")] if own is not None else steps
 
     return min(errors, key=reading)
