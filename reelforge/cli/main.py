@@ -582,7 +582,7 @@ def _gpu_workers(value: str, *, until_idle, idle_exit, background, threads, forw
 def lint(prompt, task_type, duration, model):
     """Check PROMPT against Nova Reel's prompting rules; exit 1 on an error."""
     from reelforge.request.prompts import lint_prompt
-    from reelforge.engines.catalog import previz_notes
+    from reelforge.workflows.lint import previz_notes
 
     warnings = lint_prompt(prompt, task_type=task_type, duration_s=duration)
     for w in warnings:

@@ -1,8 +1,7 @@
 """The model catalog: every model id, the engine that serves it and the options it runs with.
 
 Built-in rows, the models each installed engine declares and forwarded ids, looked up by id;
-``serving`` decides which model really renders a Bedrock id; ``previz_notes`` says what the
-previsualization will draw for a model that renders on it. The limits themselves are
+``serving`` decides which model really renders a Bedrock id. The limits themselves are
 reelforge.request.limits.
 """
 
@@ -15,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from reelforge.engines import engine_classes, luma
-from reelforge.engines.previz import PrevizEngine, read_prompt
 from reelforge.errors import EngineError, ReelforgeError, UnknownModelError
 from reelforge.request.limits import ANIMATIC_MODEL, LOCAL, NOVA_BACKEND_DEFAULT, NOVA_MODELS, PREVIZ_MODEL, TEXT_VIDEO, Limits, ModelSpec
 
@@ -163,17 +161,3 @@ def engine_of_old_job(model_id: str) -> tuple[str, dict[str, Any]]:
         log.warning("job log migration: jobs of %s run on the %s engine (%s)", model_id, fallback.engine, exc)
         return fallback.engine, dict(fallback.engine_options)
 
-
-def previz_notes(model_id: str, texts: list[str]) -> list[str]:
-    """"previz will show: ..." for each prompt, when ``model_id`` renders on the previz (animatic-v2).
-
-    One line per non-blank prompt, "shot N" added when there are several; [] for other models,
-    unknown ids included (the request check reports those).
-    """
-    try:
-        if engine_for(get_model(model_id))[0] != PrevizEngine.engine_id:
-            return []
-    except ReelforgeError:
-        return []
-    shown = [(i, t) for i, t in enumerate(texts) if t.strip()]
-    return [f"previz will show{f', shot {i + 1}' if len(texts) > 1 else ''}: {read_prompt(t).summary()}" for i, t in shown]

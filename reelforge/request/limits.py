@@ -1,6 +1,7 @@
 """The limits a request is checked against, per model id, and the rows of the Nova Reel ids.
 
-One table per model id (the catalog of every id and its engine is reelforge.engines.catalog). Nova Reel's numbers are the service's documented limits
+One table per model id; the catalog of every id and the engine that serves it is
+reelforge.engines.catalog. Nova Reel's numbers are the service's documented limits
 (512 / 4000 characters, 6 s or 12-120 s in steps of 6, 24 fps, 1280x720, seed 0-2147483646);
 local models may allow more and say so in their own row.
 """
