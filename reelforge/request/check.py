@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from reelforge.errors import ImageError, RequestError
 from reelforge.request import images as imagelib
@@ -52,7 +52,7 @@ def _check_video(request: VideoRequest, spec: ModelSpec) -> None:
         hint = " (multi-shot needs amazon.nova-reel-v1:1)" if mid == "amazon.nova-reel-v1:0" else ""
         raise RequestError("taskType", f"{t} is not supported by {mid}; allowed: {', '.join(lim.task_types)}{hint}")
     if request.fps not in lim.fps:
-        raise RequestError("videoGenerationConfig.fps", f"{request.fps} is not allowed for {mid}; allowed: {_list(lim.fps)}")
+        raise RequestError("videoGenerationConfig.fps", f"{request.fps} is not allowed for {mid}; allowed: {allowed_values(lim.fps)}")
     if not _size_allowed(lim, request.width, request.height, even=True):
         raise RequestError(
             "videoGenerationConfig.dimension",
@@ -75,7 +75,7 @@ def _check_text_video(request: VideoRequest, spec: ModelSpec, fetch_s3: FetchS3 
     _check_text(request.text, f"{key}.text", lim.text_max)
     allowed, d = lim.text_video_durations, request.duration_s
     if allowed is not None and d not in allowed:
-        raise RequestError(DURATION, f"{d} is not allowed for {mid} {t}; allowed: {_list(allowed)}")
+        raise RequestError(DURATION, f"{d} is not allowed for {mid} {t}; allowed: {allowed_values(allowed)}")
     lo, hi = lim.duration_range
     if allowed is None and (d is None or not lo <= d <= hi):
         raise RequestError(DURATION, f"{d} is not allowed for {mid}; allowed: {lo} to {hi}")
@@ -92,7 +92,7 @@ def _check_automated(request: VideoRequest, spec: ModelSpec, fetch_s3: FetchS3 |
         raise RequestError("image", f"{t} takes no image; use TEXT_VIDEO or MULTI_SHOT_MANUAL shots with images")
     d = request.duration_s
     if d not in lim.automated_durations:
-        raise RequestError(DURATION, f"{d} is not allowed for {mid} {t}; allowed: {_list(lim.automated_durations)}")
+        raise RequestError(DURATION, f"{d} is not allowed for {mid} {t}; allowed: {allowed_values(lim.automated_durations)}")
     assert d is not None
     seed = request.effective_seed
     parts = split_automated(request.text or "", d, lim.shot_seconds)
@@ -127,7 +127,7 @@ def _shot_duration(shot: Shot, field: str, spec: ModelSpec) -> int:
     if lim.shot_durations is None:
         raise RequestError(f"{field}.durationSeconds", f"every shot on {spec.model_id} lasts {lim.shot_seconds} s; leave the shot's duration out (or use a local model id such as reelforge.animatic-v1)")
     if shot.duration_s not in lim.shot_durations:
-        raise RequestError(f"{field}.durationSeconds", f"{shot.duration_s} is not allowed; allowed: {_list(lim.shot_durations)}")
+        raise RequestError(f"{field}.durationSeconds", f"{shot.duration_s} is not allowed; allowed: {allowed_values(lim.shot_durations)}")
     return shot.duration_s
 
 
@@ -155,7 +155,7 @@ def check_served(request: VideoRequest, shots: list[ShotSpec], spec: ModelSpec, 
     if t not in lim.task_types:
         raise RequestError("taskType", f"{t} is not allowed: {why}, which allows {', '.join(lim.task_types)}")
     if request.fps not in lim.fps:
-        raise RequestError("videoGenerationConfig.fps", f"{request.fps} is not allowed: {why}, which allows {_list(lim.fps)}")
+        raise RequestError("videoGenerationConfig.fps", f"{request.fps} is not allowed: {why}, which allows {allowed_values(lim.fps)}")
     w, h = request.width, request.height
     if not _size_allowed(lim, w, h, even=False):
         raise RequestError("videoGenerationConfig.dimension", f"{w}x{h} is not allowed: {why}, which allows {lim.allowed_sizes_text()}")
@@ -171,7 +171,7 @@ def check_served(request: VideoRequest, shots: list[ShotSpec], spec: ModelSpec, 
         if allowed is not None and shot.duration_s not in allowed:
             field = f"{where}.durationSeconds" if manual else "videoGenerationConfig.durationSeconds"
             say = f"shots of {shot.duration_s} s are" if t != TEXT_VIDEO else f"{shot.duration_s} s is"
-            raise RequestError(field, f"{say} not allowed: {why}, which allows {_list(allowed)} s")
+            raise RequestError(field, f"{say} not allowed: {why}, which allows {allowed_values(allowed)} s")
 
 
 def split_automated(text: str, duration_s: int, shot_seconds: int) -> list[tuple[str, int]]:
@@ -278,10 +278,9 @@ def surrogate_problem(text: str) -> str | None:
     return None
 
 
-
-
-def _list(values) -> str:
-    values = list(values)
+def allowed_values(allowed: Iterable[int]) -> str:
+    """Allowed numbers in words: "12 to 120 in steps of 6" for a long even run, else "24, 30"."""
+    values = list(allowed)
     if len(values) > 6 and all(b - a == values[1] - values[0] for a, b in zip(values, values[1:])):
         step = values[1] - values[0]
         return f"{values[0]} to {values[-1]}" + (f" in steps of {step}" if step != 1 else "")

@@ -36,7 +36,7 @@ from reelforge import config
 from reelforge.engines.catalog import get_model
 from reelforge.errors import RequestError, UnknownModelError
 from reelforge.request import problems
-from reelforge.request.check import check
+from reelforge.request.check import allowed_values, check
 from reelforge.request.images import FIT_MODES, FitMode
 from reelforge.request.limits import MULTI_SHOT_AUTOMATED, MULTI_SHOT_MANUAL, ModelSpec
 from reelforge.request.model import ImageInput, Shot, VideoRequest, parse_dimension
@@ -222,7 +222,7 @@ def _message(loc: tuple[Any, ...], kind: str, value: Any, err: Mapping[str, Any]
 def _required(name: str, spec: ModelSpec | None) -> str:
     if name == "text" or name == "duration":
         if name == "duration" and spec is not None:
-            return f"is required with 'automated: true'; allowed: {_durations(spec)}"
+            return f"is required with 'automated: true'; allowed: {allowed_values(spec.limits.automated_durations)}"
         return "is required with 'automated: true' (one long prompt for the whole video)"
     return "is required"
 
@@ -278,11 +278,6 @@ def _parse(path: Path, text: str) -> Any:
         where = f"line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise StoryboardError(path, where, f"not valid YAML: {problem}") from None
-
-
-def _durations(spec: ModelSpec) -> str:
-    d = spec.limits.automated_durations
-    return f"{d[0]} to {d[-1]}" + (f" in steps of {d[1] - d[0]}" if len(d) > 1 and d[1] - d[0] != 1 else "")
 
 
 def _kind(v: Any) -> str:
