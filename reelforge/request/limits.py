@@ -9,11 +9,11 @@ local models may allow more and say so in their own row.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
-TEXT_VIDEO = "TEXT_VIDEO"
-MULTI_SHOT_AUTOMATED = "MULTI_SHOT_AUTOMATED"
-MULTI_SHOT_MANUAL = "MULTI_SHOT_MANUAL"
+TEXT_VIDEO: Final = "TEXT_VIDEO"
+MULTI_SHOT_AUTOMATED: Final = "MULTI_SHOT_AUTOMATED"
+MULTI_SHOT_MANUAL: Final = "MULTI_SHOT_MANUAL"
 TASK_TYPES = (TEXT_VIDEO, MULTI_SHOT_AUTOMATED, MULTI_SHOT_MANUAL)
 
 SEED_MAX = 2_147_483_646

@@ -54,7 +54,7 @@ class ImageInput(_Model):
         """Read a path, raw bytes, base64 text or data URI; the format is detected, not trusted."""
         data = imagelib.read_image_source(source, field)
         # Header and checksums only: pixels are decoded once, by check(), against the video's size.
-        fmt = "jpeg" if imagelib.inspect_image(data, field) == "JPEG" else "png"
+        fmt: Literal["png", "jpeg"] = "jpeg" if imagelib.inspect_image(data, field) == "JPEG" else "png"
         return cls(format=fmt, bytes_b64=imagelib.to_base64(data))
 
     def to_json(self) -> dict[str, Any]:
@@ -162,7 +162,8 @@ def _request_error(exc: ValidationError, model: type[BaseModel]) -> RequestError
             return cause
         return type(cause)(f"{path}.{cause.field}", cause.message) if type(cause) in (RequestError, ImageError) else cause
     if err["type"] == "extra_forbidden":
-        owner = {"shots": Shot, "image": ImageInput}.get(next((p for p in reversed(loc[:-1]) if isinstance(p, str)), ""), model)
+        owners: dict[str, type[BaseModel]] = {"shots": Shot, "image": ImageInput}
+        owner = owners.get(next((p for p in reversed(loc[:-1]) if isinstance(p, str)), ""), model)
         return RequestError(path, f"unknown field; allowed: {', '.join(owner.model_fields)}{more}")
     if err["type"] == "missing":
         return RequestError(path or "request", f"is required{more}")

@@ -8,7 +8,7 @@ writes a request back in the same form, so the two round-trip exactly.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Mapping, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictInt, StrictStr, Tag, TypeAdapter, ValidationError
 from pydantic import BeforeValidator, model_validator
@@ -37,15 +37,15 @@ class _Json(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-# An optional key, when present, must hold a value (null included): Field(default=None) on a type without None.
+# An optional key, when present, must hold a value (null included): problems.omittable() on a type without None.
 class S3Location(_Json):
     uri: Annotated[StrictStr, Field(pattern=r"^s3://")]
     bucketOwner: StrictStr | None = None
 
 
 class Source(_Json):
-    bytes: StrictStr = Field(default=None, min_length=1)
-    s3Location: S3Location = Field(default=None)
+    bytes: StrictStr = problems.omittable(min_length=1)
+    s3Location: S3Location = problems.omittable()
 
     @model_validator(mode="before")
     @classmethod
@@ -72,19 +72,19 @@ Dimension = Annotated[tuple[int, int], BeforeValidator(lambda v: parse_dimension
 class Config(_Json):
     dimension: Dimension
     fps: StrictInt
-    seed: StrictInt = Field(default=None)
+    seed: StrictInt = problems.omittable()
     durationSeconds: StrictInt
 
 
 class ManualConfig(_Json):
     dimension: Dimension
     fps: StrictInt
-    seed: StrictInt = Field(default=None)
+    seed: StrictInt = problems.omittable()
 
 
 class TextParams(_Json):
     text: StrictStr
-    images: list[Image] = Field(default=None, min_length=1, max_length=1)
+    images: list[Image] = problems.omittable(min_length=1, max_length=1)
 
 
 class AutomatedParams(_Json):
@@ -93,9 +93,9 @@ class AutomatedParams(_Json):
 
 class ShotJson(_Json):
     text: StrictStr
-    image: Image = Field(default=None)
-    durationSeconds: StrictInt = Field(default=None)
-    seed: StrictInt = Field(default=None)
+    image: Image = problems.omittable()
+    durationSeconds: StrictInt = problems.omittable()
+    seed: StrictInt = problems.omittable()
 
 
 class ManualParams(_Json):
@@ -171,7 +171,7 @@ def _first_problem(exc: ValidationError, d: dict[str, Any]) -> RequestError:
     return _message(tags[0] if tags else problems.first(errors, _FIELD_ORDER), d)
 
 
-def _message(err: dict[str, Any], d: dict[str, Any]) -> RequestError:
+def _message(err: Mapping[str, Any], d: dict[str, Any]) -> RequestError:
     """One pydantic problem in reelforge's words: the JSON path, what is wrong and what is allowed."""
     kind, loc, value = err["type"], tuple(err["loc"]), err.get("input")
     if kind in ("union_tag_invalid", "union_tag_not_found"):
@@ -194,10 +194,11 @@ def _owner(loc: tuple[Any, ...], d: dict[str, Any]) -> type[BaseModel]:
         return _OWNERS[parent]
     if parent == "videoGenerationConfig":
         return ManualConfig if d.get("taskType") == MULTI_SHOT_MANUAL else Config
-    return {TEXT_VIDEO: TextVideo, MULTI_SHOT_AUTOMATED: Automated}.get(d.get("taskType"), Manual)
+    tops: dict[str, type[BaseModel]] = {TEXT_VIDEO: TextVideo, MULTI_SHOT_AUTOMATED: Automated}
+    return tops.get(str(d.get("taskType")), Manual)
 
 
-def _what(kind: str, loc: tuple[Any, ...], value: Any, err: dict[str, Any]) -> str:
+def _what(kind: str, loc: tuple[Any, ...], value: Any, err: Mapping[str, Any]) -> str:
     """What is wrong with a value that is there."""
     name = loc[-1] if loc else ""
     cause = (err.get("ctx") or {}).get("error")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Mapping
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictInt, StrictStr, ValidationError
 
 from reelforge import config
 from reelforge.engines.catalog import get_model
@@ -55,11 +55,11 @@ class BatchLine(BaseModel):
     prompt: StrictStr | None = None  # required, as prompt or text (parse_line says so first)
     text: StrictStr | None = None
     model: Any = None
-    duration: Whole = Field(default=None)
-    fps: Whole = Field(default=None)
-    seed: Whole = Field(default=None)
-    resolution: Annotated[tuple[int, int], BeforeValidator(lambda v: parse_dimension(v, "resolution"))] = Field(default=None)
-    fit: FitMode = Field(default=None)
+    duration: Whole = problems.omittable()
+    fps: Whole = problems.omittable()
+    seed: Whole = problems.omittable()
+    resolution: Annotated[tuple[int, int], BeforeValidator(lambda v: parse_dimension(v, "resolution"))] = problems.omittable()
+    fit: FitMode = problems.omittable()
     image: Any = None  # a path, relative to the batch file
 
 

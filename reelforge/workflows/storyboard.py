@@ -78,11 +78,11 @@ class BoardShot(_Strict):
 
 
 class _Board(_Strict):
-    model: StrictStr = Field(default=None)
-    resolution: Annotated[tuple[int, int], BeforeValidator(lambda v: parse_dimension(v, "resolution"))] = Field(default=None)
-    fps: StrictInt = Field(default=None)
-    seed: StrictInt = Field(default=None)
-    fit: FitMode = Field(default=None)
+    model: StrictStr = problems.omittable()
+    resolution: Annotated[tuple[int, int], BeforeValidator(lambda v: parse_dimension(v, "resolution"))] = problems.omittable()
+    fps: StrictInt = problems.omittable()
+    seed: StrictInt = problems.omittable()
+    fit: FitMode = problems.omittable()
 
 
 class ManualBoard(_Board):
@@ -134,23 +134,30 @@ def parse_storyboard(data: Any, *, path: str | os.PathLike = "<storyboard>", mod
     if not isinstance(data, dict):
         raise StoryboardError(path, "", f"must be a mapping with 'shots' (or 'automated: true' and 'text'), got {_kind(data)}")
     given = {k: v for k, v in data.items() if not (v is None and k in _NULL_IS_ABSENT) and not (model and k == "model")}
+    named = model or data.get("model")
     try:
-        board, problem = BOARD.validate_python(given), None
+        board = BOARD.validate_python(given)
     except ValidationError as exc:
-        errors = [dict(e, type="misplaced") if e["type"] == "extra_forbidden" and e["loc"][1:] in _MISPLACED else e for e in exc.errors()]
-        order = _ORDER[errors[0]["loc"][0]] if errors[0]["loc"] else _ORDER["manual"]
-        board, problem = None, problems.first(errors, order, {"extra_forbidden": 0}, by_name=False)
-    if problem is not None and (problem["type"] == "extra_forbidden" or problem["loc"][1:2] == ("model",)):
-        raise _problem(path, problem, None)
-    spec = _spec(path, model or data.get("model"))
-    if problem is not None or board is None:
-        raise _problem(path, problem, spec)
+        raise _first_problem(path, exc, named) from None
+    spec = _spec(path, named)
     request = _request(path, board, spec)
     try:
         check(request, spec)
     except RequestError as exc:
         raise StoryboardError(path, _where(exc.field), exc.message) from None
     return Storyboard(path, spec.model_id, request)
+
+
+def _first_problem(path: Path, exc: ValidationError, named: str | None) -> StoryboardError:
+    """The problem a reader meets first; unknown keys and the model come before the model's own limits."""
+    errors: list[dict[str, Any]] = [
+        dict(e, type="misplaced") if e["type"] == "extra_forbidden" and e["loc"][1:] in _MISPLACED else dict(e) for e in exc.errors()
+    ]
+    order = _ORDER[str(errors[0]["loc"][0])] if errors[0]["loc"] else _ORDER["manual"]
+    problem = problems.first(errors, order, {"extra_forbidden": 0}, by_name=False)
+    if problem["type"] == "extra_forbidden" or problem["loc"][1:2] == ("model",):
+        return _problem(path, problem, None)
+    return _problem(path, problem, _spec(path, named))
 
 
 def _spec(path: Path, model_id: str | None) -> ModelSpec:
