@@ -28,8 +28,9 @@ from reelforge.jobs.record import JobRecord, JobStatus, JobStore, new_job_id, re
 from reelforge.engines import get_engine_class
 from reelforge.engines.forward import Forwards
 from reelforge.jobs.lifecycle import LifecycleReader
-from reelforge.request.limits import Served, add_forwarded, get_model, local_backend, serving
-from reelforge.request.model import VideoRequest, check, check_served
+from reelforge.engines.catalog import Served, add_forwarded, get_model, local_backend, serving
+from reelforge.request.model import VideoRequest
+from reelforge.request.check import check, check_served
 from reelforge.jobs.retention import prune, prune_every_s, retain_from_env
 from reelforge.storage.base import join, local_path, storage_for, to_uri
 from reelforge.jobs import webhooks as webhooks_module

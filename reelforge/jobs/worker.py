@@ -32,8 +32,9 @@ from reelforge.config import Timings
 from reelforge.engines import Engine, RenderContext, ShotPlan, get_engine_class
 from reelforge.errors import JobCanceled, ReelforgeError
 from reelforge.jobs.record import Beat, JobRecord, JobStatus, JobStore, new_job_id, options_text
-from reelforge.request.limits import forwarded_spec, get_model
-from reelforge.request.model import VideoRequest, check
+from reelforge.engines.catalog import forwarded_spec, get_model
+from reelforge.request.model import VideoRequest
+from reelforge.request.check import check
 from reelforge.storage.base import LocalStorage, join, local_path, storage_for
 
 log = logging.getLogger("reelforge.worker")

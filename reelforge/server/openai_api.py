@@ -23,8 +23,10 @@ from starlette.routing import Route
 from reelforge.workflows import continuation
 from reelforge.errors import JobExpiredError, JobNotFoundError, RequestError, StorageError
 from reelforge.jobs.record import JobRecord, JobStatus, PrunedJob
-from reelforge.request.limits import MULTI_SHOT_MANUAL, get_model
-from reelforge.request.model import ImageInput, VideoRequest, parse_dimension, surrogate_problem
+from reelforge.request.limits import MULTI_SHOT_MANUAL
+from reelforge.engines.catalog import get_model
+from reelforge.request.model import ImageInput, VideoRequest, parse_dimension
+from reelforge.request.check import surrogate_problem
 from reelforge.storage.base import local_path
 from reelforge.server import video_wires, wire
 from reelforge.server.errors import OPENAI, ApiError

@@ -23,7 +23,8 @@ from reelforge import config
 from reelforge.errors import ConfigError, EngineError, RequestError, UnknownModelError
 from reelforge.server.gallery import views
 from reelforge.jobs.record import JobRecord
-from reelforge.request.limits import NOVA_BACKEND_DEFAULT, ModelSpec, all_models, get_model, serving
+from reelforge.request.limits import NOVA_BACKEND_DEFAULT, ModelSpec
+from reelforge.engines.catalog import all_models, get_model, serving
 from reelforge.request.model import VideoRequest
 from reelforge.storage.base import join, storage_for
 from reelforge.server.errors import ApiError

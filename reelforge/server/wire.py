@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from reelforge.jobs.record import JobRecord, JobStatus
-from reelforge.request.model import surrogate_problem
+from reelforge.request.check import surrogate_problem
 from reelforge.storage.base import check_location
 from reelforge.server.errors import validation
 

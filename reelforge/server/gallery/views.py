@@ -18,7 +18,8 @@ from typing import Any
 from reelforge.errors import ReelforgeError
 from reelforge.jobs.record import JobRecord, JobStatus
 from reelforge.media.video import sound_label
-from reelforge.request.limits import DEFAULT_SEED, MULTI_SHOT_MANUAL, get_model
+from reelforge.request.limits import DEFAULT_SEED, MULTI_SHOT_MANUAL
+from reelforge.engines.catalog import get_model
 from reelforge.request.model import PARAMS_KEY
 from reelforge.storage.base import LocalStorage, local_path
 
@@ -159,8 +160,8 @@ def strip_images(model_input: dict[str, Any]) -> dict[str, Any]:
 
 def s3_file_names(record: JobRecord) -> list[str]:
     """The files the worker writes for a completed job, by name."""
-    from reelforge.request.limits import get_model
-    from reelforge.request.model import split_automated
+    from reelforge.engines.catalog import get_model
+    from reelforge.request.check import split_automated
     from reelforge.jobs.worker import shot_file_name
 
     shots = len((record.model_input.get("multiShotManualParams") or {}).get("shots") or [])
