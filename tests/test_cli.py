@@ -212,7 +212,7 @@ def test_an_unusable_data_dir_is_one_line(tmp_path, monkeypatch):
 
 
 def test_default_duration_follows_the_model():
-    from reelforge.cli.main import _default_duration
+    from reelforge.cli.generate import default_duration as _default_duration
 
     assert _default_duration("amazon.nova-reel-v1:1") == 6
     assert _default_duration("no.such-model") == 6
@@ -332,11 +332,11 @@ def test_the_log_file_records_completions_failures_and_every_cli_error(tmp_path,
     failed = run("generate", "a boat", "--model", "test.broken-cli", "--duration", "1", "--fps", "8", "--resolution", "128x72", ok=False)
     bad = run("generate", "a boat", "--duration", "7", ok=False)
     log = (reelforge_home / "logs" / "reelforge.log").read_text()
-    assert f"INFO reelforge.jobs.worker: job {job_id} completed in " in log and "(animatic engine, rendering and encoding " in log
-    assert "ERROR reelforge.jobs.worker: job " in log and "failed: the engine failed with RuntimeError: the GPU caught fire" in log
+    assert f"INFO reelforge.worker: job {job_id} completed in " in log and "(animatic engine, rendering and encoding " in log
+    assert "ERROR reelforge.worker: job " in log and "failed: the engine failed with RuntimeError: the GPU caught fire" in log
     for result in (failed, bad):
         printed = result.stderr.strip().removeprefix("Error: ")
-        assert f"ERROR reelforge.cli.main: reelforge generate: {printed}" in log
+        assert f"ERROR reelforge.cli: reelforge generate: {printed}" in log
     monkeypatch.setenv("REELFORGE_HOME", str(tmp_path / "other-home"))  # the next command logs to its own data dir
     run("jobs", "show", "nosuchjob123", ok=False)
     assert "nosuchjob123" in (tmp_path / "other-home" / "logs" / "reelforge.log").read_text()
