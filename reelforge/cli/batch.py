@@ -56,7 +56,8 @@ def shots(file, model, output, token, endpoint, no_wait, dry_run, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the results (or the estimate) as JSON.")
 def batch(file, model, duration, fps, resolution, seed, output, concurrency, endpoint, report, retry_failed, dry_run, as_json):
     """Make one video per line of FILE (.jsonl or .csv); a rerun resumes where it stopped."""
-    from reelforge.workflows.batch import BatchRunner, default_report_path, read_batch, write_report
+    from reelforge.workflows.batch import read_batch
+    from reelforge.workflows.batch_runner import BatchRunner, default_report_path, write_report
 
     defaults = dict(model=model, duration=duration, fps=fps, resolution=resolution, seed=seed)
     items = read_batch(file, defaults=defaults, output=output, endpoint=endpoint, store=None if endpoint else job_log_if_any())
