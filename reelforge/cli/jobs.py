@@ -50,7 +50,7 @@ def jobs_list(status, model, q, limit, after, endpoint, as_json):
         width = shutil.get_terminal_size((100, 24)).columns
         click.echo(f"{'id':<12}  {'status':<9} {'done':>4}  {'submitted UTC':<11}  {'model':<21}  prompt")
         for j in page:
-            rec = j._cached or j.record
+            rec = j.last_record
             submitted = iso(rec.submit_time)[5:16].replace("T", " ")
             line = f"{rec.id:<12}  {rec.status.value:<9} {rec.progress:>4.0%}  {submitted:<11}  {rec.model_id:<21}  {' | '.join(j.prompts)}"
             click.echo(line if len(line) <= width else line[: width - 1] + "…")

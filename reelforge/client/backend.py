@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,7 +49,7 @@ class Backend(Protocol):
         """A page of jobs, newest first."""
         ...
 
-    def files(self, record: JobRecord) -> list[str]:
+    def files(self, record: JobRecord) -> builtins.list[str]:
         """The names of a job's output files."""
         ...
 
@@ -56,7 +57,7 @@ class Backend(Protocol):
         """Ask the job to stop; its record after the request."""
         ...
 
-    def deliveries(self, job_id: str) -> list[dict[str, Any]]:
+    def deliveries(self, job_id: str) -> builtins.list[dict[str, Any]]:
         """The job's webhook deliveries, as shown to users."""
         ...
 

@@ -146,6 +146,11 @@ class Job:
         return self.refresh()
 
     @property
+    def last_record(self) -> JobRecord:
+        """The record as last read (by the listing or a refresh); read now only when it never was."""
+        return self._cached or self.refresh()
+
+    @property
     def status(self) -> JobStatus:
         return self.record.status
 
@@ -155,15 +160,15 @@ class Job:
 
     @property
     def arn(self) -> str:
-        return (self._cached or self.refresh()).arn
+        return self.last_record.arn
 
     @property
     def model_id(self) -> str:
-        return (self._cached or self.refresh()).model_id
+        return self.last_record.model_id
 
     @property
     def output_uri(self) -> str:
-        return (self._cached or self.refresh()).output_uri
+        return self.last_record.output_uri
 
     @property
     def webhooks(self) -> list[dict[str, Any]]:
@@ -196,7 +201,7 @@ class Job:
     @property
     def local_dir(self) -> Path | None:
         """The job's folder when its output is on this machine."""
-        uri = (self._cached or self.refresh()).storage_uri
+        uri = self.last_record.storage_uri
         return local_path(uri) if uri.startswith("file://") else None
 
     @property
@@ -274,7 +279,7 @@ class Job:
         return f"<div>{head}{extra}</div>"
 
     def __repr__(self) -> str:
-        rec = self._cached or self.refresh()
+        rec = self.last_record
         return f"<Job {rec.id} {rec.status.value} {rec.model_id}>"
 
 

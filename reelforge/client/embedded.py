@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import builtins
 import os
 import threading
 import time
@@ -67,13 +68,13 @@ class EmbeddedBackend:
     def list(self, *, status=None, model=None, q=None, limit=50, after=None) -> Page:
         return list_page(self.runtime.store, statuses=statuses(status), model_id=model, search=q, limit=limit, after=after)
 
-    def files(self, record: JobRecord) -> list[str]:
+    def files(self, record: JobRecord) -> builtins.list[str]:
         return storage_for(record.storage_uri).list(record.storage_uri)
 
     def cancel(self, job_id: str) -> JobRecord:
         return self.runtime.cancel(job_id)
 
-    def deliveries(self, job_id: str) -> list[dict[str, Any]]:
+    def deliveries(self, job_id: str) -> builtins.list[dict[str, Any]]:
         from reelforge.jobs.webhooks import shown
 
         return [shown(d) for d in self.runtime.store.deliveries(job_id)]

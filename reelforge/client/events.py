@@ -28,7 +28,7 @@ class EventFollower(threading.Thread):
         self.open_stream, self.on_event, self.closed = open_stream, on_event, closed
         self.started = time.monotonic()
         self.fatal = False  # the server has no events route: never try again
-        self._response = None
+        self._response: Any = None
 
     def run(self) -> None:
         try:

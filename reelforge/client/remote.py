@@ -17,6 +17,7 @@ http:// endpoints; the client here asks for SigV4 in code, which is what overrid
 
 from __future__ import annotations
 
+import builtins
 import http.client
 import json
 import threading
@@ -203,7 +204,7 @@ class RemoteBackend:
         records = [record_from_summary(x) for x in r.get("asyncInvokeSummaries", [])]
         return Page(records, None, next_token=r.get("nextToken"), prompts={rec.id: [] for rec in records})  # Bedrock keeps no request
 
-    def files(self, record: JobRecord) -> list[str]:
+    def files(self, record: JobRecord) -> builtins.list[str]:
         """The names of a finished job's output files: as the server lists them, else from S3."""
         if self.is_reelforge:
             _, body = self._call("GET", f"/reelforge/jobs/{quote(record.id)}", ref=record.id)
@@ -214,7 +215,7 @@ class RemoteBackend:
 
         return S3Storage(self._session.client("s3")).list(record.storage_uri)
 
-    def deliveries(self, job_id: str) -> list[dict[str, Any]]:
+    def deliveries(self, job_id: str) -> builtins.list[dict[str, Any]]:
         if not self.is_reelforge:
             return []
         _, body = self._call("GET", f"/reelforge/jobs/{quote(job_id)}", ref=job_id)
