@@ -3,7 +3,7 @@
 Run: .venv/bin/python bench/bench_batch.py [--jobs 20] [--seconds 0.5] [--concurrency 1,2,4,8]
 A test engine registered through reelforge.engines.register_engine (the door third-party engines
 use) sleeps T seconds per shot and yields tiny frames. Each row runs N one-shot jobs through
-reelforge.workflows.batch.BatchRunner on an embedded Client with C worker threads and C jobs in flight.
+reelforge.workflows.batch_runner.BatchRunner on an embedded Client with C worker threads and C jobs in flight.
 T1 is one job alone, end to end (submit to COMPLETED): T plus the per-job cost of the job log,
 encoding, poster and contact sheet.
 """
@@ -23,7 +23,8 @@ from typing import Iterable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reelforge.workflows.batch import BatchRunner, read_batch  # noqa: E402
+from reelforge.workflows.batch import read_batch  # noqa: E402
+from reelforge.workflows.batch_runner import BatchRunner  # noqa: E402
 from reelforge.client.client import Client  # noqa: E402
 from reelforge.engines import Engine, EngineOptions, ShotPlan, register_engine  # noqa: E402
 from reelforge.request.limits import LOCAL, ModelSpec  # noqa: E402

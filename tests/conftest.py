@@ -3,7 +3,7 @@ import uuid
 
 import pytest
 
-from reelforge.client import client as client_module
+from reelforge.client import embedded as client_module
 
 
 @pytest.fixture(autouse=True)

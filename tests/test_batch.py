@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import pytest
 from botocore.exceptions import ClientError
 
-from reelforge.workflows.batch import BatchError, BatchRunner, capacity_error, read_batch, retry_token
+from reelforge.workflows.batch import BatchError, read_batch
+from reelforge.workflows.batch_runner import BatchRunner, capacity_error, retry_token
 from reelforge.errors import ReelforgeError
 from reelforge.jobs.record import JobStatus
 from reelforge.jobs.sqlite import SQLiteJobStore

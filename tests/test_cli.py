@@ -212,7 +212,7 @@ def test_an_unusable_data_dir_is_one_line(tmp_path, monkeypatch):
 
 
 def test_default_duration_follows_the_model():
-    from reelforge.cli.main import _default_duration
+    from reelforge.cli.generate import default_duration as _default_duration
 
     assert _default_duration("amazon.nova-reel-v1:1") == 6
     assert _default_duration("no.such-model") == 6

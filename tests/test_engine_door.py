@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from reelforge import Client, Engine, JobStatus, ShotOutput, VideoRequest, register_engine
-from reelforge.client.client import embedded_runtime
+from reelforge.client.embedded import embedded_runtime
 from reelforge.request.limits import LOCAL, ModelSpec
 
 TINY = dict(duration_s=1, fps=8, width=128, height=72)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from reelforge import Client, Engine, EngineOptions, ImageError, ImageInput, JobStatus, RequestError, VideoRequest, register_engine
-from reelforge.client.client import embedded_runtime
+from reelforge.client.embedded import embedded_runtime
 from reelforge.jobs.open import open_store
 from reelforge.jobs.record import JobRecord
 from reelforge.jobs.sqlite import SQLiteJobStore
@@ -178,7 +178,7 @@ def test_new_nova_jobs_render_on_the_previz_while_a_job_recorded_before_keeps_v1
     client = _idle_client(monkeypatch)
     old = client.start(VideoRequest(text="a red boat on the sea at noon"), model=NOVA, output=tmp_path)
     # the job as the release before the previz default recorded it
-    from reelforge.client.client import embedded_runtime as rt
+    from reelforge.client.embedded import embedded_runtime as rt
 
     with rt().store._tx() as db:
         db.execute("UPDATE jobs SET engine = 'animatic' WHERE id = ?", (old.id,))

@@ -212,7 +212,8 @@ def test_cli_prune_and_dry_run_print_the_same_ids(reelforge_home, tmp_path):
 
 
 def test_a_batch_line_whose_job_was_pruned_is_not_run_again(reelforge_home, tmp_path):
-    from reelforge.workflows.batch import BatchRunner, read_batch
+    from reelforge.workflows.batch import read_batch
+    from reelforge.workflows.batch_runner import BatchRunner
     from reelforge.client.client import Client
 
     path = tmp_path / "lines.jsonl"

@@ -1,4 +1,4 @@
-"""`reelforge shots FILE`, `reelforge batch FILE` and the dry-run estimate table (also `generate --dry-run`)."""
+"""`reelforge shots FILE` (one multi-shot video from a storyboard) and `reelforge batch FILE` (one video per line)."""
 
 from __future__ import annotations
 
@@ -9,71 +9,10 @@ from pathlib import Path
 import click
 
 from reelforge import config
-from reelforge.cli.main import (
-    OUTPUT_HELP, TOKEN_HELP, CLIError, _console, _engine_note, _stderr_console, _submit_and_follow, endpoint_option, lint_request,
-)
-from reelforge.workflows.estimate import (
-    BEDROCK_CONCURRENCY_QUOTA,
-    Estimate,
-    estimate,
-    format_duration,
-    format_usd,
-    is_aws_endpoint,
-    makespan_s,
-    total,
-)
-
-
-# --- estimates ---------------------------------------------------------------------------------
-def _job_log():
-    """The job log to learn timings from, only if one exists: a dry run must create nothing."""
-    import os
-
-    from reelforge.jobs.open import open_store
-
-    if os.environ.get("REELFORGE_DATABASE_URL"):
-        return open_store(config.job_store_location())
-    path = config.job_log_path()
-    return open_store(path) if path.exists() else None
-
-
-def print_estimate(requests, endpoint=None, as_json=False, concurrency: int | None = None) -> None:
-    """Print a dry-run table for (model id, request) pairs; nothing is submitted or recorded."""
-    store = None if endpoint else _job_log()
-    rows: list[Estimate] = []
-    per_job: dict[str, list[float | None]] = {}
-    for model_id, request in requests:
-        for r in estimate(request, model_id, endpoint=endpoint, store=store):
-            rows.append(r)
-            per_job.setdefault(r.where, []).append(r.time_s)
-    summed = total(rows)
-    walls = {}
-    if concurrency:
-        for where, times in per_job.items():
-            walls[where] = None if any(t is None for t in times) else makespan_s(times, concurrency)
-    if as_json:
-        doc = {"dry_run": True, "submitted": 0, "estimates": [r.to_dict() for r in summed]}
-        if concurrency:
-            doc.update(concurrency=concurrency, wall_time_s=walls)
-        click.echo(json.dumps(doc, indent=2))
-        return
-    from rich.table import Table
-
-    table = Table(box=None, title="Estimate (dry run)")
-    for name in ("model", "where", "jobs", "video", "time", "cost (USD)"):
-        table.add_column(name, no_wrap=True, justify="left" if name in ("model", "where") else "right")
-    for r in summed:
-        table.add_row(r.model_id, r.where, str(r.jobs), f"{r.seconds} s", format_duration(r.time_s), format_usd(r.cost_usd))
-    _console().print(table)
-    notes = {}
-    for r in summed:
-        notes.setdefault(f"cost {r.where}: {r.cost_basis}", None)
-        notes.setdefault(f"time {r.where}: {r.time_basis}", None)
-    for where, wall in walls.items():
-        notes.setdefault(f"wall time {where}, {concurrency} at a time: {format_duration(wall)} (ideal)", None)
-    for note in notes:
-        click.echo(note)
-    click.echo("dry run: nothing was submitted")
+from reelforge.cli.common import OUTPUT_HELP, TOKEN_HELP, CLIError, client_for, console, endpoint_option, engine_note, lint_request, stderr_console
+from reelforge.cli.estimate import job_log_if_any, print_estimate
+from reelforge.cli.follow import submit_and_follow
+from reelforge.workflows.estimate import BEDROCK_CONCURRENCY_QUOTA, format_duration, format_usd, is_aws_endpoint, makespan_s
 
 
 # --- shots ------------------------------------------------------------------------------------------
@@ -96,7 +35,7 @@ def shots(file, model, output, token, endpoint, no_wait, dry_run, as_json):
             click.echo(f"lint: {line}", err=True)
         print_estimate([(board.model_id, board.request)], endpoint, as_json)
         return
-    _submit_and_follow(board.request, board.model_id, output, token, endpoint, no_wait, as_json)
+    submit_and_follow(board.request, board.model_id, output, token, endpoint, no_wait, as_json)
 
 
 # --- batch ------------------------------------------------------------------------------------------
@@ -117,10 +56,11 @@ def shots(file, model, output, token, endpoint, no_wait, dry_run, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the results (or the estimate) as JSON.")
 def batch(file, model, duration, fps, resolution, seed, output, concurrency, endpoint, report, retry_failed, dry_run, as_json):
     """Make one video per line of FILE (.jsonl or .csv); a rerun resumes where it stopped."""
-    from reelforge.workflows.batch import BatchRunner, default_report_path, read_batch, write_report
+    from reelforge.workflows.batch import read_batch
+    from reelforge.workflows.batch_runner import BatchRunner, default_report_path, write_report
 
     defaults = dict(model=model, duration=duration, fps=fps, resolution=resolution, seed=seed)
-    items = read_batch(file, defaults=defaults, output=output, endpoint=endpoint, store=None if endpoint else _job_log())
+    items = read_batch(file, defaults=defaults, output=output, endpoint=endpoint, store=None if endpoint else job_log_if_any())
     if concurrency is None:
         concurrency = 4
         if is_aws_endpoint(endpoint):
@@ -131,11 +71,8 @@ def batch(file, model, duration, fps, resolution, seed, output, concurrency, end
     if dry_run:
         print_estimate([(i.model_id, i.request) for i in items], endpoint, as_json, concurrency)
         return
-    from reelforge.client.client import Client
-
-    client = Client(endpoint) if endpoint else Client(workers=concurrency)
-    if endpoint:
-        client._backend.ping()  # an unreachable server is one error now, not one per line
+    client = client_for(endpoint, workers=concurrency)
+    client.backend.ping()  # an unreachable server is one error now, not one per line
     report_path = Path(report) if report else default_report_path(file)
     runner = BatchRunner(client, items, concurrency=concurrency, output=output, batch_name=Path(file).name, retry_failed=retry_failed)
     started = time.monotonic()
@@ -148,7 +85,7 @@ def batch(file, model, duration, fps, resolution, seed, output, concurrency, end
     wall = time.monotonic() - started
     if not endpoint:  # once per model id, and only for what this run submitted
         submitted = dict.fromkeys(i.model_id for i, r in zip(items, results) if r.run == "submitted")
-        for note in filter(None, map(_engine_note, submitted)):
+        for note in filter(None, map(engine_note, submitted)):
             click.echo(note, err=True)
     write_report(results, report_path)
     if as_json:
@@ -167,7 +104,7 @@ def _run_with_progress(runner, items, concurrency):
     started = time.monotonic()
     columns = (TextColumn("batch"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[counts]}"),
                TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"))
-    with Progress(*columns, console=_stderr_console(), transient=True) as bar:
+    with Progress(*columns, console=stderr_console(), transient=True) as bar:
         task = bar.add_task("batch", total=len(items), counts="", eta="…")
         ended: set[int] = set()
 
@@ -204,7 +141,7 @@ def _summary(results, runner, wall, report_path) -> None:
         for r in rows:
             runs[r.run or "not submitted"] = runs.get(r.run or "not submitted", 0) + 1
         table.add_row(status, str(len(rows)), f"{sum(r.seconds for r in rows)} s", format_usd(cost), ", ".join(f"{n} {k}" for k, n in runs.items()))
-    _console().print(table)
+    console().print(table)
     for r in [r for r in results if r.status != "COMPLETED"][:5]:
         click.echo(f"line {r.line}: {r.status}: {r.error or ''}".rstrip(": "), err=True)
     extra = f"; throttled {runner.counts.throttled} times, limit {runner.counts.limit}" if runner.counts.throttled else ""

@@ -8,45 +8,30 @@ work against a reelforge server or Bedrock itself with ``Client(endpoint=URL)``.
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 from reelforge import config
-from reelforge.jobs import background
+from reelforge.client.backend import Backend
+from reelforge.client.embedded import EmbeddedBackend
 from reelforge.errors import JobCanceledError, JobFailedError, NoPlayerError, StorageError, WaitTimeoutError
-from reelforge.jobs.open import open_store
+from reelforge.jobs.listing import Page
 from reelforge.jobs.record import JobRecord, JobStatus
-from reelforge.jobs.listing import Page, list_page
 from reelforge.request.model import VideoRequest
-from reelforge.jobs.runtime import Runtime, statuses
-from reelforge.storage.base import join, local_path, storage_for
-
-_runtimes: dict[str, Runtime] = {}
-_runtimes_lock = threading.Lock()
-
-
-def embedded_runtime(data_dir: str | os.PathLike | None = None) -> Runtime:
-    """The process-wide runtime for a data dir (one job log, one set of workers per process)."""
-    location = str(Path(data_dir).expanduser().resolve() / "jobs.sqlite3") if data_dir else config.job_store_location()
-    with _runtimes_lock:
-        if location not in _runtimes:
-            _runtimes[location] = Runtime(open_store(location))
-        return _runtimes[location]
-
+from reelforge.storage.base import join, local_path
 
 class Client:
     """Start, find and list video jobs."""
 
     def __init__(self, endpoint: str | None = None, *, data_dir: str | os.PathLike | None = None, workers: int | None = None, **remote: Any):
+        self._backend: Backend
         if endpoint is not None:
             from reelforge.client.remote import RemoteBackend
 
@@ -55,6 +40,11 @@ class Client:
             self._backend = EmbeddedBackend(data_dir, workers)
         self.endpoint = endpoint
         self.data_dir = Path(data_dir) if data_dir else None
+
+    @property
+    def backend(self) -> Backend:
+        """What records and runs the jobs: an EmbeddedBackend (this machine) or a RemoteBackend (endpoint=)."""
+        return self._backend
 
     def start(
         self,
@@ -138,61 +128,6 @@ class JobPage(list):
         return self._fetch(self.next_token)
 
 
-class EmbeddedBackend:
-    ENSURE_EVERY_S = 5.0  # while waiting: look again that a worker runs (one may have been killed)
-
-    def __init__(self, data_dir, workers):
-        self.runtime = embedded_runtime(data_dir)
-        env = os.environ.get("REELFORGE_WORKERS")
-        self.workers = workers if workers is not None else int(env) if env else 0
-        self.output_default = Path(data_dir).expanduser() / "outputs" if data_dir else None
-        self._ensured = 0.0
-
-    def submit(self, model, request, output, client_token, tags, webhook=None, webhook_events=None, audio: bool = True) -> str:
-        out = output if output is not None else self.output_default
-        record, _ = self.runtime.submit(model, request, out, client_token=client_token, tags=tags, webhook=webhook, webhook_events=webhook_events, audio=audio)
-        if self.workers > 0:
-            if not self.runtime._threads:
-                atexit.register(_hand_off_at_exit, self.runtime)
-            self.runtime.start_workers(self.workers)
-        self.ensure_worker()
-        return record.id
-
-    def ensure_worker(self) -> bool:
-        """Start the data dir's background worker when no process works on this job log (True if started)."""
-        self._ensured = time.monotonic()
-        folder = self.runtime.folder
-        if folder is None or not config.background_worker():
-            return False
-        return background.ensure_worker(folder)
-
-    def get(self, ref: str) -> JobRecord:
-        return self.runtime.get(ref.rsplit("/", 1)[-1])
-
-    def list(self, *, status=None, model=None, q=None, limit=50, after=None) -> Page:
-        return list_page(self.runtime.store, statuses=statuses(status), model_id=model, search=q, limit=limit, after=after)
-
-    def files(self, record: JobRecord) -> list[str]:
-        return storage_for(record.storage_uri).list(record.storage_uri)
-
-    def cancel(self, job_id: str) -> JobRecord:
-        return self.runtime.cancel(job_id)
-
-    def deliveries(self, job_id: str) -> list[dict[str, Any]]:
-        from reelforge.jobs.webhooks import shown
-
-        return [shown(d) for d in self.runtime.store.deliveries(job_id)]
-
-    def wait_for_change(self, job_id: str, timeout: float) -> None:
-        # Another process (the background worker) may be the one running it: poll the log as well.
-        if time.monotonic() - self._ensured > self.ENSURE_EVERY_S:
-            self.ensure_worker()
-        self.runtime.wait_for_change(min(timeout, 0.25))
-
-    def close(self) -> None:
-        pass
-
-
 class Job:
     """A handle on one job. Attributes read the job log (or the server) fresh on access."""
 
@@ -203,12 +138,17 @@ class Job:
         self._prompts = prompts  # a listing's prompt texts, when its records carry no request
 
     def refresh(self) -> JobRecord:
-        self._cached = self.client._backend.get(self.id)
+        self._cached = self.client.backend.get(self.id)
         return self._cached
 
     @property
     def record(self) -> JobRecord:
         return self.refresh()
+
+    @property
+    def last_record(self) -> JobRecord:
+        """The record as last read (by the listing or a refresh); read now only when it never was."""
+        return self._cached or self.refresh()
 
     @property
     def status(self) -> JobStatus:
@@ -220,20 +160,20 @@ class Job:
 
     @property
     def arn(self) -> str:
-        return (self._cached or self.refresh()).arn
+        return self.last_record.arn
 
     @property
     def model_id(self) -> str:
-        return (self._cached or self.refresh()).model_id
+        return self.last_record.model_id
 
     @property
     def output_uri(self) -> str:
-        return (self._cached or self.refresh()).output_uri
+        return self.last_record.output_uri
 
     @property
     def webhooks(self) -> list[dict[str, Any]]:
         """The job's webhook deliveries: endpoint, event, state (pending, delivered, failed), attempts, last response."""
-        return self.client._backend.deliveries(self.id)
+        return self.client.backend.deliveries(self.id)
 
     @property
     def failure_message(self) -> str | None:
@@ -261,7 +201,7 @@ class Job:
     @property
     def local_dir(self) -> Path | None:
         """The job's folder when its output is on this machine."""
-        uri = (self._cached or self.refresh()).storage_uri
+        uri = self.last_record.storage_uri
         return local_path(uri) if uri.startswith("file://") else None
 
     @property
@@ -284,7 +224,7 @@ class Job:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise WaitTimeoutError(self.id, timeout)
-            self.client._backend.wait_for_change(self.id, 60.0 if left is None else min(60.0, left))
+            self.client.backend.wait_for_change(self.id, 60.0 if left is None else min(60.0, left))
         if rec.status is JobStatus.FAILED:
             raise JobFailedError(self.id, rec.failure_message or "unknown failure")
         if rec.status is JobStatus.CANCELED:
@@ -292,7 +232,7 @@ class Job:
         return self
 
     def cancel(self) -> "Job":
-        self._cached = self.client._backend.cancel(self.id)
+        self._cached = self.client.backend.cancel(self.id)
         return self
 
     def download(self, dest: str | os.PathLike = ".", *, shots: bool = False) -> Path:
@@ -302,11 +242,10 @@ class Job:
             raise StorageError(f"job {self.id} is {rec.status.value}; only a COMPLETED job has a video to download")
         dest = Path(dest).expanduser()
         target = dest / f"{self.id}.mp4" if dest.is_dir() or not dest.suffix else dest
-        backend = getattr(self.client._backend, "download", None)
-        fetch = backend or (lambda uri, path: storage_for(uri).download(uri, path))
+        fetch = self.client.backend.download
         fetch(join(rec.storage_uri, "output.mp4"), target)
         if shots:
-            for name in self.client._backend.files(rec):
+            for name in self.client.backend.files(rec):
                 if name.startswith("shot_") and name.endswith(".mp4"):
                     fetch(join(rec.storage_uri, name), target.with_name(f"{target.stem}_{name}"))
         return target
@@ -340,14 +279,8 @@ class Job:
         return f"<div>{head}{extra}</div>"
 
     def __repr__(self) -> str:
-        rec = self._cached or self.refresh()
+        rec = self.last_record
         return f"<Job {rec.id} {rec.status.value} {rec.model_id}>"
-
-
-def _hand_off_at_exit(runtime: Runtime) -> None:
-    """This process is exiting with worker threads: their units go back to the queue, for the background worker."""
-    if runtime.release() and runtime.folder is not None and config.background_worker():
-        background.ensure_worker(runtime.folder)
 
 
 OPENER_WAIT_S = 5.0  # an opener still running after this is showing the player (some stay until it closes)

@@ -17,36 +17,34 @@ http:// endpoints; the client here asks for SigV4 in code, which is what overrid
 
 from __future__ import annotations
 
+import builtins
 import http.client
 import json
-import logging
-import re
 import threading
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from reelforge.client.aws_errors import botocore_errors, unreachable
-from reelforge.errors import ConflictError, JobNotFoundError, ReelforgeError, RequestError, UnknownModelError, UnreachableError
-from reelforge.jobs.record import JobRecord, JobStatus
+from reelforge.client.events import EventFollower
+from reelforge.client.replies import record_from_detail, record_from_summary, reply_error
+from reelforge.errors import JobNotFoundError, ReelforgeError, RequestError, UnknownModelError, UnreachableError
 from reelforge.jobs.listing import Page
-from reelforge.request.model import VideoRequest
+from reelforge.jobs.record import JobRecord
 from reelforge.jobs.runtime import statuses
-
-log = logging.getLogger("reelforge.remote")
+from reelforge.request.model import VideoRequest
 
 SERVICE = "bedrock"
 AWS_ENDPOINTS = ("bedrock", "aws")  # Client(endpoint="bedrock"): the real service
-_FIELD_MESSAGE = re.compile(r"^([A-Za-z][\w.\[\]]*): (.+)$", re.DOTALL)
-_FROM_BEDROCK = {"InProgress": JobStatus.RUNNING, "Completed": JobStatus.COMPLETED, "Failed": JobStatus.FAILED}
 PASS_OUTPUT = 'pass -o s3://bucket/prefix (Python: output="s3://bucket/prefix")'
 
 
 class RemoteBackend:
+    """The Backend protocol (reelforge.client.backend) over boto3 and a reelforge server's extension routes."""
+
     def __init__(
         self,
         endpoint: str,
@@ -88,7 +86,7 @@ class RemoteBackend:
         self._cond = threading.Condition()
         self._version: dict[str, int] = {}
         self._seen: dict[str, int] = {}
-        self._followers: dict[str, _Follower] = {}
+        self._followers: dict[str, EventFollower] = {}
         self._interval: dict[str, float] = {}
         self._closed = False
 
@@ -128,7 +126,7 @@ class RemoteBackend:
         value = self._health.get("defaultOutput")
         return value if isinstance(value, str) and value.startswith("s3://") else None
 
-    # --- the backend interface (see client.EmbeddedBackend) -------------------------------------
+    # --- the Backend protocol (reelforge.client.backend) -------------------------------------------
     def submit(self, model: str, request, output, client_token, tags, webhook=None, webhook_events=None, audio: bool = True) -> str:
         if webhook is not None:
             raise RequestError("webhook", "a server is sent the name of an endpoint it has registered, not a URL: start it with "
@@ -206,7 +204,7 @@ class RemoteBackend:
         records = [record_from_summary(x) for x in r.get("asyncInvokeSummaries", [])]
         return Page(records, None, next_token=r.get("nextToken"), prompts={rec.id: [] for rec in records})  # Bedrock keeps no request
 
-    def files(self, record: JobRecord) -> list[str]:
+    def files(self, record: JobRecord) -> builtins.list[str]:
         """The names of a finished job's output files: as the server lists them, else from S3."""
         if self.is_reelforge:
             _, body = self._call("GET", f"/reelforge/jobs/{quote(record.id)}", ref=record.id)
@@ -217,7 +215,7 @@ class RemoteBackend:
 
         return S3Storage(self._session.client("s3")).list(record.storage_uri)
 
-    def deliveries(self, job_id: str) -> list[dict[str, Any]]:
+    def deliveries(self, job_id: str) -> builtins.list[dict[str, Any]]:
         if not self.is_reelforge:
             return []
         _, body = self._call("GET", f"/reelforge/jobs/{quote(job_id)}", ref=job_id)
@@ -267,6 +265,9 @@ class RemoteBackend:
 
         return S3Storage(self._session.client("s3")).download(uri, path)
 
+    def hand_off(self) -> None:
+        pass  # the server runs its jobs whoever watches them
+
     def close(self) -> None:
         self._closed = True
         for f in list(self._followers.values()):
@@ -278,13 +279,14 @@ class RemoteBackend:
             self._version[job_id] = self._version.get(job_id, 0) + 1
             self._cond.notify_all()
 
-    def _follower(self, job_id: str) -> "_Follower | None":
+    def _follower(self, job_id: str) -> "EventFollower | None":
         f = self._followers.get(job_id)
         if f is not None and (f.is_alive() or f.fatal):
             return None if f.fatal else f
         if f is not None and time.monotonic() - f.started < 5:
             return None  # the stream keeps dropping: poll until it has been down a while
-        f = _Follower(self, job_id)
+        f = EventFollower(job_id, lambda: self._open("GET", f"/reelforge/jobs/{quote(job_id)}/events", timeout=60, ref=job_id),
+                          lambda: self._bump(job_id), lambda: self._closed)
         self._followers[job_id] = f
         f.start()
         return f
@@ -297,7 +299,7 @@ class RemoteBackend:
 
     def _boto(self, op: str, ref: str, **kw) -> dict:
         with botocore_errors(url=self.endpoint_url or self.bedrock.meta.endpoint_url, hint=self._hint(),
-                             client_error=lambda code, message: _error(code, message, ref)):
+                             client_error=lambda code, message: reply_error(code, message, ref)):
             return getattr(self.bedrock, op)(**kw)
 
     def _hint(self) -> str:
@@ -334,7 +336,7 @@ class RemoteBackend:
                 message = json.loads(data)["message"]
             except (ValueError, KeyError, TypeError):
                 message = data.decode("utf-8", "replace")[:500]
-            raise _error(exc.headers.get("x-amzn-ErrorType", str(exc.code)), message, ref or path) from None
+            raise reply_error(exc.headers.get("x-amzn-ErrorType", str(exc.code)), message, ref or path) from None
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             raise unreachable(where, exc, self._hint() if where == self.endpoint_url else "") from None
 
@@ -358,43 +360,6 @@ class _KeepRedirectsErrors(urllib.request.HTTPErrorProcessor):
 
 
 _NO_REDIRECT = urllib.request.build_opener(_KeepRedirects, _KeepRedirectsErrors)
-
-
-class _Follower(threading.Thread):
-    """Reads one job's server-sent events and wakes ``wait_for_change`` on each."""
-
-    def __init__(self, backend: RemoteBackend, job_id: str):
-        super().__init__(name=f"reelforge-events-{job_id}", daemon=True)
-        self.backend, self.job_id = backend, job_id
-        self.started = time.monotonic()
-        self.fatal = False  # the server has no events route: never try again
-        self._response = None
-
-    def run(self) -> None:
-        try:
-            self._response = self.backend._open("GET", f"/reelforge/jobs/{quote(self.job_id)}/events", timeout=60, ref=self.job_id)
-            with self._response as r:
-                for line in r:
-                    if self.backend._closed:
-                        return
-                    if line.startswith(b"data:"):
-                        self.backend._bump(self.job_id)
-                        if json.loads(line[5:]).get("status") in ("COMPLETED", "FAILED", "CANCELED"):
-                            return
-        except JobNotFoundError:
-            self.fatal = True
-        except (OSError, ValueError, ReelforgeError) as exc:
-            log.info("event stream for %s ended: %s", self.job_id, exc)
-        finally:
-            self.backend._bump(self.job_id)
-
-    def stop(self) -> None:
-        r = self._response
-        if r is not None:
-            try:
-                r.close()
-            except OSError:
-                pass
 
 
 class _ServerSideImage(Exception):
@@ -424,78 +389,4 @@ def check_locally(model: str, request) -> None:
     except _ServerSideImage:
         pass
 
-
-def _error(code: str, message: str, ref: str) -> ReelforgeError:
-    """A Bedrock error reply as the reelforge error the embedded path would raise."""
-    code = code.split(":", 1)[0]
-    if code == "ValidationException":
-        m = _FIELD_MESSAGE.match(message)
-        return RequestError(m.group(1), m.group(2)) if m else RequestError("request", message)
-    if code == "ConflictException":
-        return ConflictError(message)
-    if code == "ResourceNotFoundException":
-        err = JobNotFoundError(ref)
-        if "has expired" in message:  # pruned by the server's retention: say so, not "no job"
-            err.args = (message,)
-        return err
-    if code == "AccessDeniedException":
-        return ReelforgeError(f"access denied: {message}")
-    return ReelforgeError(f"{code}: {message}" if code else message)
-
-
-def _epoch(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.timestamp()
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-
-
-def record_from_detail(d: dict[str, Any]) -> JobRecord:
-    """A JobRecord from a reelforge server's /reelforge/jobs/{id} reply."""
-    return JobRecord(
-        id=d["id"],
-        arn=d["invocationArn"],
-        model_id=d["modelId"],
-        model_input=d.get("modelInput") or {},
-        output_uri=d["s3Uri"],
-        storage_uri=d["s3Uri"],  # the server's disk is not ours: always go through the server or S3
-        client_token=d.get("clientRequestToken"),
-        status=JobStatus(d["status"]),
-        progress=d.get("progress", 0.0),
-        stage=d.get("stage", ""),
-        submit_time=_epoch(d["submitTime"]),
-        start_time=_epoch(d.get("startTime")),
-        end_time=_epoch(d.get("endTime")),
-        last_modified=_epoch(d.get("lastModifiedTime")) or time.time(),
-        failure_message=d.get("failureMessage"),
-        attempts=d.get("attempts", 0),
-        output_config=d.get("outputConfig") or {},
-        tags=d.get("tags") or [],
-        metadata=d.get("metadata") or {},
-    )
-
-
-def record_from_summary(s: dict[str, Any]) -> JobRecord:
-    """A JobRecord from a GetAsyncInvoke reply or a ListAsyncInvokes summary (Bedrock's words only)."""
-    status = _FROM_BEDROCK.get(s.get("status", "InProgress"), JobStatus.RUNNING)
-    s3 = s["outputDataConfig"]["s3OutputDataConfig"]
-    arn = s["invocationArn"]
-    return JobRecord(
-        id=arn.rsplit("/", 1)[-1],
-        arn=arn,
-        model_id=s["modelArn"].split("foundation-model/", 1)[-1],
-        model_input={},
-        output_uri=s3["s3Uri"],
-        storage_uri=s3["s3Uri"],
-        client_token=s.get("clientRequestToken"),
-        status=status,
-        progress=1.0 if status is JobStatus.COMPLETED else 0.0,
-        stage=status.value.lower(),
-        submit_time=_epoch(s["submitTime"]),
-        end_time=_epoch(s.get("endTime")),
-        last_modified=_epoch(s.get("lastModifiedTime")) or time.time(),
-        failure_message=s.get("failureMessage"),
-        output_config={k: v for k, v in s3.items() if k != "s3Uri"},
-    )
 
