@@ -423,7 +423,7 @@ class BedrockEngine(RemoteEngine):
         return {"status": status, "progress": 0.0, "message": r.get("failureMessage"), "output": r["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"]}
 
     async def download(self, forward, job, upstream_id: str, state: dict[str, Any], folder: Path, shots: int = 1) -> dict[str, Any]:
-        from reelforge.jobs.worker import shot_file_name
+        from reelforge.jobs.layout import shot_file_name
 
         folder.mkdir(parents=True, exist_ok=True)
         names = ["output.mp4"] + ([shot_file_name(i) for i in range(shots)] if shots > 1 else [])  # Bedrock's layout

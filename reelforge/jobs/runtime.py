@@ -32,7 +32,12 @@ from reelforge.request.model import VideoRequest, check, check_served
 from reelforge.jobs.retention import prune, prune_every_s, retain_from_env
 from reelforge.storage.base import join, local_path, storage_for, to_uri
 from reelforge.jobs import webhooks as webhooks_module
-from reelforge.jobs.worker import AsyncLane, EngineCache, finalize_ended, is_coroutine_engine, is_remote_engine, new_worker_id, perform, sweep_staging, unit_steps, worker_is_dead
+from reelforge.jobs.ending import finalize_ended
+from reelforge.jobs.engine_cache import EngineCache, is_coroutine_engine, is_remote_engine
+from reelforge.jobs.folder import sweep_staging
+from reelforge.jobs.lane import AsyncLane
+from reelforge.jobs.lease import new_worker_id, worker_is_dead
+from reelforge.jobs.worker import perform, unit_steps
 
 log = logging.getLogger("reelforge.runtime")
 _FROM_ENV = object()  # retain_s: read REELFORGE_RETAIN

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from reelforge.workflows import continuation
 from reelforge.errors import JobExpiredError, JobNotFoundError, RequestError, StorageError
+from reelforge.jobs import layout
 from reelforge.jobs.record import JobRecord, JobStatus, PrunedJob
 from reelforge.request.limits import MULTI_SHOT_MANUAL, get_model
 from reelforge.request.model import ImageInput, VideoRequest, parse_dimension, surrogate_problem
@@ -41,7 +42,7 @@ STATUS = {
     JobStatus.FAILED: "failed",
     JobStatus.CANCELED: "failed",  # with error.code "canceled": any other word would end the client's poll early
 }
-VARIANTS = {"video": ("output.mp4", "video/mp4"), "thumbnail": ("poster.jpg", "image/jpeg"), "spritesheet": ("contact_sheet.png", "image/png")}
+VARIANTS = {"video": (layout.VIDEO, "video/mp4"), "thumbnail": (layout.POSTER, "image/jpeg"), "spritesheet": (layout.CONTACT_SHEET, "image/png")}
 CREATE_FIELDS = {
     "textToVideoParams.text": "prompt",
     "textToVideoParams.images": "input_reference",

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from reelforge import config
 from reelforge.errors import ConfigError, RequestError, UnknownModelError
+from reelforge.jobs import layout
 from reelforge.server.gallery import views
 from reelforge.jobs.record import JobRecord
 from reelforge.request.limits import NOVA_BACKEND_DEFAULT, ModelSpec, all_models, get_model
@@ -184,5 +185,5 @@ def prompt(record: JobRecord) -> str:
     return record.wire_request.get("prompt") or " ".join(views.prompts(record.model_input))
 
 
-def output_bytes(record: JobRecord, name: str = "output.mp4") -> bytes:
+def output_bytes(record: JobRecord, name: str = layout.VIDEO) -> bytes:
     return storage_for(record.storage_uri).get_bytes(join(record.storage_uri, name))
