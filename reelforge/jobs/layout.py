@@ -50,9 +50,12 @@ def completed_files(shots: int) -> list[str]:
     return [VIDEO, *shot_file_names(shots), *STILLS, MANIFEST, STATUS]
 
 
-def iso(t: float) -> str:
-    """Bedrock's timestamp form, ``YYYY-MM-DDTHH:MM:SS.fffZ`` (milliseconds truncated)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+def iso(t: float | None) -> str | None:
+    """Bedrock's timestamp form, ``YYYY-MM-DDTHH:MM:SS.fffZ`` (None for None): manifests, the wires, webhooks."""
+    if t is None:
+        return None
+    ms = int(t * 1000)  # truncated, so a shown time is never later than the real one
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
 
 
 def status_doc(job: JobRecord, shots: int, failure: str | None) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from reelforge.request.model import VideoRequest, check, check_served
 from reelforge.jobs.retention import prune, prune_every_s, retain_from_env
 from reelforge.storage.base import join, local_path, storage_for, to_uri
 from reelforge.jobs import webhooks as webhooks_module
+from reelforge.jobs.webhook_dispatch import Dispatcher
 from reelforge.jobs.ending import finalize_ended
 from reelforge.jobs.engine_cache import EngineCache, is_coroutine_engine, is_remote_engine
 from reelforge.jobs.folder import sweep_staging
@@ -83,7 +84,7 @@ class Runtime:
         self._stop = threading.Event()
         self._presence: FileLock | None = None
         self.worker_id = new_worker_id()
-        self.dispatcher = webhooks_module.Dispatcher(self.store, self.webhooks, self._stop)
+        self.dispatcher = Dispatcher(self.store, self.webhooks, self._stop)
         self._claims = itertools.count(1)
         self._lane: AsyncLane | None = None
         self._lane_lock = threading.Lock()

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reelforge.errors import ReelforgeError
 from reelforge.jobs import layout
 from reelforge.jobs.engine_cache import is_remote_engine
 from reelforge.jobs.layout import strip_images
 from reelforge.jobs.record import JobRecord, JobStatus
+from reelforge.jobs.views import duration_s, prompts
 from reelforge.media.video import sound_label
-from reelforge.request.limits import DEFAULT_SEED, MULTI_SHOT_MANUAL, get_model
-from reelforge.request.model import PARAMS_KEY, split_automated
+from reelforge.request.limits import DEFAULT_SEED, get_model
+from reelforge.request.model import split_automated
 from reelforge.storage.base import LocalStorage, local_path
 
 # Files are served by the server's extension route, which answers HTTP Range requests.
@@ -110,31 +110,6 @@ def seconds(s: float | None) -> str:
     if s is None:
         return ""
     return f"{s:.1f} s" if s < 120 else f"{int(s // 60)} min {int(s % 60)} s"
-
-
-def _params(model_input: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    task = model_input.get("taskType", "")
-    return task, model_input.get(PARAMS_KEY.get(task, ""), {}) or {}, model_input.get("videoGenerationConfig", {}) or {}
-
-
-def prompts(model_input: dict[str, Any]) -> list[str]:
-    """The prompt, or one prompt per shot."""
-    task, params, _ = _params(model_input)
-    if task == MULTI_SHOT_MANUAL:
-        return [str(s.get("text", "")) for s in params.get("shots", [])]
-    return [str(params.get("text", ""))]
-
-
-def duration_s(record: JobRecord) -> int | None:
-    """Length of the video the request asks for (per-shot lengths added up for manual shots)."""
-    task, params, cfg = _params(record.model_input)
-    if task != MULTI_SHOT_MANUAL:
-        return cfg.get("durationSeconds")
-    try:
-        shot_s = get_model(record.model_id).limits.shot_seconds
-    except ReelforgeError:
-        shot_s = 6
-    return sum(s.get("durationSeconds", shot_s) for s in params.get("shots", []))
 
 
 def seed(record: JobRecord) -> tuple[int, bool]:
