@@ -25,9 +25,9 @@ from reelforge.jobs import background
 from reelforge.jobs import layout
 from reelforge.errors import JobCanceledError, JobFailedError, NoPlayerError, StorageError, WaitTimeoutError
 from reelforge.jobs.record import JobRecord, JobStatus, open_store
-from reelforge.jobs.listing import Page, list_page
+from reelforge.jobs.listing import Page, list_page, statuses
 from reelforge.request.model import VideoRequest
-from reelforge.jobs.runtime import Runtime, statuses
+from reelforge.jobs.runtime import Runtime
 from reelforge.storage.base import join, local_path, storage_for
 
 _runtimes: dict[str, Runtime] = {}
