@@ -160,7 +160,7 @@ class RemoteEngine(Engine):
     generative: ClassVar[bool] = True
     splits_shots: ClassVar[bool] = False  # the whole request goes upstream as one job
     remote: ClassVar[bool] = True
-    # what the upstream's wire cannot be asked for, so its video may differ from the plan there (worker._take_file)
+    # what the upstream's wire cannot be asked for, so its video may differ from the plan there (jobs.units.take_file)
     upstream_differs: ClassVar[tuple[str, ...]] = ()
 
     def upstream(self, forward) -> Upstream:

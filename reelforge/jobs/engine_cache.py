@@ -19,7 +19,7 @@ class EngineCache:
     """One engine instance per (engine, options) per worker, reused across jobs (weights stay loaded).
 
     ``on_load()`` is called after an engine is loaded (the runtime records what its process holds,
-    ``held``, for model affinity: stores.py, claim)."""
+    ``held``, for model affinity: jobs/sql.py, claim)."""
 
     def __init__(self, on_load: Callable[[], None] | None = None):
         self._engines: dict[tuple[str, str], tuple[dict[str, Any], Engine]] = {}
