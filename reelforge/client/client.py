@@ -26,6 +26,7 @@ from reelforge.jobs.listing import Page
 from reelforge.jobs.record import JobRecord, JobStatus
 from reelforge.request.model import VideoRequest
 from reelforge.storage.base import join, local_path
+from reelforge.jobs import layout
 
 class Client:
     """Start, find and list video jobs."""
@@ -207,7 +208,7 @@ class Job:
     @property
     def video_path(self) -> Path | None:
         folder = self.local_dir
-        return folder / "output.mp4" if folder and self.status is JobStatus.COMPLETED else None
+        return folder / layout.VIDEO if folder and self.status is JobStatus.COMPLETED else None
 
     def wait(self, timeout: float | None = None, on_progress: Callable[[JobRecord], None] | None = None) -> "Job":
         """Block until the job ends; raise JobFailedError / JobCanceledError / WaitTimeoutError."""
@@ -243,10 +244,10 @@ class Job:
         dest = Path(dest).expanduser()
         target = dest / f"{self.id}.mp4" if dest.is_dir() or not dest.suffix else dest
         fetch = self.client.backend.download
-        fetch(join(rec.storage_uri, "output.mp4"), target)
+        fetch(join(rec.storage_uri, layout.VIDEO), target)
         if shots:
             for name in self.client.backend.files(rec):
-                if name.startswith("shot_") and name.endswith(".mp4"):
+                if layout.SHOT_FILE.fullmatch(name):
                     fetch(join(rec.storage_uri, name), target.with_name(f"{target.stem}_{name}"))
         return target
 

@@ -15,7 +15,8 @@ from reelforge.jobs import background
 from reelforge.jobs.listing import Page, list_page
 from reelforge.jobs.record import JobRecord
 from reelforge.jobs.open import open_store
-from reelforge.jobs.runtime import Runtime, statuses
+from reelforge.jobs.runtime import Runtime
+from reelforge.jobs.listing import statuses
 from reelforge.storage.base import storage_for
 
 _runtimes: dict[str, Runtime] = {}

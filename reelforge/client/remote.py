@@ -32,9 +32,8 @@ from reelforge.client.aws_errors import botocore_errors, unreachable
 from reelforge.client.events import EventFollower
 from reelforge.client.replies import record_from_detail, record_from_summary, reply_error
 from reelforge.errors import JobNotFoundError, ReelforgeError, RequestError, UnknownModelError, UnreachableError
-from reelforge.jobs.listing import Page
+from reelforge.jobs.listing import Page, statuses
 from reelforge.jobs.record import JobRecord
-from reelforge.jobs.runtime import statuses
 from reelforge.request.model import VideoRequest
 
 SERVICE = "bedrock"

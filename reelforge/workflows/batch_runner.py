@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from reelforge.jobs import layout
+from reelforge.storage.base import join
 from reelforge.errors import JobExpiredError, RequestError
 from reelforge.jobs.record import PrunedJob
 from reelforge.workflows.batch import BatchItem
@@ -201,7 +203,7 @@ class BatchRunner:
             return LineResult(item.line, rec.id, rec.status.value, None, item.estimated_cost_usd, item.seconds, item.prompt, how, f"expired: {gone.expiry}")
         if rec.status.value == "COMPLETED":
             path = getattr(job, "video_path", None) if getattr(self.client, "endpoint", None) is None else None
-            output = str(path) if path else rec.output_uri.rstrip("/") + "/output.mp4"
+            output = str(path) if path else join(rec.output_uri, layout.VIDEO)
         return LineResult(item.line, rec.id, rec.status.value, output, item.estimated_cost_usd, item.seconds, item.prompt, how, rec.failure_message)
 
     def _finish(self, result: LineResult) -> None:
