@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from reelforge import Client, VideoRequest
-from reelforge.media import video as media
+from reelforge import media
 from reelforge.engines import NullProgress, ShotPlan
 from reelforge.engines.previz import PrevizEngine, read_prompt
 from reelforge.engines.previz.reading import NOUNS

@@ -299,7 +299,7 @@ def test_a_frame_rate_the_openai_wire_cannot_ask_for_is_taken_and_recorded_other
     length passes and is recorded; the same file fails where the rate is not loosened, as does a wrong length."""
     import numpy as np
 
-    from reelforge.media import video as media
+    from reelforge import media
     from reelforge.engines import ShotPlan
     from reelforge.jobs.worker import _take_file
 

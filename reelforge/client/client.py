@@ -27,7 +27,7 @@ from reelforge.jobs.record import JobRecord, JobStatus, open_store
 from reelforge.jobs.listing import Page, list_page
 from reelforge.request.model import VideoRequest
 from reelforge.jobs.runtime import Runtime, statuses
-from reelforge.storage.base import join, local_path, storage_for
+from reelforge.storage import join, local_path, storage_for
 
 _runtimes: dict[str, Runtime] = {}
 _runtimes_lock = threading.Lock()
@@ -330,7 +330,7 @@ class Job:
         if rec.status is JobStatus.COMPLETED and self.video_path:
             import base64
 
-            from reelforge.media.video import sound_label
+            from reelforge.media.audio import sound_label
 
             data = base64.b64encode(self.video_path.read_bytes()).decode()
             sound = f"sound: {sound_label(rec.metadata.get('audio'), rec.audio)}"

@@ -213,7 +213,7 @@ class RemoteBackend:
             names = json.loads(body).get("files") or []
             if names:
                 return names  # on the server's disk; an S3 job lists none there
-        from reelforge.storage.base import S3Storage
+        from reelforge.storage import S3Storage
 
         return S3Storage(self._session.client("s3")).list(record.storage_uri)
 
@@ -248,22 +248,22 @@ class RemoteBackend:
         job_id = folder.rsplit("/", 1)[-1]
         path.parent.mkdir(parents=True, exist_ok=True)
         if self.is_reelforge:
-            from reelforge.media.video import _publish, _temp_path, _unlink_quietly
+            from reelforge.media.files import publish, temp_path, unlink_quietly
 
-            tmp = _temp_path(path)  # unique: concurrent downloads to one path never share a temp file
+            tmp = temp_path(path)  # unique: concurrent downloads to one path never share a temp file
             try:
                 with self._open("GET", f"/reelforge/jobs/{quote(job_id)}/files/{quote(name)}") as r, open(tmp, "wb") as f:
                     while chunk := r.read(1 << 20):
                         f.write(chunk)
             except BaseException as exc:
-                _unlink_quietly(tmp)
+                unlink_quietly(tmp)
                 if not isinstance(exc, JobNotFoundError):
                     raise
                 # not on the server's disk: it went to S3
             else:
-                _publish(tmp, path)
+                publish(tmp, path)
                 return path
-        from reelforge.storage.base import S3Storage
+        from reelforge.storage import S3Storage
 
         return S3Storage(self._session.client("s3")).download(uri, path)
 

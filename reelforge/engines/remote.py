@@ -431,7 +431,7 @@ class BedrockEngine(RemoteEngine):
             if await is_reelforge(forward.url):
                 await _fetch_file(_shared_http(), f"{forward.url}/reelforge/jobs/{upstream_id.rsplit('/', 1)[1]}/files/{name}", folder / name)
             else:
-                from reelforge.storage.base import S3Storage, join
+                from reelforge.storage import S3Storage, join
 
                 data = await asyncio.to_thread(S3Storage().get_bytes, join(state["output"], name))
                 (folder / name).write_bytes(data)

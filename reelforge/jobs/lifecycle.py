@@ -154,7 +154,7 @@ class LifecycleReader:
         return found
 
     def _store(self, key: str, found: Lifecycle) -> None:
-        from reelforge.media.video import atomic_write_bytes
+        from reelforge.media.files import atomic_write_bytes
 
         with self._lock:
             self._mem[key] = found

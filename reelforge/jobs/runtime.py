@@ -30,7 +30,7 @@ from reelforge.jobs.lifecycle import LifecycleReader
 from reelforge.request.limits import Served, add_forwarded, get_model, local_backend, serving
 from reelforge.request.model import VideoRequest, check, check_served
 from reelforge.jobs.retention import prune, prune_every_s, retain_from_env
-from reelforge.storage.base import join, local_path, storage_for, to_uri
+from reelforge.storage import join, local_path, storage_for, to_uri
 from reelforge.jobs import webhooks as webhooks_module
 from reelforge.jobs.worker import AsyncLane, EngineCache, finalize_ended, is_coroutine_engine, is_remote_engine, new_worker_id, perform, sweep_staging, unit_steps, worker_is_dead
 

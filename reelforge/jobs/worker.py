@@ -27,14 +27,14 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Generator
 
 from reelforge import config
-from reelforge.media import video as media
+from reelforge import media
 from reelforge.config import Timings
 from reelforge.engines import Engine, RenderContext, ShotPlan, get_engine_class
 from reelforge.errors import JobCanceled, ReelforgeError
 from reelforge.jobs.record import Beat, JobRecord, JobStatus, JobStore, new_job_id, options_text
 from reelforge.request.limits import forwarded_spec, get_model
 from reelforge.request.model import VideoRequest, check
-from reelforge.storage.base import LocalStorage, join, local_path, storage_for
+from reelforge.storage import LocalStorage, join, local_path, storage_for
 
 log = logging.getLogger("reelforge.worker")
 

@@ -35,7 +35,7 @@ from reelforge.errors import ImageError, ReelforgeError, RequestError
 from reelforge.server.gallery import error_page, gallery_routes, not_found, upload_too_large
 from reelforge.jobs.record import JobRecord, SQLiteJobStore, open_store
 from reelforge.jobs.runtime import Runtime
-from reelforge.storage.base import S3Storage, check_location
+from reelforge.storage import S3Storage, check_location
 from reelforge.server import bedrock_api, extensions, gemini_api, openai_api, openapi, sigv4, video_wires
 from reelforge.server.errors import BEDROCK, GEMINI, OPENAI, ApiError, access_denied, code_for_status, error_response, shaped_send, wire_of
 from reelforge.server.events import ChangeHub

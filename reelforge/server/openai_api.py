@@ -25,7 +25,7 @@ from reelforge.errors import JobExpiredError, JobNotFoundError, RequestError, St
 from reelforge.jobs.record import JobRecord, JobStatus, PrunedJob
 from reelforge.request.limits import MULTI_SHOT_MANUAL, get_model
 from reelforge.request.model import ImageInput, VideoRequest, parse_dimension, surrogate_problem
-from reelforge.storage.base import local_path
+from reelforge.storage import local_path
 from reelforge.server import video_wires, wire
 from reelforge.server.errors import OPENAI, ApiError
 

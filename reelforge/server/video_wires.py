@@ -25,7 +25,7 @@ from reelforge.server.gallery import views
 from reelforge.jobs.record import JobRecord
 from reelforge.request.limits import NOVA_BACKEND_DEFAULT, ModelSpec, all_models, get_model
 from reelforge.request.model import VideoRequest
-from reelforge.storage.base import join, storage_for
+from reelforge.storage import join, storage_for
 from reelforge.server.errors import ApiError
 
 WIRE_MODELS_ENV = "REELFORGE_WIRE_MODELS"

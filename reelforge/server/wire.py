@@ -15,7 +15,7 @@ from typing import Any
 
 from reelforge.jobs.record import JobRecord, JobStatus
 from reelforge.request.model import surrogate_problem
-from reelforge.storage.base import check_location
+from reelforge.storage import check_location
 from reelforge.server.errors import validation
 
 MODEL_ID = re.compile(r"[a-zA-Z_\.\-/0-9:]+")

@@ -190,7 +190,7 @@ def _output_key(output: str | os.PathLike | None, endpoint: str | None) -> str |
     text = os.fspath(output)
     if endpoint or "://" in text:
         return text.rstrip("/")
-    from reelforge.storage.base import to_uri
+    from reelforge.storage import to_uri
 
     return to_uri(text)
 
@@ -488,7 +488,7 @@ def retry_token(token: str, attempt: int) -> str:
 
 def write_report(results: list[LineResult], path: str | os.PathLike) -> Path:
     """The report as CSV, or JSON when ``path`` ends in .json; written atomically."""
-    from reelforge.media.video import atomic_write_bytes
+    from reelforge.media.files import atomic_write_bytes
 
     path = Path(path)
     rows = [r.to_dict() for r in results]

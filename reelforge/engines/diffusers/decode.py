@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from reelforge.media import video as media
+from reelforge import media
 
 log = logging.getLogger("reelforge.engines.diffusers")
 

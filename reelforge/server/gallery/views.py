@@ -17,10 +17,10 @@ from typing import Any
 
 from reelforge.errors import ReelforgeError
 from reelforge.jobs.record import JobRecord, JobStatus
-from reelforge.media.video import sound_label
+from reelforge.media.audio import sound_label
 from reelforge.request.limits import DEFAULT_SEED, MULTI_SHOT_MANUAL, get_model
 from reelforge.request.model import PARAMS_KEY
-from reelforge.storage.base import LocalStorage, local_path
+from reelforge.storage import LocalStorage, local_path
 
 # Files are served by the server's extension route, which answers HTTP Range requests.
 FILE_URL = "/reelforge/jobs/{id}/files/{name}"
