@@ -108,13 +108,7 @@ async def dispatch(request: Request) -> Response:
 
 
 async def create(request: Request, resource: str, model_name: str) -> JSONResponse:
-    body = wire.parse_body(await request.body())
-    if not isinstance(body, dict):
-        raise _invalid("body", "must be a JSON object: {\"instances\": [{\"prompt\": ...}], \"parameters\": {...}}")
-    unknown = sorted(set(body) - {"instances", "parameters", "labels"})
-    if unknown:
-        what = "webhooks are not supported here; poll the operation instead" if unknown[0] == "webhookConfig" else "allowed: instances, parameters, labels"
-        raise _invalid(unknown[0][:100], f"unknown or unsupported field; {what}")
+    body = _body(await request.body())
     state = _state(request)
     try:
         model_id = state.wire_models.resolve(model_name, "model")
@@ -146,10 +140,8 @@ async def create(request: Request, resource: str, model_name: str) -> JSONRespon
     aspect = _choice(params, "aspectRatio", tuple(ASPECTS)) or "16:9"
     resolution = _choice(params, "resolution", tuple(RESOLUTIONS)) or "720p"
     width, height = _dimensions(aspect, resolution)
-    seed = _int(params, "seed", None)
+    seed = _seed(params, spec.limits.seed_max, samples)
     base = 42 if seed is None else seed
-    if seed is not None and not 0 <= seed <= spec.limits.seed_max - samples + 1:
-        raise _invalid("parameters.seed", f"{seed} is out of range; allowed: 0 to {spec.limits.seed_max - samples + 1} (sample i uses seed + i)")
     prompt = instance.get("prompt")
     if not isinstance(prompt, str):
         raise _invalid("instances[0].prompt", "is required: the text of the video")
@@ -179,6 +171,26 @@ async def create(request: Request, resource: str, model_name: str) -> JSONRespon
             await run_in_threadpool(state.runtime.cancel, done.id)
         raise
     return JSONResponse({"name": f"{resource}/operations/{''.join(r.id for r in records)}"})
+
+
+def _body(raw: bytes) -> dict:
+    """The request body: a JSON object of instances, parameters and labels only."""
+    body = wire.parse_body(raw)
+    if not isinstance(body, dict):
+        raise _invalid("body", "must be a JSON object: {\"instances\": [{\"prompt\": ...}], \"parameters\": {...}}")
+    unknown = sorted(set(body) - {"instances", "parameters", "labels"})
+    if unknown:
+        what = "webhooks are not supported here; poll the operation instead" if unknown[0] == "webhookConfig" else "allowed: instances, parameters, labels"
+        raise _invalid(unknown[0][:100], f"unknown or unsupported field; {what}")
+    return body
+
+
+def _seed(params: dict, seed_max: int, samples: int) -> int | None:
+    """``parameters.seed``, with room for one seed per sample (sample i uses seed + i)."""
+    seed = _int(params, "seed", None)
+    if seed is not None and not 0 <= seed <= seed_max - samples + 1:
+        raise _invalid("parameters.seed", f"{seed} is out of range; allowed: 0 to {seed_max - samples + 1} (sample i uses seed + i)")
+    return seed
 
 
 def _object(value: Any, field: str) -> dict:

@@ -310,43 +310,51 @@ def read_prompt(text: str) -> Reading:
         # what each token is: ("noun", Subject) / ("setting", kind) / ...
         roles: list[tuple[str, object]] = []
         for i, tok in enumerate(toks):
-            prev = toks[i - 1] if i else ""
-            if tok in _WEATHER_WORDS:
-                roles.append(("weather", _WEATHER_WORDS[tok]))
-            elif tok in _LIGHT_WORDS:
-                roles.append(("light", _LIGHT_WORDS[tok]))
-            elif tok in _VERB_WORDS and not (tok == "waves" and (prev in {"the", "gentle", "big", "small", "ocean", "sea", ""} or prev in COLOURS or prev in SIZES or not any(r[0] == "noun" for r in roles))):
-                roles.append(("verb", _VERB_WORDS[tok]))
-            elif tok in _NOUN_WORDS:
-                noun = _NOUN_WORDS[tok]
-                if noun not in subjects:
-                    aliases, rgb, place = NOUNS[noun]
-                    subjects[noun] = Subject(noun, tok, rgb=rgb, place=place)
-                roles.append(("noun", subjects[noun]))
-            elif tok in _SETTING_WORDS:
-                roles.append(("setting", (_SETTING_WORDS[tok], tok)))
-            elif tok in COLOURS:
-                roles.append(("colour", tok))
-            elif tok in PLACES:
-                roles.append(("place", PLACES[tok]))
-                word = tok.split()[-1]
-                if word in _SETTING_WORDS:  # "on the sea" names the sea too
-                    roles.append(("setting", (_SETTING_WORDS[word], word)))
-            elif tok in SIDES:
-                roles.append(("side", SIDES[tok]))
-            elif tok in DEPTHS:
-                roles.append(("depth", DEPTHS[tok]))
-            elif tok in SIZES:
-                roles.append(("size", SIZES[tok]))
-            elif tok in {"beside", "next", "by"}:
-                roles.append(("beside", tok))
-            else:
-                roles.append(("other", tok))
+            roles.extend(_roles(tok, toks[i - 1] if i else "", roles, subjects))
         _apply(roles, reading, subjects)
         for kind, value in roles:
             if kind == "other" and value not in STOPWORDS and len(value) > 1:
                 ignored[value] = None
     reading.subjects = list(subjects.values())
+    _settle(reading, subjects, original)
+    reading.ignored = list(ignored)
+    _assume_defaults(reading)
+    return reading
+
+
+def _roles(tok: str, prev: str, roles: list[tuple[str, object]], subjects: dict[str, Subject]) -> list[tuple[str, object]]:
+    """What one token is, as roles (a place may name a setting too); a new subject joins ``subjects``."""
+    if tok in _WEATHER_WORDS:
+        return [("weather", _WEATHER_WORDS[tok])]
+    if tok in _LIGHT_WORDS:
+        return [("light", _LIGHT_WORDS[tok])]
+    if tok in _VERB_WORDS and not (tok == "waves" and (prev in {"the", "gentle", "big", "small", "ocean", "sea", ""} or prev in COLOURS or prev in SIZES or not any(r[0] == "noun" for r in roles))):
+        return [("verb", _VERB_WORDS[tok])]
+    if tok in _NOUN_WORDS:
+        noun = _NOUN_WORDS[tok]
+        if noun not in subjects:
+            aliases, rgb, place = NOUNS[noun]
+            subjects[noun] = Subject(noun, tok, rgb=rgb, place=place)
+        return [("noun", subjects[noun])]
+    if tok in _SETTING_WORDS:
+        return [("setting", (_SETTING_WORDS[tok], tok))]
+    if tok in COLOURS:
+        return [("colour", tok)]
+    if tok in PLACES:
+        word = tok.split()[-1]
+        if word in _SETTING_WORDS:  # "on the sea" names the sea too
+            return [("place", PLACES[tok]), ("setting", (_SETTING_WORDS[word], word))]
+        return [("place", PLACES[tok])]
+    for kind, table in (("side", SIDES), ("depth", DEPTHS), ("size", SIZES)):
+        if tok in table:
+            return [(kind, table[tok])]
+    if tok in {"beside", "next", "by"}:
+        return [("beside", tok)]
+    return [("other", tok)]
+
+
+def _settle(reading: Reading, subjects: dict[str, Subject], original: str) -> None:
+    """What follows from the whole prompt: where subjects stand, what the camera follows, the main subject."""
     water = any(k in WATER for k in reading.kinds)
     for s in reading.subjects:
         if s.place == "water" and not water:
@@ -361,7 +369,10 @@ def read_prompt(text: str) -> Reading:
         reading.follows = target or (reading.subjects[0].noun if reading.subjects else None)
     if reading.subjects and reading.subjects[0].side is None and reading.subjects[0].near is None:
         reading.subjects[0].side = "centre"  # the first subject named is the main one
-    reading.ignored = list(ignored)
+
+
+def _assume_defaults(reading: Reading) -> None:
+    """A field at noon in clear weather where the prompt says none, each noted as assumed."""
     if not reading.setting:
         reading.assumed.append("setting: field")
     if reading.light is None:
@@ -370,7 +381,6 @@ def read_prompt(text: str) -> Reading:
     if reading.weather is None:
         reading.weather = "clear"
         reading.assumed.append("weather: clear")
-    return reading
 
 
 def _nearest(roles: list[tuple[str, object]], i: int, *, before_only: bool = False) -> Subject | None:
@@ -395,67 +405,82 @@ def _apply(roles: list[tuple[str, object]], reading: Reading, subjects: dict[str
             if k not in reading.kinds:
                 reading.setting.append({"kind": k, "word": word})
         elif kind == "colour":
-            target = None
-            for j in range(i + 1, min(len(roles), i + 4)):  # "a red wooden boat"
-                if roles[j][0] in ("noun", "setting"):
-                    target = roles[j]
-                    break
-                if roles[j][0] not in ("other", "size", "colour"):
-                    break
-            if target is None and i >= 2 and roles[i - 1][0] == "other" and roles[i - 1][1] in _LINKS:
-                if roles[i - 2][0] in ("noun", "setting"):
-                    target = roles[i - 2]
-            if target is None:
-                continue
-            if target[0] == "noun":
-                s = target[1]
-                if s.colour is None:  # type: ignore[union-attr]
-                    s.colour, s.rgb = value, COLOURS[value]  # type: ignore[union-attr, index]
-            else:
-                reading.setting_colours.setdefault(target[1][0], value)  # type: ignore[index]
+            _apply_colour(roles, i, value, reading)  # type: ignore[arg-type]
         elif kind in ("side", "depth", "place", "size"):
-            prev = roles[i - 1] if i else ("", "")
-            if kind == "side" and prev[0] == "verb":
-                continue  # a heading, read with the verb
-            s = _nearest(roles, i)
-            if kind == "place" and value == "water":  # what floats takes "on the water" first
-                floating = [(j, v) for j, (k, v) in enumerate(roles) if k == "noun" and NOUNS[v.noun][2] == "water"]  # type: ignore[union-attr]
-                if floating:
-                    s = min(floating, key=lambda jv: abs(jv[0] - i))[1]  # type: ignore[assignment]
-            if s is None:
-                continue
-            if kind == "side":
-                if i + 1 < len(roles) and roles[i + 1][1] == "of" and i + 2 < len(roles):
-                    other = next((v for k, v in roles[i + 2:i + 5] if k == "noun"), None)
-                    if other is not None and other is not s:
-                        s = next((v for k, v in roles[:i] if k == "noun" and v is not other), s)  # "a dog left of the house"
-                        s.near = f"{value} of {other.noun}"  # type: ignore[union-attr]
-                        continue
-                s.side = value  # type: ignore[assignment]
-            elif kind == "depth":
-                s.depth = value  # type: ignore[assignment]
-            elif kind == "place":
-                s.place = value  # type: ignore[assignment]
-            else:
-                s.size = max(s.size, value) if value > 1 else min(s.size, value)  # type: ignore[operator]
-                if value >= 2.4:
-                    s.depth = "foreground"
+            _apply_placement(roles, i, kind, value)
         elif kind == "beside":
             s, other = _nearest(roles, i, before_only=True), next((v for k, v in roles[i + 1:i + 5] if k == "noun"), None)
             if s is not None and other is not None and other is not s:
                 s.near = f"beside {other.noun}"
         elif kind == "verb":
-            who: Subject | None = _nearest(roles, i, before_only=True)
-            before = [r for r in roles[:i] if r[0] in ("noun", "setting")]
-            if before and before[-1][0] == "setting" and before[-1][1][0] in WATER:  # type: ignore[index]
-                reading.motions.append({"who": before[-1][1][1], "verb": value})  # type: ignore[index, dict-item]
-                continue
-            if who is None:
-                who = _nearest(roles, i)
-            if who is None:
-                continue
-            if who.motion is None:
-                who.motion = value  # type: ignore[assignment]
-                heading = next((v for k, v in roles[i + 1:i + 4] if k == "side" and v != "centre"), None)
-                who.heading = heading  # type: ignore[assignment]
-                reading.motions.append({"who": who.noun, "verb": value})  # type: ignore[dict-item]
+            _apply_verb(roles, i, value, reading)
+
+
+def _apply_colour(roles: list[tuple[str, object]], i: int, value: str, reading: Reading) -> None:
+    """A colour word on the subject or setting it qualifies ("a red wooden boat", "the sea is grey")."""
+    target = None
+    for j in range(i + 1, min(len(roles), i + 4)):  # "a red wooden boat"
+        if roles[j][0] in ("noun", "setting"):
+            target = roles[j]
+            break
+        if roles[j][0] not in ("other", "size", "colour"):
+            break
+    if target is None and i >= 2 and roles[i - 1][0] == "other" and roles[i - 1][1] in _LINKS:
+        if roles[i - 2][0] in ("noun", "setting"):
+            target = roles[i - 2]
+    if target is None:
+        return
+    if target[0] == "noun":
+        s = target[1]
+        if s.colour is None:  # type: ignore[union-attr]
+            s.colour, s.rgb = value, COLOURS[value]  # type: ignore[union-attr, index]
+    else:
+        reading.setting_colours.setdefault(target[1][0], value)  # type: ignore[index]
+
+
+def _apply_placement(roles: list[tuple[str, object]], i: int, kind: str, value) -> None:
+    """A side, depth, place or size word on the nearest subject."""
+    prev = roles[i - 1] if i else ("", "")
+    if kind == "side" and prev[0] == "verb":
+        return  # a heading, read with the verb
+    s = _nearest(roles, i)
+    if kind == "place" and value == "water":  # what floats takes "on the water" first
+        floating = [(j, v) for j, (k, v) in enumerate(roles) if k == "noun" and NOUNS[v.noun][2] == "water"]  # type: ignore[union-attr]
+        if floating:
+            s = min(floating, key=lambda jv: abs(jv[0] - i))[1]  # type: ignore[assignment]
+    if s is None:
+        return
+    if kind == "side":
+        if i + 1 < len(roles) and roles[i + 1][1] == "of" and i + 2 < len(roles):
+            other = next((v for k, v in roles[i + 2:i + 5] if k == "noun"), None)
+            if other is not None and other is not s:
+                s = next((v for k, v in roles[:i] if k == "noun" and v is not other), s)  # "a dog left of the house"
+                s.near = f"{value} of {other.noun}"  # type: ignore[union-attr]
+                return
+        s.side = value  # type: ignore[assignment]
+    elif kind == "depth":
+        s.depth = value  # type: ignore[assignment]
+    elif kind == "place":
+        s.place = value  # type: ignore[assignment]
+    else:
+        s.size = max(s.size, value) if value > 1 else min(s.size, value)  # type: ignore[operator]
+        if value >= 2.4:
+            s.depth = "foreground"
+
+
+def _apply_verb(roles: list[tuple[str, object]], i: int, value, reading: Reading) -> None:
+    """A verb on the subject before it (or the nearest), or on the water setting it follows ("the sea churns")."""
+    who: Subject | None = _nearest(roles, i, before_only=True)
+    before = [r for r in roles[:i] if r[0] in ("noun", "setting")]
+    if before and before[-1][0] == "setting" and before[-1][1][0] in WATER:  # type: ignore[index]
+        reading.motions.append({"who": before[-1][1][1], "verb": value})  # type: ignore[index, dict-item]
+        return
+    if who is None:
+        who = _nearest(roles, i)
+    if who is None:
+        return
+    if who.motion is None:
+        who.motion = value  # type: ignore[assignment]
+        heading = next((v for k, v in roles[i + 1:i + 4] if k == "side" and v != "centre"), None)
+        who.heading = heading  # type: ignore[assignment]
+        reading.motions.append({"who": who.noun, "verb": value})  # type: ignore[dict-item]

@@ -132,6 +132,39 @@ class PrevizSet:
         rng = _rng("previz-v2", shot.seed, shot.text, shot.index)
         self.subjects = layout(r, shot, rng)
         self.overlay = Overlay(shot, options)
+        top, low = self._sky_ground_water(H)
+        self._sky_bodies(rng, W, H, top, low)
+        self._far_layer(rng, W, H, top)
+        self._ground_strokes(rng, W, H)
+        self._waves(rng, H)
+        weather = r.weather
+        # weather particles in screen space (fall with time; no parallax)
+        n_drops = {"rain": 160, "storm": 220, "snowfall": 180}.get(weather, 0)
+        self.drops = np.stack([rng.uniform(0, W, n_drops), rng.uniform(0, H, n_drops), rng.uniform(0.6, 1.0, n_drops)], 1)
+        self.fog = Image.new("RGB", (W, H), _mix(low, (220, 220, 225), 0.5)) if weather == "fog" else None
+        self.flash = {int(rng.integers(10, max(11, shot.frame_count - 4)))} if weather == "storm" else set()
+        self._sky_key, self._sky = b"", None
+        font = ImageFont.load_default(size=max(10, H // 45))
+        self.labels = {q.subject.noun: _sprite(q.label, font) for q in self.subjects}
+        # the plate: a conditioning image replaces the drawn set
+        self.plate = None
+        if shot.image is not None:
+            image = shot.image.convert("RGB")
+            if image.size != (W, H):
+                image = image.resize((W, H))
+            self.image = image
+            self.plate = _image_canvas(image, round(W * CANVAS_SCALE), round(H * CANVAS_SCALE))
+        main = r.follows or (r.subjects[0].noun if r.subjects else None)
+        self.main = next((q for q in self.subjects if q.subject.noun == main), None)  # the camera's subject
+
+    def _setting_colour(self, kind: str, rgb):
+        """A setting's colour: the one the prompt gives it, else ``rgb``, graded for the light and weather."""
+        r = self.reading
+        return _grade(COLOURS.get(r.setting_colours.get(kind, ""), rgb), r.light, r.weather)
+
+    def _sky_ground_water(self, H: int):
+        """The sky's gradient, the ground and the water; returns the sky's top and low colours."""
+        r = self.reading
         kinds = r.kinds
         light, weather = r.light, r.weather
         self.horizon = HORIZON * H if "interior" not in kinds else 0.6 * H
@@ -146,20 +179,24 @@ class PrevizSet:
         if "space" in kinds:
             top, low = (2, 2, 10), (12, 10, 30)
         self.sky = (np.array(top, np.float32), np.array(low, np.float32))
-        colour = lambda kind, rgb: _grade(COLOURS.get(r.setting_colours.get(kind, ""), rgb), light, weather)
         ground_kind = "snow" if weather == "snowfall" else next((k for k in GROUND if k in kinds), "field")
-        self.ground = None if "space" in kinds or (set(kinds) <= set(WATER) and kinds) else colour(ground_kind, GROUND[ground_kind])
+        self.ground = None if "space" in kinds or (set(kinds) <= set(WATER) and kinds) else self._setting_colour(ground_kind, GROUND[ground_kind])
         if ground_kind == "snow" and self.ground is not None and light in ("night", "moonlight", "dusk"):
             self.ground = _mix(self.ground, (165, 175, 215), 0.4)  # snow keeps the little light there is
         self.ground_kind = ground_kind
         water = next((k for k in kinds if k in WATER), None)
-        self.water = colour(water, WATER_RGB[water]) if water else None
+        self.water = self._setting_colour(water, WATER_RGB[water]) if water else None
         # water reaches the shore: the whole ground for sea alone, a band otherwise
         self.shore = (H * 2 if self.ground is None else (0.6 if water == "sea" else 0.56) * H) if water else self.horizon
         if water == "river":
             self.shore = 0.62 * H
         self.flow = any(m["verb"] == "flow" for m in r.motions) or water is not None
         self.flow_speed = 2.0 if any(m["verb"] == "flow" for m in r.motions) else 0.6
+        return top, low
+
+    def _sky_bodies(self, rng, W: int, H: int, top, low) -> None:
+        """Sun or moon, stars and clouds."""
+        kinds, light, weather = self.reading.kinds, self.reading.light, self.reading.weather
         # sky bodies: (x, y, radius, colour) in world px at parallax ~0
         self.bodies = []
         night = light in ("night", "moonlight")
@@ -177,6 +214,10 @@ class PrevizSet:
             for _ in range(int(rng.integers(2, 5)) + (4 if weather != "clear" else 0)):
                 cx, cy, cw = rng.uniform(-0.8, 0.8) * W, rng.uniform(0.06, 0.3) * H, rng.uniform(0.08, 0.16) * W
                 self.clouds.append((cx, cy, cw, cloud))
+
+    def _far_layer(self, rng, W: int, H: int, top) -> None:
+        """The far layer: hills, mountains, dunes, a skyline or a treeline along the horizon."""
+        r, kinds = self.reading, self.reading.kinds
         # far layer polygons: (points Nx2 world px, parallax, colour)
         self.far: list[tuple[np.ndarray, float, tuple[int, int, int]]] = []
         xs = np.linspace(-1.6, 1.6, 65) * W
@@ -186,7 +227,7 @@ class PrevizSet:
                 continue
             if "interior" in kinds or "space" in kinds:
                 break
-            rgb = colour(kind, FAR_RGB[kind])
+            rgb = self._setting_colour(kind, FAR_RGB[kind])
             if kind == "mountains":
                 rgb = _mix(rgb, top, 0.25) if kind not in r.setting_colours else rgb
             if kind in ("mountains", "desert", "snow", "field"):
@@ -211,23 +252,28 @@ class PrevizSet:
                     tw, th = rng.uniform(0.02, 0.045) * W, rng.uniform(0.08, 0.18) * H
                     self.far.append((np.array([[x, hz + 2], [x + tw / 2, hz - th], [x + tw, hz + 2]]), 0.25, _mix(rgb, (0, 0, 0), rng.uniform(0, 0.3))))
                     x += tw * rng.uniform(0.5, 0.9)
+
+    def _ground_strokes(self, rng, W: int, H: int) -> None:
+        """Strokes on the ground whose parallax grows from the horizon down (and a city's road line)."""
         # ground strokes: (points, parallax, colour); their parallax grows from the horizon down
         self.strokes: list[tuple[np.ndarray, float, tuple[int, int, int], int]] = []
         top_y = self.shore if self.water is not None and self.ground is not None else self.horizon
         if self.ground is not None:
-            dark = _mix(self.ground, (0, 0, 0), 0.18) if ground_kind != "snow" else _mix(self.ground, (120, 140, 190), 0.25)
+            dark = _mix(self.ground, (0, 0, 0), 0.18) if self.ground_kind != "snow" else _mix(self.ground, (120, 140, 190), 0.25)
             for _ in range(70):
                 y = top_y + (H - top_y) * rng.uniform(0.03, 1.0) ** 0.7
                 k = (y - self.horizon) / (H - self.horizon)
                 x, ln = rng.uniform(-1.4, 1.4) * W, (0.01 + 0.05 * k) * W
-                if ground_kind in ("field", "forest", "mountains"):
+                if self.ground_kind in ("field", "forest", "mountains"):
                     pts = np.array([[x, y], [x + ln * 0.1, y - ln * 0.5]])
                 else:
                     pts = np.array([[x, y], [x + ln, y - ln * 0.02]])
                 self.strokes.append((pts, 0.12 + 0.88 * k, dark, max(1, round(H / 300 * (0.5 + k)))))
-            if ground_kind == "city":
+            if self.ground_kind == "city":
                 for j in range(-10, 11):  # the road's centre line
                     self.strokes.append((np.array([[j * 0.18 * W, 0.82 * H], [j * 0.18 * W + 0.08 * W, 0.82 * H]]), 0.8, (230, 220, 120), max(2, H // 120)))
+
+    def _waves(self, rng, H: int) -> None:
         self.waves: list[tuple[float, float, float]] = []  # (world y, parallax, phase)
         if self.water is not None:
             bottom = min(self.shore, H * 1.2)
@@ -235,24 +281,6 @@ class PrevizSet:
                 y = self.horizon + (bottom - self.horizon) * ((j + 0.5) / 9) ** 1.4
                 self.waves.append((y, 0.12 + 0.88 * (y - self.horizon) / (H - self.horizon), rng.uniform(0, 6.3)))
             self.foam = _mix(self.water, (255, 255, 255), 0.55)
-        # weather particles in screen space (fall with time; no parallax)
-        n_drops = {"rain": 160, "storm": 220, "snowfall": 180}.get(weather, 0)
-        self.drops = np.stack([rng.uniform(0, W, n_drops), rng.uniform(0, H, n_drops), rng.uniform(0.6, 1.0, n_drops)], 1)
-        self.fog = Image.new("RGB", (W, H), _mix(low, (220, 220, 225), 0.5)) if weather == "fog" else None
-        self.flash = {int(rng.integers(10, max(11, shot.frame_count - 4)))} if weather == "storm" else set()
-        self._sky_key, self._sky = b"", None
-        font = ImageFont.load_default(size=max(10, H // 45))
-        self.labels = {q.subject.noun: _sprite(q.label, font) for q in self.subjects}
-        # the plate: a conditioning image replaces the drawn set
-        self.plate = None
-        if shot.image is not None:
-            image = shot.image.convert("RGB")
-            if image.size != (W, H):
-                image = image.resize((W, H))
-            self.image = image
-            self.plate = _image_canvas(image, round(W * CANVAS_SCALE), round(H * CANVAS_SCALE))
-        main = r.follows or (r.subjects[0].noun if r.subjects else None)
-        self.main = next((q for q in self.subjects if q.subject.noun == main), None)  # the camera's subject
 
     # --- camera ----------------------------------------------------------------------------
     def camera(self, t: float) -> tuple[float, float, float, float, float]:
