@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import ipaddress
 import re
 import socket
 from pathlib import Path
@@ -90,15 +89,6 @@ def parse_forwards(flags):
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @click.command()
@@ -207,7 +197,7 @@ def _serve_on(sock: socket.socket, host: str, overrides: dict, bucket_dir: Path 
 
     import uvicorn
 
-    from reelforge.server.app import create_app, settings_from_env
+    from reelforge.server.app import create_app, is_loopback, settings_from_env
     from reelforge.jobs.retention import describe
     from reelforge.server.protocol import uvicorn_config
 
@@ -220,7 +210,7 @@ def _serve_on(sock: socket.socket, host: str, overrides: dict, bucket_dir: Path 
     if account:
         overrides["account"] = account
     settings = settings_from_env(**overrides)
-    if not _is_loopback(host) and not settings.auth_keys:
+    if not is_loopback(host) and not settings.auth_keys:
         click.echo(f"warning: listening on {host} without --auth-keys: anyone who can reach it can start jobs", err=True)
     try:
         app = create_app(settings)

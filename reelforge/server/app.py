@@ -35,7 +35,7 @@ from reelforge.errors import ImageError, ReelforgeError, RequestError
 from reelforge.server.gallery import error_page, gallery_routes, not_found, upload_too_large
 from reelforge.jobs.record import JobRecord, SQLiteJobStore, open_store
 from reelforge.jobs.runtime import Runtime
-from reelforge.storage import S3Storage, check_location
+from reelforge.storage import S3_URI, S3Storage, check_location, has_control_char, split_s3
 from reelforge.server import bedrock_api, extensions, gemini_api, openai_api, openapi, sigv4, video_wires
 from reelforge.server.errors import BEDROCK, GEMINI, OPENAI, ApiError, access_denied, code_for_status, error_response, shaped_send, wire_of
 from reelforge.server.events import ChangeHub
@@ -79,10 +79,8 @@ class ServerSettings:
 
 def check_default_output(uri: str) -> str:
     """``uri`` without a trailing '/' when it can be a job's output location, else a one-line ValueError."""
-    from reelforge.server.wire import S3_URI
-
     uri = uri.rstrip("/")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
+    if has_control_char(uri):
         raise ValueError(f"{uri!r} contains a control character, which an output location may not")
     if not S3_URI.fullmatch(uri):
         raise ValueError(f"{uri!r} is not an S3 location; write it as s3://bucket/prefix (a bucket name of 3 to 63 lowercase letters, digits, '.' and '-')")
@@ -164,19 +162,16 @@ def _missing(uri: str) -> str:
 
 def check_s3_uri(uri: str, field: str) -> tuple[str, str]:
     """(bucket, key) of ``uri`` when it is ``s3://bucket[/key]`` with a valid bucket name, else a RequestError."""
-    from reelforge.server.wire import S3_URI
-
     if not isinstance(uri, str):
         raise RequestError(field, "must be an s3://bucket/key URI")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
+    if has_control_char(uri):
         raise RequestError(field, f"{uri!r} contains a control character (such as NUL or a newline); S3 URIs here may not")
     if not S3_URI.fullmatch(uri):
         raise RequestError(
             field,
             f"{uri!r} is not an S3 location; write it as s3://bucket/key (a bucket name of 3 to 63 lowercase letters, digits, '.' and '-')",
         )
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    return bucket, key
+    return split_s3(uri)
 
 
 def _bucket_path(bucket_dir: Path, s3_uri: str, field: str) -> Path:

@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from reelforge.errors import JobExpiredError, JobNotFoundError, RequestError, StorageError
-from reelforge.jobs.record import JobRecord, JobStatus
+from reelforge.jobs.record import JOB_ID, JobRecord, JobStatus
 from reelforge.request.limits import get_model
 from reelforge.request.model import ImageInput, VideoRequest
 from reelforge.server import video_wires, wire
@@ -32,11 +32,10 @@ from reelforge.server.errors import GEMINI, ApiError
 
 VERSIONS = ("v1", "v1beta", "v1beta1")
 MAX_SAMPLES = 4  # Veo's sampleCount range is 1 to 4
-_JOB_ID = r"[a-z0-9]{12}"
 _VERTEX = re.compile(r"((?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/([^/:]+))")
 _DEVELOPER = re.compile(r"(models/([^/:]+))")
-_OPERATION = re.compile(rf"(.+)/operations/((?:{_JOB_ID}){{1,{MAX_SAMPLES}}})")
-_FILE = re.compile(rf"files/({_JOB_ID}):download")
+_OPERATION = re.compile(rf"(.+)/operations/((?:{JOB_ID.pattern}){{1,{MAX_SAMPLES}}})")
+_FILE = re.compile(rf"files/({JOB_ID.pattern}):download")
 ASPECTS = {"16:9": (16, 9), "9:16": (9, 16)}
 RESOLUTIONS = {"720p": 720, "1080p": 1080}
 PARAMETERS = {

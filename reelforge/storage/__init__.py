@@ -3,10 +3,11 @@
 from reelforge.storage.base import Storage
 from reelforge.storage.local import LocalStorage
 from reelforge.storage.s3 import S3Storage
-from reelforge.storage.uri import VIDEO_SUFFIXES, check_location, join, local_path, split_s3, to_uri
+from reelforge.storage.uri import S3_URI, VIDEO_SUFFIXES, check_location, has_control_char, join, local_path, split_s3, to_uri
 
 __all__ = [
-    "LocalStorage", "S3Storage", "Storage", "VIDEO_SUFFIXES", "check_location", "join", "local_path", "split_s3",
+    "LocalStorage", "S3Storage", "S3_URI", "Storage", "VIDEO_SUFFIXES", "check_location", "has_control_char", "join",
+    "local_path", "split_s3",
     "storage_for", "to_uri",
 ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -10,6 +11,13 @@ from reelforge.errors import RequestError, StorageError
 
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".webm", ".mkv"}
+# s3://bucket[/key]: a bucket name of 3 to 63 lowercase letters, digits, '.' and '-'; "." stops at a newline, as in AWS
+S3_URI = re.compile(r"s3://[a-z0-9][\.\-a-z0-9]{1,61}[a-z0-9](/.*)?")
+
+
+def has_control_char(text: str) -> bool:
+    """Whether ``text`` holds a control character (NUL, a newline, ... or DEL), which no location or URL here may."""
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
 
 
 def check_location(uri: str, field: str = "output") -> str:
@@ -61,7 +69,9 @@ def local_path(uri: str) -> Path:
 
 
 def split_s3(uri: str) -> tuple[str, str]:
-    u = urlparse(uri)
-    if u.scheme != "s3" or not u.netloc:
+    """(bucket, key) of ``s3://bucket/key``: the key as written ('?' and '#' are part of it), StorageError otherwise."""
+    scheme, sep, rest = uri.partition("://")
+    bucket, _, key = rest.partition("/")
+    if scheme.lower() != "s3" or not sep or not bucket:
         raise StorageError(f"{uri!r} is not an s3://bucket/key URI")
-    return u.netloc, u.path.lstrip("/")
+    return bucket, key.lstrip("/")

@@ -16,6 +16,7 @@ from reelforge.config import DEFAULT_MODEL
 from reelforge.errors import ReelforgeError, RequestError
 from reelforge.request.limits import MULTI_SHOT_AUTOMATED, MULTI_SHOT_MANUAL, SEED_MAX, TASK_TYPES, TEXT_VIDEO, all_models
 from reelforge.request.prompts import LintWarning, lint_prompt, lint_shots, previz_notes
+from reelforge.request.images import FIT_MODES
 from reelforge.request.model import ImageInput, Shot, VideoRequest, parse_dimension
 
 TASK_LABELS = {
@@ -161,8 +162,8 @@ def build_request(values: dict[str, str], image: bytes | None, shot_seconds: int
     except RequestError as exc:
         errors["size"] = exc.message
     fit = values.get("fit") or None
-    if fit not in (None, "crop", "pad"):
-        errors["fit"] = f"{fit!r} is not allowed; allowed: crop, pad, or none"
+    if fit is not None and fit not in FIT_MODES:
+        errors["fit"] = f"{fit!r} is not allowed; allowed: {', '.join(FIT_MODES)}, or none"
     picture = None
     if image:
         try:
