@@ -125,7 +125,7 @@ def serve(host, port, workers, bucket_dir, default_output, auth_keys, allowed_ho
     """
     import os
 
-    from reelforge.server.app import check_default_output
+    from reelforge.server.locations import check_default_output
     from reelforge.server.sigv4 import load_keys
 
     if region is not None and not re.fullmatch(r"[a-z0-9-]{1,20}", region):
@@ -197,7 +197,8 @@ def _serve_on(sock: socket.socket, host: str, overrides: dict, bucket_dir: Path 
 
     import uvicorn
 
-    from reelforge.server.app import create_app, is_loopback, settings_from_env
+    from reelforge.server.app import create_app, settings_from_env
+    from reelforge.server.hosts import is_loopback
     from reelforge.jobs.retention import describe
     from reelforge.server.protocol import uvicorn_config
 

@@ -12,7 +12,8 @@ from typing import Any
 from reelforge.errors import EngineError
 from reelforge.engines.diffusers.families import KNOWN_MODELS
 from reelforge.engines.diffusers.options import DiffusersOptions, Resolved
-from reelforge.engines.diffusers.speed import SpeedOptions, apply_speed
+from reelforge.engines.diffusers.profiles import SpeedOptions
+from reelforge.engines.diffusers.speed import apply_speed
 
 
 def device_and_dtype(options: DiffusersOptions, torch) -> tuple[str, Any]:

@@ -23,7 +23,7 @@ from reelforge.engines.diffusers.adapt import ModelRules
 from reelforge.engines.diffusers.families import (
     FAMILIES, KNOWN_MODELS, Family, Grid, KnownModel, folder_rules, model_limits, pipeline_class_name,
 )
-from reelforge.engines.diffusers.speed import SpeedOptions, resolve_speed
+from reelforge.engines.diffusers.profiles import SpeedOptions, resolve_speed
 from reelforge.engines.diffusers.weights import DIFFUSERS_FILES, WEIGHTS_DIR_ENV, WeightsSource, download_command, resolve_weights
 
 INSTALL_HINT = "pip install 'reelforge[diffusers]'"
