@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from reelforge.client.aws_errors import botocore_errors, unreachable
+from reelforge.storage.aws_errors import botocore_errors, unreachable
 from reelforge.errors import ConflictError, JobNotFoundError, ReelforgeError, RequestError, UnknownModelError, UnreachableError
 from reelforge.jobs.record import JobRecord, JobStatus
 from reelforge.jobs.listing import Page

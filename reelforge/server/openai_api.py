@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from reelforge.workflows import continuation
 from reelforge.errors import JobExpiredError, JobNotFoundError, RequestError, StorageError
-from reelforge.jobs.record import JobRecord, JobStatus, PrunedJob
+from reelforge.jobs.record import JOB_ID, JobRecord, JobStatus, PrunedJob
 from reelforge.request.limits import MULTI_SHOT_MANUAL, get_model
 from reelforge.request.model import ImageInput, VideoRequest, parse_dimension, surrogate_problem
 from reelforge.storage import local_path
@@ -30,7 +30,7 @@ from reelforge.server import video_wires, wire
 from reelforge.server.errors import OPENAI, ApiError
 
 ID_PREFIX = "video_"
-_VIDEO_ID = re.compile(ID_PREFIX + r"([a-z0-9]{12})")
+_VIDEO_ID = re.compile(f"{ID_PREFIX}({JOB_ID.pattern})")
 DEFAULT_MODEL, DEFAULT_SECONDS, DEFAULT_SIZE = "sora-2", "4", "720x1280"  # the client's documented defaults
 POLL_AFTER_MS = 100  # openai-poll-after-ms on replies about a job that has not ended
 HOLD_S = 10.0  # a poll from the client's poll helper waits this long for its job to end

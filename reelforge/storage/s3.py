@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 from reelforge.errors import StorageError
+from reelforge.storage.aws_errors import botocore_errors
 from reelforge.media.files import make_dirs, publish, temp_path, unlink_quietly
 from reelforge.storage.base import Storage
 from reelforge.storage.uri import split_s3
@@ -31,8 +32,6 @@ class S3Storage(Storage):
         return _s3_clients.client
 
     def _call(self, what: str, uri: str, fn, *args, **kw):
-        from reelforge.client.aws_errors import botocore_errors
-
         context = f"cannot {what} {uri}"
         url = getattr(getattr(self.client, "meta", None), "endpoint_url", None) or "S3"
         with botocore_errors(url=url, fallback=StorageError, context=context,

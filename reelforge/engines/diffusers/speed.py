@@ -19,7 +19,7 @@ from typing import Any
 from reelforge.engines.diffusers.profiles import (
     AUTO, CP_FAMILIES, PORTABLE_ATTENTION, CacheOptions, ContextParallelOptions, GroupOffloadOptions, SpeedOptions,
 )
-from reelforge.engines.diffusers.cache import cache_stats, denoisers as _denoisers, enable_cache, hook_names, is_cache_hook
+from reelforge.engines.diffusers.cache import cache_stats, denoisers as denoisers_of, enable_cache, hook_names, is_cache_hook
 
 __all__ = ["apply_speed", "cache_stats", "install_model_offload"]
 
@@ -74,12 +74,12 @@ def _attention(pipe, wanted: str, device: str, family: str) -> dict[str, Any]:
         if name not in PORTABLE_ATTENTION and not device.startswith("cuda"):
             raise RuntimeError(f"{name} runs on CUDA only; the device is {device} (there: "
                                f"{', '.join(sorted(PORTABLE_ATTENTION))})")
-        for d in _denoisers(pipe):
+        for d in denoisers_of(pipe):
             d.set_attention_backend(name)
     except (RuntimeError, ValueError) as exc:
         return _entry("attention", wanted, False, str(exc).splitlines()[0])
     held = {str(getattr(p._attention_backend, "value", p._attention_backend))
-            for d in _denoisers(pipe) for p in _processors(d) if hasattr(p, "_attention_backend")}
+            for d in denoisers_of(pipe) for p in _processors(d) if hasattr(p, "_attention_backend")}
     if held != {name}:
         return _entry("attention", wanted, False, f"the attention processors hold {sorted(held) or 'no backend'}, "
                       f"not {name}: this model's attention does not dispatch through diffusers' backends")
@@ -111,7 +111,7 @@ def _best_attention(device: str) -> tuple[str, str]:
 def _fp8_storage(pipe, wanted: bool, device: str, family: str) -> dict[str, Any]:
     import torch
 
-    denoisers = _denoisers(pipe)
+    denoisers = denoisers_of(pipe)
     if not denoisers:
         return _entry("fp8_storage", wanted, False, "the pipeline has no transformer to cast")
     compute = denoisers[0].dtype
@@ -167,7 +167,7 @@ def install_model_offload(pipe, device: str) -> list[str]:
     this again before each runs: the hooks live on the shared modules.
     """
     pipe.enable_model_cpu_offload(device=device)
-    denoisers = _denoisers(pipe)
+    denoisers = denoisers_of(pipe)
     names = [n for n, m in pipe.components.items() if hasattr(m, "_hf_hook")]
     idle = [m for n, m in pipe.components.items() if hasattr(m, "_hf_hook") and all(m is not d for d in denoisers)]
     for d in denoisers:
@@ -215,11 +215,11 @@ def _fp8_quant(pipe, wanted: bool, device: str, family: str) -> dict[str, Any]:
     from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, quantize_
 
     try:
-        for d in _denoisers(pipe):
+        for d in denoisers_of(pipe):
             quantize_(d, Float8DynamicActivationFloat8WeightConfig())
     except (RuntimeError, NotImplementedError, TypeError) as exc:  # e.g. weights offloaded to the CPU
         return _entry("fp8_quant", wanted, False, f"torchao could not quantize: {str(exc).splitlines()[0]}")
-    linears = [m for d in _denoisers(pipe) for m in d.modules() if isinstance(m, torch.nn.Linear)]
+    linears = [m for d in denoisers_of(pipe) for m in d.modules() if isinstance(m, torch.nn.Linear)]
     quantized = sum(type(m.weight).__name__ != "Parameter" for m in linears)
     if not quantized:
         return _entry("fp8_quant", wanted, False, "no linear layer holds a quantized weight after quantize_")
@@ -244,12 +244,12 @@ def _context_parallel(pipe, opts: ContextParallelOptions, device: str, family: s
 
     if not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    for d in _denoisers(pipe):
+    for d in denoisers_of(pipe):
         if getattr(d, "_cp_plan", None) is None:
             return _entry("context_parallel", opts, False, f"{type(d).__name__} has no _cp_plan")
         d.enable_parallelism(config=ContextParallelConfig(ulysses_degree=opts.ulysses_degree,
                                                           ring_degree=opts.ring_degree))
-    split = sum(getattr(p, "_parallel_config", None) is not None for d in _denoisers(pipe) for p in _processors(d))
+    split = sum(getattr(p, "_parallel_config", None) is not None for d in denoisers_of(pipe) for p in _processors(d))
     if not split:
         return _entry("context_parallel", opts, False, "no attention processor holds a parallel config")
     return _entry("context_parallel", opts, True, f"{split} attention processors split over {world} ranks "
@@ -257,7 +257,7 @@ def _context_parallel(pipe, opts: ContextParallelOptions, device: str, family: s
 
 
 def _cache(pipe, opts: CacheOptions, device: str, family: str) -> dict[str, Any]:
-    denoisers = [d for d in _denoisers(pipe) if hasattr(d, "enable_cache")]
+    denoisers = [d for d in denoisers_of(pipe) if hasattr(d, "enable_cache")]
     if not denoisers:
         return _entry("cache", opts, False, f"{type(pipe).__name__}'s transformer takes no cache hooks")
     try:
@@ -273,7 +273,7 @@ def _compile(pipe, wanted: bool | str, device: str, family: str) -> dict[str, An
     if wanted == AUTO and not device.startswith("cuda"):
         return _entry("compile", wanted, False, f"auto compiles on CUDA only; on {device} compile time outweighs "
                       "the gain (set compile: true to force it)")
-    denoisers = _denoisers(pipe)
+    denoisers = denoisers_of(pipe)
     # the cache hooks decide in Python, outside the graph (torch.compiler.disable): one graph per block is
     # then impossible, so a cached transformer compiles with graph breaks at the hooks
     fullgraph = not any(is_cache_hook(n) for d in denoisers for n in hook_names(d))
