@@ -37,7 +37,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from reelforge.errors import EngineError, JobCanceled
+from reelforge.storage import S3Storage, join
 from reelforge.engines.base import Engine, EngineOptions, RenderContext, ShotOutput, ShotPlan
+from reelforge.engines.forward import Forward
+from reelforge.engines.luma import from_nova
 from reelforge.engines.upstream import (
     BACKOFF_MAX_S, BACKOFF_S, WAIT_STEP_S, Busy, Upstream, UpstreamFailed, fetch_file, is_reelforge, reelforge_health,
     shared_http, upstream_for, wait_for_slot,
@@ -191,7 +194,6 @@ class RemoteEngine(Engine):
 def cancel_upstream(record) -> threading.Thread | None:
     """Cancel the upstream job of a forwarded job that ended CANCELED while no worker followed it
     (canceled while requeued after a crash, or ended by recovery): best effort, in a thread of its own."""
-    from reelforge.engines.forward import Forward
     from reelforge.engines import get_engine_class
 
     upstream_id = (record.metadata.get("checkpoint") or {}).get("upstreamId")
@@ -265,8 +267,6 @@ class BedrockEngine(RemoteEngine):
 
         model_input = job.wire_request.get("modelInput") or job.model_input  # Luma's own request, as it came
         if "modelInput" not in job.wire_request and get_model(job.model_id).input_format == "luma":
-            from reelforge.engines.luma import from_nova
-
             model_input = from_nova(job.model_input)  # a Luma job that came on another wire
         output = await self.output_location(forward)
         try:
@@ -302,8 +302,6 @@ class BedrockEngine(RemoteEngine):
             if await is_reelforge(forward.url):
                 await fetch_file(shared_http(), f"{forward.url}/reelforge/jobs/{upstream_id.rsplit('/', 1)[1]}/files/{name}", folder / name)
             else:
-                from reelforge.storage import S3Storage, join
-
                 data = await asyncio.to_thread(S3Storage().get_bytes, join(state["output"], name))
                 (folder / name).write_bytes(data)
         return {}

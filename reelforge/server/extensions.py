@@ -28,7 +28,7 @@ from reelforge.jobs.listing import list_page
 from reelforge.jobs.runtime import statuses
 from reelforge.storage import LocalStorage, S3Storage, join, local_path
 from reelforge.jobs import webhooks
-from reelforge.server import wire
+from reelforge.server import sigv4, video_wires, wire
 from reelforge.server.errors import ApiError, validation
 from reelforge.server.events import PING, sse_event, sse_response
 
@@ -103,8 +103,6 @@ async def health(request: Request) -> JSONResponse:
 
 def _authenticated(request: Request, state) -> bool:
     """Whether a request to an open route carries a valid key (an API key as a bearer token, or a SigV4 signature)."""
-    from reelforge.server import sigv4, video_wires
-
     keys = state.settings.auth_keys
     if not keys:
         return False  # nothing is checked on this server, so no caller is known
