@@ -1,4 +1,4 @@
-"""Encode speed: reelforge.media.encode_mp4 (PyAV, in process) against the ffmpeg CLI fed raw frames by pipe.
+"""Encode speed: reelforge.media.video.encode_mp4 (PyAV, in process) against the ffmpeg CLI fed raw frames by pipe.
 
 Run: .venv/bin/python bench/bench_encode.py [--repeat 3]
 Both encode the same 144 pre-generated 1280x720 frames with libx264 veryfast crf 23, yuv420p, +faststart;
@@ -111,7 +111,7 @@ def main() -> int:
     results = {}
     with tempfile.TemporaryDirectory(prefix="reelforge-bench-") as d:
         runners = {
-            "reelforge.media.encode_mp4": lambda out: run_reelforge(frames, out),
+            "reelforge.media.video.encode_mp4": lambda out: run_reelforge(frames, out),
             "ffmpeg CLI (rgb24 pipe)": lambda out: run_ffmpeg(exe, frames, out),
         }
         runs: dict[str, list[tuple[float, float]]] = {name: [] for name in runners}

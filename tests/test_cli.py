@@ -344,7 +344,7 @@ def test_the_log_file_records_completions_failures_and_every_cli_error(tmp_path,
 
 
 def test_models_say_which_need_an_extra_that_is_not_installed(monkeypatch):
-    diffusers = pytest.importorskip("reelforge.engines.diffusers")
+    diffusers = pytest.importorskip("reelforge.engines.diffusers.engine")
     monkeypatch.setattr(diffusers, "missing_packages", lambda: ["torch", "diffusers"])
     rows = {r["model"]: r for r in json.loads(run("models", "--json").stdout)}
     assert rows["reelforge.animatic-v1"]["ready"] and rows["reelforge.animatic-v1"]["needs"] is None
