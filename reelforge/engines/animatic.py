@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from reelforge.engines.base import Engine, EngineOptions, Progress, ShotPlan
+from reelforge.request.prompts import camera_motion
 
 # The canvas is larger than the frame so the camera has room to move; at rest it shows the middle.
 CANVAS_SCALE = 1.5
@@ -70,8 +71,6 @@ def camera(motion: str, t: float) -> tuple[float, float, float]:
 
 def prompt_motion(text: str) -> str:
     """The camera move a prompt names, as one of MOTIONS (static when it names none)."""
-    from reelforge.request.prompts import camera_motion
-
     return camera_motion(text) or "static"
 
 
