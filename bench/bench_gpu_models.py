@@ -270,7 +270,7 @@ def report_lines(rows: list[dict]) -> list[str]:
 # ------------------------------------------------------------------ profiles and the run
 
 
-def parse_profile(token: str, speed_module) -> tuple[str, object]:
+def parse_profile(token: str, profiles_module) -> tuple[str, object]:
     """``fast``, or a preset with single features over it: ``quality+vae_tiling=true``,
     ``quality+cache=taylorseer+cache.cache_interval=2`` (values are JSON where they parse, else text;
     a cache given as text is its kind; ``cache.NAME`` sets one of its parameters)."""
@@ -291,7 +291,7 @@ def parse_profile(token: str, speed_module) -> tuple[str, object]:
             overrides.setdefault(outer, {})[inner] = value
         else:
             overrides[outer] = {**value, **overrides.get(outer, {})} if isinstance(value, dict) else value
-    return token, speed_module.resolve_speed(preset, overrides)
+    return token, profiles_module.resolve_speed(preset, overrides)
 
 
 def machine_line(run: Run, rounds: int) -> str:
@@ -356,11 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     speed_module, profiles = None, []
     if args.profiles.strip() != "none":
         try:
-            from reelforge.engines.diffusers import speed as speed_module
+            from reelforge.engines.diffusers import profiles as profiles_module, speed as speed_module
         except ImportError as exc:
             return fail(f"the speed profiles need reelforge.engines.diffusers.speed ({exc})")
         try:
-            profiles = [parse_profile(t.strip(), speed_module) for t in args.profiles.split(",") if t.strip()]
+            profiles = [parse_profile(t.strip(), profiles_module) for t in args.profiles.split(",") if t.strip()]
         except ValueError as exc:
             errors = getattr(exc, "errors", None)  # pydantic: name each field
             text = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors()) if errors else str(exc)

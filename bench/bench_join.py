@@ -1,4 +1,4 @@
-"""Joining shots: reelforge.media.video.concat_mp4 (stream copy) against re-encoding the same shots.
+"""Joining shots: reelforge.media.concat_mp4 (stream copy) against re-encoding the same shots.
 
 Run: .venv/bin/python bench/bench_join.py [--repeat 3] [--sizes 1280x720,640x360]
 Three 6 s shots at 24 fps are rendered once by the animatic engine and encoded as the worker does
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout without pip install
+import av  # noqa: E402
 from reelforge import media  # noqa: E402
 from reelforge.engines import NullProgress, ShotPlan  # noqa: E402
 from reelforge.engines.animatic import AnimaticEngine  # noqa: E402
@@ -63,7 +64,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="1280x720,640x360")
     args = ap.parse_args()
     print(f"# join {len(PROMPTS)} shots of {SECONDS} s at {FPS} fps; median of {args.repeat}; "
-          f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, PyAV {media.av.__version__}")
+          f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, PyAV {av.__version__}")
     print()
     print("| size | frames | stream copy (concat_mp4) | re-encode (decode + libx264) | re-encode / copy | packets equal |")
     print("|---|---|---|---|---|---|")
@@ -80,7 +81,7 @@ def main() -> None:
 
 
 def _packets(path: Path) -> list[bytes]:
-    with media.av.open(str(path)) as c:
+    with av.open(str(path)) as c:
         return [bytes(p) for p in c.demux(c.streams.video[0]) if p.size]
 
 

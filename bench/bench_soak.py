@@ -220,7 +220,7 @@ class _Soak:
                 self.pending.append((kind, backlog, started, left))
 
     def _check(self) -> None:
-        from reelforge.media import video as media
+        from reelforge import media
         from reelforge.jobs.record import JobStatus
 
         r = self.report

@@ -11,6 +11,7 @@ import os
 import signal
 
 from reelforge.engines import remote
+from reelforge.engines.openai_videos import OpenAIVideosEngine
 
 _flag = os.environ.get("TEST_CRASH_FLAG")
 
@@ -24,5 +25,5 @@ def _crash(job_id: str) -> None:
 remote._after_create = _crash
 
 if os.environ.get("TEST_IGNORE_KEYS"):
-    _create = remote.OpenAIVideosEngine.create
-    remote.OpenAIVideosEngine.create = lambda self, forward, job, token: _create(self, forward, job, f"{token}-{os.getpid()}")
+    _create = OpenAIVideosEngine.create
+    OpenAIVideosEngine.create = lambda self, forward, job, token: _create(self, forward, job, f"{token}-{os.getpid()}")

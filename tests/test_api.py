@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from reelforge import Client, Engine, EngineOptions, JobCanceledError, JobFailedError, JobStatus, VideoRequest, register_engine
-from reelforge.media import video as media
+from reelforge import media
 from reelforge.request.limits import LOCAL, ModelSpec
 
 TINY = dict(duration_s=1, fps=8, width=128, height=72)

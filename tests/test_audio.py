@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from reelforge import Audio, Client, Engine, JobFailedError, ShotOutput, VideoRequest, register_engine
-from reelforge.media import video as media
+from reelforge import media
 from reelforge.cli.main import cli
 from reelforge.request.limits import LOCAL, ModelSpec
 

@@ -8,7 +8,7 @@ import sys
 
 from faults import wait_for
 from reelforge import Client, JobStatus
-from reelforge.media import video as media
+from reelforge import media
 from reelforge.jobs.background import background_pid
 
 START = """

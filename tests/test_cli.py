@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from reelforge.media import video as media
+from reelforge import media
 from reelforge.cli.main import cli
 from reelforge.jobs.sqlite import SQLiteJobStore
 

@@ -235,7 +235,7 @@ def _client(weights, tmp_path, monkeypatch, steps):
 
 def test_a_job_whose_decode_never_fits_fails_keeping_its_latents_out_of_its_outputs(ltx_weights, tmp_path, monkeypatch):
     from reelforge import JobFailedError, VideoRequest
-    from reelforge.storage.base import LocalStorage
+    from reelforge.storage import LocalStorage
 
     client = _client(ltx_weights, tmp_path, monkeypatch, steps=2)
     _Counts(monkeypatch, ooms=99)
@@ -337,8 +337,8 @@ def test_s3_checkpoints_are_kept_in_the_bucket_and_found_by_another_staging_fold
     import boto3
     from server_fixtures import moto_s3
 
-    from reelforge.storage import base as storage
     from reelforge.jobs.folder import Folder as _Folder, drop_checkpoints
+    from reelforge.storage import s3 as storage
 
     with moto_s3():
         monkeypatch.setattr(storage, "_s3_clients", threading.local())

@@ -23,7 +23,8 @@ import torch
 
 from reelforge.engines.diffusers import speed as ds
 from reelforge.engines.base import NullProgress, ShotPlan
-from reelforge.engines.diffusers.speed import PRESETS, apply_speed, cache_stats, resolve_speed
+from reelforge.engines.diffusers.profiles import PRESETS, resolve_speed
+from reelforge.engines.diffusers.speed import apply_speed, cache_stats
 from reelforge.errors import EngineError
 
 sys.path.insert(0, os.path.dirname(__file__))

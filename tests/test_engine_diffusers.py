@@ -153,7 +153,7 @@ def test_missing_extra_gives_install_hint(monkeypatch):
 
 
 def test_install_hint_for_a_wheel_and_for_a_source_checkout(monkeypatch, tmp_path):
-    from reelforge.engines.diffusers import engine as mod
+    from reelforge.engines.diffusers import options as mod
 
     monkeypatch.setattr(mod, "source_checkout", lambda: None)
     assert mod.install_hint() == "pip install 'reelforge[diffusers]'"
@@ -595,7 +595,7 @@ def test_per_model_options_reach_only_their_model(weights, monkeypatch, tmp_path
 
 
 def test_generic_door_fits_common_signatures_and_names_what_does_not():
-    from reelforge.engines.diffusers.engine import generic_fit
+    from reelforge.engines.diffusers.options import generic_fit
 
     for fits in ("SkyReelsV2Pipeline", "MochiPipeline", "SanaVideoPipeline"):  # SANA-Video: `frames`, mapped
         assert generic_fit(fits) is None, fits

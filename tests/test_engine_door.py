@@ -179,7 +179,7 @@ def test_an_old_plugin_installed_by_entry_point_still_works(tmp_path, monkeypatc
     import sys
 
     from reelforge import engines
-    from reelforge.media import video as media
+    from reelforge import media
 
     site = tmp_path / "site"
     (site / "old_reelforge_plugin").mkdir(parents=True)

@@ -8,10 +8,10 @@ import pytest
 from PIL import Image
 
 from reelforge import Client, VideoRequest
-from reelforge.media import video as media
+from reelforge import media
 from reelforge.engines import NullProgress, ShotPlan
 from reelforge.engines.previz import PrevizEngine, read_prompt
-from reelforge.engines.previz.reading import NOUNS
+from reelforge.engines.previz.vocabulary import NOUNS
 from reelforge.engines.previz.shapes import mask
 
 from tests.helpers import noisy_image
@@ -178,7 +178,7 @@ def test_storyboard_shots_are_each_their_own_set(tmp_path):
 def test_docs_list_the_whole_vocabulary():
     from pathlib import Path
 
-    from reelforge.engines.previz.reading import LIGHTS, MOTION_VERBS, SETTINGS, WEATHERS
+    from reelforge.engines.previz.vocabulary import LIGHTS, MOTION_VERBS, SETTINGS, WEATHERS
 
     doc = (Path(__file__).parent.parent / "docs" / "previz.md").read_text()
     for noun, (aliases, _, _) in NOUNS.items():

@@ -17,7 +17,7 @@ import pytest
 
 import fault_engines  # noqa: F401 - registers the test engines in this process too
 from faults import TcpProxy, Worker, wait_for
-from reelforge.media import video as media
+from reelforge import media
 from reelforge.jobs.open import open_store
 from reelforge.jobs.record import JobStatus
 from reelforge.request.model import VideoRequest

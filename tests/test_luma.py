@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from reelforge.engines import luma
-from reelforge.media import video as media
+from reelforge import media
 from reelforge.server.app import ServerSettings
 from server_fixtures import ServerThread, bedrock, expect, wait_done
 from wire_fixtures import gradient, job_count, png

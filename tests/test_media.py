@@ -1,4 +1,4 @@
-"""reelforge.media.video against real files encoded in the test."""
+"""reelforge.media against real files encoded in the test."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reelforge.media import video as media
+from reelforge import media
 from reelforge.errors import StorageError
 
 COLORS = [(200, 30, 60), (20, 180, 40), (30, 40, 220)]

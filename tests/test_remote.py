@@ -16,6 +16,7 @@ import pytest
 
 from reelforge import Engine, register_engine
 from reelforge.engines import remote
+from reelforge.engines.openai_videos import OpenAIVideosEngine
 from reelforge.errors import ReelforgeError
 from reelforge.engines.forward import Forwards
 from reelforge.jobs.record import JobStatus
@@ -299,7 +300,7 @@ def test_a_frame_rate_the_openai_wire_cannot_ask_for_is_taken_and_recorded_other
     length passes and is recorded; the same file fails where the rate is not loosened, as does a wrong length."""
     import numpy as np
 
-    from reelforge.media import video as media
+    from reelforge import media
     from reelforge.engines import ShotPlan
     from reelforge.jobs.units import take_file as _take_file
 
@@ -310,7 +311,7 @@ def test_a_frame_rate_the_openai_wire_cannot_ask_for_is_taken_and_recorded_other
         return tmp_path / name
 
     plan = ShotPlan(0, 1, "a", 1, 2, 24, 64, 64)  # 2 s at 24 fps: 48 frames
-    engine = remote.OpenAIVideosEngine
+    engine = OpenAIVideosEngine
     differs: dict = {}
     _take_file(engine, plan, video("16fps.mp4", 16, 32), tmp_path / "out.mp4", loosen=engine.upstream_differs, differs=differs)
     assert differs == {"fps": {"planned": 24, "upstream": 16.0}, "frames": {"planned": 48, "upstream": 32}}

@@ -18,7 +18,7 @@ from reelforge.errors import ConfigError, ConflictError, JobExpiredError, JobNot
 from reelforge.jobs.open import open_store
 from reelforge.jobs.record import JobRecord, JobStatus, PrunedJob, new_job_id
 from reelforge.jobs.retention import parse_duration, prune, retain_from_env
-from reelforge.storage.base import local_path
+from reelforge.storage import local_path
 
 DAY = 86400.0
 
@@ -328,7 +328,7 @@ def test_s3_outputs_are_pruned_and_unreachable_storage_is_retried(location, tmp_
     import boto3
     from server_fixtures import free_port, moto_s3
 
-    from reelforge.storage import base as storage
+    from reelforge.storage import s3 as storage
 
     def fresh_s3_clients():  # S3Storage keeps one client per thread, made from the environment of its time
         monkeypatch.setattr(storage, "_s3_clients", threading.local())

@@ -337,7 +337,7 @@ def test_an_unreachable_endpoint_is_one_line_from_every_command_and_the_client(t
 def test_s3_errors_are_mapped_by_the_same_function(tmp_path, monkeypatch):
     from botocore.config import Config as BotoConfig
 
-    from reelforge.storage.base import S3Storage
+    from reelforge.storage import S3Storage
     from server_fixtures import free_port
 
     url = f"http://127.0.0.1:{free_port()}"

@@ -1,4 +1,4 @@
-"""reelforge.storage.base: atomic local copies and downloads through unique temp files, and to_uri's errors."""
+"""reelforge.storage: atomic local copies and downloads through unique temp files, and to_uri's errors."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from reelforge.storage import base as storage
+from reelforge.storage import local as storage
 from reelforge.errors import StorageError
-from reelforge.media.video import _FILE_MODE
-from reelforge.storage.base import LocalStorage, S3Storage, to_uri
+from reelforge.media.files import FILE_MODE
+from reelforge.storage import LocalStorage, S3Storage, to_uri
 
 
 def leftovers(folder: Path, keep: set[str]) -> list[str]:
@@ -149,4 +149,4 @@ def test_two_concurrent_copies_to_one_target_both_succeed(tmp_path, monkeypatch,
     assert len(set(map(str, temps))) == 2
     assert (out / "v.mp4").read_bytes() in {s.read_bytes() for s in sources}
     assert os.listdir(out) == ["v.mp4"]
-    assert (out / "v.mp4").stat().st_mode & 0o777 == _FILE_MODE  # as a plain open() would make it, not mkstemp's 0600
+    assert (out / "v.mp4").stat().st_mode & 0o777 == FILE_MODE  # as a plain open() would make it, not mkstemp's 0600

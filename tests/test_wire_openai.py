@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reelforge.media import video as media
+from reelforge import media
 from reelforge.server.app import ServerSettings
 from server_fixtures import TEST_KEYS, ServerThread, bedrock, http, read_reply
 from test_images import huge_bilevel_png

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from reelforge.media import video as media
+from reelforge import media
 
 warnings.filterwarnings("ignore", message=".*Sora API is scheduled.*", category=DeprecationWarning)
 warnings.filterwarnings("ignore", message=".*generate_videos method with prompt.*", category=DeprecationWarning)

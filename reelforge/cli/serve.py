@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import ipaddress
 import re
 import socket
 from pathlib import Path
@@ -92,15 +91,6 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; loopback unless you mean it.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True, help="TCP port; 0 takes a free one and prints it.")
@@ -135,7 +125,7 @@ def serve(host, port, workers, bucket_dir, default_output, auth_keys, allowed_ho
     """
     import os
 
-    from reelforge.server.app import check_default_output
+    from reelforge.server.locations import check_default_output
     from reelforge.server.sigv4 import load_keys
 
     if region is not None and not re.fullmatch(r"[a-z0-9-]{1,20}", region):
@@ -208,6 +198,7 @@ def _serve_on(sock: socket.socket, host: str, overrides: dict, bucket_dir: Path 
     import uvicorn
 
     from reelforge.server.app import create_app, settings_from_env
+    from reelforge.server.hosts import is_loopback
     from reelforge.jobs.retention import describe
     from reelforge.server.protocol import uvicorn_config
 
@@ -220,7 +211,7 @@ def _serve_on(sock: socket.socket, host: str, overrides: dict, bucket_dir: Path 
     if account:
         overrides["account"] = account
     settings = settings_from_env(**overrides)
-    if not _is_loopback(host) and not settings.auth_keys:
+    if not is_loopback(host) and not settings.auth_keys:
         click.echo(f"warning: listening on {host} without --auth-keys: anyone who can reach it can start jobs", err=True)
     try:
         app = create_app(settings)

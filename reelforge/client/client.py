@@ -25,7 +25,7 @@ from reelforge.errors import JobCanceledError, JobFailedError, NoPlayerError, St
 from reelforge.jobs.listing import Page
 from reelforge.jobs.record import JobRecord, JobStatus
 from reelforge.request.model import VideoRequest
-from reelforge.storage.base import join, local_path
+from reelforge.storage import join, local_path
 from reelforge.jobs import layout
 
 class Client:
@@ -271,7 +271,7 @@ class Job:
         if rec.status is JobStatus.COMPLETED and self.video_path:
             import base64
 
-            from reelforge.media.video import sound_label
+            from reelforge.media.audio import sound_label
 
             data = base64.b64encode(self.video_path.read_bytes()).decode()
             sound = f"sound: {sound_label(rec.metadata.get('audio'), rec.audio)}"

@@ -17,7 +17,7 @@ from reelforge.jobs.record import JobRecord
 from reelforge.jobs.open import open_store
 from reelforge.jobs.runtime import Runtime
 from reelforge.jobs.listing import statuses
-from reelforge.storage.base import storage_for
+from reelforge.storage import storage_for
 
 _runtimes: dict[str, Runtime] = {}
 _runtimes_lock = threading.Lock()

@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from reelforge.client.aws_errors import botocore_errors, unreachable
 from reelforge.client.events import EventFollower
 from reelforge.client.replies import record_from_detail, record_from_summary, reply_error
 from reelforge.errors import JobNotFoundError, ReelforgeError, RequestError, UnknownModelError, UnreachableError
 from reelforge.jobs.listing import Page, statuses
 from reelforge.jobs.record import JobRecord
+from reelforge.storage.aws_errors import botocore_errors, unreachable
 from reelforge.request.model import VideoRequest
 
 SERVICE = "bedrock"
@@ -210,7 +210,7 @@ class RemoteBackend:
             names = json.loads(body).get("files") or []
             if names:
                 return names  # on the server's disk; an S3 job lists none there
-        from reelforge.storage.base import S3Storage
+        from reelforge.storage import S3Storage
 
         return S3Storage(self._session.client("s3")).list(record.storage_uri)
 
@@ -245,22 +245,22 @@ class RemoteBackend:
         job_id = folder.rsplit("/", 1)[-1]
         path.parent.mkdir(parents=True, exist_ok=True)
         if self.is_reelforge:
-            from reelforge.media.video import _publish, _temp_path, _unlink_quietly
+            from reelforge.media.files import publish, temp_path, unlink_quietly
 
-            tmp = _temp_path(path)  # unique: concurrent downloads to one path never share a temp file
+            tmp = temp_path(path)  # unique: concurrent downloads to one path never share a temp file
             try:
                 with self._open("GET", f"/reelforge/jobs/{quote(job_id)}/files/{quote(name)}") as r, open(tmp, "wb") as f:
                     while chunk := r.read(1 << 20):
                         f.write(chunk)
             except BaseException as exc:
-                _unlink_quietly(tmp)
+                unlink_quietly(tmp)
                 if not isinstance(exc, JobNotFoundError):
                     raise
                 # not on the server's disk: it went to S3
             else:
-                _publish(tmp, path)
+                publish(tmp, path)
                 return path
-        from reelforge.storage.base import S3Storage
+        from reelforge.storage import S3Storage
 
         return S3Storage(self._session.client("s3")).download(uri, path)
 

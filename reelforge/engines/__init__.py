@@ -47,7 +47,8 @@ def register_engine(cls: type[Engine]) -> type[Engine]:
 
 @lru_cache(maxsize=1)
 def _remote_engines() -> dict[str, type[Engine]]:
-    from reelforge.engines.remote import BedrockEngine, OpenAIVideosEngine
+    from reelforge.engines.openai_videos import OpenAIVideosEngine
+    from reelforge.engines.remote import BedrockEngine
 
     return {BedrockEngine.engine_id: BedrockEngine, OpenAIVideosEngine.engine_id: OpenAIVideosEngine}
 

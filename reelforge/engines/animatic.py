@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from reelforge.engines.base import Engine, EngineOptions, Progress, ShotPlan
+from reelforge.request.prompts import camera_motion
 
 # The canvas is larger than the frame so the camera has room to move; at rest it shows the middle.
 CANVAS_SCALE = 1.5
@@ -38,7 +39,7 @@ PALETTE_WORDS = {
 MOTIONS = ("static", "zoom in", "zoom out", "pan left", "pan right", "tilt up", "tilt down", "dolly in", "dolly out", "orbit")
 
 
-def _smooth(t: float) -> float:
+def smooth(t: float) -> float:
     return t * t * (3 - 2 * t)
 
 
@@ -48,7 +49,7 @@ def camera(motion: str, t: float) -> tuple[float, float, float]:
     Zoom is canvas size over view size, so REST_ZOOM shows exactly one frame's worth of canvas.
     Every move starts at rest, which is what makes a conditioning image the exact first frame.
     """
-    s = _smooth(t)
+    s = smooth(t)
     reach = 0.5 - 0.5 / REST_ZOOM  # farthest the centre can move at rest zoom
     if motion == "zoom in":
         return 0.5, 0.5, REST_ZOOM * (1 + 0.5 * s)
@@ -70,12 +71,10 @@ def camera(motion: str, t: float) -> tuple[float, float, float]:
 
 def prompt_motion(text: str) -> str:
     """The camera move a prompt names, as one of MOTIONS (static when it names none)."""
-    from reelforge.request.prompts import camera_motion
-
     return camera_motion(text) or "static"
 
 
-def _rng(*parts: object) -> np.random.Generator:
+def seeded_rng(*parts: object) -> np.random.Generator:
     digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
@@ -103,7 +102,7 @@ def _background(width: int, height: int, text: str, rng: np.random.Generator) ->
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
 
 
-def _image_canvas(image: Image.Image, cw: int, ch: int) -> Image.Image:
+def image_canvas(image: Image.Image, cw: int, ch: int) -> Image.Image:
     """The conditioning image in the middle of a canvas whose margin is a dimmed, blurred copy of it."""
     margin = image.resize((cw // 8, ch // 8), Image.BILINEAR).filter(ImageFilter.GaussianBlur(2))
     canvas = Image.eval(margin.resize((cw, ch), Image.BILINEAR), lambda v: v * 6 // 10)
@@ -119,10 +118,10 @@ class _Scene:
         self.options = options
         w, h = shot.width, shot.height
         self.cw, self.ch = round(w * CANVAS_SCALE), round(h * CANVAS_SCALE)
-        rng = _rng(shot.seed, shot.text, shot.index)
+        rng = seeded_rng(shot.seed, shot.text, shot.index)
         self.motion = prompt_motion(shot.text)
         if shot.image is not None:
-            self.canvas = _image_canvas(shot.image.convert("RGB").resize((w, h)) if shot.image.size != (w, h) else shot.image.convert("RGB"), self.cw, self.ch)
+            self.canvas = image_canvas(shot.image.convert("RGB").resize((w, h)) if shot.image.size != (w, h) else shot.image.convert("RGB"), self.cw, self.ch)
         else:
             self.canvas = _background(self.cw, self.ch, shot.text, rng)
         # Parallax shapes: position on the canvas, radius, depth (farther moves less), colour.
@@ -164,7 +163,7 @@ class Overlay:
     def __init__(self, shot: ShotPlan, options: "AnimaticEngine.Options"):
         self.shot, self.options = shot, options
         h = shot.height
-        hue = _rng("border", shot.index).integers(60, 256, 3)
+        hue = seeded_rng("border", shot.index).integers(60, 256, 3)
         self.border = tuple(int(v) for v in hue)
         size = max(14, h // 30)
         self.font = ImageFont.load_default(size=size)

@@ -24,10 +24,11 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, replace
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import urlparse
 
 from reelforge.errors import ConfigError
+from reelforge.storage.uri import S3_URI
 
 ENV = "REELFORGE_FORWARD"
 KINDS = ("bedrock", "openai-videos")
@@ -119,6 +120,13 @@ def parse_entry(text: str, where: str = "--forward") -> Forward:
         if u.scheme not in ("http", "https") or not u.netloc or u.query or u.fragment:
             raise bad(f"has URL {url[:100]!r}; write aws or http(s)://host[:port][/path]")
         url = url.rstrip("/")
+    values, concurrency, price = _options(opts, bad)
+    return Forward(model_id, kind, url, upstream or model_id, concurrency, values.get("key-env"), values.get("region"),
+                   values.get("output", "").rstrip("/") or None, price)
+
+
+def _options(opts: list[str], bad: Callable[[str], ConfigError]) -> tuple[dict[str, str], int, tuple[float, str] | None]:
+    """The ``;name=value`` options of an entry, checked: (every value by name, concurrency, price and its date)."""
     values: dict[str, str] = {}
     for opt in opts:
         name, sep, value = opt.partition("=")
@@ -134,7 +142,7 @@ def parse_entry(text: str, where: str = "--forward") -> Forward:
         raise bad("has key-env that is not an environment variable name")
     if "region" in values and not _REGION.fullmatch(values["region"]):
         raise bad("has a region other than lowercase letters, digits and '-'")
-    if "output" in values and not re.fullmatch(r"s3://[a-z0-9][.\-a-z0-9]{1,61}[a-z0-9](/.*)?", values["output"]):
+    if "output" in values and not S3_URI.fullmatch(values["output"]):
         raise bad("has output that is not s3://bucket/prefix")
     price = None
     if "usd-per-s" in values:
@@ -142,8 +150,7 @@ def parse_entry(text: str, where: str = "--forward") -> Forward:
         if not m:
             raise bad("has usd-per-s that is not PRICE@YYYY-MM-DD (USD per generated second, and the date it was checked)")
         price = (float(m.group(1)), m.group(2))
-    return Forward(model_id, kind, url, upstream or model_id, concurrency, values.get("key-env"), values.get("region"),
-                   values.get("output", "").rstrip("/") or None, price)
+    return values, concurrency, price
 
 
 @dataclass(frozen=True)

@@ -30,24 +30,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import threading
 import time
-import weakref
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, ClassVar
+from typing import Any, ClassVar
 
-from reelforge.errors import EngineError, JobCanceled, ReelforgeError
+from reelforge.errors import EngineError, JobCanceled
+from reelforge.storage import S3Storage, join
 from reelforge.engines.base import Engine, EngineOptions, RenderContext, ShotOutput, ShotPlan
 from reelforge.storage import layout
 
+from reelforge.engines.forward import Forward
+from reelforge.engines.luma import from_nova
+from reelforge.engines.upstream import (
+    BACKOFF_MAX_S, BACKOFF_S, WAIT_STEP_S, Busy, Upstream, UpstreamFailed, fetch_file, is_reelforge, reelforge_health,
+    shared_http, upstream_for, wait_for_slot,
+)
 log = logging.getLogger("reelforge.engines.remote")
-
-POLL_S = float(os.environ.get("REELFORGE_FORWARD_POLL_S", "0.5"))  # between two rounds of a poller
-BACKOFF_S, BACKOFF_MAX_S = 0.5, 15.0
-WAIT_STEP_S = 1.0  # a follower wakes at least this often to see a cancel
 
 
 def token_for(job_id: str) -> str:
@@ -57,91 +57,6 @@ def token_for(job_id: str) -> str:
 
 def _after_create(job_id: str) -> None:
     """Called between the upstream create and the saving of its id (tests replace it to crash there)."""
-
-
-class UpstreamFailed(ReelforgeError):
-    """The upstream job ended FAILED; the message is the upstream's."""
-
-
-class Busy(Exception):
-    """The upstream refused for now (throttling, a full queue): back off and try again with the same token."""
-
-
-# --- one poller per upstream ---------------------------------------------------------------------
-
-
-@dataclass
-class _Watch:
-    state: dict[str, Any] | None = None
-    error: BaseException | None = None
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-class Poller:
-    """One task, on the event loop of the jobs it follows, that reads the state of every job followed
-    at one upstream, round after round: followers await their watch's event, so neither threads nor
-    requests grow with jobs (one ``fetch`` per job and round)."""
-
-    def __init__(self, name: str, fetch: Callable[[str], Awaitable[dict[str, Any]]], interval: float = POLL_S):
-        self.name, self.fetch, self.interval = name, fetch, interval
-        self._watches: dict[str, _Watch] = {}
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-
-    def watch(self, upstream_id: str) -> _Watch:
-        w = self._watches.setdefault(upstream_id, _Watch())
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"poller {self.name}")
-        self._wake.set()
-        return w
-
-    def unwatch(self, upstream_id: str) -> None:
-        self._watches.pop(upstream_id, None)
-        if not self._watches:
-            self._wake.set()  # the task ends now, not a round later (a stopping loop finds nothing pending)
-
-    async def _run(self) -> None:
-        while self._watches:
-            for upstream_id in list(self._watches):
-                try:
-                    state, error = await self.fetch(upstream_id), None
-                except Exception as exc:  # noqa: BLE001 - the follower decides what an error means
-                    state, error = None, exc
-                w = self._watches.get(upstream_id)
-                if w is not None:
-                    w.state, w.error = state, error
-                    w.changed.set()
-            self._wake.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-
-
-# --- what every remote engine shares ---------------------------------------------------------------
-
-
-class Upstream:
-    """An upstream's shared parts in this process: the concurrency limit (across every thread and
-    loop of the process) and, per event loop, its poller and clients."""
-
-    def __init__(self, key: str, concurrency: int):
-        self.key = key
-        self.concurrency = concurrency
-        self.slots = threading.BoundedSemaphore(concurrency)
-        self._per_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-    def on_loop(self) -> dict[str, Any]:
-        """What this upstream keeps on the running loop (its poller, its httpx clients)."""
-        return self._per_loop.setdefault(asyncio.get_running_loop(), {})
-
-    def poller(self, fetch) -> Poller:
-        mine = self.on_loop()
-        if "poller" not in mine:
-            mine["poller"] = Poller(self.key, fetch)
-        return mine["poller"]
-
-
-_upstreams: dict[str, Upstream] = {}
-_upstreams_lock = threading.Lock()
 
 
 class RouteOptions(EngineOptions):
@@ -165,12 +80,7 @@ class RemoteEngine(Engine):
     upstream_differs: ClassVar[tuple[str, ...]] = ()
 
     def upstream(self, forward) -> Upstream:
-        key = forward.upstream_key()
-        with _upstreams_lock:
-            up = _upstreams.get(key)
-            if up is None or up.concurrency != forward.concurrency:
-                up = _upstreams[key] = Upstream(key, forward.concurrency)
-            return up
+        return upstream_for(forward)
 
     # the kind's parts
     async def create(self, forward, job, token: str) -> str:
@@ -199,7 +109,7 @@ class RemoteEngine(Engine):
         up = self.upstream(forward)
         progress = ctx.progress
         timings: dict[str, float] = {"queuedAt": time.time()}
-        await _wait_for_slot(up, progress)
+        await wait_for_slot(up, progress)
         held = True
         try:
             upstream_id = ctx.saved.get("upstreamId")
@@ -286,7 +196,6 @@ class RemoteEngine(Engine):
 def cancel_upstream(record) -> threading.Thread | None:
     """Cancel the upstream job of a forwarded job that ended CANCELED while no worker followed it
     (canceled while requeued after a crash, or ended by recovery): best effort, in a thread of its own."""
-    from reelforge.engines.forward import Forward
     from reelforge.engines import get_engine_class
 
     upstream_id = (record.metadata.get("checkpoint") or {}).get("upstreamId")
@@ -306,42 +215,7 @@ def cancel_upstream(record) -> threading.Thread | None:
     return t
 
 
-async def _wait_for_slot(up: Upstream, progress) -> None:
-    """A slot of the upstream's limit; the wait holds no thread (the limit spans every loop of the process)."""
-    waited = 0.0
-    while not up.slots.acquire(blocking=False):
-        if waited >= WAIT_STEP_S:
-            progress(0, 1, f"waiting for one of {up.concurrency} upstream slots")
-            waited = 0.0
-        await asyncio.sleep(0.05)
-        waited += 0.05
-
-
 # --- Bedrock ---------------------------------------------------------------------------------------
-
-
-_HEALTH: dict[str, dict[str, Any]] = {}
-
-
-async def _reelforge_health(url: str) -> dict[str, Any]:
-    """An upstream's /reelforge/health when it is another reelforge, else {}; remembered per URL once it answers."""
-    import httpx
-
-    if url == "aws":
-        return {}
-    if url not in _HEALTH:
-        try:
-            r = await _shared_http().get(url + "/reelforge/health", timeout=5)
-            doc = r.json() if r.status_code == 200 else {}
-            _HEALTH[url] = doc if isinstance(doc, dict) and doc.get("service") == "reelforge" else {}
-        except (httpx.HTTPError, ValueError):
-            return {}  # not remembered: it may answer later
-    return _HEALTH[url]
-
-
-async def is_reelforge(url: str) -> bool:
-    """Whether ``url`` is another reelforge server (its /reelforge/health says so)."""
-    return bool(await _reelforge_health(url))
 
 
 class BedrockEngine(RemoteEngine):
@@ -383,7 +257,7 @@ class BedrockEngine(RemoteEngine):
         if forward.output:
             return forward.output
         if await is_reelforge(forward.url):
-            default = (await _reelforge_health(forward.url)).get("defaultOutput")
+            default = (await reelforge_health(forward.url)).get("defaultOutput")
             if default:
                 return default
         raise EngineError(f"forward {forward.model_id}={forward.kind}:{forward.url}: give output=s3://bucket/prefix, where the upstream writes videos")
@@ -395,8 +269,6 @@ class BedrockEngine(RemoteEngine):
 
         model_input = job.wire_request.get("modelInput") or job.model_input  # Luma's own request, as it came
         if "modelInput" not in job.wire_request and get_model(job.model_id).input_format == "luma":
-            from reelforge.engines.luma import from_nova
-
             model_input = from_nova(job.model_input)  # a Luma job that came on another wire
         output = await self.output_location(forward)
         try:
@@ -414,7 +286,7 @@ class BedrockEngine(RemoteEngine):
 
     async def fetch(self, forward, upstream_id: str) -> dict[str, Any]:
         if await is_reelforge(forward.url):  # one request that has the status and the progress too
-            r = await _shared_http().get(f"{forward.url}/reelforge/jobs/{upstream_id.rsplit('/', 1)[1]}")
+            r = await shared_http().get(f"{forward.url}/reelforge/jobs/{upstream_id.rsplit('/', 1)[1]}")
             r.raise_for_status()
             d = r.json()
             status = {"QUEUED": "queued", "RUNNING": "running", "COMPLETED": "completed"}.get(d["status"], "failed")
@@ -428,10 +300,8 @@ class BedrockEngine(RemoteEngine):
         names = [layout.VIDEO, *layout.shot_file_names(shots)]  # Bedrock's layout
         for name in names:
             if await is_reelforge(forward.url):
-                await _fetch_file(_shared_http(), f"{forward.url}/reelforge/jobs/{upstream_id.rsplit('/', 1)[1]}/files/{name}", folder / name)
+                await fetch_file(shared_http(), f"{forward.url}/reelforge/jobs/{upstream_id.rsplit('/', 1)[1]}/files/{name}", folder / name)
             else:
-                from reelforge.storage.base import S3Storage, join
-
                 data = await asyncio.to_thread(S3Storage().get_bytes, join(state["output"], name))
                 (folder / name).write_bytes(data)
         return {}
@@ -439,118 +309,5 @@ class BedrockEngine(RemoteEngine):
     async def cancel(self, forward, upstream_id: str) -> bool:
         if not await is_reelforge(forward.url):
             return False  # Bedrock has no cancel: the job runs on and its result is dropped
-        r = await _shared_http().post(f"{forward.url}/reelforge/jobs/{upstream_id.rsplit('/', 1)[1]}/cancel")
+        r = await shared_http().post(f"{forward.url}/reelforge/jobs/{upstream_id.rsplit('/', 1)[1]}/cancel")
         return r.status_code == 200
-
-
-_loop_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> {key: httpx.AsyncClient}
-
-
-def _loop_client(key: str, make: Callable[[], Any]):
-    """One kept-alive httpx.AsyncClient per key on the running loop (a client's connections belong to one loop)."""
-    clients = _loop_clients.setdefault(asyncio.get_running_loop(), {})
-    if key not in clients:
-        clients[key] = make()
-    return clients[key]
-
-
-def _shared_http():
-    """The running loop's kept-alive client for requests to reelforge upstreams."""
-    import httpx
-
-    return _loop_client("", lambda: httpx.AsyncClient(timeout=httpx.Timeout(120, connect=10), limits=httpx.Limits(max_connections=64)))
-
-
-async def _fetch_file(client, url: str, path: Path, params: dict[str, str] | None = None) -> None:
-    async with client.stream("GET", url, params=params) as r:
-        if r.status_code != 200:
-            raise ReelforgeError(f"cannot download {url}: HTTP {r.status_code}")
-        with open(path, "wb") as f:
-            async for chunk in r.aiter_bytes():
-                f.write(chunk)
-
-
-# --- OpenAI Videos -----------------------------------------------------------------------------------
-
-
-class OpenAIVideosEngine(RemoteEngine):
-    engine_id: ClassVar[str] = "openai-videos"
-    summary: ClassVar[str] = "forwards to any OpenAI Videos server (vLLM-Omni, SGLang Diffusion, FastVideo, reelforge) with httpx"
-    upstream_differs: ClassVar[tuple[str, ...]] = ("fps",)  # the wire has size and seconds, no frame rate
-
-    def http(self, forward):
-        import httpx
-
-        def make():
-            headers = {}
-            if forward.key_env:
-                secret = os.environ.get(forward.key_env)
-                if not secret:
-                    raise EngineError(f"forward {forward.model_id}: key-env={forward.key_env} names a variable that is not set")
-                headers["Authorization"] = f"Bearer {secret}"
-            limits = httpx.Limits(max_connections=forward.concurrency + 4)
-            base = forward.url if forward.url.endswith("/v1") else forward.url + "/v1"  # the server's root or its /v1
-            return httpx.AsyncClient(base_url=base, headers=headers, timeout=httpx.Timeout(60, connect=10), limits=limits)
-
-        return _loop_client(forward.upstream_key() + (forward.key_env or ""), make)
-
-    @staticmethod
-    def fields(forward, job) -> dict[str, str]:
-        cfg = job.model_input.get("videoGenerationConfig", {})
-        text = job.model_input.get("textToVideoParams", {}).get("text", "")
-        return {"prompt": text, "model": forward.upstream_model, "seconds": str(cfg.get("durationSeconds", 4)), "size": str(cfg.get("dimension", "1280x720"))}
-
-    async def create(self, forward, job, token: str) -> str:
-        import base64
-
-        # multipart, as the openai client sends it (what every Videos server reads); text fields have no file name
-        parts: list[tuple[str, tuple]] = [(k, (None, v)) for k, v in self.fields(forward, job).items()]
-        images = job.model_input.get("textToVideoParams", {}).get("images")
-        if images and "bytes" in images[0].get("source", {}):
-            fmt = images[0]["format"]
-            parts.append(("input_reference", (f"reference.{'jpg' if fmt == 'jpeg' else 'png'}", base64.b64decode(images[0]["source"]["bytes"]), f"image/{fmt}")))
-        r = await self.http(forward).post("/videos", files=parts, headers={"Idempotency-Key": token})
-        if r.status_code == 429 or r.status_code >= 500:
-            raise Busy(f"HTTP {r.status_code}: {_message(r)}")
-        if r.status_code >= 400:
-            raise UpstreamFailed(f"upstream {forward.url} refused the job: HTTP {r.status_code}: {_message(r)}")
-        return r.json()["id"]
-
-    async def find_made(self, forward, job, since: float) -> str | None:
-        want = self.fields(forward, job)
-        r = await self.http(forward).get("/videos", params={"limit": 100, "order": "desc"})
-        if r.status_code != 200:
-            return None
-        for v in r.json().get("data", []):
-            if v.get("created_at", 0) >= int(since) and v.get("prompt") == want["prompt"] and v.get("size") == want["size"] \
-                    and str(v.get("seconds")) == want["seconds"] and v.get("model") in (want["model"], None):
-                log.info("job %s: adopting upstream job %s found in the upstream's list (created after the recorded intent)", job.id, v["id"])
-                return v["id"]
-        return None
-
-    async def fetch(self, forward, upstream_id: str) -> dict[str, Any]:
-        r = await self.http(forward).get(f"/videos/{upstream_id}")
-        if r.status_code == 404:
-            return {"status": "failed", "message": f"the upstream has no video {upstream_id} (deleted, expired, or it forgot it)"}
-        r.raise_for_status()
-        v = r.json()
-        status = {"queued": "queued", "in_progress": "running", "completed": "completed", "failed": "failed"}.get(v.get("status"), "running")
-        error = v.get("error") or {}
-        return {"status": status, "progress": float(v.get("progress") or 0) / 100, "message": error.get("message") if error else None}
-
-    async def download(self, forward, job, upstream_id: str, state: dict[str, Any], folder: Path, shots: int = 1) -> dict[str, Any]:
-        folder.mkdir(parents=True, exist_ok=True)
-        await _fetch_file(self.http(forward), f"/videos/{upstream_id}/content", folder / layout.VIDEO, params={"variant": "video"})
-        return {}
-
-    async def cancel(self, forward, upstream_id: str) -> bool:
-        r = await self.http(forward).delete(f"/videos/{upstream_id}")
-        return r.status_code in (200, 204)
-
-
-def _message(r) -> str:
-    try:
-        doc = r.json()
-        return str((doc.get("error") or {}).get("message") or doc.get("message") or doc)[:500]
-    except (ValueError, AttributeError):
-        return r.text[:500]

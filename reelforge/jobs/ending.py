@@ -14,7 +14,7 @@ from reelforge.jobs import layout
 from reelforge.jobs.folder import drop_checkpoints
 from reelforge.jobs.lease import LeaseLost
 from reelforge.jobs.record import JobRecord, JobStatus, JobStore
-from reelforge.storage.base import join, local_path, storage_for
+from reelforge.storage import join, local_path, storage_for
 
 log = logging.getLogger("reelforge.worker")
 

@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 from reelforge.errors import ReelforgeError
 from reelforge.jobs import layout
-from reelforge.media import video as media
-from reelforge.storage.base import LocalStorage, join, local_path, storage_for
+from reelforge import media
+from reelforge.storage import LocalStorage, join, local_path, storage_for
 
 log = logging.getLogger("reelforge.worker")
 

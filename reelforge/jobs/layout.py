@@ -10,7 +10,7 @@ from typing import Any
 from reelforge.engines import get_engine_class
 from reelforge.jobs.record import JobRecord
 from reelforge.request.model import VideoRequest
-from reelforge.storage.base import join
+from reelforge.storage import join
 from reelforge.storage.layout import (  # noqa: F401 - the layout's names, for the worker, the gallery and downloads
     CHECKPOINTS,
     CONTACT_SHEET,

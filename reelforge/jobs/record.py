@@ -12,6 +12,7 @@ import builtins
 import enum
 import hashlib
 import json
+import re
 import secrets
 import string
 import time
@@ -65,6 +66,9 @@ _ID_ALPHABET = string.ascii_lowercase + string.digits
 def new_job_id() -> str:
     """12 characters of [a-z0-9], the shape of a Bedrock invocation id."""
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(12))
+
+
+JOB_ID = re.compile(r"[a-z0-9]{12}")  # what new_job_id makes: a path segment naming a job must match it whole
 
 
 def request_fingerprint(model_id: str, model_input: Any, output: Any) -> str:

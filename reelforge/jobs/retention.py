@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from reelforge.config import env_number
 from reelforge.errors import ConfigError, ReelforgeError
 from reelforge.jobs.record import JobStore
-from reelforge.storage.base import storage_for
+from reelforge.storage import storage_for
 
 log = logging.getLogger("reelforge.retention")
 

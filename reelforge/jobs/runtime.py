@@ -30,7 +30,7 @@ from reelforge.jobs.lifecycle import LifecycleReader
 from reelforge.engines.catalog import add_forwarded
 from reelforge.request.model import VideoRequest
 from reelforge.jobs.retention import prune, prune_every_s, retain_from_env
-from reelforge.storage.base import storage_for
+from reelforge.storage import storage_for
 from reelforge.engines.remote import cancel_upstream
 from reelforge.jobs import webhooks as webhooks_module
 from reelforge.jobs.ending import finalize_ended

@@ -21,7 +21,7 @@ from reelforge.jobs.record import JobRecord, new_job_id, request_fingerprint
 from reelforge.engines.catalog import Served, get_model, local_backend, serving
 from reelforge.request.model import VideoRequest
 from reelforge.request.check import check, check_served
-from reelforge.storage.base import join, local_path, to_uri
+from reelforge.storage import join, local_path, to_uri
 
 
 def new_record(

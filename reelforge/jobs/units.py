@@ -21,7 +21,7 @@ from reelforge.jobs.folder import Folder
 from reelforge.jobs.lane import Await
 from reelforge.jobs.lease import JobProgress, LeaseKeeper, LeaseLost
 from reelforge.jobs.record import JobRecord, JobStatus, JobStore, new_job_id
-from reelforge.media import video as media
+from reelforge import media
 from reelforge.engines.catalog import forwarded_spec
 from reelforge.request.model import VideoRequest
 from reelforge.request.check import check

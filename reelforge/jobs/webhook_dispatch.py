@@ -22,7 +22,7 @@ from reelforge.jobs.outbox import WEBHOOK_CHANNEL
 from reelforge.jobs.views import openai_video_id, view
 from reelforge.jobs.webhook_targets import check_url, post
 from reelforge.jobs.webhooks import Settings, event_type
-from reelforge.storage.base import join
+from reelforge.storage import join
 
 log = logging.getLogger("reelforge.webhooks")
 

@@ -15,10 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ipaddress
 import os
 import re
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,17 +28,19 @@ from starlette.requests import Request
 from starlette.routing import Match
 
 from reelforge import config
-from reelforge.errors import ImageError, ReelforgeError, RequestError
+from reelforge.errors import ImageError, ReelforgeError
 from reelforge.server.gallery import error_page, gallery_routes, not_found, upload_too_large
 from reelforge.jobs.open import open_store
 from reelforge.jobs.record import JobRecord
 from reelforge.jobs.sqlite import SQLiteJobStore
 from reelforge.jobs.runtime import Runtime
-from reelforge.storage.base import S3Storage, check_location
+from reelforge.storage import S3Storage
 from reelforge.server import bedrock_api, extensions, gemini_api, openai_api, openapi, sigv4, video_wires
-from reelforge.server.errors import BEDROCK, GEMINI, OPENAI, ApiError, access_denied, code_for_status, error_response, new_request_id, shaped_send, wire_of
+from reelforge.server.errors import BEDROCK, GEMINI, OPENAI, ApiError, code_for_status, error_response, new_request_id, shaped_send, wire_of
 from reelforge.server.dispatch import SegmentRouter
 from reelforge.server.events import ChangeHub
+from reelforge.server.hosts import LoopbackHostMiddleware
+from reelforge.server.locations import IMAGE_FIELD, OUTPUT_FIELD, bucket_path, check_s3_uri, missing_message
 from reelforge.server.origin import SAFE_METHODS, same_origin_problem, security_headers
 
 log = logging.getLogger("reelforge.server")
@@ -77,25 +77,6 @@ class ServerSettings:
         if self.default_output:
             return self.default_output.rstrip("/")
         return BUCKET_DIR_DEFAULT_OUTPUT if self.bucket_dir is not None else None
-
-
-def check_default_output(uri: str) -> str:
-    """``uri`` without a trailing '/' when it can be a job's output location, else a one-line ValueError."""
-    from reelforge.server.wire import S3_URI
-
-    uri = uri.rstrip("/")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
-        raise ValueError(f"{uri!r} contains a control character, which an output location may not")
-    if not S3_URI.fullmatch(uri):
-        raise ValueError(f"{uri!r} is not an S3 location; write it as s3://bucket/prefix (a bucket name of 3 to 63 lowercase letters, digits, '.' and '-')")
-    try:
-        return check_location(uri)
-    except RequestError as exc:
-        raise ValueError(exc.message) from None
-
-
-OUTPUT_FIELD = "outputDataConfig.s3OutputDataConfig.s3Uri"
-IMAGE_FIELD = "s3Location.uri"
 
 
 class ServerState:
@@ -139,7 +120,7 @@ class ServerState:
         inside the bucket folder. Errors name ``field`` and never say whether a file outside
         the folder exists.
         """
-        return _bucket_path(Path(self.settings.bucket_dir), s3_uri, field)
+        return bucket_path(Path(self.settings.bucket_dir), s3_uri, field)
 
     def map_output(self, requested: str) -> str:
         return self.local_path_for(requested).as_uri()
@@ -152,51 +133,7 @@ class ServerState:
         try:
             return path.read_bytes()
         except (OSError, ValueError):
-            raise ImageError(IMAGE_FIELD, _missing(uri)) from None
-
-
-_MAX_SEGMENT = 255  # bytes in one file name on the usual filesystems
-
-
-def _missing(uri: str) -> str:
-    # One message for "not there" and "leads outside the folder": a difference would tell a
-    # client whether a file exists somewhere else on the server's disk.
-    return f"{uri} does not exist in the server's bucket folder"
-
-
-def check_s3_uri(uri: str, field: str) -> tuple[str, str]:
-    """(bucket, key) of ``uri`` when it is ``s3://bucket[/key]`` with a valid bucket name, else a RequestError."""
-    from reelforge.server.wire import S3_URI
-
-    if not isinstance(uri, str):
-        raise RequestError(field, "must be an s3://bucket/key URI")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
-        raise RequestError(field, f"{uri!r} contains a control character (such as NUL or a newline); S3 URIs here may not")
-    if not S3_URI.fullmatch(uri):
-        raise RequestError(
-            field,
-            f"{uri!r} is not an S3 location; write it as s3://bucket/key (a bucket name of 3 to 63 lowercase letters, digits, '.' and '-')",
-        )
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    return bucket, key
-
-
-def _bucket_path(bucket_dir: Path, s3_uri: str, field: str) -> Path:
-    bucket, key = check_s3_uri(s3_uri, field)
-    check_location(s3_uri, field)
-    parts = key.split("/") if key else []
-    if any(len(p.encode("utf-8", "surrogatepass")) > _MAX_SEGMENT for p in parts):
-        raise RequestError(field, f"{s3_uri!r} has a path segment longer than {_MAX_SEGMENT} bytes, which a local bucket folder cannot hold")
-    path = Path(bucket_dir, bucket, *parts)
-    try:
-        inside = path.resolve().is_relative_to(bucket_dir.resolve())
-    except (OSError, ValueError, RuntimeError):  # a symlink loop, say
-        inside = False
-    if not inside:
-        if field == IMAGE_FIELD:
-            raise ImageError(field, _missing(s3_uri))
-        raise RequestError(field, f"{s3_uri!r} leads outside the server's bucket folder (through a symbolic link)")
-    return path.resolve()
+            raise ImageError(IMAGE_FIELD, missing_message(uri)) from None
 
 
 REGION = re.compile(r"[a-z0-9-]{1,20}")  # what an invocation ARN's region may be (wire.INVOCATION_ARN)
@@ -205,69 +142,6 @@ REGION = re.compile(r"[a-z0-9-]{1,20}")  # what an invocation ARN's region may b
 def arn_region(region: str | None) -> str | None:
     """The SigV4 credential region when an ARN can carry it, else None (the configured --region is used)."""
     return region if region and REGION.fullmatch(region) else None
-
-
-LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
-
-
-def is_loopback(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _host_name(value: str) -> str | None:
-    """The host name of a Host header (``name``, ``name:port``, ``[v6]:port``), lowercased; None when malformed."""
-    value = value.strip().lower()
-    if value.startswith("["):
-        end = value.find("]")
-        rest = value[end + 1:] if end >= 0 else ""
-        if end < 0 or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
-            return None
-        return value[1:end]
-    name, _, port = value.partition(":")
-    if port and not port.isdigit():
-        return None
-    return name.rstrip(".")
-
-
-class LoopbackHostMiddleware:
-    """On a loopback-bound server, refuse requests whose Host header is not a loopback name.
-
-    A DNS-rebinding page (``http://evil.example:8787`` re-pointed at 127.0.0.1) reaches a
-    loopback server from the visitor's browser with ``Host: evil.example:8787``; its Origin then
-    matches its own Host, so only the Host itself gives it away. Accepted: 127.0.0.0/8, ::1,
-    ``localhost`` (and ``*.localhost``), the host the server was bound to and ``--allowed-host``
-    names (a reverse proxy's public name). A request without
-    Host (HTTP/1.0 from a program) passes: browsers always send one.
-    """
-
-    def __init__(self, app, settings: ServerSettings):
-        self.app = app
-        self.names = LOOPBACK_NAMES | {_host_name(h) or h.lower() for h in (settings.host, *settings.allowed_hosts)}
-        self.active = is_loopback(settings.host)
-
-    def allowed(self, host: str) -> bool:
-        name = _host_name(host)
-        return name is not None and (name in self.names or is_loopback(name))
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not self.active:
-            return await self.app(scope, receive, send)
-        hosts = [v.decode("latin-1") for k, v in scope["headers"] if k == b"host"]
-        if len(hosts) > 1 or (hosts and not self.allowed(hosts[0])):
-            shown = hosts[0][:100] if hosts else ""
-            exc = access_denied(
-                f"Host {shown!r} is not a loopback name; this server listens on loopback and answers only "
-                "requests addressed to 127.0.0.1, localhost or ::1 (a guard against DNS rebinding; "
-                "reelforge serve --allowed-host NAME adds a reverse proxy's name)."
-            )
-            return await error_response(exc, str(uuid.uuid4()), wire_of(scope["path"]))(scope, receive, send)
-        return await self.app(scope, receive, send)
 
 
 class _ClientGone(Exception):

@@ -8,9 +8,26 @@ so that changes made by another process (a separate ``reelforge worker``) are se
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
+from typing import Any
+
+from starlette.responses import StreamingResponse
 
 from reelforge.jobs.runtime import Runtime
+
+
+PING = ": ping\n\n"  # an SSE comment: keeps proxies from closing a quiet stream
+
+
+def sse_event(event: str, data: Any) -> str:
+    """One server-sent event: ``data`` as compact JSON."""
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def sse_response(stream) -> StreamingResponse:
+    """A text/event-stream response of ``stream``'s events, neither cached nor buffered by a proxy."""
+    return StreamingResponse(stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 class ChangeHub:

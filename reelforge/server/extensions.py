@@ -12,7 +12,6 @@ GET  /reelforge/jobs/{id}/files/{name}     an output file of a job stored on thi
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from typing import Any
 
@@ -26,14 +25,15 @@ from reelforge.errors import JobNotFoundError
 from reelforge.server.gallery import views
 from reelforge.jobs.record import JobRecord
 from reelforge.jobs.listing import list_page, statuses
-from reelforge.storage.base import LocalStorage, S3Storage, join, local_path
+from reelforge.storage import LocalStorage, S3Storage, join, local_path
+from reelforge.jobs.record import JOB_ID
 from reelforge.jobs import webhooks
-from reelforge.server import wire
+from reelforge.server import sigv4, video_wires, wire
 from reelforge.server.errors import ApiError, validation
+from reelforge.server.events import PING, sse_event, sse_response
 
 PING_S = 15.0
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
-_JOB_ID = re.compile(r"[a-z0-9]{12}")
 
 
 def _state(request: Request):
@@ -79,7 +79,7 @@ def _files(record: JobRecord) -> list[str]:
 
 async def _job(request: Request) -> JobRecord:
     job_id = request.path_params["job_id"]
-    if not _JOB_ID.fullmatch(job_id):
+    if not JOB_ID.fullmatch(job_id):
         raise JobNotFoundError(job_id)
     return await _state(request).job(job_id)
 
@@ -103,8 +103,6 @@ async def health(request: Request) -> JSONResponse:
 
 def _authenticated(request: Request, state) -> bool:
     """Whether a request to an open route carries a valid key (an API key as a bearer token, or a SigV4 signature)."""
-    from reelforge.server import sigv4, video_wires
-
     keys = state.settings.auth_keys
     if not keys:
         return False  # nothing is checked on this server, so no caller is known
@@ -169,24 +167,22 @@ async def job_events(request: Request) -> StreamingResponse:
         try:
             current = record
             while True:
-                payload = json.dumps(detail(current, full=False), separators=(",", ":"))
                 key = (current.status, current.progress, current.stage, current.failure_message)
                 if key != last:
-                    yield f"event: job\ndata: {payload}\n\n"
+                    yield sse_event("job", detail(current, full=False))
                     last = key
                 if current.status.done or hub.stopping:
                     return
                 try:
                     await asyncio.wait_for(wake.wait(), PING_S)
                 except asyncio.TimeoutError:
-                    yield ": ping\n\n"
+                    yield PING
                 wake.clear()
                 current = await state.job(record.id)
         finally:
             hub.unsubscribe(wake)
 
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+    return sse_response(stream())
 
 
 async def job_file(request: Request) -> Response:

@@ -27,17 +27,17 @@ from reelforge.errors import JobExpiredError, JobNotFoundError, RequestError, St
 from reelforge.jobs.record import JobRecord, JobStatus
 from reelforge.engines.catalog import get_model
 from reelforge.jobs.views import gemini_error, gemini_response
+from reelforge.jobs.record import JOB_ID
 from reelforge.request.model import ImageInput, VideoRequest
 from reelforge.server import video_wires, wire
 from reelforge.server.errors import GEMINI, ApiError
 
 VERSIONS = ("v1", "v1beta", "v1beta1")
 MAX_SAMPLES = 4  # Veo's sampleCount range is 1 to 4
-_JOB_ID = r"[a-z0-9]{12}"
 _VERTEX = re.compile(r"((?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/([^/:]+))")
 _DEVELOPER = re.compile(r"(models/([^/:]+))")
-_OPERATION = re.compile(rf"(.+)/operations/((?:{_JOB_ID}){{1,{MAX_SAMPLES}}})")
-_FILE = re.compile(rf"files/({_JOB_ID}):download")
+_OPERATION = re.compile(rf"(.+)/operations/((?:{JOB_ID.pattern}){{1,{MAX_SAMPLES}}})")
+_FILE = re.compile(rf"files/({JOB_ID.pattern}):download")
 ASPECTS = {"16:9": (16, 9), "9:16": (9, 16)}
 RESOLUTIONS = {"720p": 720, "1080p": 1080}
 PARAMETERS = {
@@ -108,13 +108,7 @@ async def dispatch(request: Request) -> Response:
 
 
 async def create(request: Request, resource: str, model_name: str) -> JSONResponse:
-    body = wire.parse_body(await request.body())
-    if not isinstance(body, dict):
-        raise _invalid("body", "must be a JSON object: {\"instances\": [{\"prompt\": ...}], \"parameters\": {...}}")
-    unknown = sorted(set(body) - {"instances", "parameters", "labels"})
-    if unknown:
-        what = "webhooks are not supported here; poll the operation instead" if unknown[0] == "webhookConfig" else "allowed: instances, parameters, labels"
-        raise _invalid(unknown[0][:100], f"unknown or unsupported field; {what}")
+    body = _body(await request.body())
     state = _state(request)
     try:
         model_id = state.wire_models.resolve(model_name, "model")
@@ -145,10 +139,8 @@ async def create(request: Request, resource: str, model_name: str) -> JSONRespon
     aspect = _choice(params, "aspectRatio", tuple(ASPECTS)) or "16:9"
     resolution = _choice(params, "resolution", tuple(RESOLUTIONS)) or "720p"
     width, height = _dimensions(aspect, resolution)
-    seed = _int(params, "seed", None)
+    seed = _seed(params, spec.limits.seed_max, samples)
     base = 42 if seed is None else seed
-    if seed is not None and not 0 <= seed <= spec.limits.seed_max - samples + 1:
-        raise _invalid("parameters.seed", f"{seed} is out of range; allowed: 0 to {spec.limits.seed_max - samples + 1} (sample i uses seed + i)")
     prompt = instance.get("prompt")
     if not isinstance(prompt, str):
         raise _invalid("instances[0].prompt", "is required: the text of the video")
@@ -178,6 +170,26 @@ async def create(request: Request, resource: str, model_name: str) -> JSONRespon
             await run_in_threadpool(state.runtime.cancel, done.id)
         raise
     return JSONResponse({"name": f"{resource}/operations/{''.join(r.id for r in records)}"})
+
+
+def _body(raw: bytes) -> dict:
+    """The request body: a JSON object of instances, parameters and labels only."""
+    body = wire.parse_body(raw)
+    if not isinstance(body, dict):
+        raise _invalid("body", "must be a JSON object: {\"instances\": [{\"prompt\": ...}], \"parameters\": {...}}")
+    unknown = sorted(set(body) - {"instances", "parameters", "labels"})
+    if unknown:
+        what = "webhooks are not supported here; poll the operation instead" if unknown[0] == "webhookConfig" else "allowed: instances, parameters, labels"
+        raise _invalid(unknown[0][:100], f"unknown or unsupported field; {what}")
+    return body
+
+
+def _seed(params: dict, seed_max: int, samples: int) -> int | None:
+    """``parameters.seed``, with room for one seed per sample (sample i uses seed + i)."""
+    seed = _int(params, "seed", None)
+    if seed is not None and not 0 <= seed <= seed_max - samples + 1:
+        raise _invalid("parameters.seed", f"{seed} is out of range; allowed: 0 to {seed_max - samples + 1} (sample i uses seed + i)")
+    return seed
 
 
 def _object(value: Any, field: str) -> dict:

@@ -10,12 +10,9 @@ and an ``Idempotency-Key`` header makes it idempotent. Facts: reference §1; cho
 from __future__ import annotations
 
 import asyncio
-import base64
 import re
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -26,14 +23,15 @@ from reelforge.jobs import layout
 from reelforge.jobs.record import JobRecord, JobStatus, PrunedJob
 from reelforge.request.limits import MULTI_SHOT_MANUAL
 from reelforge.engines.catalog import get_model
-from reelforge.request.model import ImageInput, VideoRequest, parse_dimension
-from reelforge.request.check import surrogate_problem
+from reelforge.request.model import VideoRequest, parse_dimension
 from reelforge.jobs.views import OPENAI_ID_PREFIX as ID_PREFIX, openai_video as video, openai_video_id as video_id
-from reelforge.storage.base import local_path
+from reelforge.storage import local_path
+from reelforge.jobs.record import JOB_ID
 from reelforge.server import video_wires, wire
 from reelforge.server.errors import OPENAI, ApiError
+from reelforge.server.openai_forms import bad_request, read_fields, reference_image, seconds_field, text_field
 
-_VIDEO_ID = re.compile(ID_PREFIX + r"([a-z0-9]{12})")
+_VIDEO_ID = re.compile(f"{ID_PREFIX}({JOB_ID.pattern})")
 DEFAULT_MODEL, DEFAULT_SECONDS, DEFAULT_SIZE = "sora-2", "4", "720x1280"  # the client's documented defaults
 POLL_AFTER_MS = 100  # openai-poll-after-ms on replies about a job that has not ended
 HOLD_S = 10.0  # a poll from the client's poll helper waits this long for its job to end
@@ -45,7 +43,6 @@ CREATE_FIELDS = {
     "videoGenerationConfig.durationSeconds": "seconds",
     "multiShotAutomatedParams.text": "prompt",
 }
-MAX_FORM_FIELD = 64 * 1024  # bytes in one text field of a form (a prompt is at most a few thousand characters)
 
 
 def _state(request: Request):
@@ -86,78 +83,6 @@ async def _record(request: Request, vid: str | None = None) -> JobRecord:
     return record
 
 
-# --- bodies -----------------------------------------------------------------------------------
-
-
-async def read_fields(request: Request, allowed: set[str]) -> dict[str, Any]:
-    """A form body (what the client sends) or a JSON one, as {field: text, or (file name, bytes, type)}.
-
-    Nested JSON objects become the bracket names the client's ``extra_body`` sends in a form
-    (``{"input_reference": {"image_url": ...}}`` is ``input_reference[image_url]``).
-    """
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    out: dict[str, Any] = {}
-    if media == "application/json":
-        doc = wire.parse_body(await request.body())
-        if not isinstance(doc, dict):
-            raise _bad("The request body must be a JSON object.")
-        pairs = []
-        for key, value in doc.items():
-            pairs += [(f"{key}[{k}]", v) for k, v in value.items()] if isinstance(value, dict) else [(key, value)]
-        for name, item in pairs:
-            if isinstance(item, bool) or not isinstance(item, (str, int)):
-                raise _bad(f"{name[:100]}: must be a string", param=name[:100])
-            out[name] = str(item)
-    elif media == "multipart/form-data":
-        form = await request.form(max_files=2, max_fields=len(allowed) + 2, max_part_size=MAX_FORM_FIELD)
-        for key, value in form.multi_items():
-            if key in out:
-                raise _bad(f"{key}: given more than once; send it once", param=key)
-            out[key] = (value.filename or "upload", await value.read(), value.content_type) if isinstance(value, UploadFile) else value
-    else:
-        raise ApiError(415, "ValidationException", f"The Content-Type is {media[:100]!r}; send the fields as multipart/form-data (what the openai client sends) or as a JSON object.")
-    unknown = sorted(set(out) - allowed)
-    if unknown:
-        raise _bad(f"{unknown[0][:100]}: unknown field; allowed: {', '.join(sorted(allowed))}", param=unknown[0][:100])
-    for key, value in out.items():
-        if isinstance(value, str):
-            problem = surrogate_problem(value)
-            if problem:
-                raise _bad(f"{key}: {problem}", param=key)
-    return out
-
-
-def _text(fields: dict[str, Any], name: str, default: str | None = None) -> str | None:
-    value = fields.get(name, default)
-    if isinstance(value, tuple):
-        raise _bad(f"{name}: must be a text field, not a file", param=name)
-    return value
-
-
-def _seconds(text: str, field: str = "seconds") -> int:
-    if not re.fullmatch(r"[0-9]{1,4}", text.strip()):
-        raise RequestError(field, f"{text[:20]!r} is not a whole number of seconds, e.g. 4, 8 or 12")
-    return int(text)
-
-
-def _reference(fields: dict[str, Any]) -> tuple[ImageInput | None, dict[str, Any] | None]:
-    """The input_reference image, if any (a file, or a data: URL through extra_body), and what the job keeps of it."""
-    if "input_reference[file_id]" in fields:
-        raise RequestError("input_reference[file_id]", "this server has no Files API; send the image itself as input_reference (a file) or as a data: URL in input_reference[image_url]")
-    value = fields.get("input_reference")
-    if value is None and "input_reference[image_url]" in fields:
-        url = fields["input_reference[image_url]"]
-        if not url.startswith("data:"):
-            raise RequestError("input_reference[image_url]", "this server fetches no URLs; send the image as a file (input_reference=open('ref.png', 'rb')) or as a data: URL")
-        value = url
-    if value is None:
-        return None, None
-    field = "input_reference[image_url]" if isinstance(value, str) else "input_reference"
-    image = ImageInput.from_source(value if isinstance(value, str) else value[1], field)
-    mime = value.partition(";")[0].removeprefix("data:") if isinstance(value, str) else value[2]
-    return image, video_wires.describe_bytes(base64.b64decode(image.bytes_b64), mime or None)
-
-
 # --- routes -----------------------------------------------------------------------------------
 
 
@@ -165,16 +90,16 @@ async def create(request: Request) -> JSONResponse:
     allowed = {"prompt", "model", "seconds", "size", "input_reference", "input_reference[image_url]", "input_reference[file_id]"}
     fields = await read_fields(request, allowed)
     state = _state(request)
-    prompt = _text(fields, "prompt")
+    prompt = text_field(fields, "prompt")
     if prompt is None:
         raise RequestError("prompt", "is required")
-    name = _text(fields, "model", DEFAULT_MODEL)
+    name = text_field(fields, "model", DEFAULT_MODEL)
     model_id = state.wire_models.resolve(name, "model")
     spec = get_model(model_id)
-    seconds = _seconds(_text(fields, "seconds", DEFAULT_SECONDS))
-    size = _text(fields, "size", DEFAULT_SIZE)
+    seconds = seconds_field(text_field(fields, "seconds", DEFAULT_SECONDS))
+    size = text_field(fields, "size", DEFAULT_SIZE)
     width, height = parse_dimension(size, "size")
-    image, kept = _reference(fields)
+    image, kept = reference_image(fields)
     req = VideoRequest(text=prompt, image=image, duration_s=seconds, fps=video_wires.default_fps(spec), width=width, height=height)
     wire_request = {"operation": "create", "model": name, "prompt": prompt, "seconds": str(seconds), "size": size}
     if kept:
@@ -191,7 +116,7 @@ def _token(request: Request) -> str | None:
     if key is None:
         return None
     if not 1 <= len(key) <= 200 or not wire.TOKEN.fullmatch(key):
-        raise _bad("Idempotency-Key: must be 1 to 200 printable ASCII characters without spaces", param="Idempotency-Key")
+        raise bad_request("Idempotency-Key: must be 1 to 200 printable ASCII characters without spaces", param="Idempotency-Key")
     return "openai:" + key
 
 
@@ -233,21 +158,21 @@ async def list_videos(request: Request) -> JSONResponse:
     q = request.query_params
     unknown = sorted(set(q) - set(LIST_PARAMS))
     if unknown:
-        raise _bad(f"{unknown[0][:100]}: unknown query parameter; allowed: {', '.join(LIST_PARAMS)}", param=unknown[0][:100])
+        raise bad_request(f"{unknown[0][:100]}: unknown query parameter; allowed: {', '.join(LIST_PARAMS)}", param=unknown[0][:100])
     limit_text = q.get("limit", "20")
     if not re.fullmatch(r"[0-9]{1,4}", limit_text) or not 1 <= int(limit_text) <= 100:
-        raise _bad(f"limit: {limit_text[:20]!r} is not allowed; allowed: 1 to 100", param="limit")
+        raise bad_request(f"limit: {limit_text[:20]!r} is not allowed; allowed: 1 to 100", param="limit")
     limit = int(limit_text)
     order = q.get("order", "desc")
     if order not in ("asc", "desc"):
-        raise _bad(f"order: {order[:20]!r} is not allowed; allowed: asc, desc", param="order")
+        raise bad_request(f"order: {order[:20]!r} is not allowed; allowed: asc, desc", param="order")
     cursor = None
     if "after" in q:
         try:
             anchor = await _record(request, q["after"])
         except ApiError as exc:
             if exc.status != 404 or _VIDEO_ID.fullmatch(q["after"]) is None:
-                raise _bad(f"after: {q['after'][:100]!r} is not the id of a video; pass the last_id of the page before", param="after") from None
+                raise bad_request(f"after: {q['after'][:100]!r} is not the id of a video; pass the last_id of the page before", param="after") from None
             try:
                 anchor = await _state(request).job(q["after"][len(ID_PREFIX):])  # a deleted anchor still marks its place
             except JobExpiredError as exc:
@@ -289,12 +214,12 @@ async def content(request: Request) -> Response:
     q = request.query_params
     unknown = sorted(set(q) - {"variant"})
     if unknown:
-        raise _bad(f"{unknown[0][:100]}: unknown query parameter; allowed: variant", param=unknown[0][:100])
+        raise bad_request(f"{unknown[0][:100]}: unknown query parameter; allowed: variant", param=unknown[0][:100])
     variant = q.get("variant", "video")
     if variant not in VARIANTS:
-        raise _bad(f"variant: {variant[:40]!r} is not allowed; allowed: {', '.join(VARIANTS)}", param="variant")
+        raise bad_request(f"variant: {variant[:40]!r} is not allowed; allowed: {', '.join(VARIANTS)}", param="variant")
     if record.status is not JobStatus.COMPLETED:
-        raise _bad(f"Video {video_id(record)} is {video(record)['status']}; its content can be downloaded once it is completed.", param="video_id", code="video_not_ready")
+        raise bad_request(f"Video {video_id(record)} is {video(record)['status']}; its content can be downloaded once it is completed.", param="video_id", code="video_not_ready")
     name, media_type = VARIANTS[variant]
     if record.storage_uri.startswith("file://"):
         path = local_path(record.storage_uri) / name
@@ -315,12 +240,12 @@ async def remix(request: Request) -> JSONResponse:
         raise RequestError("prompt", "is required: send {\"prompt\": \"...\"} as JSON")
     extra = sorted(set(doc) - {"prompt"})
     if extra:
-        raise _bad(f"{extra[0][:100]}: unknown field; allowed: prompt", param=extra[0][:100])
+        raise bad_request(f"{extra[0][:100]}: unknown field; allowed: prompt", param=extra[0][:100])
     if source.wire_request.get("extends"):
-        raise _bad(f"Video {video_id(source)} is an extension; remix the video it extends, then extend the remix.", param="video_id", code="unsupported_operation")
+        raise bad_request(f"Video {video_id(source)} is an extension; remix the video it extends, then extend the remix.", param="video_id", code="unsupported_operation")
     req = VideoRequest.from_model_input(source.model_input)
     if req.task_type == MULTI_SHOT_MANUAL:
-        raise _bad(f"Video {video_id(source)} was made from several shots, each with its own prompt; one new prompt cannot replace them. Start a new video instead.", param="video_id", code="unsupported_operation")
+        raise bad_request(f"Video {video_id(source)} was made from several shots, each with its own prompt; one new prompt cannot replace them. Start a new video instead.", param="video_id", code="unsupported_operation")
     req = req.model_copy(update={"text": doc["prompt"]})
     width, height, seconds = video_wires.shape(source)
     wire_request = {
@@ -335,10 +260,10 @@ async def remix(request: Request) -> JSONResponse:
 async def extend_video(request: Request) -> JSONResponse:
     fields = await read_fields(request, {"prompt", "seconds", "video", "video[id]"})
     state = _state(request)
-    prompt = _text(fields, "prompt")
+    prompt = text_field(fields, "prompt")
     if prompt is None:
         raise RequestError("prompt", "is required")
-    seconds = _seconds(_text(fields, "seconds", DEFAULT_SECONDS))
+    seconds = seconds_field(text_field(fields, "seconds", DEFAULT_SECONDS))
     source, upload = None, None
     if "video[id]" in fields:
         source = await _record(request, fields["video[id]"])
@@ -363,7 +288,7 @@ async def extend_video(request: Request) -> JSONResponse:
 
 async def edit(request: Request) -> JSONResponse:
     # No engine here conditions on a video (engines/): refuse before reading what was sent.
-    raise _bad(
+    raise bad_request(
         "Video edits need a model that conditions on a source video; none of this server's models does. "
         "Use remix (a new prompt on the same recipe) or extend (continue from the last frame) instead.",
         param="video", code="unsupported_operation",
@@ -371,7 +296,7 @@ async def edit(request: Request) -> JSONResponse:
 
 
 async def create_character(request: Request) -> JSONResponse:
-    raise _bad("Characters are not supported by this server: no model here conditions on a character's video.", param="video", code="unsupported_operation")
+    raise bad_request("Characters are not supported by this server: no model here conditions on a character's video.", param="video", code="unsupported_operation")
 
 
 async def get_character(request: Request) -> JSONResponse:

@@ -27,7 +27,7 @@ from reelforge.engines.catalog import all_models, get_model, serving
 from reelforge.jobs import layout
 from reelforge.jobs.views import prompt, shape  # noqa: F401 - re-exported for the wires
 from reelforge.request.model import VideoRequest
-from reelforge.storage.base import join, storage_for
+from reelforge.storage import join, storage_for
 from reelforge.server.errors import ApiError
 
 WIRE_MODELS_ENV = "REELFORGE_WIRE_MODELS"

@@ -15,11 +15,11 @@ from typing import Any
 from reelforge.request.check import surrogate_problem
 from reelforge.jobs.layout import iso  # noqa: F401 - the wires' time form, where they look for it
 from reelforge.jobs.views import bedrock_summary as summary, model_arn  # noqa: F401 - re-exported for the wires
-from reelforge.storage.base import check_location
+from reelforge.storage import check_location
+from reelforge.storage import S3_URI, has_control_char
 from reelforge.server.errors import validation
 
 MODEL_ID = re.compile(r"[a-zA-Z_\.\-/0-9:]+")
-S3_URI = re.compile(r"s3://[a-z0-9][\.\-a-z0-9]{1,61}[a-z0-9](/.*)?")  # "." stops at a newline, as in AWS
 KMS_KEY = re.compile(r"arn:aws(-[^:]+)?:kms:[a-zA-Z0-9-]*:[0-9]{12}:((key/[a-zA-Z0-9-]{36})|(alias/[a-zA-Z0-9-_/]+))")
 ACCOUNT = re.compile(r"[0-9]{12}")
 TOKEN = re.compile(r"[!-~]*")
@@ -114,7 +114,7 @@ def parse_start(body: Any) -> dict[str, Any]:
         raise validation(f"Unknown member '{extra[0]}' in outputDataConfig.s3OutputDataConfig; allowed: bucketOwner, kmsKeyId, s3Uri")
     field = "outputDataConfig.s3OutputDataConfig"
     s3_uri = _string(s3, "s3Uri", f"{field}.s3Uri", 1, 1024, S3_URI, True)
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in s3_uri):  # a NUL passes the pattern's "."
+    if has_control_char(s3_uri):  # a NUL passes the pattern's "."
         raise validation(f"{field}.s3Uri: contains a control character (such as NUL); write the output location without one")
     check_location(s3_uri.rstrip("/"), f"{field}.s3Uri")
     kms = _string(s3, "kmsKeyId", f"{field}.kmsKeyId", 1, 2048, KMS_KEY, False)

@@ -149,7 +149,7 @@ def _output_key(output: str | os.PathLike | None, endpoint: str | None) -> str |
     text = os.fspath(output)
     if endpoint or "://" in text:
         return text.rstrip("/")
-    from reelforge.storage.base import to_uri
+    from reelforge.storage import to_uri
 
     return to_uri(text)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from reelforge.jobs import layout
-from reelforge.storage.base import join
+from reelforge.storage import join
 from reelforge.errors import JobExpiredError, RequestError
 from reelforge.jobs.record import PrunedJob
 from reelforge.workflows.batch import BatchItem
@@ -240,7 +240,7 @@ def retry_token(token: str, attempt: int) -> str:
 
 def write_report(results: list[LineResult], path: str | os.PathLike) -> Path:
     """The report as CSV, or JSON when ``path`` ends in .json; written atomically."""
-    from reelforge.media.video import atomic_write_bytes
+    from reelforge.media.files import atomic_write_bytes
 
     path = Path(path)
     rows = [r.to_dict() for r in results]

@@ -20,12 +20,12 @@ import numpy as np
 from PIL import Image
 
 from reelforge.request import images
-from reelforge.media import video as media
+from reelforge import media
 from reelforge.errors import RequestError, StorageError
 from reelforge.jobs import layout
 from reelforge.jobs.record import JobRecord, JobStatus
 from reelforge.request.model import ImageInput, VideoRequest
-from reelforge.storage.base import join, storage_for
+from reelforge.storage import join, storage_for
 
 SOURCE_NAME = "shot_0001.mp4"  # where an extension's source sits in its folder
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from reelforge.media import video as media
+from reelforge import media
+from reelforge.engines.diffusers.speed import install_model_offload
 
 log = logging.getLogger("reelforge.engines.diffusers")
 
@@ -250,8 +251,6 @@ class _rung:
         elif self.how == "cpu":
             _free(self.device)
             if self.offloaded:
-                from reelforge.engines.diffusers.speed import install_model_offload
-
                 install_model_offload(self.pipe, self.device)
             else:
                 for m in self._parts():

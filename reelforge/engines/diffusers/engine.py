@@ -3,30 +3,22 @@
 torch and diffusers are imported inside methods only, so importing this module (and listing its
 models) stays fast and works without the ``reelforge[diffusers]`` extra. One pipeline is loaded
 per engine instance on the first shot and reused for every later shot and job; the worker keeps
-one instance per (engine, options). How requests are fitted to each model and mapped back is in
-``diffusers_adapt``; where weights come from is in ``diffusers_weights``.
+one instance per (engine, options). The options and how they resolve to a weights folder are in
+``options``, loading in ``loading``; how requests are fitted to each model and mapped back is in
+``adapt``; where weights come from is in ``weights``.
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
-import importlib.metadata
-import importlib.util
-import inspect
-import json
 import logging
-import os
-import shlex
 import threading
 import time
-from dataclasses import dataclass, replace
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Literal
+from typing import Any, ClassVar, Iterable
 
 import numpy as np
-from pydantic import Field, model_validator
 
 from reelforge.errors import EngineError, JobCanceled, RequestError
 from reelforge.request.limits import ModelSpec
@@ -35,251 +27,20 @@ from reelforge.engines.diffusers.decode import (
     DECODERS, DecodeFailed, DecodeReport, decode_ladder, latents_file, latents_key, load_latents,
     save_latents,
 )
-from reelforge.engines.diffusers.adapt import (
-    ModelRules, adapt_frames, fit_conditioning_image, plan_generation, size_map, time_map,
+from reelforge.engines.diffusers.adapt import adapt_frames, fit_conditioning_image, plan_generation, size_map, time_map
+from reelforge.engines.diffusers.families import FAMILIES, KNOWN_MODELS, LTX2_STAGE2_SIGMAS, SUMMARIES, KnownModel
+from reelforge.engines.diffusers.loading import device_and_dtype, load_pipelines
+from reelforge.engines.diffusers.options import (
+    GENERIC_CALLS, DiffusersOptions, Resolved, call_parameters, generic_models, install_hint, locate_weights,
+    missing_packages, resolve, shot_field,
 )
-from reelforge.engines.diffusers.families import (
-    FAMILIES, KNOWN_MODELS, LTX2_STAGE2_SIGMAS, SUMMARIES, Family, Grid, KnownModel, folder_rules, model_limits,
-    pipeline_class_name,
-)
-from reelforge.engines.diffusers.speed import SpeedOptions, apply_speed, cache_stats, install_model_offload, resolve_speed
-from reelforge.engines.diffusers.weights import DIFFUSERS_FILES, WEIGHTS_DIR_ENV, WeightsSource, download_command, resolve_weights
+from reelforge.engines.diffusers.output import fit_audio, shot_record, uint8_frames
+from reelforge.engines.diffusers.speed import cache_stats, install_model_offload
+from reelforge.engines.diffusers.weights import WeightsSource
+
+__all__ = ["DiffusersEngine", "DiffusersOptions"]
 
 log = logging.getLogger("reelforge.engines.diffusers")
-
-INSTALL_HINT = "pip install 'reelforge[diffusers]'"
-REQUIRED_PACKAGES = ("torch", "diffusers", "transformers")
-
-
-def source_checkout() -> Path | None:
-    """The project folder when reelforge runs from a source checkout (editable install or the tree), else None."""
-    try:
-        direct = importlib.metadata.distribution("reelforge").read_text("direct_url.json")
-    except importlib.metadata.PackageNotFoundError:
-        direct = None
-    if direct:
-        try:
-            info = json.loads(direct)
-        except ValueError:
-            info = {}
-        url = info.get("url", "")
-        if info.get("dir_info", {}).get("editable") and url.startswith("file://"):
-            from urllib.parse import unquote, urlparse
-
-            return Path(unquote(urlparse(url).path))
-        return None  # installed from a wheel or an archive
-    root = Path(__file__).resolve().parents[3]
-    return root if (root / "pyproject.toml").is_file() and (root / "reelforge" / "__init__.py").is_file() else None
-
-
-def install_hint() -> str:
-    """How to install the extra: the PyPI form, plus the editable form in a source checkout."""
-    root = source_checkout()
-    if root is None:
-        return INSTALL_HINT
-    return f"{INSTALL_HINT} (in the source checkout {root}: pip install -e {shlex.quote(f'{root}[diffusers]')})"
-
-
-def missing_packages() -> list[str]:
-    """The extra's packages this interpreter cannot import (looked up, not imported)."""
-    return [m for m in REQUIRED_PACKAGES if importlib.util.find_spec(m) is None]
-
-
-class DiffusersOptions(EngineOptions):
-    model: str = "ltx-video"  # a key of KNOWN_MODELS, or any name with weights (or family and repo) given
-    family: Literal["ltx", "ltx2", "wan", "hunyuanvideo15", "cogvideox", "generic"] | None = None
-    repo: str | None = None  # Hugging Face repo id: the cache lookup and the download hint
-    weights: str | None = None  # a diffusers-format folder; else env vars, then the HF cache
-    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
-    num_inference_steps: int | None = Field(None, ge=1, le=1000)
-    guidance_scale: float | None = Field(None, ge=0)
-    negative_prompt: str | None = None  # None: the family's default negative prompt
-    max_sequence_length: int | None = Field(None, ge=1, le=4096)
-    # Speed and memory (diffusers_speed): a preset, then per-feature overrides over it, e.g.
-    # {"profile": "fast", "speed": {"cache": {"kind": "taylorseer", "cache_interval": 4}}}
-    profile: Literal["quality", "fast", "low-memory"] | None = None
-    speed: dict[str, Any] = Field(default_factory=dict)
-    cpu_offload: bool = False  # the older spelling of speed.offload = "model" (kept: stored jobs use it)
-    vae_tiling: bool = False  # the older spelling of speed.vae_tiling
-    generation_width: int | None = Field(None, ge=16, le=4096)
-    generation_height: int | None = Field(None, ge=16, le=4096)
-    generation_frames: int | None = Field(None, ge=1, le=1025)
-    generation_fps: int | None = Field(None, ge=1, le=120)
-    threads: int | None = Field(None, ge=1)  # torch threads on CPU (default: the CPUs this process may use)
-    pipeline_kwargs: dict[str, Any] = Field(default_factory=dict)  # e.g. {"decode_timestep": 0.05}, checked at submit
-    # LTX-2's two-stage recipe: stage 1 at half size, the latent upsampler (latent_upsampler/ in the
-    # weights folder), then 3 distilled steps at full size
-    two_stage: bool = False
-    # Per-model options, merged over the others for that model only, e.g.
-    # {"models": {"ltx-video": {"pipeline_kwargs": {"decode_timestep": 0.05}}}}: an LTX-only
-    # argument set engine-wide (REELFORGE_DIFFUSERS_OPTIONS) then never reaches a Wan job.
-    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _per_model(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
-            return data
-        data = dict(data)
-        mine = data.pop("models").get(data.get("model", "ltx-video")) or {}
-        if not isinstance(mine, dict):
-            raise ValueError("models.<name> must be an object of options")
-        if "model" in mine or "models" in mine:
-            raise ValueError("models.<name> may not set model or models")
-        kwargs = {**(data.get("pipeline_kwargs") or {}), **(mine.get("pipeline_kwargs") or {})}
-        data.update(mine)
-        if kwargs:
-            data["pipeline_kwargs"] = kwargs
-        return data
-
-    @model_validator(mode="after")
-    def _resolve_model(self) -> "DiffusersOptions":
-        known = KNOWN_MODELS.get(self.model)
-        if known is None and not self.weights and not (self.family and self.repo):
-            raise ValueError(f"model {self.model!r} is not one of {', '.join(KNOWN_MODELS)}; "
-                             "give weights (a diffusers folder), or family and repo, for another model")
-        if known is not None:
-            if self.family not in (None, known.family):
-                raise ValueError(f"model {self.model!r} is a {known.family} model, not {self.family}")
-            self.family = known.family
-            self.repo = self.repo or known.repo
-        self.speed_options()  # refuse bad speed settings when the options are read
-        reserved = set(self.pipeline_kwargs) & _RESERVED_KWARGS
-        if reserved:
-            raise ValueError(f"pipeline_kwargs may not set {', '.join(sorted(reserved))}: the engine sets them")
-        return self
-
-    def speed_options(self) -> SpeedOptions:
-        """The profile, the older cpu_offload/vae_tiling switches, then ``speed`` over them; ValueError naming the field."""
-        from pydantic import ValidationError
-
-        older = {**({"offload": "model"} if self.cpu_offload else {}), **({"vae_tiling": True} if self.vae_tiling else {})}
-        try:
-            return resolve_speed(self.profile, {**older, **self.speed})
-        except ValidationError as exc:
-            problems = []
-            for e in exc.errors():
-                said = (f"unknown; allowed: {', '.join(SpeedOptions.model_fields)}" if e["type"] == "extra_forbidden"
-                        else str(e["msg"]).removeprefix("Value error, "))
-                problems.append(f"{'.'.join(('speed', *map(str, e['loc'])))}: {said}")
-            raise ValueError("; ".join(problems)) from None
-
-
-_RESERVED_KWARGS = {"prompt", "image", "height", "width", "num_frames", "frames", "frame_rate", "generator",
-                    "output_type", "callback_on_step_end", "callback_on_step_end_tensor_inputs", "return_dict"}
-
-# The generic door: the call arguments every video pipeline it runs must take (under these names or
-# the ones GENERIC_CALLS maps them to), and the few pipelines that name them differently.
-COMMON_CALL = ("prompt", "negative_prompt", "height", "width", "num_frames", "num_inference_steps", "generator",
-               "output_type")
-GENERIC_CALLS: dict[str, tuple[dict[str, str], dict[str, Any]]] = {
-    # SANA-Video takes `frames`; its resolution binning would change the size asked for
-    "SanaVideoPipeline": ({"num_frames": "frames"}, {"use_resolution_binning": False}),
-}
-
-
-def call_parameters(class_name: str) -> dict[str, inspect.Parameter]:
-    """The call signature of a diffusers pipeline class (imports diffusers; loads nothing)."""
-    return dict(_signature(class_name))
-
-
-@lru_cache(maxsize=64)
-def _signature(class_name: str) -> tuple:
-    import diffusers
-
-    cls = getattr(diffusers, class_name, None)
-    if cls is None:
-        raise EngineError(f"diffusers {diffusers.__version__} has no pipeline class {class_name}")
-    return tuple(inspect.signature(cls.__call__).parameters.items())
-
-
-def generic_fit(class_name: str) -> str | None:
-    """Why a pipeline class does not fit the generic door's common call signature, or None when it does."""
-    params = call_parameters(class_name)
-    names, _ = GENERIC_CALLS.get(class_name, ({}, {}))
-    missing = [names.get(n, n) for n in COMMON_CALL if names.get(n, n) not in params]
-    if missing:
-        return f"its call takes no {', '.join(missing)}"
-    required = [n for n, p in params.items() if n != "self" and p.default is inspect.Parameter.empty
-                and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and n not in COMMON_CALL]
-    if required:
-        return f"its call also requires {', '.join(required)}"
-    return None
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """What a weights folder holds, read from model_index.json and the component configs only."""
-
-    name: str
-    family: Family
-    known: KnownModel | None
-    weights: WeightsSource
-    declared: str  # the pipeline class model_index.json names
-    tasks: dict[str, str]  # task ("t2v"/"i2v") -> pipeline class that runs it
-    rules: ModelRules
-
-    def rules_for(self, width: int, height: int, task: str) -> ModelRules:
-        """The grid for one shot: HunyuanVideo 1.5 image-to-video generates its own size bucket."""
-        if task == "i2v" and not self.family.i2v_sized:
-            from diffusers.pipelines.hunyuan_video1_5.image_processor import HunyuanVideo15ImageProcessor
-
-            proc = HunyuanVideo15ImageProcessor(vae_scale_factor=self.rules.side_multiple)
-            h, w = proc.calculate_default_height_width(height=height, width=width, target_size=self.rules.target_size)
-            return replace(self.rules, fixed_size=(w, h))
-        return self.rules
-
-
-def resolve(o: DiffusersOptions) -> Resolved:
-    """Find and read the weights folder of options ``o``; EngineError when it cannot run them.
-
-    Reads model_index.json and the vae/transformer configs; imports diffusers only to read call
-    signatures (the generic door, pipeline_kwargs). No weights are read.
-    """
-    weights = locate_weights(o)
-    folder = weights.path
-    declared = pipeline_class_name(folder)
-    known = KNOWN_MODELS.get(o.model)
-    if known is not None or o.family not in (None, "generic"):
-        family = FAMILIES[known.family if known else o.family]
-        if declared not in family.pipelines:
-            raise EngineError(f"{folder} holds a {declared}, not a {family.name} model "
-                              f"(expected {' or '.join(family.pipelines)})")
-    else:
-        family = next((f for f in FAMILIES.values() if declared in f.pipelines), FAMILIES["generic"])
-    if family.name == "generic":
-        why = generic_fit(declared)
-        if why:
-            raise EngineError(f"{folder} holds a {declared}, which the diffusers engine cannot drive: {why} "
-                              f"(the generic door needs {', '.join(COMMON_CALL)})")
-        tasks = {"t2v": declared}
-    else:
-        wanted = known.tasks if known else (("i2v",) if declared == family.i2v else ("t2v", "i2v"))
-        tasks = {t: getattr(family, t) for t in wanted if getattr(family, t)}
-    if family.name == "wan" and "i2v" in tasks and importlib.util.find_spec("ftfy") is None:
-        raise EngineError(f"{o.model} image-to-video needs ftfy (diffusers' Wan I2V cleans every prompt with it): "
-                          f"{install_hint()}")
-    rules = folder_rules(family.name, folder, known.grid if known else None)
-    if o.two_stage:
-        if family.name != "ltx2":
-            raise EngineError(f"two_stage is LTX-2's recipe, not {o.model}'s; set it under models.<name> for an "
-                              "LTX-2 model only")
-        if not (folder / "latent_upsampler" / "config.json").is_file():
-            raise EngineError(f"two_stage needs the latent upsampler in {folder / 'latent_upsampler'}; download it with: "
-                              f"{download_command(o.repo or 'Lightricks/LTX-2', folder, ('latent_upsampler/*',))}")
-        rules = replace(rules, side_multiple=2 * rules.side_multiple)  # stage 1 at half size keeps the multiple
-    if o.pipeline_kwargs:
-        accepted = {n for cls in tasks.values() for n in call_parameters(cls)}
-        unknown = sorted(set(o.pipeline_kwargs) - accepted)
-        if unknown:
-            raise EngineError(f"pipeline_kwargs {', '.join(unknown)} not taken by {' or '.join(sorted(set(tasks.values())))} "
-                              f"(model {o.model}); put model-specific arguments under models.<name> in the options")
-    return Resolved(o.model, family, known, weights, declared, tasks, rules)
-
-
-def shot_field(index: int, count: int) -> str:
-    return "textToVideoParams.images" if count == 1 else f"multiShotManualParams.shots[{index}].image"
 
 
 class DiffusersEngine(Engine):
@@ -341,30 +102,8 @@ class DiffusersEngine(Engine):
     # ----------------------------------------------------------------- loading
 
     def _device_and_dtype(self, torch) -> tuple[str, Any]:
-        device = self.options.device
-        if device == "auto":
-            if torch.cuda.is_available():
-                device = "cuda"
-            elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-                device = "mps"
-            else:
-                device = "cpu"
-        elif device == "cuda" and not torch.cuda.is_available():
-            raise EngineError("device 'cuda' asked for, but torch sees no CUDA GPU (torch.cuda.is_available() is False)")
-        elif device == "mps" and not torch.backends.mps.is_available():
-            raise EngineError("device 'mps' asked for, but torch.backends.mps.is_available() is False")
-        dtype = self.options.dtype
-        if dtype == "auto":
-            known = KNOWN_MODELS.get(self.options.model)
-            # bf16 on GPUs: the T5/UMT5 text encoders overflow in fp16; CPU kernels are fastest in fp32
-            if device == "cuda":
-                dtype = (known.gpu_dtype if known and known.gpu_dtype else
-                         "bfloat16" if torch.cuda.is_bf16_supported() else "float16")
-            elif device == "mps":
-                dtype = "bfloat16"
-            else:
-                dtype = "float32"
-        return device, getattr(torch, dtype)
+        """The device and dtype to load on (a seam for tests)."""
+        return device_and_dtype(self.options, torch)
 
     def _ensure_loaded(self) -> tuple[Resolved, float]:
         """Load the pipelines once; returns what is loaded and the seconds spent loading in this call (0 when warm).
@@ -387,35 +126,7 @@ class DiffusersEngine(Engine):
         if key == self._key:
             return self._resolved, 0.0
         self._release()
-        if device == "cpu":
-            torch.set_num_threads(o.threads or _usable_cpus())
-        extra: dict[str, Any] = {}
-        if r.family.float32_vae and dtype != torch.float32:
-            extra["vae"] = diffusers.AutoencoderKLWan.from_pretrained(r.weights.path, subfolder="vae",
-                                                                      dtype=torch.float32, local_files_only=True)
-        with _quiet_loading():
-            try:
-                pipe = diffusers.DiffusionPipeline.from_pretrained(r.weights.path, dtype=dtype, local_files_only=True,
-                                                                   **extra)
-            except (OSError, ValueError) as exc:
-                raise EngineError(f"cannot load {o.model} from {r.weights.path}: {str(exc).splitlines()[0]}") from exc
-        speed_report = apply_speed(pipe, speed, device, r.family.name)  # places the pipeline (offload or .to)
-        if r.family.guidance is None and o.guidance_scale is not None and getattr(pipe, "guider", None) is not None:
-            pipe.guider = pipe.guider.new(guidance_scale=o.guidance_scale)
-        pipes = {}
-        for task, cls_name in r.tasks.items():  # one set of modules, no second copy of the weights
-            pipes[task] = pipe if type(pipe).__name__ == cls_name else _same_components(pipe, getattr(diffusers, cls_name))
-            pipes[task].set_progress_bar_config(disable=True)
-            if r.family.name == "hunyuanvideo15" and o.max_sequence_length:  # text lengths are attributes there
-                pipes[task].tokenizer_max_length = pipes[task].tokenizer_2_max_length = o.max_sequence_length
-        if o.two_stage:
-            from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
-
-            upsampler = LTX2LatentUpsamplerModel.from_pretrained(r.weights.path, subfolder="latent_upsampler",
-                                                                 dtype=dtype, local_files_only=True)
-            # the VAE is placed (or offloaded) already; only the upsampler moves
-            pipes["upsample"] = diffusers.LTX2LatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=upsampler.to(device))
-            pipes["upsample"].set_progress_bar_config(disable=True)
+        pipes, speed_report, pipe = load_pipelines(o, r, speed, device, dtype)
         self._pipes = pipes
         load_s = time.perf_counter() - t0
         self.loads += 1
@@ -509,33 +220,13 @@ class DiffusersEngine(Engine):
         progress(steps, steps, "adapting frames")
         audio_meta = None
         if audio is not None:
-            audio, audio_meta = _fit_audio(audio, shot.duration_s)
+            audio, audio_meta = fit_audio(audio, shot.duration_s)
         metadata.update(self._info)
         metadata["load_s"] = round(metadata.get("load_s", 0.0) + load_s, 4)
         shots = [s for s in metadata.get("shots", []) if s.get("index") != shot.index]
-        shots.append({
-            "index": shot.index, "seed": shot.seed, "mode": {"t2v": "text-to-video", "i2v": "image-to-video"}[task],
-            "pipeline": type(run_pipe).__name__,
-            "requested": {"width": shot.width, "height": shot.height, "frames": shot.frame_count, "fps": shot.fps,
-                          "duration_s": shot.duration_s},
-            "planned": {"width": plan.width, "height": plan.height, "frames": plan.frames, "fps": plan.fps,
-                        "notes": list(plan.notes)},
-            "generated": {"width": gen_w, "height": gen_h, "frames": n_src, "fps": plan.fps,
-                          "duration_s": round(n_src / plan.fps, 4)},
-            "adaptation": {
-                "rules": {"side_multiple": rules.side_multiple, "frames": rules.frame_rule(),
-                          "max_frames": rules.max_frames, "native_fps": rules.native_fps},
-                "size": smap.describe((gen_w, gen_h), (shot.width, shot.height)),
-                "time": f"{tmap.mode}, nearest frame" + (f", speed x{tmap.speed:g}" if tmap.mode != "realtime" else ""),
-                "frames_repeated": tmap.repeated, "frames_dropped": tmap.dropped,
-                "image": (f"scaled to {smap.crop[2]}x{smap.crop[3]}, edge-padded to {plan.width}x{plan.height}"
-                          if shot.image is not None else None),
-            },
-            "audio": audio_meta,
-            "steps": steps, "steps_run": steps_run, "decode": decode,
-            "timings": {"load_s": round(load_s, 4), "generate_s": round(generate_s, 4)},
-            **({"cache": cache} if cache else {}),
-        })
+        shots.append(shot_record(shot, task, type(run_pipe).__name__, plan, rules, smap, tmap, (gen_w, gen_h, n_src),
+                                 audio=audio_meta, steps=steps, steps_run=steps_run, decode=decode,
+                                 timings={"load_s": round(load_s, 4), "generate_s": round(generate_s, 4)}, cache=cache))
         metadata["shots"] = sorted(shots, key=lambda s: s["index"])
         return ShotOutput(frames=adapt_frames(frames, tmap, smap, shot.width, shot.height), audio=audio)
 
@@ -607,7 +298,7 @@ class DiffusersEngine(Engine):
                     report = DecodeReport("not saved: no checkpoint folder (the engine was called outside a job)")
                 progress(steps, steps, "decoding")
             video, audio = self._decode(pipe, decoder, saved, kwargs, report)
-        frames = _uint8_frames(video[0])
+        frames = uint8_frames(video[0])
         if self._resolved.family.audio and audio is not None:
             audio = Audio(audio[0].float().cpu().numpy(), int(pipe.vocoder.config.output_sampling_rate))
         else:
@@ -713,117 +404,10 @@ class DiffusersEngine(Engine):
         self._pipes, self._key, self._info, self._resolved, self._offloaded = {}, None, {}, None, None
         gc.collect()
         if had_cuda:
-            _torch().cuda.empty_cache()
+            import torch
+
+            torch.cuda.empty_cache()
 
     def close(self) -> None:
         with self._lock:
             self._release()
-
-
-def _same_components(pipe, cls):
-    """A pipeline of class ``cls`` over ``pipe``'s loaded modules (and its registered config such as boundary_ratio)."""
-    params = inspect.signature(cls.__init__).parameters
-    parts = {k: v for k, v in pipe.components.items() if k in params}
-    parts.update({k: v for k, v in pipe.config.items() if k in params and k not in parts and not k.startswith("_")
-                  and not isinstance(v, (list, tuple))})
-    return cls(**parts)
-
-
-def _uint8_frames(video) -> np.ndarray:
-    """One video from a pipeline's output as (frames, H, W, 3) uint8: torch (F, 3, H, W), numpy (F, H, W, 3) or PIL."""
-    torch = _torch()
-    if isinstance(video, torch.Tensor):
-        # round, don't truncate; convert on the device so only uint8 crosses to the host
-        frames = (video.float() * 255).round_().clamp_(0, 255).to(dtype=torch.uint8)
-        if frames.shape[-1] != 3:
-            frames = frames.permute(0, 2, 3, 1)
-        return frames.contiguous().cpu().numpy()
-    if isinstance(video, np.ndarray):
-        return np.clip(np.rint(video.astype(np.float32) * 255), 0, 255).astype(np.uint8)
-    return np.stack([np.asarray(frame.convert("RGB")) for frame in video])
-
-
-def _fit_audio(audio: Audio, duration_s: float) -> tuple[Audio, dict[str, Any]]:
-    """The generated track cut (or padded with silence) to the shot's length, as the frames are."""
-    want = int(round(duration_s * audio.sample_rate))
-    samples = np.clip(audio.samples.astype(np.float32), -1.0, 1.0)
-    generated = samples.shape[-1]
-    if generated >= want:
-        samples = samples[:, :want]
-    else:
-        samples = np.pad(samples, ((0, 0), (0, want - generated)))
-    meta = {"sample_rate": audio.sample_rate, "channels": int(samples.shape[0]),
-            "generated_s": round(generated / audio.sample_rate, 4), "duration_s": round(want / audio.sample_rate, 4)}
-    return Audio(np.ascontiguousarray(samples), audio.sample_rate), meta
-
-
-def generic_models(engine_id: str) -> list[ModelSpec]:
-    """Ids for the folders under $REELFORGE_WEIGHTS_DIR that hold a diffusers pipeline no known model names.
-
-    ``reelforge.diffusers.<folder>``: read from model_index.json only; whether the pipeline fits the
-    generic door is checked when a job is submitted.
-    """
-    root = os.environ.get(WEIGHTS_DIR_ENV)
-    if not root or not Path(root).expanduser().is_dir():
-        return []
-    known_folders = {m.repo.rsplit("/", 1)[-1] for m in KNOWN_MODELS.values()}
-    specs = []
-    for folder in sorted(Path(root).expanduser().iterdir()):
-        if folder.name in known_folders or not (folder / "model_index.json").is_file():
-            continue
-        try:
-            declared = pipeline_class_name(folder)
-        except EngineError:
-            continue
-        if any(declared in f.pipelines for f in FAMILIES.values()):
-            continue
-        grid = Grid(24, 129, 1280 * 720, "read from its configs")
-        limits = replace(model_limits(KnownModel("generic", "", "", grid)), image_input=False)
-        specs.append(ModelSpec(f"reelforge.diffusers.{folder.name}", engine_id,
-                               f"{declared} from {folder} (diffusers, generic door): text-to-video; grid from its configs",
-                               limits, engine_options={"model": folder.name, "weights": str(folder)}))
-    return specs
-
-
-def locate_weights(o: DiffusersOptions) -> WeightsSource:
-    """Where the weights for options ``o`` are (paths and the HF cache's refs only; nothing is read)."""
-    known = KNOWN_MODELS.get(o.model)
-    if known is not None and o.repo == known.repo == "Lightricks/LTX-Video":
-        # its root also holds GB-sized single-file checkpoints: suggest fetching just the diffusers folders
-        return resolve_weights(o.model, o.repo, o.weights, known.cache_aliases, DIFFUSERS_FILES)
-    return resolve_weights(o.model, o.repo, o.weights, known.cache_aliases if known else ())
-
-
-def _usable_cpus() -> int:
-    # the CPUs this process may run on (a container's cpuset), not the host's count
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def _torch():
-    import torch
-
-    return torch
-
-
-class _quiet_loading:
-    """Silence diffusers'/transformers' loading progress bars (library code never prints)."""
-
-    def __enter__(self):
-        from diffusers.utils import logging as dlog
-        from transformers.utils import logging as tlog
-
-        self._was = [m.is_progress_bar_enabled() for m in (dlog, tlog)]
-        for m in (dlog, tlog):
-            m.disable_progress_bar()
-        return self
-
-    def __exit__(self, *exc):
-        from diffusers.utils import logging as dlog
-        from transformers.utils import logging as tlog
-
-        for m, was in zip((dlog, tlog), self._was):
-            if was:
-                m.enable_progress_bar()
-        return False

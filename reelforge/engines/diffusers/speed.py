@@ -1,8 +1,6 @@
-"""Speed and memory profiles for the diffusers engine: what to apply, applying it, and reading back what took.
+"""Applying the diffusers engine's speed and memory profile (profiles.py) to a loaded pipeline, and reading back what took.
 
-``SpeedOptions`` names the features (attention backend, regional compile, cache hooks, FP8 storage
-or quantization, offloading, VAE tiling/slicing, context parallelism); ``PRESETS`` names three
-bundles of them; ``apply_speed`` applies them to a loaded pipeline and reports, per requested
+``apply_speed`` applies them to a loaded pipeline and reports, per requested
 feature, what the pipeline now holds (hooks, flags, dtypes, compiled blocks), read back from it
 rather than copied from the request. A requirement this machine lacks (CUDA, FP8 support, a kernel
 package, torchrun) skips that feature with the reason and a warning; nothing here raises for it,
@@ -16,141 +14,16 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from reelforge.engines.diffusers.profiles import (
+    AUTO, CP_FAMILIES, PORTABLE_ATTENTION, CacheOptions, ContextParallelOptions, GroupOffloadOptions, SpeedOptions,
+)
+from reelforge.engines.diffusers.cache import cache_stats, denoisers as denoisers_of, enable_cache, hook_names, is_cache_hook
 
-from reelforge.engines.diffusers.cache import cache_stats, denoisers as _denoisers, enable_cache, hook_names, is_cache_hook
-
-__all__ = ["PRESETS", "SpeedOptions", "CacheOptions", "apply_speed", "cache_stats", "install_model_offload",
-           "resolve_speed"]
+__all__ = ["apply_speed", "cache_stats", "install_model_offload"]
 
 log = logging.getLogger("reelforge.engines.diffusers")
-
-AUTO = "auto"
-PORTABLE_ATTENTION = ("native", "_native_math", "flex")  # attention backends that run off CUDA
-CP_FAMILIES = ("wan", "ltx", "ltx2")  # families whose transformer has a context-parallel plan in diffusers
-
-# The parameters each cache kind takes (diffusers' config fields of the same names).
-CACHE_PARAMS: dict[str, tuple[str, ...]] = {
-    "first_block": ("threshold",),
-    "taylorseer": ("cache_interval", "disable_cache_before_step", "disable_cache_after_step", "max_order",
-                   "use_lite_mode"),
-    "magcache": ("threshold", "max_skip_steps", "retention_ratio", "mag_ratios", "calibrate", "num_inference_steps"),
-}
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CacheOptions(_Strict):
-    kind: Literal["first_block", "taylorseer", "magcache"]
-    threshold: float | None = Field(None, gt=0)
-    cache_interval: int | None = Field(None, ge=1)
-    disable_cache_before_step: int | None = Field(None, ge=0)
-    disable_cache_after_step: int | None = Field(None, ge=0)
-    max_order: int | None = Field(None, ge=0, le=4)
-    use_lite_mode: bool | None = None
-    max_skip_steps: int | None = Field(None, ge=1)
-    retention_ratio: float | None = Field(None, ge=0, le=1)
-    mag_ratios: tuple[float, ...] | None = None  # from a calibration run of this model
-    calibrate: bool | None = None
-    num_inference_steps: int | None = Field(None, ge=1)  # magcache; the engine fills in its step count
-
-    @model_validator(mode="after")
-    def _params_fit_kind(self) -> "CacheOptions":
-        allowed = CACHE_PARAMS[self.kind]
-        foreign = sorted(n for n in self.model_fields_set - {"kind"} if n not in allowed)
-        if foreign:
-            raise ValueError(f"cache kind {self.kind!r} takes no {', '.join(foreign)}; its parameters: "
-                             f"{', '.join(allowed)}")
-        if self.kind == "magcache" and not self.mag_ratios and not self.calibrate:
-            raise ValueError("cache kind 'magcache' needs mag_ratios (printed by a run with calibrate: true) "
-                             "or calibrate: true")
-        return self
-
-    def params(self) -> dict[str, Any]:
-        return {n: getattr(self, n) for n in CACHE_PARAMS[self.kind] if getattr(self, n) is not None}
-
-
-class GroupOffloadOptions(_Strict):
-    offload_type: Literal["block_level", "leaf_level"] = "block_level"
-    num_blocks_per_group: int = Field(1, ge=1)  # block_level only
-    use_stream: bool = True  # overlap the transfers with compute (CUDA streams); CUDA only
-
-
-class ContextParallelOptions(_Strict):
-    ulysses_degree: int = Field(1, ge=1)
-    ring_degree: int = Field(1, ge=1)
-
-
-class SpeedOptions(_Strict):
-    attention: str | None = None  # None: leave as is; "auto": the best installed for the GPU; or a backend name
-    compile: bool | Literal["auto"] = False  # regional compile; "auto": on CUDA only
-    cache: CacheOptions | None = None
-    fp8_storage: bool = False  # layerwise casting: weights stored in float8_e4m3fn, computed in the pipeline dtype
-    fp8_quant: bool = False  # torchao FP8 dynamic-activation/weight quantization (CUDA with FP8, torchao)
-    group_offload: GroupOffloadOptions | None = None
-    offload: Literal["model", "sequential"] | None = None
-    vae_tiling: bool = False
-    vae_slicing: bool = False
-    context_parallel: ContextParallelOptions | None = None  # under torchrun only; untested on multi-GPU
-
-    @field_validator("group_offload", mode="before")
-    @classmethod
-    def _group_offload_true(cls, v: Any) -> Any:
-        return {} if v is True else None if v is False else v
-
-    @field_validator("attention")
-    @classmethod
-    def _known_backend(cls, v: str | None) -> str | None:
-        if v is None or v == AUTO:
-            return v
-        names = attention_backends()
-        if names is not None and v.lower() not in names:
-            raise ValueError(f"attention {v!r} is not a diffusers attention backend; allowed: auto, "
-                             f"{', '.join(sorted(names))}")
-        return v.lower()
-
-    @model_validator(mode="after")
-    def _compatible(self) -> "SpeedOptions":
-        if self.offload and self.group_offload:
-            raise ValueError(f"offload {self.offload!r} and group_offload exclude each other; choose one")
-        if self.fp8_storage and self.fp8_quant:
-            raise ValueError("fp8_storage and fp8_quant exclude each other; choose one")
-        return self
-
-    def requested(self) -> dict[str, Any]:
-        """The features asked for: the fields set (by the preset or the overrides) to something other than off."""
-        return {name: getattr(self, name) for name in type(self).model_fields
-                if name in self.model_fields_set and getattr(self, name) not in (None, False)}
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "quality": {},
-    "fast": {"attention": AUTO, "compile": AUTO, "cache": {"kind": "first_block", "threshold": 0.05}},
-    "low-memory": {"group_offload": {"offload_type": "block_level", "use_stream": True}, "fp8_storage": True,
-                   "vae_tiling": True},
-}
-
-
-def attention_backends() -> set[str] | None:
-    """The attention backend names in diffusers' registry (None when diffusers is not installed)."""
-    if importlib.util.find_spec("diffusers") is None:
-        return None
-    from diffusers.models.attention_dispatch import AttentionBackendName
-
-    return {b.value for b in AttentionBackendName}
-
-
-def resolve_speed(profile: str | None, overrides: dict | None) -> SpeedOptions:
-    """The preset named ``profile``, then each field of ``overrides`` over it."""
-    if profile is not None and profile not in PRESETS:
-        raise ValueError(f"profile {profile!r} is not one of {', '.join(PRESETS)}")
-    fields = {**PRESETS.get(profile or "quality", {}), **(overrides or {})}
-    return SpeedOptions(**fields)
-
 
 # ------------------------------------------------------------------ applying
 
@@ -201,12 +74,12 @@ def _attention(pipe, wanted: str, device: str, family: str) -> dict[str, Any]:
         if name not in PORTABLE_ATTENTION and not device.startswith("cuda"):
             raise RuntimeError(f"{name} runs on CUDA only; the device is {device} (there: "
                                f"{', '.join(sorted(PORTABLE_ATTENTION))})")
-        for d in _denoisers(pipe):
+        for d in denoisers_of(pipe):
             d.set_attention_backend(name)
     except (RuntimeError, ValueError) as exc:
         return _entry("attention", wanted, False, str(exc).splitlines()[0])
     held = {str(getattr(p._attention_backend, "value", p._attention_backend))
-            for d in _denoisers(pipe) for p in _processors(d) if hasattr(p, "_attention_backend")}
+            for d in denoisers_of(pipe) for p in _processors(d) if hasattr(p, "_attention_backend")}
     if held != {name}:
         return _entry("attention", wanted, False, f"the attention processors hold {sorted(held) or 'no backend'}, "
                       f"not {name}: this model's attention does not dispatch through diffusers' backends")
@@ -238,7 +111,7 @@ def _best_attention(device: str) -> tuple[str, str]:
 def _fp8_storage(pipe, wanted: bool, device: str, family: str) -> dict[str, Any]:
     import torch
 
-    denoisers = _denoisers(pipe)
+    denoisers = denoisers_of(pipe)
     if not denoisers:
         return _entry("fp8_storage", wanted, False, "the pipeline has no transformer to cast")
     compute = denoisers[0].dtype
@@ -294,7 +167,7 @@ def install_model_offload(pipe, device: str) -> list[str]:
     this again before each runs: the hooks live on the shared modules.
     """
     pipe.enable_model_cpu_offload(device=device)
-    denoisers = _denoisers(pipe)
+    denoisers = denoisers_of(pipe)
     names = [n for n, m in pipe.components.items() if hasattr(m, "_hf_hook")]
     idle = [m for n, m in pipe.components.items() if hasattr(m, "_hf_hook") and all(m is not d for d in denoisers)]
     for d in denoisers:
@@ -342,11 +215,11 @@ def _fp8_quant(pipe, wanted: bool, device: str, family: str) -> dict[str, Any]:
     from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, quantize_
 
     try:
-        for d in _denoisers(pipe):
+        for d in denoisers_of(pipe):
             quantize_(d, Float8DynamicActivationFloat8WeightConfig())
     except (RuntimeError, NotImplementedError, TypeError) as exc:  # e.g. weights offloaded to the CPU
         return _entry("fp8_quant", wanted, False, f"torchao could not quantize: {str(exc).splitlines()[0]}")
-    linears = [m for d in _denoisers(pipe) for m in d.modules() if isinstance(m, torch.nn.Linear)]
+    linears = [m for d in denoisers_of(pipe) for m in d.modules() if isinstance(m, torch.nn.Linear)]
     quantized = sum(type(m.weight).__name__ != "Parameter" for m in linears)
     if not quantized:
         return _entry("fp8_quant", wanted, False, "no linear layer holds a quantized weight after quantize_")
@@ -371,12 +244,12 @@ def _context_parallel(pipe, opts: ContextParallelOptions, device: str, family: s
 
     if not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    for d in _denoisers(pipe):
+    for d in denoisers_of(pipe):
         if getattr(d, "_cp_plan", None) is None:
             return _entry("context_parallel", opts, False, f"{type(d).__name__} has no _cp_plan")
         d.enable_parallelism(config=ContextParallelConfig(ulysses_degree=opts.ulysses_degree,
                                                           ring_degree=opts.ring_degree))
-    split = sum(getattr(p, "_parallel_config", None) is not None for d in _denoisers(pipe) for p in _processors(d))
+    split = sum(getattr(p, "_parallel_config", None) is not None for d in denoisers_of(pipe) for p in _processors(d))
     if not split:
         return _entry("context_parallel", opts, False, "no attention processor holds a parallel config")
     return _entry("context_parallel", opts, True, f"{split} attention processors split over {world} ranks "
@@ -384,7 +257,7 @@ def _context_parallel(pipe, opts: ContextParallelOptions, device: str, family: s
 
 
 def _cache(pipe, opts: CacheOptions, device: str, family: str) -> dict[str, Any]:
-    denoisers = [d for d in _denoisers(pipe) if hasattr(d, "enable_cache")]
+    denoisers = [d for d in denoisers_of(pipe) if hasattr(d, "enable_cache")]
     if not denoisers:
         return _entry("cache", opts, False, f"{type(pipe).__name__}'s transformer takes no cache hooks")
     try:
@@ -400,7 +273,7 @@ def _compile(pipe, wanted: bool | str, device: str, family: str) -> dict[str, An
     if wanted == AUTO and not device.startswith("cuda"):
         return _entry("compile", wanted, False, f"auto compiles on CUDA only; on {device} compile time outweighs "
                       "the gain (set compile: true to force it)")
-    denoisers = _denoisers(pipe)
+    denoisers = denoisers_of(pipe)
     # the cache hooks decide in Python, outside the graph (torch.compiler.disable): one graph per block is
     # then impossible, so a cached transformer compiles with graph breaks at the hooks
     fullgraph = not any(is_cache_hook(n) for d in denoisers for n in hook_names(d))

@@ -17,109 +17,15 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from reelforge.engines.animatic import Overlay, _image_canvas, _rng, _smooth, CANVAS_SCALE
+from reelforge.engines.animatic import CANVAS_SCALE, Overlay, image_canvas, seeded_rng, smooth
 from reelforge.engines.base import ShotPlan
-from reelforge.engines.previz.reading import COLOURS, WATER, Reading, Subject, read_prompt
-from reelforge.engines.previz.shapes import SHAPES, draw_subject
+from reelforge.engines.previz.palette import FAR_RGB, GROUND, SKY, WATER_RGB, WEATHER_SKY, grade, mix
+from reelforge.engines.previz.reading import read_prompt
+from reelforge.engines.previz.staging import HORIZON, Placed, layout
+from reelforge.engines.previz.vocabulary import COLOURS, WATER
+from reelforge.engines.previz.shapes import draw_subject
 
-# Sky colours (top, horizon) for each light.
-SKY = {
-    "dawn": ((90, 105, 170), (250, 180, 150)), "morning": ((105, 160, 225), (205, 225, 240)),
-    "noon": ((60, 130, 225), (175, 210, 245)), "golden hour": ((120, 145, 200), (255, 200, 120)),
-    "sunset": ((230, 105, 70), (255, 185, 90)), "dusk": ((45, 45, 95), (195, 110, 120)),
-    "night": ((6, 8, 26), (22, 28, 58)), "moonlight": ((14, 24, 58), (48, 66, 108)),
-}
-# How the light tints the set and its subjects (per channel).
-GRADE = {
-    "dawn": (0.85, 0.76, 0.8), "morning": (1.0, 0.98, 0.95), "noon": (1.0, 1.0, 1.0),
-    "golden hour": (1.05, 0.9, 0.7), "sunset": (1.0, 0.74, 0.6), "dusk": (0.55, 0.5, 0.65),
-    "night": (0.22, 0.24, 0.38), "moonlight": (0.33, 0.37, 0.52),
-}
-WEATHER_SKY = {"fog": ((200, 200, 205), 0.65), "rain": ((105, 110, 122), 0.6), "storm": ((55, 58, 72), 0.7), "snowfall": ((200, 205, 215), 0.55)}
-WEATHER_DIM = {"clear": 1.0, "fog": 0.92, "rain": 0.8, "storm": 0.6, "snowfall": 0.95}
-GROUND = {  # first kind found wins, in this order
-    "snow": (238, 242, 250), "desert": (215, 170, 100), "beach": (222, 200, 150), "city": (95, 95, 105),
-    "forest": (55, 95, 45), "field": (95, 155, 70), "mountains": (105, 130, 80), "interior": (150, 110, 75),
-}
-WATER_RGB = {"sea": (35, 100, 165), "lake": (60, 125, 165), "river": (60, 120, 150)}
-FAR_RGB = {"mountains": (110, 115, 135), "forest": (35, 75, 45), "city": (85, 90, 108), "desert": (200, 150, 90), "field": (80, 135, 70), "snow": (215, 222, 235)}
-DEPTH = {"background": (0.45, 0.55), "middle": (0.7, 1.0), "foreground": (1.0, 1.5)}  # parallax, size
-HORIZON = 0.46
 SKY_P, PLATE_P = 0.02, 0.6  # parallax of the sky and of a conditioning image's plate
-
-
-def _grade(rgb, light: str, weather: str) -> tuple[int, int, int]:
-    g, dim = GRADE[light], WEATHER_DIM[weather]
-    return tuple(int(min(255, c * k * dim)) for c, k in zip(rgb, g))  # type: ignore[return-value]
-
-
-def _mix(a, b, k: float) -> tuple[int, int, int]:
-    return tuple(int(x + (y - x) * k) for x, y in zip(a, b))  # type: ignore[return-value]
-
-
-@dataclass
-class _Placed:
-    subject: Subject
-    x: float  # world px from the frame's centre
-    y: float  # world px of the box's bottom (its centre for sky subjects)
-    w: float
-    h: float
-    p: float  # parallax
-    rgb: tuple[int, int, int]
-    heading: int  # +1 right, -1 left
-    label: str
-
-
-def layout(reading: Reading, shot: ShotPlan, rng: np.random.Generator) -> list[_Placed]:
-    """Where each subject stands: its side and depth from the prompt, the rest from the seed."""
-    W, H = shot.width, shot.height
-    kinds = reading.kinds
-    water = any(k in WATER for k in kinds)
-    base = {"left": -0.28, "centre": 0.0, "right": 0.28}
-    sides = ["left", "right"] if rng.random() < 0.5 else ["right", "left"]
-    used: dict[str, int] = {}
-    placed: dict[str, _Placed] = {}
-    order = [s for s in reading.subjects if not s.near] + [s for s in reading.subjects if s.near]  # targets first
-    for k, s in enumerate(order):
-        if s.side is None and s.near is None:
-            s.side = sides[k % 2]
-        n = used.get(s.side or "", 0)
-        used[s.side or ""] = n + 1
-        if s.near and s.near.split()[-1] in placed:
-            other = placed[s.near.split()[-1]]
-            way = -1 if s.near.startswith("left") else 1 if s.near.startswith("right") else (1 if rng.random() < 0.5 else -1)
-            fx = other.x / W + way * 0.2
-            s.side = "left" if fx < -0.08 else "right" if fx > 0.08 else "centre"
-            if s.depth == "middle":
-                s.depth = other.subject.depth
-        else:
-            jitter = 0.04 if s.side == "centre" else 0.07
-            spread = (n * 0.16) * (-1 if s.side == "left" else 1) if s.side != "centre" else n * 0.2 * (1 if k % 2 else -1)
-            fx = base[s.side or "centre"] + spread + rng.uniform(-jitter, jitter)
-        s.x = float(fx)
-        aspect, rel_h, _ = SHAPES[s.noun]
-        p, scale = DEPTH[s.depth]
-        h = min(0.75, rel_h * scale * s.size) * H
-        w = h * aspect
-        if w > 0.9 * W:
-            w, h = 0.9 * W, 0.9 * W / aspect
-        horizon = HORIZON * H
-        if s.place == "sky" or "space" in kinds:
-            y = H * (0.16 + rng.uniform(0, 0.14)) if "space" not in kinds else H * (0.45 + rng.uniform(-0.1, 0.1))
-        elif s.place == "water" and water:
-            y = horizon + {"background": 0.03, "middle": 0.08, "foreground": 0.13}[s.depth] * H
-        elif s.place == "sand":
-            y = H * (0.8 if s.size >= 2.4 else 0.84) + h * 0.1  # sits a little into the sand
-        else:
-            y = {"background": horizon + 0.08 * H, "middle": 0.74 * H, "foreground": 0.8 * H if s.size >= 2.4 else 0.84 * H}[s.depth]
-        heading = {"right": 1, "left": -1}.get(s.heading or "", 0) or (1 if fx < -0.05 else -1 if fx > 0.05 else (1 if rng.random() < 0.5 else -1))
-        if s.motion and s.heading is None:
-            s.heading = "right" if heading > 0 else "left"
-        rgb = _grade(s.rgb, reading.light, reading.weather)
-        label = f"{s.colour} {s.noun}" if s.colour else s.noun
-        placed[s.noun] = _Placed(s, fx * W, y, w, h, p, rgb, heading, label)
-    # far to near, so nearer subjects cover farther ones
-    return sorted(placed.values(), key=lambda q: (q.p, q.y))
 
 
 class PrevizSet:
@@ -129,9 +35,42 @@ class PrevizSet:
         self.shot = shot
         W, H = shot.width, shot.height
         self.reading = r = read_prompt(shot.text)
-        rng = _rng("previz-v2", shot.seed, shot.text, shot.index)
+        rng = seeded_rng("previz-v2", shot.seed, shot.text, shot.index)
         self.subjects = layout(r, shot, rng)
         self.overlay = Overlay(shot, options)
+        top, low = self._sky_ground_water(H)
+        self._sky_bodies(rng, W, H, top, low)
+        self._far_layer(rng, W, H, top)
+        self._ground_strokes(rng, W, H)
+        self._waves(rng, H)
+        weather = r.weather
+        # weather particles in screen space (fall with time; no parallax)
+        n_drops = {"rain": 160, "storm": 220, "snowfall": 180}.get(weather, 0)
+        self.drops = np.stack([rng.uniform(0, W, n_drops), rng.uniform(0, H, n_drops), rng.uniform(0.6, 1.0, n_drops)], 1)
+        self.fog = Image.new("RGB", (W, H), mix(low, (220, 220, 225), 0.5)) if weather == "fog" else None
+        self.flash = {int(rng.integers(10, max(11, shot.frame_count - 4)))} if weather == "storm" else set()
+        self._sky_key, self._sky = b"", None
+        font = ImageFont.load_default(size=max(10, H // 45))
+        self.labels = {q.subject.noun: _sprite(q.label, font) for q in self.subjects}
+        # the plate: a conditioning image replaces the drawn set
+        self.plate = None
+        if shot.image is not None:
+            image = shot.image.convert("RGB")
+            if image.size != (W, H):
+                image = image.resize((W, H))
+            self.image = image
+            self.plate = image_canvas(image, round(W * CANVAS_SCALE), round(H * CANVAS_SCALE))
+        main = r.follows or (r.subjects[0].noun if r.subjects else None)
+        self.main = next((q for q in self.subjects if q.subject.noun == main), None)  # the camera's subject
+
+    def _setting_colour(self, kind: str, rgb):
+        """A setting's colour: the one the prompt gives it, else ``rgb``, graded for the light and weather."""
+        r = self.reading
+        return grade(COLOURS.get(r.setting_colours.get(kind, ""), rgb), r.light, r.weather)
+
+    def _sky_ground_water(self, H: int):
+        """The sky's gradient, the ground and the water; returns the sky's top and low colours."""
+        r = self.reading
         kinds = r.kinds
         light, weather = r.light, r.weather
         self.horizon = HORIZON * H if "interior" not in kinds else 0.6 * H
@@ -139,27 +78,31 @@ class PrevizSet:
         if weather in WEATHER_SKY:
             tint, k = WEATHER_SKY[weather]
             if light in ("night", "moonlight", "dusk"):
-                tint = _grade(tint, light, "clear")
-            top, low = _mix(top, tint, k), _mix(low, tint, k)
+                tint = grade(tint, light, "clear")
+            top, low = mix(top, tint, k), mix(low, tint, k)
         if "interior" in kinds:
-            top = low = _grade(COLOURS.get(r.setting_colours.get("interior", ""), (205, 190, 165)), light, weather)
+            top = low = grade(COLOURS.get(r.setting_colours.get("interior", ""), (205, 190, 165)), light, weather)
         if "space" in kinds:
             top, low = (2, 2, 10), (12, 10, 30)
         self.sky = (np.array(top, np.float32), np.array(low, np.float32))
-        colour = lambda kind, rgb: _grade(COLOURS.get(r.setting_colours.get(kind, ""), rgb), light, weather)
         ground_kind = "snow" if weather == "snowfall" else next((k for k in GROUND if k in kinds), "field")
-        self.ground = None if "space" in kinds or (set(kinds) <= set(WATER) and kinds) else colour(ground_kind, GROUND[ground_kind])
+        self.ground = None if "space" in kinds or (set(kinds) <= set(WATER) and kinds) else self._setting_colour(ground_kind, GROUND[ground_kind])
         if ground_kind == "snow" and self.ground is not None and light in ("night", "moonlight", "dusk"):
-            self.ground = _mix(self.ground, (165, 175, 215), 0.4)  # snow keeps the little light there is
+            self.ground = mix(self.ground, (165, 175, 215), 0.4)  # snow keeps the little light there is
         self.ground_kind = ground_kind
         water = next((k for k in kinds if k in WATER), None)
-        self.water = colour(water, WATER_RGB[water]) if water else None
+        self.water = self._setting_colour(water, WATER_RGB[water]) if water else None
         # water reaches the shore: the whole ground for sea alone, a band otherwise
         self.shore = (H * 2 if self.ground is None else (0.6 if water == "sea" else 0.56) * H) if water else self.horizon
         if water == "river":
             self.shore = 0.62 * H
         self.flow = any(m["verb"] == "flow" for m in r.motions) or water is not None
         self.flow_speed = 2.0 if any(m["verb"] == "flow" for m in r.motions) else 0.6
+        return top, low
+
+    def _sky_bodies(self, rng, W: int, H: int, top, low) -> None:
+        """Sun or moon, stars and clouds."""
+        kinds, light, weather = self.reading.kinds, self.reading.light, self.reading.weather
         # sky bodies: (x, y, radius, colour) in world px at parallax ~0
         self.bodies = []
         night = light in ("night", "moonlight")
@@ -173,10 +116,14 @@ class PrevizSet:
         self.stars = np.stack([rng.uniform(-0.8, 0.8, n_stars) * W, rng.uniform(0, 0.95 if "space" in kinds else HORIZON * 0.9, n_stars) * H], 1)
         self.clouds = []
         if weather in ("clear", "rain", "storm") and "interior" not in kinds and "space" not in kinds and not night:
-            cloud = _mix(low, (255, 255, 255), 0.6) if weather == "clear" else _mix(top, (40, 40, 50), 0.3)
+            cloud = mix(low, (255, 255, 255), 0.6) if weather == "clear" else mix(top, (40, 40, 50), 0.3)
             for _ in range(int(rng.integers(2, 5)) + (4 if weather != "clear" else 0)):
                 cx, cy, cw = rng.uniform(-0.8, 0.8) * W, rng.uniform(0.06, 0.3) * H, rng.uniform(0.08, 0.16) * W
                 self.clouds.append((cx, cy, cw, cloud))
+
+    def _far_layer(self, rng, W: int, H: int, top) -> None:
+        """The far layer: hills, mountains, dunes, a skyline or a treeline along the horizon."""
+        r, kinds = self.reading, self.reading.kinds
         # far layer polygons: (points Nx2 world px, parallax, colour)
         self.far: list[tuple[np.ndarray, float, tuple[int, int, int]]] = []
         xs = np.linspace(-1.6, 1.6, 65) * W
@@ -186,9 +133,9 @@ class PrevizSet:
                 continue
             if "interior" in kinds or "space" in kinds:
                 break
-            rgb = colour(kind, FAR_RGB[kind])
+            rgb = self._setting_colour(kind, FAR_RGB[kind])
             if kind == "mountains":
-                rgb = _mix(rgb, top, 0.25) if kind not in r.setting_colours else rgb
+                rgb = mix(rgb, top, 0.25) if kind not in r.setting_colours else rgb
             if kind in ("mountains", "desert", "snow", "field"):
                 amp = {"mountains": 0.26, "desert": 0.07, "snow": 0.1, "field": 0.06}[kind] * H
                 phase = rng.uniform(0, 6.3, 3)
@@ -203,62 +150,49 @@ class PrevizSet:
                 x = -1.6 * W
                 while x < 1.6 * W:
                     bw, bh = rng.uniform(0.03, 0.08) * W, rng.uniform(0.06, 0.3) * H
-                    self.far.append((np.array([[x, hz - bh], [x + bw, hz - bh], [x + bw, hz + 2], [x, hz + 2]]), 0.2, _mix(rgb, top, rng.uniform(0, 0.3))))
+                    self.far.append((np.array([[x, hz - bh], [x + bw, hz - bh], [x + bw, hz + 2], [x, hz + 2]]), 0.2, mix(rgb, top, rng.uniform(0, 0.3))))
                     x += bw + rng.uniform(0, 0.01) * W
             else:  # forest: a treeline of pines
                 x = -1.6 * W
                 while x < 1.6 * W:
                     tw, th = rng.uniform(0.02, 0.045) * W, rng.uniform(0.08, 0.18) * H
-                    self.far.append((np.array([[x, hz + 2], [x + tw / 2, hz - th], [x + tw, hz + 2]]), 0.25, _mix(rgb, (0, 0, 0), rng.uniform(0, 0.3))))
+                    self.far.append((np.array([[x, hz + 2], [x + tw / 2, hz - th], [x + tw, hz + 2]]), 0.25, mix(rgb, (0, 0, 0), rng.uniform(0, 0.3))))
                     x += tw * rng.uniform(0.5, 0.9)
+
+    def _ground_strokes(self, rng, W: int, H: int) -> None:
+        """Strokes on the ground whose parallax grows from the horizon down (and a city's road line)."""
         # ground strokes: (points, parallax, colour); their parallax grows from the horizon down
         self.strokes: list[tuple[np.ndarray, float, tuple[int, int, int], int]] = []
         top_y = self.shore if self.water is not None and self.ground is not None else self.horizon
         if self.ground is not None:
-            dark = _mix(self.ground, (0, 0, 0), 0.18) if ground_kind != "snow" else _mix(self.ground, (120, 140, 190), 0.25)
+            dark = mix(self.ground, (0, 0, 0), 0.18) if self.ground_kind != "snow" else mix(self.ground, (120, 140, 190), 0.25)
             for _ in range(70):
                 y = top_y + (H - top_y) * rng.uniform(0.03, 1.0) ** 0.7
                 k = (y - self.horizon) / (H - self.horizon)
                 x, ln = rng.uniform(-1.4, 1.4) * W, (0.01 + 0.05 * k) * W
-                if ground_kind in ("field", "forest", "mountains"):
+                if self.ground_kind in ("field", "forest", "mountains"):
                     pts = np.array([[x, y], [x + ln * 0.1, y - ln * 0.5]])
                 else:
                     pts = np.array([[x, y], [x + ln, y - ln * 0.02]])
                 self.strokes.append((pts, 0.12 + 0.88 * k, dark, max(1, round(H / 300 * (0.5 + k)))))
-            if ground_kind == "city":
+            if self.ground_kind == "city":
                 for j in range(-10, 11):  # the road's centre line
                     self.strokes.append((np.array([[j * 0.18 * W, 0.82 * H], [j * 0.18 * W + 0.08 * W, 0.82 * H]]), 0.8, (230, 220, 120), max(2, H // 120)))
+
+    def _waves(self, rng, H: int) -> None:
         self.waves: list[tuple[float, float, float]] = []  # (world y, parallax, phase)
         if self.water is not None:
             bottom = min(self.shore, H * 1.2)
             for j in range(9):
                 y = self.horizon + (bottom - self.horizon) * ((j + 0.5) / 9) ** 1.4
                 self.waves.append((y, 0.12 + 0.88 * (y - self.horizon) / (H - self.horizon), rng.uniform(0, 6.3)))
-            self.foam = _mix(self.water, (255, 255, 255), 0.55)
-        # weather particles in screen space (fall with time; no parallax)
-        n_drops = {"rain": 160, "storm": 220, "snowfall": 180}.get(weather, 0)
-        self.drops = np.stack([rng.uniform(0, W, n_drops), rng.uniform(0, H, n_drops), rng.uniform(0.6, 1.0, n_drops)], 1)
-        self.fog = Image.new("RGB", (W, H), _mix(low, (220, 220, 225), 0.5)) if weather == "fog" else None
-        self.flash = {int(rng.integers(10, max(11, shot.frame_count - 4)))} if weather == "storm" else set()
-        self._sky_key, self._sky = b"", None
-        font = ImageFont.load_default(size=max(10, H // 45))
-        self.labels = {q.subject.noun: _sprite(q.label, font) for q in self.subjects}
-        # the plate: a conditioning image replaces the drawn set
-        self.plate = None
-        if shot.image is not None:
-            image = shot.image.convert("RGB")
-            if image.size != (W, H):
-                image = image.resize((W, H))
-            self.image = image
-            self.plate = _image_canvas(image, round(W * CANVAS_SCALE), round(H * CANVAS_SCALE))
-        main = r.follows or (r.subjects[0].noun if r.subjects else None)
-        self.main = next((q for q in self.subjects if q.subject.noun == main), None)  # the camera's subject
+            self.foam = mix(self.water, (255, 255, 255), 0.55)
 
     # --- camera ----------------------------------------------------------------------------
     def camera(self, t: float) -> tuple[float, float, float, float, float]:
         """(travel x, travel y, zoom, push, pivot parallax) at time t in [0, 1]; all rest at t=0."""
         W, H = self.shot.width, self.shot.height
-        s = _smooth(t)
+        s = smooth(t)
         move = self.reading.camera
         if move == "zoom in":
             return 0, 0, 1 + 0.6 * s, 0, 0
@@ -280,7 +214,7 @@ class PrevizSet:
             return dx / self.main.p, 0, 1, 0, 0
         return 0, 0, 1, 0, 0
 
-    def motion(self, q: _Placed, t: float) -> tuple[float, float, float]:
+    def motion(self, q: Placed, t: float) -> tuple[float, float, float]:
         """(dx, dy, angle) of a subject at time t from its motion verb."""
         W, H = self.shot.width, self.shot.height
         verb, d = q.subject.motion, q.heading
@@ -297,7 +231,7 @@ class PrevizSet:
         if verb == "fall":
             return 0.0, -0.35 * H * (1 - t * t), 0.3 * math.sin(5 * t)
         if verb == "rise":
-            return 0.0, -0.35 * H * _smooth(t), 0.0
+            return 0.0, -0.35 * H * smooth(t), 0.0
         if verb == "wave":
             return 0.0, 0.0, 0.18 * math.sin(4 * math.pi * t)
         return 0.0, 0.0, 0.0
@@ -313,7 +247,7 @@ class PrevizSet:
         proj = view.project
         img = self._plate(view) if self.plate is not None else self._set(view, t)
         draw = ImageDraw.Draw(img)
-        enter = 0.0 if self.plate is None else 1 - _smooth(min(1.0, t / 0.25))
+        enter = 0.0 if self.plate is None else 1 - smooth(min(1.0, t / 0.25))
         for q in self.subjects:
             dx, dy, angle = self.motion(q, t)
             side = -1 if q.x < 0 else 1

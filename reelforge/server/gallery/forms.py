@@ -18,6 +18,7 @@ from reelforge.request.limits import MULTI_SHOT_AUTOMATED, MULTI_SHOT_MANUAL, SE
 from reelforge.engines.catalog import all_models
 from reelforge.workflows.lint import previz_notes
 from reelforge.request.prompts import LintWarning, lint_prompt, lint_shots
+from reelforge.request.images import FIT_MODES
 from reelforge.request.model import ImageInput, Shot, VideoRequest, parse_dimension
 
 TASK_LABELS = {
@@ -163,8 +164,8 @@ def build_request(values: dict[str, str], image: bytes | None, shot_seconds: int
     except RequestError as exc:
         errors["size"] = exc.message
     fit = values.get("fit") or None
-    if fit not in (None, "crop", "pad"):
-        errors["fit"] = f"{fit!r} is not allowed; allowed: crop, pad, or none"
+    if fit is not None and fit not in FIT_MODES:
+        errors["fit"] = f"{fit!r} is not allowed; allowed: {', '.join(FIT_MODES)}, or none"
     picture = None
     if image:
         try:

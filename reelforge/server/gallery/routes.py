@@ -26,7 +26,6 @@ outputs folder. The server's middleware answers a too-large form post with
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from pathlib import Path
@@ -37,7 +36,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -47,6 +46,8 @@ from reelforge.engines.catalog import get_model
 from reelforge.jobs import webhooks
 from reelforge.jobs.listing import statuses
 from reelforge.jobs.runtime import Runtime
+from reelforge.jobs.record import JOB_ID
+from reelforge.server.events import PING, sse_event, sse_response
 from reelforge.server.gallery import forms, views
 
 log = logging.getLogger("reelforge.gallery")
@@ -54,7 +55,6 @@ log = logging.getLogger("reelforge.gallery")
 HERE = Path(__file__).parent
 PAGE_SIZE = 48
 POLL_S = 1.0  # how often the list stream looks again when no change hub wakes it
-_JOB_ID = re.compile(r"[a-z0-9]{12}")
 _FORM_FIELDS = tuple(forms.DEFAULTS)
 
 templates = Environment(
@@ -216,7 +216,7 @@ class Gallery:
 
     # --- one job -----------------------------------------------------------------------------
     async def _record(self, job_id: str):
-        if not _JOB_ID.fullmatch(job_id):
+        if not JOB_ID.fullmatch(job_id):
             raise JobNotFoundError(job_id)
         return await run_in_threadpool(self.runtime.get, job_id)
 
@@ -283,7 +283,7 @@ class Gallery:
 
     async def events(self, request: Request) -> Response:
         ids = [i for i in request.query_params.get("ids", "").split(",") if i][:100]
-        if not all(_JOB_ID.fullmatch(i) for i in ids):
+        if not all(JOB_ID.fullmatch(i) for i in ids):
             return JSONResponse({"message": "ids: a comma-separated list of job ids"}, status_code=400)
         hub = getattr(getattr(request.app.state, "reelforge", None), "hub", None)
         runtime = self.runtime
@@ -308,9 +308,9 @@ class Gallery:
                         if sent.get(r.id) != key:
                             sent[r.id] = key
                             payload = await run_in_threadpool(views.live, r)
-                            yield f"event: job\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n"
+                            yield sse_event("job", payload)
                     if all(r.status.done for r in records) or (hub is not None and hub.stopping):
-                        yield "event: end\ndata: {}\n\n"
+                        yield sse_event("end", {})
                         return
                     if wake is None:
                         await asyncio.sleep(POLL_S)
@@ -318,14 +318,13 @@ class Gallery:
                         try:
                             await asyncio.wait_for(wake.wait(), POLL_S * 15)
                         except asyncio.TimeoutError:
-                            yield ": ping\n\n"
+                            yield PING
                         wake.clear()
             finally:
                 if wake is not None:
                     hub.unsubscribe(wake)
 
-        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+        return sse_response(stream())
 
 
 def gallery_routes(runtime: Runtime, default_output: str | None = None, max_body: int | None = None) -> list[BaseRoute]:
@@ -340,7 +339,7 @@ def gallery_routes(runtime: Runtime, default_output: str | None = None, max_body
 def _cursor(text: str) -> tuple[float, str] | None:
     t, _, job_id = text.partition(":")
     try:
-        return (float(t), job_id) if _JOB_ID.fullmatch(job_id) else None
+        return (float(t), job_id) if JOB_ID.fullmatch(job_id) else None
     except ValueError:
         return None
 

@@ -19,9 +19,9 @@ from reelforge.jobs.engine_cache import is_remote_engine
 from reelforge.jobs.layout import strip_images
 from reelforge.jobs.record import JobRecord, JobStatus
 from reelforge.jobs.views import duration_s, prompts
-from reelforge.media.video import sound_label
 from reelforge.request.limits import DEFAULT_SEED
-from reelforge.storage.base import LocalStorage, local_path
+from reelforge.storage import LocalStorage, local_path
+from reelforge.media.audio import sound_label
 
 # Files are served by the server's extension route, which answers HTTP Range requests.
 FILE_URL = "/reelforge/jobs/{id}/files/{name}"
