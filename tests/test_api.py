@@ -104,7 +104,7 @@ def test_multi_shot_manual_gives_18_seconds_and_shot_files(tmp_path):
 def test_engine_failure_ends_failed_with_a_readable_message(tmp_path, caplog):
     caplog.set_level(logging.ERROR, logger="reelforge")
     job = Client().start(VideoRequest(text="x", **TINY), model="test.boom", output=tmp_path)
-    with pytest.raises(JobFailedError) as e:
+    with pytest.raises(JobFailedError):
         job.wait(timeout=30)
     assert job.status is JobStatus.FAILED
     assert job.failure_message == "the engine failed with ZeroDivisionError: division by zero (traceback in the log)"
