@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reelforge.jobs.record import JobRecord, JobStatus  # noqa: E402
-from reelforge.jobs.sql import SQLiteJobStore  # noqa: E402
+from reelforge.jobs.sqlite import SQLiteJobStore  # noqa: E402
 
 ENDPOINT = {"endpoints": [{"name": "server", "url": "https://a.example/", "kinds": ["started", "completed", "failed", "canceled"], "key": "k"}]}
 

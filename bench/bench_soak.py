@@ -95,7 +95,7 @@ class _Soak:
         import boto3
         from botocore.config import Config
 
-        from reelforge.jobs.record import open_store
+        from reelforge.jobs.open import open_store
         from reelforge.jobs.runtime import Runtime
 
         self.rng = random.Random(seed)

@@ -31,8 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reelforge.jobs.record import JobRecord, JobStatus, open_store
-from reelforge.jobs.sql import row_values
+from reelforge.jobs.open import open_store
+from reelforge.jobs.record import JobRecord, JobStatus
+from reelforge.jobs.sqlbase import row_values
 
 T0 = 1_700_000_000.0
 MODELS = [("amazon.nova-reel-v1:1", 60), ("reelforge.animatic-v1", 25), ("reelforge.ltx-video", 10), ("reelforge.wan-t2v", 5)]

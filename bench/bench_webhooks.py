@@ -83,7 +83,8 @@ def main() -> None:
     from botocore.config import Config
 
     from reelforge.jobs import webhooks
-    from reelforge.jobs.sql import PostgresJobStore, SQLiteJobStore
+    from reelforge.jobs.postgres import PostgresJobStore
+    from reelforge.jobs.sqlite import SQLiteJobStore
 
     home = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
     recv, arrived = receiver()
@@ -145,7 +146,7 @@ def main() -> None:
         proc.wait(15)
         recv.shutdown()
         if schema:
-            from reelforge.jobs.sql import close_pools
+            from reelforge.jobs.postgres import close_pools
 
             close_pools(schema)
             with psycopg.connect(args.postgres, autocommit=True) as conn:

@@ -92,7 +92,7 @@ def pg_url():
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    from reelforge.jobs.sql import close_pools
+    from reelforge.jobs.postgres import close_pools
 
     close_pools(schema)  # a pool per test schema would hold its connections until the run ends
     with psycopg.connect(PG_URL, autocommit=True) as conn:

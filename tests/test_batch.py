@@ -15,7 +15,8 @@ from botocore.exceptions import ClientError
 
 from reelforge.workflows.batch import BatchError, BatchRunner, capacity_error, read_batch, retry_token
 from reelforge.errors import ReelforgeError
-from reelforge.jobs.record import JobStatus, SQLiteJobStore
+from reelforge.jobs.record import JobStatus
+from reelforge.jobs.sqlite import SQLiteJobStore
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"model": "reelforge.animatic-v1", "duration": 1, "fps": 8, "resolution": "128x72"}

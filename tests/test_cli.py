@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from reelforge.media import video as media
 from reelforge.cli.main import cli
-from reelforge.jobs.record import SQLiteJobStore
+from reelforge.jobs.sqlite import SQLiteJobStore
 
 from tests.helpers import image_bytes
 

@@ -257,7 +257,8 @@ def test_a_worker_killed_during_the_decode_is_resumed_without_denoising(ltx_weig
     from faults import Worker
 
     import fault_engines  # noqa: F401 - the test engines, registered here as in the workers
-    from reelforge.jobs.record import JobStatus, open_store
+    from reelforge.jobs.open import open_store
+    from reelforge.jobs.record import JobStatus
     from reelforge.request.model import VideoRequest
     from reelforge.jobs.runtime import Runtime
 

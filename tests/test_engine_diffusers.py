@@ -571,7 +571,7 @@ def test_per_model_options_reach_only_their_model(weights, monkeypatch, tmp_path
     """An LTX-only argument set engine-wide, under models.ltx-video, never reaches a Wan job."""
     from reelforge import VideoRequest
     from reelforge.engines.diffusers.engine import DiffusersEngine
-    from reelforge.jobs.record import open_store
+    from reelforge.jobs.open import open_store
     from reelforge.request.limits import engine_for, get_model
     from reelforge.jobs.runtime import Runtime
 
@@ -695,7 +695,7 @@ def test_every_family_and_task_through_the_whole_job_path(client, weights, monke
 def test_grid_and_tasks_are_checked_before_the_job_is_recorded(weights, monkeypatch, tmp_path):
     """The tiny CogVideoX makes a fixed 64x64, 9-frame clip at 8 fps: its folder's configs say so."""
     from reelforge import VideoRequest
-    from reelforge.jobs.record import open_store
+    from reelforge.jobs.open import open_store
     from reelforge.jobs.runtime import Runtime
 
     monkeypatch.setenv("REELFORGE_COGVIDEOX_2B_WEIGHTS", str(weights["cogvideox"]))
@@ -773,7 +773,7 @@ def test_job_canceled_mid_generation_ends_canceled(client, monkeypatch, tmp_path
 def test_missing_weights_refuse_the_start_and_record_no_job(monkeypatch, tmp_path):
     from reelforge import VideoRequest
     from reelforge.errors import EngineError
-    from reelforge.jobs.record import open_store
+    from reelforge.jobs.open import open_store
     from reelforge.jobs.runtime import Runtime
 
     monkeypatch.setenv("REELFORGE_WEIGHTS_DIR", str(tmp_path / "empty-models"))

@@ -10,7 +10,9 @@ import pytest
 from reelforge import Client, Engine, EngineOptions, ImageError, ImageInput, JobStatus, RequestError, VideoRequest
 from helpers import engines_registered
 from reelforge.client.client import embedded_runtime
-from reelforge.jobs.record import JobRecord, SQLiteJobStore, open_store
+from reelforge.jobs.open import open_store
+from reelforge.jobs.record import JobRecord
+from reelforge.jobs.sqlite import SQLiteJobStore
 from reelforge.request.limits import LOCAL, ModelSpec
 from tests.helpers import image_bytes
 
@@ -85,7 +87,10 @@ def test_bad_options_are_refused_at_submit(tmp_path, monkeypatch):
 
 def _previous_log(kind, location, jobs):
     """A job log as the release before this change left it (its first migrations), holding ``jobs``."""
-    from reelforge.jobs.sql import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, _engines_fixed, row_values
+    from reelforge.jobs.schema import LEGACY_POSTGRES_MIGRATIONS as POSTGRES_MIGRATIONS  # what the release before wrote
+    from reelforge.jobs.schema import SQLITE_MIGRATIONS
+    from reelforge.jobs.schema import engines_fixed as _engines_fixed
+    from reelforge.jobs.sqlbase import row_values
 
     def rows(columns):
         return [[row_values(j)[c] for c in columns] for j in jobs]
@@ -106,7 +111,7 @@ def _previous_log(kind, location, jobs):
     import psycopg
     from psycopg.rows import dict_row
 
-    from reelforge.jobs.sql import _PgConnection
+    from reelforge.jobs.postgres import PgConnection as _PgConnection
 
     steps = POSTGRES_MIGRATIONS[:POSTGRES_MIGRATIONS.index(_engines_fixed)]
     with psycopg.connect(location, autocommit=True, row_factory=dict_row) as conn:

@@ -18,7 +18,8 @@ import pytest
 import fault_engines  # noqa: F401 - registers the test engines in this process too
 from faults import TcpProxy, Worker, wait_for
 from reelforge.media import video as media
-from reelforge.jobs.record import JobStatus, open_store
+from reelforge.jobs.open import open_store
+from reelforge.jobs.record import JobStatus
 from reelforge.request.model import VideoRequest
 from reelforge.jobs.runtime import Runtime
 
@@ -236,7 +237,7 @@ def test_a_frozen_postgres_worker_does_not_stall_the_others(lab, pg_url):
 
 def test_a_session_stuck_in_a_transaction_holds_nothing_for_long(lab, pg_url, monkeypatch):
     """A frozen process inside a transaction: its row locks are skipped, then the server ends its session."""
-    from reelforge.jobs import sql as stores
+    from reelforge.jobs import postgres as stores
 
     monkeypatch.setattr(stores, "IDLE_IN_TRANSACTION_MS", 1000)
     runtime = lab.open(pg_url)

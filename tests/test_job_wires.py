@@ -1,6 +1,7 @@
 """A job keeps the wire it came on, and a deleted job its record, on SQLite and PostgreSQL alike."""
 
-from reelforge.jobs.record import JobStatus, SQLiteJobStore
+from reelforge.jobs.record import JobStatus
+from reelforge.jobs.sqlite import SQLiteJobStore
 from test_stores import record, store  # noqa: F401 (the store fixture: SQLite and PostgreSQL)
 
 
@@ -26,7 +27,7 @@ def test_only_an_ended_job_is_marked_deleted_and_its_record_stays(store):
 def test_an_older_sqlite_log_gains_the_columns(tmp_path):
     import sqlite3
 
-    from reelforge.jobs.sql import SQLITE_MIGRATIONS
+    from reelforge.jobs.schema import SQLITE_MIGRATIONS
 
     path = tmp_path / "old.sqlite3"
     db = sqlite3.connect(path)

@@ -14,7 +14,7 @@ from reelforge.cli.main import cli
 from reelforge.errors import RequestError
 from reelforge.engines.forward import Forwards
 from reelforge.server.gallery.views import detail
-from reelforge.jobs.record import open_store
+from reelforge.jobs.open import open_store
 from reelforge.jobs.lifecycle import LifecycleReader
 from reelforge.jobs.runtime import Runtime
 

@@ -20,7 +20,8 @@ from test_stores import record, store  # noqa: F401 - the stores' own fixture (S
 from reelforge.cli.main import cli
 from reelforge.errors import ConfigError
 from reelforge.cli.gpus import parse_gpus
-from reelforge.jobs.record import JobStatus, open_store
+from reelforge.jobs.open import open_store
+from reelforge.jobs.record import JobStatus
 from reelforge.request.model import VideoRequest
 from reelforge.jobs.runtime import Runtime
 from reelforge.jobs.worker import worker_is_dead

@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 from reelforge.cli.main import cli
 from reelforge.errors import ConfigError, ConflictError, JobExpiredError, JobNotFoundError
-from reelforge.jobs.record import JobRecord, JobStatus, PrunedJob, new_job_id, open_store
+from reelforge.jobs.open import open_store
+from reelforge.jobs.record import JobRecord, JobStatus, PrunedJob, new_job_id
 from reelforge.jobs.retention import parse_duration, prune, retain_from_env
 from reelforge.storage.base import local_path
 
@@ -146,7 +147,7 @@ def test_a_tombstone_answers_a_repeated_token_with_the_old_job(location, tmp_pat
 
 CRASH = textwrap.dedent("""
     import os, shutil, sys, time
-    from reelforge.jobs.record import open_store
+    from reelforge.jobs.open import open_store
     from reelforge.jobs.retention import prune
 
     def rmtree(path, *a, **kw):  # the process dies after deleting one file of the job's folder

@@ -23,7 +23,7 @@ from PIL import Image
 import reelforge
 from reelforge.server.app import ServerSettings
 from reelforge.server.errors import error_parts
-from reelforge.jobs.sql import JobStoreError
+from reelforge.errors import JobStoreError
 from server_fixtures import TEST_KEYS, TINY, TINY_MODEL, ServerThread, bedrock, error_of, expect, http, start_tiny, wait_done
 
 IMAGE_FIELD = "s3Location.uri"

@@ -21,8 +21,11 @@ import uuid
 import pytest
 from conftest import PG_URL, pg_available
 
-from reelforge.jobs.record import JobRecord, JobStatus, open_store
-from reelforge.jobs.sql import CLAIM_HEAD, SQLiteJobStore, row_values
+from reelforge.jobs.open import open_store
+from reelforge.jobs.record import JobRecord, JobStatus
+from reelforge.jobs.sql import CLAIM_HEAD
+from reelforge.jobs.sqlbase import row_values
+from reelforge.jobs.sqlite import SQLiteJobStore
 
 T0 = 1_800_000_000.0
 N = 10_000

@@ -12,7 +12,8 @@ import pytest
 from conftest import PG_URL, pg_available
 
 from reelforge.errors import ConflictError, JobNotFoundError, RequestError
-from reelforge.jobs.record import Beat, JobRecord, JobStatus, new_job_id, open_store
+from reelforge.jobs.open import open_store
+from reelforge.jobs.record import Beat, JobRecord, JobStatus, new_job_id
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request, tmp_path):
@@ -314,9 +315,10 @@ def test_count_is_that_of_the_listing_capped(store):
 
 def _old_store(kind: str, location) -> None:
     """A job log as the release before search and the listing indexes left it (fencing its last step), holding two jobs."""
-    from reelforge.jobs.sql import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
+    from reelforge.jobs.schema import LEGACY_POSTGRES_MIGRATIONS as POSTGRES_MIGRATIONS  # what the release before wrote
+    from reelforge.jobs.schema import SQLITE_MIGRATIONS
 
-    from reelforge.jobs.sql import row_values
+    from reelforge.jobs.sqlbase import row_values
 
     jobs = [_job("An old LIGHTHOUSE film", submit_time=1e9), _job(shots=["shot one", "a Café at noon"], submit_time=2e9)]
 
@@ -359,6 +361,39 @@ def test_an_existing_job_log_is_migrated_and_its_jobs_found_by_search(kind, tmp_
     new, _ = store.create(_job("a new lighthouse"))
     assert [j.id for j in store.list(search="lighthouse")] == [new.id, old[0].id]
     assert [j.id for j in open_store(location).list(search="lighthouse")] == [new.id, old[0].id]  # a second open changes nothing
+
+
+def _recorded_versions(store) -> list[int]:
+    with store._conn() as db:
+        return sorted(r["version"] for r in db.execute("SELECT version FROM schema_migrations").fetchall())
+
+
+def test_a_postgres_log_in_the_old_numbering_is_renumbered_once_and_keeps_its_jobs(pg_url, tmp_path):
+    """PostgreSQL once counted its migrations apart (its 1 = 1 and 2 of the one list): an old log is
+    renumbered as SQLite counts, runs nothing twice, and a second start changes nothing."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from reelforge.jobs.postgres import PgConnection
+    from reelforge.jobs.schema import LEGACY_POSTGRES_MIGRATIONS, MIGRATIONS
+
+    with psycopg.connect(pg_url, autocommit=True, row_factory=dict_row) as conn:
+        db = PgConnection(conn)
+        db.execute("CREATE TABLE schema_migrations (version INTEGER NOT NULL)")
+        for version, step in enumerate(LEGACY_POSTGRES_MIGRATIONS, start=1):  # the whole old list: nothing left to run
+            if callable(step):
+                step(db)
+            else:
+                for stmt in filter(str.strip, step.split(";")):
+                    db.execute(stmt)
+            db.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
+    assert len(LEGACY_POSTGRES_MIGRATIONS) == len(MIGRATIONS) - 1
+    store = open_store(pg_url)
+    job, _ = store.create(_job("an old harbour"))
+    assert _recorded_versions(store) == list(range(1, len(MIGRATIONS) + 1))
+    assert _recorded_versions(open_store(pg_url)) == list(range(1, len(MIGRATIONS) + 1))
+    assert _recorded_versions(open_store(tmp_path / "jobs.sqlite3")) == list(range(1, len(MIGRATIONS) + 1))
+    assert store.get(job.id).model_input["textToVideoParams"]["text"] == "an old harbour"
 
 
 def test_without_pg_trgm_search_still_works_and_says_why_it_is_slow(pg_url, caplog):

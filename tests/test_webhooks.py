@@ -273,7 +273,7 @@ def test_kill_9_between_the_status_change_and_the_delivery(tmp_path, monkeypatch
 
 
 def test_two_dispatchers_on_postgresql_never_send_one_delivery_at_once(pg_url, tmp_path, receiver):
-    from reelforge.jobs.sql import PostgresJobStore
+    from reelforge.jobs.postgres import PostgresJobStore
 
     receiver.delay = 0.02
     s = settings(urls=(receiver.url,), kinds=("completed", "canceled"))
@@ -323,7 +323,8 @@ def test_gallery_form_takes_a_webhook_and_names_the_field_when_refused(tmp_path,
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_the_outbox_is_written_with_each_status_change(kind, request, tmp_path):
     from reelforge.jobs.record import JobRecord
-    from reelforge.jobs.sql import PostgresJobStore, SQLiteJobStore
+    from reelforge.jobs.postgres import PostgresJobStore
+    from reelforge.jobs.sqlite import SQLiteJobStore
 
     store = PostgresJobStore(request.getfixturevalue("pg_url")) if kind == "postgres" else SQLiteJobStore(tmp_path / "jobs.sqlite3")
     hooks = {"endpoints": [{"name": "all", "url": "https://a.example/", "kinds": list(webhooks.KINDS), "key": "k"},
@@ -478,7 +479,7 @@ def test_a_redirect_is_not_followed(tmp_path, receiver):
 
 def test_a_dispatcher_whose_lease_ran_out_cannot_record_over_the_next_attempt(tmp_path):
     from reelforge.jobs.record import JobRecord
-    from reelforge.jobs.sql import SQLiteJobStore
+    from reelforge.jobs.sqlite import SQLiteJobStore
 
     store = SQLiteJobStore(tmp_path / "jobs.sqlite3")
     hooks = {"endpoints": [{"name": "e", "url": "https://a.example/", "kinds": ["canceled"], "key": "k"}]}

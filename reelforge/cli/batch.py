@@ -29,7 +29,7 @@ def _job_log():
     """The job log to learn timings from, only if one exists: a dry run must create nothing."""
     import os
 
-    from reelforge.jobs.record import open_store
+    from reelforge.jobs.open import open_store
 
     if os.environ.get("REELFORGE_DATABASE_URL"):
         return open_store(config.job_store_location())

@@ -412,7 +412,7 @@ def jobs_prune(older_than, dry_run, as_json):
     request fingerprint, final status), so a repeated token or batch line never starts it again.
     Works on this machine's job log (the data dir's, or REELFORGE_DATABASE_URL); ids go to stdout.
     """
-    from reelforge.jobs.record import open_store
+    from reelforge.jobs.open import open_store
     from reelforge.jobs.retention import parse_duration, prune
 
     try:

@@ -23,7 +23,8 @@ from typing import Any, Callable
 from reelforge import config
 from reelforge.jobs import background
 from reelforge.errors import JobCanceledError, JobFailedError, NoPlayerError, StorageError, WaitTimeoutError
-from reelforge.jobs.record import JobRecord, JobStatus, open_store
+from reelforge.jobs.open import open_store
+from reelforge.jobs.record import JobRecord, JobStatus
 from reelforge.jobs.listing import Page, list_page
 from reelforge.request.model import VideoRequest
 from reelforge.jobs.runtime import Runtime, statuses

@@ -1,13 +1,14 @@
 """Jobs: their status, their record, and the job log (JobStore) that keeps them.
 
-The embedded default is SQLite in the user data dir; the store interface is what a PostgreSQL
-store implements for many machines. Every state change is one statement, so two workers can
-never both claim a job, and a job recorded here is never lost: a worker that dies leaves a lease
-that expires, and the job is run again or failed with a message.
+The embedded default is SQLite in the user data dir; the store interface is what the SQL stores
+(jobs/sqlite.py, jobs/postgres.py; opened by jobs/open.py) implement. Every state change is one
+statement, so two workers can never both claim a job, and a job recorded here is never lost: a
+worker that dies leaves a lease that expires, and the job is run again or failed with a message.
 """
 
 from __future__ import annotations
 
+import builtins
 import enum
 import hashlib
 import json
@@ -126,13 +127,9 @@ class PrunedJob(JobRecord):
     pruned_time: float = 0.0
 
 
-_JSON_COLUMNS = ("model_input", "output_config", "tags", "metadata", "wire_request", "webhooks", "engine_options")
-_COLUMNS = tuple(JobRecord.__dataclass_fields__)
-
-
 def options_text(options: dict[str, Any]) -> str:
     """An engine's options as the job log keeps them: one text per set of options (keys sorted), so the
-    engines a worker holds loaded can be matched with the jobs that need them (stores.py, claim)."""
+    engines a worker holds loaded can be matched with the jobs that need them (jobs/sql.py, claim)."""
     return json.dumps(options, ensure_ascii=False, sort_keys=True)
 
 
@@ -208,7 +205,7 @@ class JobStore:
     def count(
         self,
         *,
-        statuses: list[JobStatus] | None = None,
+        statuses: builtins.list[JobStatus] | None = None,
         submitted_after: float | None = None,
         submitted_before: float | None = None,
         search: str | None = None,
@@ -224,7 +221,7 @@ class JobStore:
         ``worker_id`` is ``PROCESS/CLAIM``; what PROCESS recorded with ``hold`` decides the affinity."""
         raise NotImplementedError
 
-    def hold(self, worker_id: str, engines: list[tuple[str, dict[str, Any]]], slots: int) -> None:
+    def hold(self, worker_id: str, engines: builtins.list[tuple[str, dict[str, Any]]], slots: int) -> None:
         """Record that the worker process ``worker_id`` has ``engines`` (engine id, options) loaded and
         runs up to ``slots`` units at once, replacing what it recorded before (none: it holds nothing)."""
         raise NotImplementedError
@@ -251,8 +248,8 @@ class JobStore:
     def retry(self, job_id: str, worker_id: str, reason: str, *, fence: int | None = None) -> None:
         raise NotImplementedError
 
-    # --- retention (reelforge/retention.py drives these) ----------------------------------------
-    def prunable(self, ended_before: float, *, after: tuple[float, str] | None = None, limit: int = 500) -> list[tuple[float, str]]:
+    # --- retention (jobs/retention.py drives these) ----------------------------------------
+    def prunable(self, ended_before: float, *, after: tuple[float, str] | None = None, limit: int = 500) -> builtins.list[tuple[float, str]]:
         """(end_time, id) of ended jobs (no shot unit still queued or running) that ended before
         ``ended_before``, in that order, after the cursor ``after``."""
         raise NotImplementedError
@@ -262,7 +259,7 @@ class JobStore:
         job's files; None (nothing changed) when the job no longer qualifies."""
         raise NotImplementedError
 
-    def unfinished_prunes(self) -> list[PrunedJob]:
+    def unfinished_prunes(self) -> builtins.list[PrunedJob]:
         """Tombstones whose files may still be there (a prune stopped before removing them)."""
         raise NotImplementedError
 
@@ -273,30 +270,27 @@ class JobStore:
     def forget_pruned_search(self) -> None:
         """After a prune round: drop the pruned jobs from a search index kept apart from their rows."""
 
-    def release(self, worker_id: str) -> list[str]:
+    def release(self, worker_id: str) -> builtins.list[str]:
         """Requeue every unit ``worker_id`` runs (it is stopping), giving back begun attempts; return their ids."""
         raise NotImplementedError
 
     def listen(self, wake, stop, channel=None) -> None:
         """Call ``wake()`` when another process makes a job claimable, until the event ``stop`` is set."""
 
-    def split(self, parent_id: str, worker_id: str, shots: list[JobRecord], *, fence: int | None = None) -> bool:
+    def split(self, parent_id: str, worker_id: str, shots: builtins.list[JobRecord], *, fence: int | None = None) -> bool:
         """Record the shot units of a claimed job, which then waits for them holding no lease.
 
         Returns False, adding nothing, when ``worker_id`` no longer holds the job."""
         raise NotImplementedError
 
-    def children(self, parent_id: str) -> list[JobRecord]:
+    def children(self, parent_id: str) -> builtins.list[JobRecord]:
         raise NotImplementedError
 
     def settle(self, parent_id: str) -> None:
         """Move a waiting job on once its shots are done: to QUEUED for joining, FAILED or CANCELED."""
         raise NotImplementedError
 
-    def recover(self, max_attempts: int, is_dead=None, max_claims: int | None = None) -> list[str]:
+    def recover(self, max_attempts: int, is_dead=None, max_claims: int | None = None) -> builtins.list[str]:
         """Requeue (or fail, past ``max_attempts``) running units whose worker is gone; return their ids."""
         raise NotImplementedError
 
-
-# The SQL stores live in stores.py; SQLiteJobStore is re-exported here, where callers look for it.
-from reelforge.jobs.sql import PostgresJobStore, SQLiteJobStore, open_store  # noqa: E402

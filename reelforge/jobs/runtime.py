@@ -23,7 +23,8 @@ from typing import Any, Callable
 from reelforge import config
 from reelforge.jobs.background import FileLock, presence
 from reelforge.errors import ConfigError, QueueFullError, RequestError, StorageError
-from reelforge.jobs.record import JobRecord, JobStatus, JobStore, new_job_id, open_store, request_fingerprint
+from reelforge.jobs.open import open_store
+from reelforge.jobs.record import JobRecord, JobStatus, JobStore, new_job_id, request_fingerprint
 from reelforge.engines import get_engine_class
 from reelforge.engines.forward import Forwards
 from reelforge.jobs.lifecycle import LifecycleReader

@@ -503,6 +503,6 @@ class Dispatcher:
 
 
 def _webhook_channel() -> str:
-    from reelforge.jobs.sql import WEBHOOK_CHANNEL
+    from reelforge.jobs.outbox import WEBHOOK_CHANNEL
 
     return WEBHOOK_CHANNEL

@@ -33,7 +33,9 @@ from starlette.routing import Match
 from reelforge import config
 from reelforge.errors import ImageError, ReelforgeError, RequestError
 from reelforge.server.gallery import error_page, gallery_routes, not_found, upload_too_large
-from reelforge.jobs.record import JobRecord, SQLiteJobStore, open_store
+from reelforge.jobs.open import open_store
+from reelforge.jobs.record import JobRecord
+from reelforge.jobs.sqlite import SQLiteJobStore
 from reelforge.jobs.runtime import Runtime
 from reelforge.storage.base import S3Storage, check_location
 from reelforge.server import bedrock_api, extensions, gemini_api, openai_api, openapi, sigv4, video_wires

@@ -37,7 +37,7 @@ import logging
 from starlette.responses import Response
 
 from reelforge.errors import ConflictError, EngineError, JobExpiredError, JobNotFoundError, QueueFullError, ReelforgeError, RequestError, StorageError, UnknownModelError
-from reelforge.jobs.sql import JobStoreError
+from reelforge.errors import JobStoreError
 
 log = logging.getLogger("reelforge.server")
 
