@@ -50,7 +50,8 @@ def account() -> str:
     return os.environ.get("REELFORGE_ACCOUNT") or DEFAULT_ACCOUNT
 
 
-def _number(name: str, default: float, minimum: float, integer: bool = False) -> float:
+def env_number(name: str, default: float, minimum: float, integer: bool = False) -> float:
+    """The number in environment variable ``name`` (``default`` when unset); ConfigError naming it when below ``minimum`` or not a number."""
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -91,15 +92,15 @@ class Timings:
     def from_env(cls) -> "Timings":
         d = cls()
         return cls(
-            lease_s=_number("REELFORGE_LEASE_S", d.lease_s, 0.5),
-            heartbeat_s=_number("REELFORGE_HEARTBEAT_S", d.heartbeat_s, 0.0),
-            recover_s=_number("REELFORGE_RECOVER_S", d.recover_s, 0.05),
-            max_attempts=int(_number("REELFORGE_MAX_ATTEMPTS", d.max_attempts, 1, integer=True)),
-            backoff_s=_number("REELFORGE_BACKOFF_S", d.backoff_s, 0.01),
-            backoff_max_s=_number("REELFORGE_BACKOFF_MAX_S", d.backoff_max_s, 0.01),
-            idle_exit_s=_number("REELFORGE_WORKER_IDLE_S", d.idle_exit_s, 0.0),
-            db_retry_s=_number("REELFORGE_DB_RETRY_S", d.db_retry_s, 0.0),
-            affinity_s=_number("REELFORGE_AFFINITY_S", d.affinity_s, 0.0),
+            lease_s=env_number("REELFORGE_LEASE_S", d.lease_s, 0.5),
+            heartbeat_s=env_number("REELFORGE_HEARTBEAT_S", d.heartbeat_s, 0.0),
+            recover_s=env_number("REELFORGE_RECOVER_S", d.recover_s, 0.05),
+            max_attempts=int(env_number("REELFORGE_MAX_ATTEMPTS", d.max_attempts, 1, integer=True)),
+            backoff_s=env_number("REELFORGE_BACKOFF_S", d.backoff_s, 0.01),
+            backoff_max_s=env_number("REELFORGE_BACKOFF_MAX_S", d.backoff_max_s, 0.01),
+            idle_exit_s=env_number("REELFORGE_WORKER_IDLE_S", d.idle_exit_s, 0.0),
+            db_retry_s=env_number("REELFORGE_DB_RETRY_S", d.db_retry_s, 0.0),
+            affinity_s=env_number("REELFORGE_AFFINITY_S", d.affinity_s, 0.0),
         )
 
 
@@ -128,4 +129,4 @@ def gpu() -> str | None:
 
 def async_units() -> int:
     """How many units of coroutine engines one worker process follows at once (REELFORGE_ASYNC_UNITS, default 64)."""
-    return int(_number("REELFORGE_ASYNC_UNITS", 64, 1, integer=True))
+    return int(env_number("REELFORGE_ASYNC_UNITS", 64, 1, integer=True))

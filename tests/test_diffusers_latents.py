@@ -338,7 +338,7 @@ def test_s3_checkpoints_are_kept_in_the_bucket_and_found_by_another_staging_fold
     from server_fixtures import moto_s3
 
     from reelforge.storage import base as storage
-    from reelforge.jobs.worker import _Folder, drop_checkpoints
+    from reelforge.jobs.folder import Folder as _Folder, drop_checkpoints
 
     with moto_s3():
         monkeypatch.setattr(storage, "_s3_clients", threading.local())

@@ -24,7 +24,7 @@ from reelforge.jobs.open import open_store
 from reelforge.jobs.record import JobStatus
 from reelforge.request.model import VideoRequest
 from reelforge.jobs.runtime import Runtime
-from reelforge.jobs.worker import worker_is_dead
+from reelforge.jobs.lease import worker_is_dead
 
 ROOT = Path(__file__).resolve().parents[1]
 X = ("test-gpu", {"model": "x", "steps": 4})

@@ -304,7 +304,7 @@ def test_a_frame_rate_the_openai_wire_cannot_ask_for_is_taken_and_recorded_other
 
     from reelforge.media import video as media
     from reelforge.engines import ShotPlan
-    from reelforge.jobs.worker import _take_file
+    from reelforge.jobs.units import take_file as _take_file
 
     def video(name: str, fps: int, frames: int) -> Path:
         with media.VideoWriter(tmp_path / name, fps, 64, 64) as w:

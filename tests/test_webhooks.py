@@ -9,7 +9,7 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from reelforge.jobs import webhooks
+from reelforge.jobs import webhook_dispatch, webhook_targets, webhooks
 from reelforge.errors import RequestError
 from reelforge.jobs.record import JobStatus
 from reelforge.jobs.runtime import Runtime
@@ -42,30 +42,30 @@ def deliveries_done(store, job_id: str, count: int):
 @pytest.mark.parametrize("host", ["0.0.0.0", "[::ffff:127.0.0.1]", "2130706433", "[fd00::1]", "100.64.0.1", "169.254.169.254", "10.0.0.1", "127.0.0.1", "localhost", "[::1]"])
 def test_addresses_that_are_not_public_are_refused_without_the_flag(host):
     with pytest.raises(RequestError) as err:
-        webhooks.check_url(f"https://{host}/hook", False, "webhook")
+        webhook_targets.check_url(f"https://{host}/hook", False, "webhook")
     assert err.value.field == "webhook" and "not a public address" in err.value.message
-    assert webhooks.check_url(f"https://{host}/hook", True, "webhook").addresses  # allowed with the flag
+    assert webhook_targets.check_url(f"https://{host}/hook", True, "webhook").addresses  # allowed with the flag
 
 
 def test_a_name_resolving_to_loopback_is_refused(monkeypatch):
-    monkeypatch.setattr(webhooks, "resolve", lambda host, port: ["127.0.0.1"])
+    monkeypatch.setattr(webhook_targets, "resolve", lambda host, port: ["127.0.0.1"])
     with pytest.raises(RequestError, match="127.0.0.1"):
-        webhooks.check_url("https://hooks.example.test/x", False, "webhook")
+        webhook_targets.check_url("https://hooks.example.test/x", False, "webhook")
 
 
 def test_https_is_required_and_urls_are_checked_for_shape(monkeypatch):
-    monkeypatch.setattr(webhooks, "resolve", lambda host, port: ["93.184.216.34"])
-    assert webhooks.check_url("https://hooks.example.test:8443/x?a=1", False, "webhook").path == "/x?a=1"
+    monkeypatch.setattr(webhook_targets, "resolve", lambda host, port: ["93.184.216.34"])
+    assert webhook_targets.check_url("https://hooks.example.test:8443/x?a=1", False, "webhook").path == "/x?a=1"
     for url, words in [("http://hooks.example.test/x", "must use https"), ("ftp://hooks.example.test/", r"not an http\(s\) URL"),
                        ("https://user:pw@hooks.example.test/", "user name or password"), ("https://hooks.example.test/a b", "without spaces"),
                        ("https://hooks.example.test:99999/", "not a URL")]:
         with pytest.raises(RequestError, match=words):
-            webhooks.check_url(url, False, "webhook")
+            webhook_targets.check_url(url, False, "webhook")
 
 
 def test_a_name_public_at_submit_and_loopback_at_delivery_is_never_connected(monkeypatch, tmp_path, receiver):
     answers = iter([["93.184.216.34"]])
-    monkeypatch.setattr(webhooks, "resolve", lambda host, port: next(answers, ["127.0.0.1"]))
+    monkeypatch.setattr(webhook_targets, "resolve", lambda host, port: next(answers, ["127.0.0.1"]))
     # The receiver listens on 127.0.0.1 at the URL's port: were the address not checked again, it would hear it.
     rt = Runtime(webhooks=webhooks.Settings(secret=SECRET, give_up_s=0))
     try:
@@ -279,7 +279,7 @@ def test_two_dispatchers_on_postgresql_never_send_one_delivery_at_once(pg_url, t
     s = settings(urls=(receiver.url,), kinds=("completed", "canceled"))
     rt = Runtime(PostgresJobStore(pg_url), webhooks=s)
     stop = threading.Event()
-    dispatchers = [webhooks.Dispatcher(PostgresJobStore(pg_url), s, stop) for _ in range(2)]
+    dispatchers = [webhook_dispatch.Dispatcher(PostgresJobStore(pg_url), s, stop) for _ in range(2)]
     try:
         ids = [rt.submit(TINY_MODEL, TINY, tmp_path / "out")[0].id for _ in range(20)]
         for job_id in ids:  # end them in the job log; the trigger writes one delivery each
@@ -345,7 +345,7 @@ def test_the_outbox_is_written_with_each_status_change(kind, request, tmp_path):
     assert len({d["id"] for d in store.deliveries("hookjob00001")}) == 5
     # each body shows the job as it was at its event, whenever it is made
     record = store.get("hookjob00001")
-    bodies = {d["kind"]: json.loads(webhooks.body_for(d, record)) for d in store.deliveries("hookjob00001") if d["endpoint"] == "all"}
+    bodies = {d["kind"]: json.loads(webhook_dispatch.body_for(d, record)) for d in store.deliveries("hookjob00001") if d["endpoint"] == "all"}
     assert bodies["started"]["data"]["status"] == "InProgress" and "endTime" not in bodies["started"]["data"] and "links" not in bodies["started"]
     assert bodies["completed"]["data"]["status"] == "Completed" and bodies["completed"]["links"]["video"] == "u/output.mp4"
 
@@ -440,7 +440,7 @@ def test_https_goes_to_the_checked_address_with_the_name_in_sni_host_and_certifi
 
     cert, key = self_signed(tmp_path, "hooks.example.test")
     monkeypatch.setenv("SSL_CERT_FILE", cert)  # the dispatcher's default context trusts this certificate only
-    monkeypatch.setattr(webhooks, "resolve", lambda host, port: ["127.0.0.1"])
+    monkeypatch.setattr(webhook_targets, "resolve", lambda host, port: ["127.0.0.1"])
     tls = TlsReceiver(cert, key).start()
     rt = Runtime(webhooks=settings(give_up_s=0))
     try:

@@ -22,12 +22,13 @@ from typing import Any, Callable
 
 from reelforge import config
 from reelforge.jobs import background
+from reelforge.jobs import layout
 from reelforge.errors import JobCanceledError, JobFailedError, NoPlayerError, StorageError, WaitTimeoutError
 from reelforge.jobs.open import open_store
 from reelforge.jobs.record import JobRecord, JobStatus
-from reelforge.jobs.listing import Page, list_page
+from reelforge.jobs.listing import Page, list_page, statuses
 from reelforge.request.model import VideoRequest
-from reelforge.jobs.runtime import Runtime, statuses
+from reelforge.jobs.runtime import Runtime
 from reelforge.storage.base import join, local_path, storage_for
 
 _runtimes: dict[str, Runtime] = {}
@@ -267,7 +268,7 @@ class Job:
     @property
     def video_path(self) -> Path | None:
         folder = self.local_dir
-        return folder / "output.mp4" if folder and self.status is JobStatus.COMPLETED else None
+        return folder / layout.VIDEO if folder and self.status is JobStatus.COMPLETED else None
 
     def wait(self, timeout: float | None = None, on_progress: Callable[[JobRecord], None] | None = None) -> "Job":
         """Block until the job ends; raise JobFailedError / JobCanceledError / WaitTimeoutError."""
@@ -304,10 +305,10 @@ class Job:
         target = dest / f"{self.id}.mp4" if dest.is_dir() or not dest.suffix else dest
         backend = getattr(self.client._backend, "download", None)
         fetch = backend or (lambda uri, path: storage_for(uri).download(uri, path))
-        fetch(join(rec.storage_uri, "output.mp4"), target)
+        fetch(join(rec.storage_uri, layout.VIDEO), target)
         if shots:
             for name in self.client._backend.files(rec):
-                if name.startswith("shot_") and name.endswith(".mp4"):
+                if layout.SHOT_FILE.fullmatch(name):
                     fetch(join(rec.storage_uri, name), target.with_name(f"{target.stem}_{name}"))
         return target
 

@@ -33,9 +33,8 @@ from urllib.parse import quote, urlencode
 from reelforge.client.aws_errors import botocore_errors, unreachable
 from reelforge.errors import ConflictError, JobNotFoundError, ReelforgeError, RequestError, UnknownModelError, UnreachableError
 from reelforge.jobs.record import JobRecord, JobStatus
-from reelforge.jobs.listing import Page
+from reelforge.jobs.listing import Page, statuses
 from reelforge.request.model import VideoRequest
-from reelforge.jobs.runtime import statuses
 
 log = logging.getLogger("reelforge.remote")
 

@@ -160,7 +160,7 @@ class RemoteEngine(Engine):
     generative: ClassVar[bool] = True
     splits_shots: ClassVar[bool] = False  # the whole request goes upstream as one job
     remote: ClassVar[bool] = True
-    # what the upstream's wire cannot be asked for, so its video may differ from the plan there (worker._take_file)
+    # what the upstream's wire cannot be asked for, so its video may differ from the plan there (jobs.units.take_file)
     upstream_differs: ClassVar[tuple[str, ...]] = ()
 
     def upstream(self, forward) -> Upstream:
@@ -423,7 +423,7 @@ class BedrockEngine(RemoteEngine):
         return {"status": status, "progress": 0.0, "message": r.get("failureMessage"), "output": r["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"]}
 
     async def download(self, forward, job, upstream_id: str, state: dict[str, Any], folder: Path, shots: int = 1) -> dict[str, Any]:
-        from reelforge.jobs.worker import shot_file_name
+        from reelforge.jobs.layout import shot_file_name
 
         folder.mkdir(parents=True, exist_ok=True)
         names = ["output.mp4"] + ([shot_file_name(i) for i in range(shots)] if shots > 1 else [])  # Bedrock's layout

@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from reelforge import config
 from reelforge.errors import RequestError
+from reelforge.media.video import atomic_write_bytes
 
 log = logging.getLogger("reelforge.lifecycle")
 
@@ -154,8 +155,6 @@ class LifecycleReader:
         return found
 
     def _store(self, key: str, found: Lifecycle) -> None:
-        from reelforge.media.video import atomic_write_bytes
-
         with self._lock:
             self._mem[key] = found
             try:

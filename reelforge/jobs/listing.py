@@ -71,3 +71,14 @@ def decode_token(token: str, digest: str) -> tuple[int, tuple[float, str]]:
     if made_for != digest:
         raise RequestError("after", "the token belongs to a listing with other filters; list with the same status, model and q")
     return shown, cursor
+
+
+def statuses(value: str | JobStatus | None) -> list[JobStatus] | None:
+    """The status filter of a listing from its text (any case); RequestError naming ``status`` otherwise."""
+    if value is None:
+        return None
+    try:
+        return [JobStatus(str(value).upper())]
+    except ValueError:
+        allowed = ", ".join(s.value for s in JobStatus)
+        raise RequestError("status", f"{value!r} is not a status; allowed: {allowed}") from None

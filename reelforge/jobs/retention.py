@@ -21,10 +21,12 @@ prunes what has aged; ``dry_run`` lists exactly those ids and changes nothing.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field
 
+from reelforge.config import env_number
 from reelforge.errors import ConfigError, ReelforgeError
 from reelforge.jobs.record import JobStore
 from reelforge.storage.base import storage_for
@@ -54,8 +56,6 @@ def describe(seconds: float) -> str:
 
 def retain_from_env(environ=None) -> float | None:
     """REELFORGE_RETAIN as seconds (None when unset: nothing is pruned); ConfigError when unusable."""
-    import os
-
     raw = (environ if environ is not None else os.environ).get("REELFORGE_RETAIN", "").strip()
     if not raw:
         return None
@@ -67,9 +67,7 @@ def retain_from_env(environ=None) -> float | None:
 
 def prune_every_s(retain_s: float, environ=None) -> float:
     """How often a server prunes: REELFORGE_PRUNE_EVERY_S, else hourly (more often for a retention under 4 h)."""
-    from reelforge.config import _number
-
-    return _number("REELFORGE_PRUNE_EVERY_S", min(3600.0, max(1.0, retain_s / 4)), 0.05)
+    return env_number("REELFORGE_PRUNE_EVERY_S", min(3600.0, max(1.0, retain_s / 4)), 0.05)
 
 
 @dataclass

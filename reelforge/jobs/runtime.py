@@ -21,19 +21,26 @@ from pathlib import Path
 from typing import Any, Callable
 
 from reelforge import config
-from reelforge.jobs.background import FileLock, presence
-from reelforge.errors import ConfigError, QueueFullError, RequestError, StorageError
-from reelforge.jobs.open import open_store
-from reelforge.jobs.record import JobRecord, JobStatus, JobStore, new_job_id, request_fingerprint
-from reelforge.engines import get_engine_class
 from reelforge.engines.forward import Forwards
-from reelforge.jobs.lifecycle import LifecycleReader
-from reelforge.request.limits import Served, add_forwarded, get_model, local_backend, serving
-from reelforge.request.model import VideoRequest, check, check_served
-from reelforge.jobs.retention import prune, prune_every_s, retain_from_env
-from reelforge.storage.base import join, local_path, storage_for, to_uri
+from reelforge.engines.remote import cancel_upstream
+from reelforge.errors import QueueFullError
 from reelforge.jobs import webhooks as webhooks_module
-from reelforge.jobs.worker import AsyncLane, EngineCache, finalize_ended, is_coroutine_engine, is_remote_engine, new_worker_id, perform, sweep_staging, unit_steps, worker_is_dead
+from reelforge.jobs.background import FileLock, presence
+from reelforge.jobs.ending import finalize_ended
+from reelforge.jobs.engine_cache import EngineCache, Holdings, is_coroutine_engine
+from reelforge.jobs.folder import sweep_staging
+from reelforge.jobs.lane import AsyncLane
+from reelforge.jobs.lease import new_worker_id, worker_is_dead
+from reelforge.jobs.lifecycle import LifecycleReader
+from reelforge.jobs.open import open_store
+from reelforge.jobs.record import JobRecord, JobStatus, JobStore
+from reelforge.jobs.retention import prune, prune_every_s, retain_from_env
+from reelforge.jobs.submission import new_record
+from reelforge.jobs.webhook_dispatch import Dispatcher
+from reelforge.jobs.worker import perform, unit_steps
+from reelforge.request.limits import add_forwarded
+from reelforge.request.model import VideoRequest
+from reelforge.storage.base import storage_for
 
 log = logging.getLogger("reelforge.runtime")
 _FROM_ENV = object()  # retain_s: read REELFORGE_RETAIN
@@ -70,7 +77,7 @@ class Runtime:
         self._admission = threading.Lock()  # the count and the insert as one step in this process
         # Jobs that ended longer ago than this are pruned while this runtime works (None: kept).
         self.retain_s = retain_from_env() if retain_s is _FROM_ENV else retain_s
-        self.engines = EngineCache(on_load=self._hold_engines)
+        self.engines = EngineCache(on_load=lambda: self.holdings.record())
         self._in_run = 0  # threads working through run() (the worker threads are counted apart)
         self._changed = threading.Condition()
         self._threads: list[threading.Thread] = []
@@ -79,7 +86,8 @@ class Runtime:
         self._stop = threading.Event()
         self._presence: FileLock | None = None
         self.worker_id = new_worker_id()
-        self.dispatcher = webhooks_module.Dispatcher(self.store, self.webhooks, self._stop)
+        self.holdings = Holdings(self.store, self.worker_id, self.engines, self._slots, self._stop)
+        self.dispatcher = Dispatcher(self.store, self.webhooks, self._stop)
         self._claims = itertools.count(1)
         self._lane: AsyncLane | None = None
         self._lane_lock = threading.Lock()
@@ -119,77 +127,9 @@ class Runtime:
         one of the settings' named endpoints (webhooks.py).
         ``audio=False`` records that the video is to be silent even when its engine makes sound.
         """
-        spec = get_model(model_id)
-        forward = self.forwards.get(model_id)
-        original = request.to_model_input() if isinstance(request, VideoRequest) else request
-        notes: list[str] = []
-        if spec.input_format == "luma" and not isinstance(request, VideoRequest):
-            from reelforge.engines import luma
-
-            # checked member by member, named as Luma names them; a forward sends it upstream as it came
-            request, notes = luma.to_nova(original, local=forward is None)
-            wire_request = {**(wire_request or {}), "modelInput": original}
-        parsed = request if isinstance(request, VideoRequest) else VideoRequest.from_model_input(request)
-        prepared, shots = check(parsed, spec, None if forward else self.fetch_s3)
-        metadata: dict[str, Any] = {}
-        if forward is not None:
-            # Where the job goes is fixed now, with the job: a worker's own --forward adds only credentials and limits.
-            served = Served(spec, forward.kind, forward.route())  # the route is the engine's options
-            if forward.kind == "openai-videos" and parsed.task_type != "TEXT_VIDEO":
-                raise RequestError("taskType", f"{model_id} is forwarded to an OpenAI Videos server, which takes one prompt; allowed: TEXT_VIDEO")
-            if forward.kind == "bedrock" and forward.url == "aws" and not forward.output:
-                raise ConfigError(f"--forward {forward.entry}: Amazon Bedrock writes videos to S3; add ;output=s3://bucket/prefix to the entry")
-            if forward.kind == "bedrock":
-                from reelforge.jobs import lifecycle
-
-                warning = lifecycle.check(forward, self.lifecycle, local_backend())
-                if warning:
-                    metadata["lifecycle"] = warning
-        else:
-            served = serving(spec)  # fixed now: the job keeps it, whatever a worker's settings say later
-            if served.model is not spec:
-                check_served(prepared, shots, spec, served.model, served.via)
-        engine = get_engine_class(served.engine)
-        engine.parse_options(served.options)  # bad options are refused here, not found by a worker
-        engine.check_available(served.options)
-        engine.check_request(served.options, prepared, shots)  # the model's own grid and tasks
-        adapted = [s.adaptation for s in shots if s.adaptation]  # images fitted to the video size, for the manifest
-        requested = to_uri(output if output is not None else config.output_dir())
-        same = [requested, output_config or {}] + ([wire, wire_request or {}] if wire != "bedrock" else []) + ([] if audio else ["silent"])
-        fingerprint = request_fingerprint(model_id, original, same)
-        job_id = new_job_id()
-        output_uri = join(requested, job_id)
-        storage_uri = join(self.map_output(requested), job_id) if self.map_output else output_uri
-        if storage_uri.startswith("file://"):
-            try:
-                _check_writable(local_path(storage_uri).parent)
-            except StorageError as exc:
-                if storage_uri.startswith(output_uri):
-                    raise
-                # A mapped location (reelforge serve --bucket-dir): name what the caller asked for, not our disk.
-                raise StorageError(f"output {requested} cannot be written on this server") from exc
-        record = JobRecord(
-            id=job_id,
-            arn=f"arn:aws:bedrock:{region or self.region}:{self.account}:async-invoke/{job_id}",
-            model_id=model_id,
-            model_input=prepared.to_model_input(),
-            output_uri=output_uri,
-            storage_uri=storage_uri,
-            client_token=client_token,
-            fingerprint=fingerprint,
-            output_config=output_config or {},
-            tags=tags or [],
-            metadata={**metadata, **({"adaptations": adapted} if adapted else {}), **({"notes": notes} if notes else {})},
-            wire=wire,
-            wire_request=wire_request or {},
-            audio=audio,
-            engine=served.engine,
-            engine_options=served.options,
-        )
-        record.webhooks = webhooks_module.endpoints_for(
-            self.webhooks, record, url=webhook, kinds=webhook_events,
-            named=webhooks_module.tag_endpoint(tags) if wire == "bedrock" else None, base=self.public_url,
-        )
+        record = new_record(self, model_id, request, output, client_token=client_token, tags=tags, output_config=output_config,
+                            region=region, wire=wire, wire_request=wire_request, webhook=webhook, webhook_events=webhook_events, audio=audio)
+        storage_uri = record.storage_uri
         with self._admission if self.max_queued is not None else contextlib.nullcontext():
             self.admit(client_token)
             if prepare is not None:
@@ -233,8 +173,6 @@ class Runtime:
         self.notify(job_id)
         if before.status is JobStatus.QUEUED and record.status is JobStatus.CANCELED:
             # No worker follows it: a forwarded job requeued after a crash still has its upstream job.
-            from reelforge.engines.remote import cancel_upstream
-
             cancel_upstream(record)
         if self._lane is not None:
             self._lane.poke()
@@ -272,8 +210,6 @@ class Runtime:
                     log.error("job %s %s: %s", job.id, job.status.value.lower(), job.failure_message)
                     finalize_ended(job, job.failure_message or "Canceled.")
                     if job.status is JobStatus.CANCELED:
-                        from reelforge.engines.remote import cancel_upstream
-
                         cancel_upstream(job)
         return ids
 
@@ -415,33 +351,13 @@ class Runtime:
                 self.recover()
                 if time.monotonic() - held_at >= self.timings.lease_s / 3:
                     held_at = time.monotonic()
-                    self._hold_engines(beat=True)
+                    self.holdings.record(beat=True)
             except Exception:  # the job log may be away; the next round tries again
                 log.warning("recovery round failed", exc_info=True)
 
-    # --- model affinity: what this process holds loaded, in the job log for every worker's claims ------
-    def _held(self) -> list[tuple[str, dict[str, Any]]]:
-        """The loaded engines that hold a worker thread while they render (not remote, not coroutine engines)."""
-        return [(e, o) for e, o in self.engines.held() if not is_remote_engine(e) and not is_coroutine_engine(e)]
-
-    def _hold_engines(self, beat: bool = False) -> None:
-        """Record (or, with ``beat``, renew while there is any) what this process holds and how many units it runs at once."""
-        held = self._held()
-        if (beat and not held) or self._stop.is_set():  # stopping: stop() forgets what is held
-            return
-        slots = sum(t.is_alive() for t in self._threads) + self._in_run
-        try:
-            self.store.hold(self.worker_id, held, max(slots, 1))
-        except Exception:  # affinity is a preference: a job log that blinks must not fail the job that loaded it
-            log.warning("could not record the engines this worker holds", exc_info=True)
-
-    def _forget_engines(self) -> None:
-        """Erase this process's record (it stops): other workers no longer leave it jobs."""
-        if self.engines.held():
-            try:
-                self.store.hold(self.worker_id, [], 0)
-            except Exception:  # recovery forgets them once they are not renewed for a lease
-                log.warning("could not forget the engines this worker held", exc_info=True)
+    def _slots(self) -> int:
+        """How many units this process runs at once: its worker threads and the threads in ``run``."""
+        return sum(t.is_alive() for t in self._threads) + self._in_run
 
     def _prune_loop(self) -> None:
         """Prune jobs past the retention every ``prune_every_s`` (the first round right away)."""
@@ -471,7 +387,7 @@ class Runtime:
         """Stop taking work and put what this process is running back in the queue for another worker."""
         self._stop.set()
         ids = self.store.release(self.worker_id)
-        self._forget_engines()
+        self.holdings.forget()
         self._release_presence()
         if ids:
             log.info("put back in the queue as this worker stops: %s", ", ".join(ids))
@@ -487,24 +403,5 @@ class Runtime:
         if self._lane is not None:
             self._lane.stop(timeout)
         self._release_presence()
-        self._forget_engines()
+        self.holdings.forget()
         self.engines.close()
-
-
-def _check_writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StorageError(f"output folder {folder} cannot be created: {exc.strerror}") from None
-    if not os.access(folder, os.W_OK):
-        raise StorageError(f"output folder {folder} is not writable")
-
-
-def statuses(value: str | JobStatus | None) -> list[JobStatus] | None:
-    if value is None:
-        return None
-    try:
-        return [JobStatus(str(value).upper())]
-    except ValueError:
-        allowed = ", ".join(s.value for s in JobStatus)
-        raise RequestError("status", f"{value!r} is not a status; allowed: {allowed}") from None

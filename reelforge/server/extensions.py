@@ -25,8 +25,7 @@ from reelforge import __version__
 from reelforge.errors import JobNotFoundError
 from reelforge.server.gallery import views
 from reelforge.jobs.record import JobRecord
-from reelforge.jobs.listing import list_page
-from reelforge.jobs.runtime import statuses
+from reelforge.jobs.listing import list_page, statuses
 from reelforge.storage.base import LocalStorage, S3Storage, join, local_path
 from reelforge.jobs import webhooks
 from reelforge.server import wire

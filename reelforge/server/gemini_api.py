@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from reelforge.errors import JobExpiredError, JobNotFoundError, RequestError, StorageError
 from reelforge.jobs.record import JobRecord, JobStatus
+from reelforge.jobs.views import gemini_error, gemini_response
 from reelforge.request.limits import get_model
 from reelforge.request.model import ImageInput, VideoRequest
 from reelforge.server import video_wires, wire
@@ -53,7 +54,6 @@ FIELDS = {
     "videoGenerationConfig.seed": "parameters.seed",
 }
 VERTEX_RESPONSE = "type.googleapis.com/cloud.ai.large_models.vision.GenerateVideoResponse"
-DEVELOPER_RESPONSE = "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse"
 
 
 def _state(request: Request):
@@ -284,7 +284,7 @@ async def _operation(request: Request, name: str, op_id: str, *, vertex: bool) -
         return {"name": name, "done": False, "metadata": {"progressPercent": int(progress * 100)}}
     ended = [r for r in records if r.status is not JobStatus.COMPLETED]
     if ended:
-        return {"name": name, "done": True, "error": _error(ended[0])}
+        return {"name": name, "done": True, "error": gemini_error(ended[0])}
     if vertex:
         videos = []
         for r in records:
@@ -292,31 +292,8 @@ async def _operation(request: Request, name: str, op_id: str, *, vertex: bool) -
             videos.append({"bytesBase64Encoded": base64.b64encode(data).decode("ascii"), "mimeType": "video/mp4"})
         response = {"@type": VERTEX_RESPONSE, "raiMediaFilteredCount": 0, "videos": videos}
     else:
-        response = _developer_response(records)
+        response = gemini_response(records)
     return {"name": name, "done": True, "response": response}
-
-
-def _developer_response(records: list[JobRecord]) -> dict[str, Any]:
-    samples = [{"video": {"uri": f"files/{r.id}", "mimeType": "video/mp4"}} for r in records]
-    return {"@type": DEVELOPER_RESPONSE, "generateVideoResponse": {"generatedSamples": samples, "raiMediaFilteredCount": 0}}
-
-
-def operation_view(record: JobRecord) -> dict[str, Any]:
-    """One sample's job as an operation (its own name, which fetchPredictOperation and GET accept),
-    its video as a file link, never inline (webhooks send this)."""
-    name = f"{record.wire_request.get('resource', 'models/' + record.model_id)}/operations/{record.id}"
-    if not record.status.done:
-        return {"name": name, "done": False, "metadata": {"progressPercent": int(record.progress * 100)}}
-    if record.status is not JobStatus.COMPLETED:
-        return {"name": name, "done": True, "error": _error(record)}
-    return {"name": name, "done": True, "response": _developer_response([record])}
-
-
-def _error(record: JobRecord) -> dict[str, Any]:
-    """An ended job that made no video, as a google.rpc.Status."""
-    canceled = record.status is JobStatus.CANCELED
-    return {"code": 1 if canceled else 13, "message": record.failure_message or ("Canceled." if canceled else "The job failed."),
-            "status": "CANCELLED" if canceled else "INTERNAL"}
 
 
 async def download(request: Request, job_id: str) -> Response:

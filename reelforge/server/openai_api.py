@@ -22,26 +22,20 @@ from starlette.routing import Route
 
 from reelforge.workflows import continuation
 from reelforge.errors import JobExpiredError, JobNotFoundError, RequestError, StorageError
+from reelforge.jobs import layout
 from reelforge.jobs.record import JobRecord, JobStatus, PrunedJob
+from reelforge.jobs.views import OPENAI_ID_PREFIX as ID_PREFIX, openai_video as video, openai_video_id as video_id
 from reelforge.request.limits import MULTI_SHOT_MANUAL, get_model
 from reelforge.request.model import ImageInput, VideoRequest, parse_dimension, surrogate_problem
 from reelforge.storage.base import local_path
 from reelforge.server import video_wires, wire
 from reelforge.server.errors import OPENAI, ApiError
 
-ID_PREFIX = "video_"
 _VIDEO_ID = re.compile(ID_PREFIX + r"([a-z0-9]{12})")
 DEFAULT_MODEL, DEFAULT_SECONDS, DEFAULT_SIZE = "sora-2", "4", "720x1280"  # the client's documented defaults
 POLL_AFTER_MS = 100  # openai-poll-after-ms on replies about a job that has not ended
 HOLD_S = 10.0  # a poll from the client's poll helper waits this long for its job to end
-STATUS = {
-    JobStatus.QUEUED: "queued",
-    JobStatus.RUNNING: "in_progress",
-    JobStatus.COMPLETED: "completed",
-    JobStatus.FAILED: "failed",
-    JobStatus.CANCELED: "failed",  # with error.code "canceled": any other word would end the client's poll early
-}
-VARIANTS = {"video": ("output.mp4", "video/mp4"), "thumbnail": ("poster.jpg", "image/jpeg"), "spritesheet": ("contact_sheet.png", "image/png")}
+VARIANTS = {"video": (layout.VIDEO, "video/mp4"), "thumbnail": (layout.POSTER, "image/jpeg"), "spritesheet": (layout.CONTACT_SHEET, "image/png")}
 CREATE_FIELDS = {
     "textToVideoParams.text": "prompt",
     "textToVideoParams.images": "input_reference",
@@ -58,40 +52,6 @@ def _state(request: Request):
 
 def _bad(message: str, param: str | None = None, code: str | None = None) -> ApiError:
     return ApiError(400, "ValidationException", message, param=param, detail=code)
-
-
-def video_id(record: JobRecord) -> str:
-    return ID_PREFIX + record.id
-
-
-def video(record: JobRecord, retain_s: float | None = None) -> dict[str, Any]:
-    """A job as OpenAI's ``Video`` object (every field, in the types strict clients check).
-
-    ``expires_at``: when retention (``reelforge serve --retain``) will prune an ended job; null
-    while it runs, and when the server keeps every job."""
-    width, height, seconds = video_wires.shape(record)
-    done = record.status is JobStatus.COMPLETED
-    error = None
-    if record.status is JobStatus.CANCELED:
-        error = {"code": "canceled", "message": record.failure_message or "Canceled."}
-    elif record.status is JobStatus.FAILED:
-        error = {"code": "generation_failed", "message": (record.failure_message or "The job failed.")[:2048]}
-    source = record.wire_request.get("remixed_from_video_id")
-    return {
-        "id": video_id(record),
-        "object": "video",
-        "model": record.wire_request.get("model") or record.model_id,
-        "status": STATUS[record.status],
-        "progress": 100 if done else min(99, int(record.progress * 100)),
-        "created_at": int(record.submit_time),
-        "completed_at": int(record.end_time) if done and record.end_time else None,
-        "expires_at": int(record.end_time + retain_s) if retain_s and record.status.done and record.end_time else None,
-        "prompt": video_wires.prompt(record),
-        "seconds": seconds,
-        "size": f"{width}x{height}",
-        "remixed_from_video_id": source,
-        "error": error,
-    }
 
 
 def _reply(request: Request, record: JobRecord) -> JSONResponse:

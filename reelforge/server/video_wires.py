@@ -21,8 +21,9 @@ from starlette.concurrency import run_in_threadpool
 
 from reelforge import config
 from reelforge.errors import ConfigError, RequestError, UnknownModelError
-from reelforge.server.gallery import views
+from reelforge.jobs import layout
 from reelforge.jobs.record import JobRecord
+from reelforge.jobs.views import prompt, shape  # noqa: F401 - re-exported for the wires
 from reelforge.request.limits import NOVA_BACKEND_DEFAULT, ModelSpec, all_models, get_model
 from reelforge.request.model import VideoRequest
 from reelforge.storage.base import join, storage_for
@@ -172,17 +173,5 @@ async def submit(state, model_id: str, request: VideoRequest, *, wire: str, wire
 # --- reading jobs -----------------------------------------------------------------------------
 
 
-def shape(record: JobRecord) -> tuple[int, int, str]:
-    """(width, height, seconds as text) of the video a job makes; an extension counts its source too."""
-    cfg = record.model_input.get("videoGenerationConfig", {}) or {}
-    width, _, height = str(cfg.get("dimension", "0x0")).partition("x")
-    seconds = record.wire_request.get("seconds") or str(views.duration_s(record) or 0)
-    return int(width or 0), int(height or 0), str(seconds)
-
-
-def prompt(record: JobRecord) -> str:
-    return record.wire_request.get("prompt") or " ".join(views.prompts(record.model_input))
-
-
-def output_bytes(record: JobRecord, name: str = "output.mp4") -> bytes:
+def output_bytes(record: JobRecord, name: str = layout.VIDEO) -> bytes:
     return storage_for(record.storage_uri).get_bytes(join(record.storage_uri, name))

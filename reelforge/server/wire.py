@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from datetime import datetime, timezone
 from typing import Any
 
-from reelforge.jobs.record import JobRecord, JobStatus
+from reelforge.jobs.layout import iso  # noqa: F401 - the wires' time form, where they look for it
+from reelforge.jobs.views import bedrock_summary as summary, model_arn  # noqa: F401 - re-exported for the wires
 from reelforge.request.model import surrogate_problem
 from reelforge.storage.base import check_location
 from reelforge.server.errors import validation
@@ -174,41 +174,3 @@ def parse_time(value: str, field: str) -> float:
     if t.tzinfo is None:
         t = t.replace(tzinfo=timezone.utc)
     return t.timestamp()
-
-
-def iso(t: float | None) -> str | None:
-    """Bedrock's timestamp form: ``YYYY-MM-DDTHH:MM:SS.fffZ``."""
-    if t is None:
-        return None
-    ms = int(t * 1000)  # truncated, so a shown time is never later than the real one
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
-
-
-def model_arn(record: JobRecord) -> str:
-    region = record.arn.split(":")[3]
-    return f"arn:aws:bedrock:{region}::foundation-model/{record.model_id}"
-
-
-def summary(record: JobRecord) -> dict[str, Any]:
-    """A job as GetAsyncInvoke returns it (and ListAsyncInvokes, one per summary)."""
-    s3: dict[str, Any] = {"s3Uri": record.output_uri}
-    for key in ("kmsKeyId", "bucketOwner"):
-        if record.output_config.get(key):
-            s3[key] = record.output_config[key]
-    out: dict[str, Any] = {
-        "invocationArn": record.arn,
-        "modelArn": model_arn(record),
-        "status": record.status.bedrock,
-        "submitTime": iso(record.submit_time),
-        "lastModifiedTime": iso(record.last_modified),
-        "outputDataConfig": {"s3OutputDataConfig": s3},
-    }
-    if record.client_token is not None:
-        out["clientRequestToken"] = record.client_token
-    if record.status is JobStatus.CANCELED:
-        out["failureMessage"] = "Canceled."
-    elif record.status is JobStatus.FAILED:
-        out["failureMessage"] = (record.failure_message or "The job failed.")[:2048]
-    if record.status.done and record.end_time is not None:
-        out["endTime"] = iso(record.end_time)
-    return out

@@ -41,7 +41,9 @@ from reelforge import config
 from reelforge.errors import JobExpiredError, ReelforgeError, RequestError
 from reelforge.workflows.estimate import estimate, is_aws_endpoint
 from reelforge.request.model import ImageInput, VideoRequest, check, parse_dimension
+from reelforge.jobs import layout
 from reelforge.jobs.record import PrunedJob
+from reelforge.storage.base import join
 
 FIELDS = ("prompt", "text", "model", "duration", "fps", "resolution", "seed", "image", "fit")
 CAPACITY_ERRORS = ("ThrottlingException", "ServiceQuotaExceededException", "TooManyRequestsException")
@@ -451,7 +453,7 @@ class BatchRunner:
             return LineResult(item.line, rec.id, rec.status.value, None, item.estimated_cost_usd, item.seconds, item.prompt, how, f"expired: {gone.expiry}")
         if rec.status.value == "COMPLETED":
             path = getattr(job, "video_path", None) if getattr(self.client, "endpoint", None) is None else None
-            output = str(path) if path else rec.output_uri.rstrip("/") + "/output.mp4"
+            output = str(path) if path else join(rec.output_uri, layout.VIDEO)
         return LineResult(item.line, rec.id, rec.status.value, output, item.estimated_cost_usd, item.seconds, item.prompt, how, rec.failure_message)
 
     def _finish(self, result: LineResult) -> None:

@@ -5,7 +5,7 @@ uploaded bytes), takes its last frame as the image of an image-to-video request 
 size and frame rate, and readies the source to become the job's ``shot_0001.mp4``: as it is when
 its stream can be joined to what this machine's encoder writes, else re-encoded once. ``place``
 puts it in the job's folder before the job is recorded; the worker then renders the new shot and
-joins the two (``worker._Unit.append_to_source``), so the job's ``output.mp4`` is the whole video
+joins the two (``jobs.units.Unit.append_to_source``), so the job's ``output.mp4`` is the whole video
 and its shots are Bedrock's usual ``shot_0001.mp4``, ``shot_0002.mp4``.
 """
 
@@ -22,6 +22,7 @@ from PIL import Image
 from reelforge.request import images
 from reelforge.media import video as media
 from reelforge.errors import RequestError, StorageError
+from reelforge.jobs import layout
 from reelforge.jobs.record import JobRecord, JobStatus
 from reelforge.request.model import ImageInput, VideoRequest
 from reelforge.storage.base import join, storage_for
@@ -55,7 +56,7 @@ def plan(source: JobRecord | None, upload: bytes | None, prompt: str, seconds: i
             if source.status is not JobStatus.COMPLETED:
                 raise RequestError(field, f"job {source.id} is {source.status.value.lower()}; only a completed video can be extended")
             try:
-                storage_for(source.storage_uri).download(join(source.storage_uri, "output.mp4"), path)
+                storage_for(source.storage_uri).download(join(source.storage_uri, layout.VIDEO), path)
             except StorageError:
                 raise RequestError(field, f"job {source.id} has no output.mp4 to extend (its files were removed)") from None
             seed = (source.model_input.get("videoGenerationConfig") or {}).get("seed")

@@ -45,7 +45,8 @@ from reelforge.errors import ImageError, JobNotFoundError, ReelforgeError, Reque
 from reelforge.jobs.record import JobStatus
 from reelforge.request.limits import get_model
 from reelforge.jobs import webhooks
-from reelforge.jobs.runtime import Runtime, statuses
+from reelforge.jobs.listing import statuses
+from reelforge.jobs.runtime import Runtime
 from reelforge.server.gallery import forms, views
 
 log = logging.getLogger("reelforge.gallery")

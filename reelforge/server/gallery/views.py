@@ -9,17 +9,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reelforge.errors import ReelforgeError
+from reelforge.jobs import layout
+from reelforge.jobs.engine_cache import is_remote_engine
+from reelforge.jobs.layout import strip_images
 from reelforge.jobs.record import JobRecord, JobStatus
+from reelforge.jobs.views import duration_s, prompts
 from reelforge.media.video import sound_label
-from reelforge.request.limits import DEFAULT_SEED, MULTI_SHOT_MANUAL, get_model
-from reelforge.request.model import PARAMS_KEY
+from reelforge.request.limits import DEFAULT_SEED, get_model
+from reelforge.request.model import split_automated
 from reelforge.storage.base import LocalStorage, local_path
 
 # Files are served by the server's extension route, which answers HTTP Range requests.
@@ -27,13 +29,13 @@ FILE_URL = "/reelforge/jobs/{id}/files/{name}"
 JOB_URL = "/gallery/jobs/{id}"
 RERUN_TAG = "reelforge:rerun-of"  # on a job made by "run again": the job it repeats
 
-_SHOT_FILE = re.compile(r"shot_(\d{4})\.mp4")
+_SHOT_FILE = layout.SHOT_FILE
 _FILE_LABELS = {
-    "output.mp4": "Video (MP4, H.264)",
-    "contact_sheet.png": "Contact sheet (PNG)",
-    "poster.jpg": "Poster frame (JPEG)",
-    "manifest.json": "Manifest (JSON)",
-    "video-generation-status.json": "Bedrock status file (JSON)",
+    layout.VIDEO: "Video (MP4, H.264)",
+    layout.CONTACT_SHEET: "Contact sheet (PNG)",
+    layout.POSTER: "Poster frame (JPEG)",
+    layout.MANIFEST: "Manifest (JSON)",
+    layout.STATUS: "Bedrock status file (JSON)",
 }
 
 
@@ -110,65 +112,19 @@ def seconds(s: float | None) -> str:
     return f"{s:.1f} s" if s < 120 else f"{int(s // 60)} min {int(s % 60)} s"
 
 
-def _params(model_input: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    task = model_input.get("taskType", "")
-    return task, model_input.get(PARAMS_KEY.get(task, ""), {}) or {}, model_input.get("videoGenerationConfig", {}) or {}
-
-
-def prompts(model_input: dict[str, Any]) -> list[str]:
-    """The prompt, or one prompt per shot."""
-    task, params, _ = _params(model_input)
-    if task == MULTI_SHOT_MANUAL:
-        return [str(s.get("text", "")) for s in params.get("shots", [])]
-    return [str(params.get("text", ""))]
-
-
-def duration_s(record: JobRecord) -> int | None:
-    """Length of the video the request asks for (per-shot lengths added up for manual shots)."""
-    task, params, cfg = _params(record.model_input)
-    if task != MULTI_SHOT_MANUAL:
-        return cfg.get("durationSeconds")
-    try:
-        shot_s = get_model(record.model_id).limits.shot_seconds
-    except ReelforgeError:
-        shot_s = 6
-    return sum(s.get("durationSeconds", shot_s) for s in params.get("shots", []))
-
-
 def seed(record: JobRecord) -> tuple[int, bool]:
     """(seed, True when the request left it out and the default applies)."""
     cfg = record.model_input.get("videoGenerationConfig", {}) or {}
     return (cfg["seed"], False) if "seed" in cfg else (DEFAULT_SEED, True)
 
 
-def strip_images(model_input: dict[str, Any]) -> dict[str, Any]:
-    """The request with image bytes replaced by a note of their size (the page shows the recipe, not the pixels)."""
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {
-                k: (f"<{len(v)} base64 characters>" if k == "bytes" and isinstance(v, str) else walk(v))
-                for k, v in node.items()
-            }
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return node
-
-    return walk(model_input)
-
-
 def s3_file_names(record: JobRecord) -> list[str]:
     """The files the worker writes for a completed job, by name."""
-    from reelforge.request.limits import get_model
-    from reelforge.request.model import split_automated
-    from reelforge.jobs.worker import shot_file_name
-
     shots = len((record.model_input.get("multiShotManualParams") or {}).get("shots") or [])
     if record.model_input.get("taskType") == "MULTI_SHOT_AUTOMATED":
         params, cfg = record.model_input["multiShotAutomatedParams"], record.model_input["videoGenerationConfig"]
         shots = len(split_automated(params["text"], cfg["durationSeconds"], get_model(record.model_id).limits.shot_seconds))
-    shot_files = [shot_file_name(i) for i in range(shots)] if shots > 1 else []
-    return ["output.mp4", *shot_files, "poster.jpg", "contact_sheet.png", "manifest.json", "video-generation-status.json"]
+    return layout.completed_files(shots)
 
 
 def local_folder(record: JobRecord) -> Path | None:
@@ -200,8 +156,8 @@ def summary(record: JobRecord) -> Summary:
     folder = local_folder(record)
     poster = None
     in_s3 = record.storage_uri.startswith("s3://")  # the worker writes poster.jpg for every completed job
-    if record.status is JobStatus.COMPLETED and (in_s3 or (folder is not None and (folder / "poster.jpg").is_file())):
-        poster = file_url(record.id, "poster.jpg")
+    if record.status is JobStatus.COMPLETED and (in_s3 or (folder is not None and (folder / layout.POSTER).is_file())):
+        poster = file_url(record.id, layout.POSTER)
     s, default = seed(record)
     return Summary(
         id=record.id,
@@ -272,12 +228,12 @@ def _file_label(name: str) -> str:
 
 
 # Downloads in the order people want them: the video, its shots, then the rest.
-_FILE_ORDER = ["output.mp4", "poster.jpg", "contact_sheet.png", "manifest.json", "video-generation-status.json"]
+_FILE_ORDER = layout.OUTPUTS
 
 
 def _file_key(name: str) -> tuple[int, int, str]:
     shot = _SHOT_FILE.fullmatch(name)
-    if name == "output.mp4":
+    if name == layout.VIDEO:
         return (0, 0, name)
     if shot:
         return (1, int(shot.group(1)), name)
@@ -313,8 +269,8 @@ def detail(record: JobRecord) -> Detail:
                 f.leftover = True
                 f.label = f"{f.label}, left over from the {ended} job"
     # output.mp4 is published last by the worker, so its presence means the video is whole.
-    video = file_url(record.id, "output.mp4") if "output.mp4" in names else None
-    sheet = file_url(record.id, "contact_sheet.png") if "contact_sheet.png" in names else None
+    video = file_url(record.id, layout.VIDEO) if layout.VIDEO in names else None
+    sheet = file_url(record.id, layout.CONTACT_SHEET) if layout.CONTACT_SHEET in names else None
     timings = [("Submitted", when(record.submit_time))]
     if record.start_time:
         timings.append(("Started", when(record.start_time)))
@@ -354,8 +310,6 @@ def job_warnings(record: JobRecord) -> list[str]:
 
 
 def _forwarded_to(record: JobRecord) -> str | None:
-    from reelforge.jobs.worker import is_remote_engine
-
     if not is_remote_engine(record.engine):
         return None
     route = record.engine_options
