@@ -41,6 +41,7 @@ from typing import Any, Awaitable, Callable, ClassVar
 
 from reelforge.errors import EngineError, JobCanceled, ReelforgeError
 from reelforge.engines.base import Engine, EngineOptions, RenderContext, ShotOutput, ShotPlan
+from reelforge.storage import layout
 
 log = logging.getLogger("reelforge.engines.remote")
 
@@ -222,7 +223,7 @@ class RemoteEngine(Engine):
             progress.metadata.update(await self.download(forward, job, upstream_id, state, folder, shot.count))
             timings["downloadedAt"] = time.time()
             progress.metadata["upstreamTimings"] = {k: round(v, 3) for k, v in timings.items()}
-            return ShotOutput(video_file=folder / "output.mp4")
+            return ShotOutput(video_file=folder / layout.VIDEO)
         finally:
             if held:
                 up.slots.release()
@@ -423,10 +424,8 @@ class BedrockEngine(RemoteEngine):
         return {"status": status, "progress": 0.0, "message": r.get("failureMessage"), "output": r["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"]}
 
     async def download(self, forward, job, upstream_id: str, state: dict[str, Any], folder: Path, shots: int = 1) -> dict[str, Any]:
-        from reelforge.jobs.layout import shot_file_name
-
         folder.mkdir(parents=True, exist_ok=True)
-        names = ["output.mp4"] + ([shot_file_name(i) for i in range(shots)] if shots > 1 else [])  # Bedrock's layout
+        names = [layout.VIDEO, *layout.shot_file_names(shots)]  # Bedrock's layout
         for name in names:
             if await is_reelforge(forward.url):
                 await _fetch_file(_shared_http(), f"{forward.url}/reelforge/jobs/{upstream_id.rsplit('/', 1)[1]}/files/{name}", folder / name)
@@ -541,7 +540,7 @@ class OpenAIVideosEngine(RemoteEngine):
 
     async def download(self, forward, job, upstream_id: str, state: dict[str, Any], folder: Path, shots: int = 1) -> dict[str, Any]:
         folder.mkdir(parents=True, exist_ok=True)
-        await _fetch_file(self.http(forward), f"/videos/{upstream_id}/content", folder / "output.mp4", params={"variant": "video"})
+        await _fetch_file(self.http(forward), f"/videos/{upstream_id}/content", folder / layout.VIDEO, params={"variant": "video"})
         return {}
 
     async def cancel(self, forward, upstream_id: str) -> bool:

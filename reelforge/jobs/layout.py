@@ -1,16 +1,9 @@
-"""The output layout of a job's folder: its file names, and the manifest and status documents the worker writes there.
-
-A completed job's folder holds Bedrock's layout: ``output.mp4`` (published last, so its presence
-means the video is whole), ``shot_NNNN.mp4`` for each shot of a multi-shot video, then reelforge's
-own ``poster.jpg``, ``contact_sheet.png`` and ``manifest.json``, and ``video-generation-status.json``
-(as Bedrock writes it). ``.checkpoints/shot_NNNN/`` holds what a shot's attempts keep for the next
-one; it is never an output.
-"""
+"""The output layout of a job's folder: its file names (defined in storage/layout.py, where engines read them too,
+re-exported here) and the manifest and status documents the worker writes there."""
 
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Any
 
@@ -18,36 +11,21 @@ from reelforge.engines import get_engine_class
 from reelforge.jobs.record import JobRecord
 from reelforge.request.model import VideoRequest
 from reelforge.storage.base import join
-
-VIDEO = "output.mp4"
-POSTER = "poster.jpg"
-CONTACT_SHEET = "contact_sheet.png"
-MANIFEST = "manifest.json"
-STATUS = "video-generation-status.json"
-CHECKPOINTS = ".checkpoints"  # <job>/.checkpoints/shot_NNNN/: what a shot's attempts keep for the next one (never an output)
-STILLS = [POSTER, CONTACT_SHEET]  # made from the finished video, beside it
-OUTPUTS = [VIDEO, *STILLS, MANIFEST, STATUS]  # every file of a completed job but its shots, in the order they are listed
-SHOT_FILE = re.compile(r"shot_(\d{4})\.mp4")  # a shot's file; group 1 is its number from 1
-
-
-def shot_file_name(index: int) -> str:
-    """The file a video's shot is written to: shot_0001.mp4, ... (Bedrock's layout)."""
-    return f"shot_{index + 1:04d}.mp4"
-
-
-def shot_file_names(shots: int) -> list[str]:
-    """The shot files of a video of ``shots`` shots: none for a single shot (output.mp4 is the video)."""
-    return [shot_file_name(i) for i in range(shots)] if shots > 1 else []
-
-
-def checkpoint_name(index: int) -> str:
-    """Shot ``index``'s checkpoint folder under .checkpoints/: shot_0001, ..."""
-    return shot_file_name(index).removesuffix(".mp4")
-
-
-def completed_files(shots: int) -> list[str]:
-    """Every file the worker writes for a completed job of ``shots`` shots, by name."""
-    return [VIDEO, *shot_file_names(shots), *STILLS, MANIFEST, STATUS]
+from reelforge.storage.layout import (  # noqa: F401 - the layout's names, for the worker, the gallery and downloads
+    CHECKPOINTS,
+    CONTACT_SHEET,
+    MANIFEST,
+    OUTPUTS,
+    POSTER,
+    SHOT_FILE,
+    STATUS,
+    STILLS,
+    VIDEO,
+    checkpoint_name,
+    completed_files,
+    shot_file_name,
+    shot_file_names,
+)
 
 
 def iso(t: float | None) -> str | None:

@@ -95,6 +95,7 @@ class Unit:
         self.sound = True  # the job keeps the sound its engine makes (False: --no-audio)
 
     def load_engine(self) -> Engine:
+        """The unit's engine, loaded (or reused); from here a crash counts as one of the job's attempts."""
         self.progress.beat("loading engine", force=True)
         engine = self.engines.get(self.engine_id, self.options)
         self.progress.begin()
@@ -167,11 +168,13 @@ class Unit:
 
 
 def plan_shot(request: VideoRequest, shots, index: int, model_id: str) -> ShotPlan:
+    """What the engine is asked to render for shot ``index`` of a checked request."""
     s = shots[index]
     return ShotPlan(index, len(shots), s.text, s.seed, s.duration_s, request.fps, request.width, request.height, s.image, model_id)
 
 
 def shot_unit(job: JobRecord, index: int) -> JobRecord:
+    """The record of shot ``index`` of a multi-shot job, split off as a unit any worker may take."""
     unit_id = new_job_id()
     return JobRecord(
         id=unit_id,
