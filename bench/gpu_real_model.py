@@ -67,7 +67,7 @@ def main() -> int:
     from reelforge.engines.diffusers.engine import DiffusersEngine
     from reelforge.engines.diffusers.weights import model_env_var
     from reelforge.errors import ReelforgeError
-    from reelforge.request.limits import get_model
+    from reelforge.engines.catalog import get_model
 
     register_engine(DiffusersEngine)  # as the entry point does once the package is installed
     try:

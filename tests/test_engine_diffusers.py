@@ -572,7 +572,7 @@ def test_per_model_options_reach_only_their_model(weights, monkeypatch, tmp_path
     from reelforge import VideoRequest
     from reelforge.engines.diffusers.engine import DiffusersEngine
     from reelforge.jobs.open import open_store
-    from reelforge.request.limits import engine_for, get_model
+    from reelforge.engines.catalog import engine_for, get_model
     from reelforge.jobs.runtime import Runtime
 
     monkeypatch.setenv("REELFORGE_DIFFUSERS_OPTIONS", json.dumps({

@@ -196,7 +196,7 @@ WAN = "reelforge.wan2.1-t2v-1.3b"
 
 def test_a_nova_id_served_by_wan_gets_wans_limits_before_a_job_exists(tmp_path, monkeypatch):
     pytest.importorskip("reelforge.engines.diffusers")
-    from reelforge.request.limits import get_model
+    from reelforge.engines.catalog import get_model
 
     get_model(WAN)  # the model table lists it, weights or not
     client = _idle_client(monkeypatch)

@@ -5,9 +5,9 @@ import pytest
 
 from reelforge import RequestError, VideoRequest
 from reelforge.errors import ImageError, UnknownModelError
-from reelforge.request.limits import get_model
+from reelforge.engines.catalog import get_model
 from reelforge.request.nova import build_model_input, video_location
-from reelforge.request.model import check, split_automated
+from reelforge.request.check import check, split_automated
 
 from tests.helpers import image_bytes
 

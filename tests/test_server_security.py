@@ -27,8 +27,9 @@ import reelforge
 from reelforge.request import images
 from reelforge.cli.serve import bind_listener, parse_size
 from reelforge.errors import ImageError, RequestError
-from reelforge.request.limits import get_model
-from reelforge.request.model import VideoRequest, check, parse_dimension
+from reelforge.engines.catalog import get_model
+from reelforge.request.model import VideoRequest, parse_dimension
+from reelforge.request.check import check
 from reelforge.server.app import ServerSettings
 from reelforge.server.origin import s3_sources
 from server_fixtures import (

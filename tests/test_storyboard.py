@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from reelforge.media import video as media
 from reelforge.cli.main import cli
-from reelforge.request.limits import get_model
-from reelforge.request.model import check
+from reelforge.engines.catalog import get_model
+from reelforge.request.check import check
 from reelforge.workflows.storyboard import StoryboardError, load_storyboard
 
 from tests.helpers import image_bytes

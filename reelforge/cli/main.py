@@ -118,7 +118,7 @@ def _engine_note(model: str) -> str | None:
     Nothing is said when the model id was picked for its engine (reelforge.animatic-v1): the user chose it.
     """
     from reelforge.engines import get_engine_class
-    from reelforge.request.limits import engine_for, get_model
+    from reelforge.engines.catalog import engine_for, get_model
 
     spec = get_model(model)
     engine_id, _ = engine_for(spec)
@@ -186,7 +186,7 @@ def lint_request(request, *, errors: bool = True) -> list[str]:
 
 def _default_duration(model: str) -> int:
     """6 s, Nova Reel's length, unless the model's shots are shorter (Wan 2.1: 5 s)."""
-    from reelforge.request.limits import get_model
+    from reelforge.engines.catalog import get_model
 
     try:
         allowed = get_model(model).limits.text_video_durations
@@ -454,7 +454,7 @@ def models(as_json):
     from reelforge.engines import get_engine_class
     from reelforge.engines.forward import Forwards
     from reelforge.jobs.lifecycle import DOCUMENTED, LifecycleReader
-    from reelforge.request.limits import add_forwarded, all_models, engine_for
+    from reelforge.engines.catalog import add_forwarded, all_models, engine_for
 
     forwards = Forwards.from_env()
     for f in forwards.entries.values():
@@ -581,7 +581,8 @@ def _gpu_workers(value: str, *, until_idle, idle_exit, background, threads, forw
               help="The model the prompt is for; on the previz (reelforge.animatic-v2) it also says what the previz will show.")
 def lint(prompt, task_type, duration, model):
     """Check PROMPT against Nova Reel's prompting rules; exit 1 on an error."""
-    from reelforge.request.prompts import lint_prompt, previz_notes
+    from reelforge.request.prompts import lint_prompt
+    from reelforge.workflows.lint import previz_notes
 
     warnings = lint_prompt(prompt, task_type=task_type, duration_s=duration)
     for w in warnings:

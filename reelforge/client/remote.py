@@ -139,8 +139,8 @@ class RemoteBackend:
         output = self._output_for(model, request, output)
         if isinstance(request, VideoRequest):
             if request.fit is not None:  # fit the image here: the wire format has no field for it
-                from reelforge.request.limits import get_model
-                from reelforge.request.model import check
+                from reelforge.engines.catalog import get_model
+                from reelforge.request.check import check
 
                 request, _ = check(request, get_model(model))
             model_input = request.to_model_input()
@@ -410,8 +410,8 @@ def check_locally(model: str, request) -> None:
     Used before a start that cannot be sent (no output location), so a bad request still gets its
     own error first. Models only the server knows, and images in S3, are left to the server.
     """
-    from reelforge.request.limits import get_model
-    from reelforge.request.model import check
+    from reelforge.engines.catalog import get_model
+    from reelforge.request.check import check
 
     try:
         spec = get_model(model)

@@ -391,7 +391,7 @@ class BedrockEngine(RemoteEngine):
     async def create(self, forward, job, token: str) -> str:
         from botocore.exceptions import ClientError
 
-        from reelforge.request.limits import get_model
+        from reelforge.engines.catalog import get_model
 
         model_input = job.wire_request.get("modelInput") or job.model_input  # Luma's own request, as it came
         if "modelInput" not in job.wire_request and get_model(job.model_id).input_format == "luma":

@@ -38,7 +38,7 @@ from reelforge.jobs.retention import prune, prune_every_s, retain_from_env
 from reelforge.jobs.submission import new_record
 from reelforge.jobs.webhook_dispatch import Dispatcher
 from reelforge.jobs.worker import perform, unit_steps
-from reelforge.request.limits import add_forwarded
+from reelforge.engines.catalog import add_forwarded
 from reelforge.request.model import VideoRequest
 from reelforge.storage.base import storage_for
 

@@ -8,7 +8,7 @@ from typing import Callable, Union
 
 from reelforge.jobs.outbox import postgres_webhooks, sqlite_webhooks
 from reelforge.jobs.record import options_text, search_text
-from reelforge.request.limits import engine_of_old_job
+from reelforge.engines.catalog import engine_of_old_job
 
 log = logging.getLogger("reelforge.stores")
 Step = Union[str, Callable]  # SQL statements separated by ";", or what SQL alone cannot do (a function of the connection)

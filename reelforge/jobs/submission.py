@@ -18,8 +18,9 @@ from reelforge.errors import ConfigError, RequestError, StorageError
 from reelforge.jobs import lifecycle
 from reelforge.jobs import webhooks as webhooks_module
 from reelforge.jobs.record import JobRecord, new_job_id, request_fingerprint
-from reelforge.request.limits import Served, get_model, local_backend, serving
-from reelforge.request.model import VideoRequest, check, check_served
+from reelforge.engines.catalog import Served, get_model, local_backend, serving
+from reelforge.request.model import VideoRequest
+from reelforge.request.check import check, check_served
 from reelforge.storage.base import join, local_path, to_uri
 
 

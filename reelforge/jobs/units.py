@@ -22,8 +22,9 @@ from reelforge.jobs.lane import Await
 from reelforge.jobs.lease import JobProgress, LeaseKeeper, LeaseLost
 from reelforge.jobs.record import JobRecord, JobStatus, JobStore, new_job_id
 from reelforge.media import video as media
-from reelforge.request.limits import forwarded_spec
-from reelforge.request.model import VideoRequest, check
+from reelforge.engines.catalog import forwarded_spec
+from reelforge.request.model import VideoRequest
+from reelforge.request.check import check
 
 log = logging.getLogger("reelforge.worker")
 

@@ -11,7 +11,8 @@ from typing import Any
 from reelforge.errors import ReelforgeError
 from reelforge.jobs.layout import iso
 from reelforge.jobs.record import JobRecord, JobStatus
-from reelforge.request.limits import MULTI_SHOT_MANUAL, get_model
+from reelforge.request.limits import MULTI_SHOT_MANUAL
+from reelforge.engines.catalog import get_model
 from reelforge.request.model import PARAMS_KEY
 
 OPENAI_ID_PREFIX = "video_"

@@ -22,8 +22,9 @@ from reelforge.jobs.lane import drive
 from reelforge.jobs.lease import JobProgress, LeaseKeeper
 from reelforge.jobs.record import JobRecord, JobStatus, JobStore
 from reelforge.jobs.units import Unit, render_forwarded, shot_unit
-from reelforge.request.limits import get_model
-from reelforge.request.model import VideoRequest, check
+from reelforge.engines.catalog import get_model
+from reelforge.request.model import VideoRequest
+from reelforge.request.check import check
 
 log = logging.getLogger("reelforge.worker")
 

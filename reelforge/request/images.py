@@ -23,6 +23,7 @@ import re
 import struct
 import threading
 import warnings
+from typing import Literal, get_args
 
 import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin, PngImagePlugin, UnidentifiedImageError
@@ -54,7 +55,8 @@ _decodes = threading.BoundedSemaphore(DECODE_SLOTS)
 MAX_BYTES = 50 * 1024 * 1024
 ALLOWED_FORMATS = ("PNG", "JPEG")
 ALPHA_BACKGROUND = (0, 0, 0)
-FIT_MODES = ("crop", "pad")
+FitMode = Literal["crop", "pad"]
+FIT_MODES: tuple[str, ...] = get_args(FitMode)
 
 _ALLOWED_TEXT = "png or jpeg"
 # 4 base64 characters carry 3 bytes; anything longer cannot decode to an allowed image.

@@ -6,8 +6,11 @@ from typing import Any
 from urllib.parse import urlparse
 
 from reelforge import config
-from reelforge.request.limits import get_model
-from reelforge.request.model import VideoRequest, check
+from reelforge.errors import UnknownModelError
+from reelforge.request import images
+from reelforge.request.limits import NOVA_MODELS
+from reelforge.request.model import VideoRequest
+from reelforge.request.check import check
 
 
 def build_model_input(
@@ -27,20 +30,23 @@ def build_model_input(
     The notebook's ``amazon.nova-reel-v1:0`` accepts exactly the same TEXT_VIDEO requests (v1:1 only
     adds multi-shot task types), so a notebook's dict validates the same under either id.
     Unlike the notebook, the image's format is read from the image (a JPEG is sent as "jpeg").
-    Raises RequestError naming the field and the allowed values.
+    ``model_id`` is one of the Nova Reel ids (the helper builds their request form; a local model's
+    limits are checked when the request reaches it). Raises RequestError naming the field and the
+    allowed values, UnknownModelError for another id.
     """
+    nova = {spec.model_id: spec for spec in NOVA_MODELS}
+    if model_id not in nova:
+        raise UnknownModelError(model_id, sorted(nova))
     output: dict[str, Any] = {
         "taskType": "TEXT_VIDEO",
         "textToVideoParams": {"text": prompt},
         "videoGenerationConfig": {"durationSeconds": duration, "fps": fps, "dimension": resolution, "seed": seed},
     }
     if image_base64:
-        from reelforge.request import images
-
         data = images.decode_base64(image_base64, "image_base64")
         fmt = "jpeg" if images.open_image(data, "image_base64").info.get("reelforge_format") == "JPEG" else "png"
         output["textToVideoParams"]["images"] = [{"format": fmt, "source": {"bytes": image_base64}}]
-    check(VideoRequest.from_model_input(output), get_model(model_id))
+    check(VideoRequest.from_model_input(output), nova[model_id])
     return output
 
 

@@ -24,9 +24,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["LintWarning", "camera_motion", "lint_prompt", "lint_shots", "previz_notes"]
+from reelforge.request.limits import MULTI_SHOT_AUTOMATED, NOVA_REEL_V1_1, TASK_TYPES, Limits
 
-_MAX_CHARS = {"TEXT_VIDEO": 512, "MULTI_SHOT_MANUAL": 512, "MULTI_SHOT_AUTOMATED": 4000}
+__all__ = ["LintWarning", "camera_motion", "camera_phrases", "lint_prompt", "lint_shots"]
+
 _SHORT_AUTOMATED = 200  # P6 threshold (our extension, not AWS's number)
 
 
@@ -92,7 +93,7 @@ _IMPLIED = {"(?:tracking|following)", "aerial|drone|fpv", "first[\\s-]+person|po
 _IMPLIED_RES = {i for i, (p, _) in enumerate(_CAMERA) if any(p.startswith(x) for x in _IMPLIED)}
 
 
-def _camera_phrases(text: str) -> list[tuple[int, int, str | None]]:
+def camera_phrases(text: str) -> list[tuple[int, int, str | None]]:
     """Every camera phrase as (start, end, normalized motion or None), in text order."""
     found = []
     for index, (regex, norm) in enumerate(_CAMERA_RES):
@@ -120,7 +121,7 @@ def camera_motion(text: str) -> str | None:
     zoom, dolly, orbit, static) wins over a shot type that only implies one (aerial, tracking,
     first person, a bare "camera moves"), wherever each stands.
     """
-    phrases = [(implied, start, motion) for start, _, motion, implied in _camera_phrases(text) if motion]
+    phrases = [(implied, start, motion) for start, _, motion, implied in camera_phrases(text) if motion]
     return min(phrases)[2] if phrases else None  # explicit moves first, then the earliest
 
 
@@ -185,12 +186,12 @@ def _non_english(text: str) -> str | None:
 
 
 def lint_prompt(
-    text: str, *, task_type: str = "TEXT_VIDEO", duration_s: int | None = None
+    text: str, *, task_type: str = "TEXT_VIDEO", duration_s: int | None = None, limits: Limits = NOVA_REEL_V1_1
 ) -> list[LintWarning]:
-    """Lint one prompt; warnings come sorted by start position."""
-    if task_type not in _MAX_CHARS:
-        raise ValueError(f"task_type {task_type!r} is not one of {sorted(_MAX_CHARS)}")
-    limit = _MAX_CHARS[task_type]
+    """Lint one prompt against ``limits`` (a model's; Nova Reel's by default); warnings come sorted by start position."""
+    if task_type not in TASK_TYPES:
+        raise ValueError(f"task_type {task_type!r} is not one of {sorted(TASK_TYPES)}")
+    limit = limits.automated_text_max if task_type == MULTI_SHOT_AUTOMATED else limits.text_max
     n = len(text)
     if not text.strip():
         return [LintWarning("P1", "empty", "error",
@@ -214,7 +215,7 @@ def lint_prompt(
             f'describe what should be there instead of "{negated}" '
             '(e.g. "an empty fruit basket", not "a basket with no fruit")'))
 
-    phrases = _camera_phrases(text)
+    phrases = camera_phrases(text)
     if phrases:
         start, end = phrases[0][:2]
         phrase = text[start:end]
@@ -249,7 +250,7 @@ def lint_prompt(
                 "P6", "short-multi-shot", "info",
                 f"the prompt is {len(text.strip())} characters for a {secs} video; the model "
                 f"plans every shot from it",
-                0, 0, "write a longer prompt (up to 4000 characters) that describes each scene, "
+                0, 0, f"write a longer prompt (up to {limits.automated_text_max} characters) that describes each scene, "
                 "the story's progression, the style and the camera work"))
 
     reason = _non_english(text)
@@ -262,29 +263,11 @@ def lint_prompt(
     return sorted(out, key=lambda w: (w.start, w.end, w.rule))
 
 
-def lint_shots(shots: list[str]) -> list[tuple[int, LintWarning]]:
+def lint_shots(shots: list[str], limits: Limits = NOVA_REEL_V1_1) -> list[tuple[int, LintWarning]]:
     """Lint each MULTI_SHOT_MANUAL shot prompt (rule P8); returns (shot index, warning) pairs."""
     return [
         (i, warning)
         for i, shot in enumerate(shots)
-        for warning in lint_prompt(shot, task_type="MULTI_SHOT_MANUAL")
+        for warning in lint_prompt(shot, task_type="MULTI_SHOT_MANUAL", limits=limits)
     ]
 
-
-def previz_notes(model_id: str, texts: list[str]) -> list[str]:
-    """"previz will show: ..." for each prompt, when ``model_id`` renders on the previz (animatic-v2).
-
-    One line per non-blank prompt, "shot N" added when there are several; [] for other models,
-    unknown ids included (the request check reports those).
-    """
-    from reelforge.engines.previz import PrevizEngine, read_prompt
-    from reelforge.errors import ReelforgeError
-    from reelforge.request.limits import engine_for, get_model
-
-    try:
-        if engine_for(get_model(model_id))[0] != PrevizEngine.engine_id:
-            return []
-    except ReelforgeError:
-        return []
-    shown = [(i, t) for i, t in enumerate(texts) if t.strip()]
-    return [f"previz will show{f', shot {i + 1}' if len(texts) > 1 else ''}: {read_prompt(t).summary()}" for i, t in shown]

@@ -26,7 +26,7 @@ from starlette.routing import Route
 from reelforge.errors import JobExpiredError, JobNotFoundError, RequestError, StorageError
 from reelforge.jobs.record import JobRecord, JobStatus
 from reelforge.jobs.views import gemini_error, gemini_response
-from reelforge.request.limits import get_model
+from reelforge.engines.catalog import get_model
 from reelforge.request.model import ImageInput, VideoRequest
 from reelforge.server import video_wires, wire
 from reelforge.server.errors import GEMINI, ApiError

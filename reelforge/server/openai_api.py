@@ -25,8 +25,10 @@ from reelforge.errors import JobExpiredError, JobNotFoundError, RequestError, St
 from reelforge.jobs import layout
 from reelforge.jobs.record import JobRecord, JobStatus, PrunedJob
 from reelforge.jobs.views import OPENAI_ID_PREFIX as ID_PREFIX, openai_video as video, openai_video_id as video_id
-from reelforge.request.limits import MULTI_SHOT_MANUAL, get_model
-from reelforge.request.model import ImageInput, VideoRequest, parse_dimension, surrogate_problem
+from reelforge.request.limits import MULTI_SHOT_MANUAL
+from reelforge.engines.catalog import get_model
+from reelforge.request.model import ImageInput, VideoRequest, parse_dimension
+from reelforge.request.check import surrogate_problem
 from reelforge.storage.base import local_path
 from reelforge.server import video_wires, wire
 from reelforge.server.errors import OPENAI, ApiError

@@ -24,7 +24,8 @@ from reelforge.errors import ConfigError, RequestError, UnknownModelError
 from reelforge.jobs import layout
 from reelforge.jobs.record import JobRecord
 from reelforge.jobs.views import prompt, shape  # noqa: F401 - re-exported for the wires
-from reelforge.request.limits import NOVA_BACKEND_DEFAULT, ModelSpec, all_models, get_model
+from reelforge.request.limits import NOVA_BACKEND_DEFAULT, ModelSpec
+from reelforge.engines.catalog import all_models, get_model
 from reelforge.request.model import VideoRequest
 from reelforge.storage.base import join, storage_for
 from reelforge.server.errors import ApiError

@@ -14,7 +14,7 @@ from typing import Any
 
 from reelforge.jobs.layout import iso  # noqa: F401 - the wires' time form, where they look for it
 from reelforge.jobs.views import bedrock_summary as summary, model_arn  # noqa: F401 - re-exported for the wires
-from reelforge.request.model import surrogate_problem
+from reelforge.request.check import surrogate_problem
 from reelforge.storage.base import check_location
 from reelforge.server.errors import validation
 

@@ -40,7 +40,8 @@ from typing import Any, Callable, Iterable
 from reelforge import config
 from reelforge.errors import JobExpiredError, ReelforgeError, RequestError
 from reelforge.workflows.estimate import estimate, is_aws_endpoint
-from reelforge.request.model import ImageInput, VideoRequest, check, parse_dimension
+from reelforge.request.model import ImageInput, VideoRequest, parse_dimension
+from reelforge.request.check import check
 from reelforge.jobs import layout
 from reelforge.jobs.record import PrunedJob
 from reelforge.storage.base import join
@@ -180,7 +181,7 @@ def line_token(source: str, line: int, model_id: str, request: VideoRequest, out
 
 
 def _engine_options(model_id: str) -> dict[str, Any]:
-    from reelforge.request.limits import engine_for, get_model
+    from reelforge.engines.catalog import engine_for, get_model
 
     engine_id, options = engine_for(get_model(model_id))
     return {"engine": engine_id, **options}
@@ -275,7 +276,7 @@ def _request(path: Path, line: int, raw: Any, defaults: dict[str, Any]) -> tuple
         except RequestError as exc:
             raise BatchError(path, line, "image", f"{image}: {exc.message}") from None
     request = VideoRequest(**fields)
-    from reelforge.request.limits import get_model
+    from reelforge.engines.catalog import get_model
 
     try:
         check(request, get_model(model_id))

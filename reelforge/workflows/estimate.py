@@ -24,9 +24,13 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 from urllib.parse import urlparse
 
+from reelforge.engines.catalog import add_forwarded, engine_for, get_model
+from reelforge.engines.forward import Forwards
 from reelforge.errors import RequestError
-from reelforge.request.limits import ModelSpec, engine_for, get_model
-from reelforge.request.model import VideoRequest, check
+from reelforge.jobs.record import JobStatus
+from reelforge.request.check import check
+from reelforge.request.limits import ModelSpec
+from reelforge.request.model import VideoRequest
 
 NOVA_USD_PER_SECOND = 0.08
 NOVA_PRICE_SOURCE = (
@@ -131,9 +135,6 @@ def estimate(
     ``store`` is a job log to learn local timings from (None: the measured table only).
     Raises RequestError when the request does not fit the model, as submitting would.
     """
-    from reelforge.engines.forward import Forwards
-    from reelforge.request.limits import add_forwarded
-
     forward = Forwards.from_env().get(model_id) if not endpoint else None
     if forward is not None:
         add_forwarded(model_id, forward.kind)
@@ -202,8 +203,6 @@ def learn(engine_id: str, store: Any, measured: FrameRate | None, size: tuple[in
     Only jobs within a factor of SIZE_RANGE in pixels of ``size`` count: per-shot setup weighs on
     tiny videos, so their rate says little about large ones.
     """
-    from reelforge.jobs.record import JobStatus
-
     try:
         records = store.list(statuses=[JobStatus.COMPLETED], limit=500)
     except Exception:  # an unreadable job log must not stop a dry run

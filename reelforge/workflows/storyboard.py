@@ -2,7 +2,7 @@
 
 A storyboard lists shots (MULTI_SHOT_MANUAL) or, with ``automated: true``, holds one long
 prompt and a duration (MULTI_SHOT_AUTOMATED; local engines split it with
-``reelforge.request.model.split_automated``)::
+``reelforge.request.check.split_automated``)::
 
     model: reelforge.animatic-v1      # optional; the command line's --model wins
     resolution: 1280x720              # optional, default 1280x720
@@ -27,12 +27,19 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Mapping, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StrictInt, StrictStr, Tag
+from pydantic import TypeAdapter, ValidationError
 
 from reelforge import config
+from reelforge.engines.catalog import get_model
 from reelforge.errors import RequestError, UnknownModelError
-from reelforge.request.limits import MULTI_SHOT_AUTOMATED, MULTI_SHOT_MANUAL, get_model
-from reelforge.request.model import ImageInput, Shot, VideoRequest, check, parse_dimension
+from reelforge.request import problems
+from reelforge.request.check import allowed_values, check
+from reelforge.request.images import FIT_MODES, FitMode
+from reelforge.request.limits import MULTI_SHOT_AUTOMATED, MULTI_SHOT_MANUAL, ModelSpec
+from reelforge.request.model import ImageInput, Shot, VideoRequest, parse_dimension
 
 TOP_KEYS = ("model", "resolution", "fps", "seed", "fit", "shots", "automated", "text", "duration")
 SHOT_KEYS = ("text", "image", "duration", "seed")
@@ -51,6 +58,58 @@ class Storyboard:
     path: Path
     model_id: str
     request: VideoRequest
+
+
+# --- the file's schema ------------------------------------------------------------------------
+_NULL_IS_ABSENT = ("model", "fps", "seed", "automated")  # top-level keys for which null means "not given"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BoardShot(_Strict):
+    """One shot: its text, and an image path, a duration and a seed (the last two: local models)."""
+
+    text: StrictStr
+    image: StrictStr | None = None
+    duration: StrictInt | None = None
+    seed: StrictInt | None = None
+
+
+class _Board(_Strict):
+    model: StrictStr = problems.omittable()
+    resolution: Annotated[tuple[int, int], BeforeValidator(lambda v: parse_dimension(v, "resolution"))] = problems.omittable()
+    fps: StrictInt = problems.omittable()
+    seed: StrictInt = problems.omittable()
+    fit: FitMode = problems.omittable()
+
+
+class ManualBoard(_Board):
+    """``shots:``, a MULTI_SHOT_MANUAL request; a shot may be just its text."""
+
+    automated: Literal[False] | None = False
+    shots: list[Annotated[BoardShot, BeforeValidator(lambda v: {"text": v} if isinstance(v, str) else v)]] = Field(min_length=1)
+
+
+class AutomatedBoard(_Board):
+    """``automated: true``, one long prompt and a duration: a MULTI_SHOT_AUTOMATED request."""
+
+    automated: Literal[True]
+    text: StrictStr
+    duration: StrictInt
+
+
+BOARD = TypeAdapter(Annotated[
+    Union[Annotated[ManualBoard, Tag("manual")], Annotated[AutomatedBoard, Tag("automated")]],
+    Discriminator(lambda d: "automated" if d.get("automated") is True else "manual"),
+])
+_MISPLACED = (("shots",), ("text",), ("duration",))  # keys of the other kind of storyboard: said where they stand
+# The order problems are found in, by kind of storyboard: the keys of the other kind first, then the own ones.
+_ORDER = {
+    tag: {k: i for i, k in enumerate(TOP_KEYS[:5] + ("automated",) + keys + SHOT_KEYS[1:])}
+    for tag, keys in (("manual", ("text", "duration", "shots")), ("automated", ("shots", "text", "duration")))
+}
 
 
 def load_storyboard(path: str | os.PathLike, model: str | None = None) -> Storyboard:
@@ -74,48 +133,14 @@ def parse_storyboard(data: Any, *, path: str | os.PathLike = "<storyboard>", mod
     path = Path(path)
     if not isinstance(data, dict):
         raise StoryboardError(path, "", f"must be a mapping with 'shots' (or 'automated: true' and 'text'), got {_kind(data)}")
-    _no_unknown(path, "", data, TOP_KEYS)
-    model_id = model or _opt(path, "model", data.get("model"), str) or config.DEFAULT_MODEL
+    given = {k: v for k, v in data.items() if not (v is None and k in _NULL_IS_ABSENT) and not (model and k == "model")}
+    named = model or data.get("model")
     try:
-        spec = get_model(model_id)
-    except UnknownModelError as exc:
-        raise StoryboardError(path, "model", str(exc).removeprefix("modelId: ")) from None
-    local = not spec.bedrock_id
-    fields: dict[str, Any] = {}
-    if "resolution" in data:
-        try:
-            fields["width"], fields["height"] = parse_dimension(data["resolution"], "resolution")
-        except RequestError as exc:
-            raise StoryboardError(path, "resolution", exc.message) from None
-    for key in ("fps", "seed"):
-        if key in data:
-            fields[key] = _opt(path, key, data[key], int)
-    if "fit" in data:
-        fit = data["fit"]
-        if fit not in ("crop", "pad"):
-            raise StoryboardError(path, "fit", f"{fit!r} is not allowed; allowed: crop, pad")
-        fields["fit"] = fit
-
-    automated = _opt(path, "automated", data.get("automated", False), bool)
-    if automated:
-        if "shots" in data:
-            raise StoryboardError(path, "shots", "not used with 'automated: true'; give one long 'text' and a 'duration'")
-        text = _opt(path, "text", data.get("text"), str)
-        duration = _opt(path, "duration", data.get("duration"), int)
-        if text is None:
-            raise StoryboardError(path, "text", "is required with 'automated: true' (one long prompt for the whole video)")
-        if duration is None:
-            raise StoryboardError(path, "duration", f"is required with 'automated: true'; allowed: {_durations(spec)}")
-        request = VideoRequest(task_type=MULTI_SHOT_AUTOMATED, text=text, duration_s=duration, **fields)
-    else:
-        for key in ("text", "duration"):
-            if key in data:
-                raise StoryboardError(path, key, "only for 'automated: true'; a manual storyboard gives each shot its text")
-        shots_in = data.get("shots")
-        if not isinstance(shots_in, list) or not shots_in:
-            raise StoryboardError(path, "shots", f"must be a non-empty list of shots, got {_kind(shots_in)}")
-        shots = [_shot(path, i, s, spec.model_id, local) for i, s in enumerate(shots_in)]
-        request = VideoRequest(task_type=MULTI_SHOT_MANUAL, shots=shots, duration_s=None, **fields)
+        board = BOARD.validate_python(given)
+    except ValidationError as exc:
+        raise _first_problem(path, exc, named) from None
+    spec = _spec(path, named)
+    request = _request(path, board, spec)
     try:
         check(request, spec)
     except RequestError as exc:
@@ -123,37 +148,100 @@ def parse_storyboard(data: Any, *, path: str | os.PathLike = "<storyboard>", mod
     return Storyboard(path, spec.model_id, request)
 
 
-def _shot(path: Path, index: int, raw: Any, model_id: str, local: bool) -> Shot:
+def _first_problem(path: Path, exc: ValidationError, named: str | None) -> StoryboardError:
+    """The problem a reader meets first; unknown keys and the model come before the model's own limits."""
+    errors: list[dict[str, Any]] = [
+        dict(e, type="misplaced") if e["type"] == "extra_forbidden" and e["loc"][1:] in _MISPLACED else dict(e) for e in exc.errors()
+    ]
+    order = _ORDER[str(errors[0]["loc"][0])] if errors[0]["loc"] else _ORDER["manual"]
+    problem = problems.first(errors, order, {"extra_forbidden": 0}, by_name=False)
+    if problem["type"] == "extra_forbidden" or problem["loc"][1:2] == ("model",):
+        return _problem(path, problem, None)
+    return _problem(path, problem, _spec(path, named))
+
+
+def _spec(path: Path, model_id: str | None) -> ModelSpec:
+    try:
+        return get_model(model_id or config.DEFAULT_MODEL)
+    except UnknownModelError as exc:
+        raise StoryboardError(path, "model", str(exc).removeprefix("modelId: ")) from None
+
+
+def _request(path: Path, board: ManualBoard | AutomatedBoard, spec: ModelSpec) -> VideoRequest:
+    fields: dict[str, Any] = {k: getattr(board, k) for k in ("fps", "seed", "fit") if getattr(board, k) is not None}
+    if board.resolution is not None:
+        fields["width"], fields["height"] = board.resolution
+    if isinstance(board, AutomatedBoard):
+        return VideoRequest(task_type=MULTI_SHOT_AUTOMATED, text=board.text, duration_s=board.duration, **fields)
+    shots = [_shot(path, i, s, spec) for i, s in enumerate(board.shots)]
+    return VideoRequest(task_type=MULTI_SHOT_MANUAL, shots=shots, duration_s=None, **fields)
+
+
+def _shot(path: Path, index: int, shot: BoardShot, spec: ModelSpec) -> Shot:
     where = f"shot {index + 1}"
-    if isinstance(raw, str):
-        raw = {"text": raw}
-    if not isinstance(raw, dict):
-        raise StoryboardError(path, where, f"must be a mapping with 'text' (or just the text), got {_kind(raw)}")
-    _no_unknown(path, where, raw, SHOT_KEYS)
-    text = _opt(path, f"{where}: text", raw.get("text"), str)
-    if text is None:
-        raise StoryboardError(path, f"{where}: text", "is required")
-    fields: dict[str, Any] = {"text": text}
     for key in ("duration", "seed"):
-        if key in raw:
-            if not local:
-                why = "every shot lasts 6 s" if key == "duration" else "the video has one seed (set 'seed' at the top)"
-                raise StoryboardError(
-                    path, f"{where}: {key}",
-                    f"per-shot {key}s are for local model ids only; on {model_id} {why}, "
-                    "or use a local model such as --model reelforge.animatic-v1",
-                )
-            fields["duration_s" if key == "duration" else key] = _opt(path, f"{where}: {key}", raw[key], int)
-    if raw.get("image") is not None:
-        image = _opt(path, f"{where}: image", raw["image"], str)
-        image_path = (path.parent / Path(image).expanduser()) if not Path(image).expanduser().is_absolute() else Path(image).expanduser()
+        if key in shot.model_fields_set and spec.bedrock_id:
+            why = "every shot lasts 6 s" if key == "duration" else "the video has one seed (set 'seed' at the top)"
+            raise StoryboardError(
+                path, f"{where}: {key}",
+                f"per-shot {key}s are for local model ids only; on {spec.model_id} {why}, "
+                "or use a local model such as --model reelforge.animatic-v1",
+            )
+    image = None
+    if shot.image is not None:
+        given = Path(shot.image).expanduser()
+        image_path = given if given.is_absolute() else path.parent / given
         if not image_path.is_file():
             raise StoryboardError(path, f"{where}: image", f"no file {image_path} (image paths are relative to the storyboard file)")
         try:
-            fields["image"] = ImageInput.from_source(image_path, "image")
+            image = ImageInput.from_source(image_path, "image")
         except RequestError as exc:
             raise StoryboardError(path, f"{where}: image", f"{image_path}: {exc.message}") from None
-    return Shot(**fields)
+    return Shot(text=shot.text, image=image, duration_s=shot.duration, seed=shot.seed)
+
+
+def _problem(path: Path, err: Mapping[str, Any], spec: ModelSpec | None) -> StoryboardError:
+    """One pydantic problem of a storyboard in the file's words: 'shot 2: seed: must be a whole number, got 'x''."""
+    loc, kind = tuple(err["loc"][1:]), err["type"]  # loc[0]: the manual/automated tag
+    value = None if kind == "missing" else err.get("input")
+    where = f"shot {loc[1] + 1}" + "".join(f": {k}" for k in loc[2:]) if loc[:1] == ("shots",) and len(loc) > 1 else ": ".join(map(str, loc))
+    return StoryboardError(path, where, _message(loc, kind, value, err, spec))
+
+
+def _message(loc: tuple[Any, ...], kind: str, value: Any, err: Mapping[str, Any], spec: ModelSpec | None) -> str:
+    name, cause = (loc[-1] if loc else ""), (err.get("ctx") or {}).get("error")
+    if kind == "extra_forbidden":
+        return f"unknown field; allowed: {', '.join(SHOT_KEYS if len(loc) > 1 else TOP_KEYS)}"
+    if kind == "misplaced" and err["loc"][0] == "automated":
+        return "not used with 'automated: true'; give one long 'text' and a 'duration'"
+    if kind == "misplaced":
+        return "only for 'automated: true'; a manual storyboard gives each shot its text"
+    if isinstance(cause, RequestError):
+        return cause.message
+    if loc == ("shots",) or (kind == "model_type" and loc[:1] == ("shots",)):
+        what = "a non-empty list of shots" if loc == ("shots",) else "a mapping with 'text' (or just the text)"
+        return f"must be {what}, got {_kind(value)}"
+    if kind == "missing" or (value is None and kind in ("string_type", "int_type")):
+        return _required(str(name), spec) if len(loc) == 1 else "is required"
+    return _bad_value(str(name), kind, value)
+
+
+def _required(name: str, spec: ModelSpec | None) -> str:
+    if name == "text" or name == "duration":
+        if name == "duration" and spec is not None:
+            return f"is required with 'automated: true'; allowed: {allowed_values(spec.limits.automated_durations)}"
+        return "is required with 'automated: true' (one long prompt for the whole video)"
+    return "is required"
+
+
+def _bad_value(name: str, kind: str, value: Any) -> str:
+    if name == "automated":
+        return f"must be true or false, got {value!r}"
+    if name == "fit":
+        return f"{value!r} is not allowed; allowed: {', '.join(FIT_MODES)}"
+    if kind == "int_type":
+        return f"must be a whole number, got {value!r}"
+    return f"must be a string, got {value!r}"
 
 
 _SHOT_FIELD = re.compile(r"^multiShotManualParams\.shots\[(\d+)\]\.?(.*)$")
@@ -197,28 +285,6 @@ def _parse(path: Path, text: str) -> Any:
         where = f"line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise StoryboardError(path, where, f"not valid YAML: {problem}") from None
-
-
-def _no_unknown(path: Path, where: str, d: dict, allowed: tuple[str, ...]) -> None:
-    for key in d:
-        if key not in allowed:
-            prefix = f"{where}: " if where else ""
-            raise StoryboardError(path, f"{prefix}{key}", f"unknown field; allowed: {', '.join(allowed)}")
-
-
-def _opt(path: Path, where: str, value: Any, kind: type) -> Any:
-    if value is None:
-        return None
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise StoryboardError(path, where, f"must be a whole number, got {value!r}")
-    if kind is not int and not isinstance(value, kind):
-        raise StoryboardError(path, where, f"must be {'true or false' if kind is bool else 'a string'}, got {value!r}")
-    return value
-
-
-def _durations(spec) -> str:
-    d = spec.limits.automated_durations
-    return f"{d[0]} to {d[-1]}" + (f" in steps of {d[1] - d[0]}" if len(d) > 1 and d[1] - d[0] != 1 else "")
 
 
 def _kind(v: Any) -> str:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
-from reelforge.request.prompts import camera_motion, _camera_phrases
+from reelforge.request.prompts import camera_motion, camera_phrases
 
 __all__ = ["COLOURS", "LIGHTS", "MOTION_VERBS", "NOUNS", "SETTINGS", "WEATHERS", "Reading", "Subject", "read_prompt"]
 
@@ -287,7 +287,7 @@ def _tokens(clause: str) -> list[str]:
 
 
 def _camera(text: str) -> tuple[str, list[tuple[int, int]]]:
-    phrases = _camera_phrases(text)
+    phrases = camera_phrases(text)
     move = camera_motion(text) or "static"
     if move == "dolly in" and any(re.search(r"follow|track", text[s:e], re.I) for s, e, m, _ in phrases if m == "dolly in") and not re.search(r"\bdolly|\bpush", text, re.I):
         move = "follow"

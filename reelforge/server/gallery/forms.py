@@ -14,8 +14,10 @@ from typing import Any
 
 from reelforge.config import DEFAULT_MODEL
 from reelforge.errors import ReelforgeError, RequestError
-from reelforge.request.limits import MULTI_SHOT_AUTOMATED, MULTI_SHOT_MANUAL, SEED_MAX, TASK_TYPES, TEXT_VIDEO, all_models
-from reelforge.request.prompts import LintWarning, lint_prompt, lint_shots, previz_notes
+from reelforge.request.limits import MULTI_SHOT_AUTOMATED, MULTI_SHOT_MANUAL, SEED_MAX, TASK_TYPES, TEXT_VIDEO
+from reelforge.engines.catalog import all_models
+from reelforge.workflows.lint import previz_notes
+from reelforge.request.prompts import LintWarning, lint_prompt, lint_shots
 from reelforge.request.model import ImageInput, Shot, VideoRequest, parse_dimension
 
 TASK_LABELS = {

@@ -43,7 +43,7 @@ from starlette.staticfiles import StaticFiles
 
 from reelforge.errors import ImageError, JobNotFoundError, ReelforgeError, RequestError
 from reelforge.jobs.record import JobStatus
-from reelforge.request.limits import get_model
+from reelforge.engines.catalog import get_model
 from reelforge.jobs import webhooks
 from reelforge.jobs.listing import statuses
 from reelforge.jobs.runtime import Runtime

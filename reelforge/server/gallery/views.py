@@ -20,8 +20,9 @@ from reelforge.jobs.layout import strip_images
 from reelforge.jobs.record import JobRecord, JobStatus
 from reelforge.jobs.views import duration_s, prompts
 from reelforge.media.video import sound_label
-from reelforge.request.limits import DEFAULT_SEED, get_model
-from reelforge.request.model import split_automated
+from reelforge.request.limits import DEFAULT_SEED
+from reelforge.engines.catalog import get_model
+from reelforge.request.check import split_automated
 from reelforge.storage.base import LocalStorage, local_path
 
 # Files are served by the server's extension route, which answers HTTP Range requests.
