@@ -33,7 +33,7 @@ def fail(message: str) -> int:
     return 2
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="reelforge.ltx-video")
     ap.add_argument("--weights", help="diffusers-format folder (default: the engine's lookup)")
@@ -50,17 +50,79 @@ def main() -> int:
     ap.add_argument("--vae-tiling", action="store_true")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--allow-cpu", action="store_true", help="run without a GPU (a smoke test of this script)")
-    args = ap.parse_args()
-    width, height = (int(v) for v in args.size.lower().split("x"))
+    return ap.parse_args()
 
+
+def note_engine_only_options(args: argparse.Namespace) -> None:
+    """Say so when options that only the engine path reads were given to the job path."""
+    if args.steps or args.cpu_offload or args.vae_tiling or args.dtype != "auto":
+        print("note: --path job uses the model's default options; --steps/--dtype/--cpu-offload/--vae-tiling "
+              "apply to --path engine", file=sys.stderr)
+
+
+def load_torch(allow_cpu: bool):
+    """torch, and whether CUDA is there; exits with one line (status 2) when torch or diffusers is missing or no GPU is."""
     try:
         import torch
         import diffusers  # noqa: F401
     except ImportError as exc:
-        return fail(f"{exc.name} is not installed: pip install 'reelforge[diffusers]'")
+        raise SystemExit(fail(f"{exc.name} is not installed: pip install 'reelforge[diffusers]'")) from None
     cuda = torch.cuda.is_available()
-    if not cuda and not args.allow_cpu:
-        return fail("no CUDA GPU visible to torch (torch.cuda.is_available() is False); this script measures GPUs")
+    if not cuda and not allow_cpu:
+        raise SystemExit(fail("no CUDA GPU visible to torch (torch.cuda.is_available() is False); this script measures GPUs"))
+    return torch, cuda
+
+
+def device_name(torch, cuda: bool) -> str:
+    return torch.cuda.get_device_name(0) if cuda else "CPU"
+
+
+def peak_cuda_gib(torch, cuda: bool) -> float:
+    """The peak CUDA memory since the last reset, in GiB (NaN without CUDA)."""
+    return round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else float("nan")
+
+
+def job_row(i: int, r: dict, peak_gib: float, frames_out: int) -> dict:
+    """One job's row of the table, from its wall time and the first shot's recorded timings."""
+    shot = r["meta"]["shots"][0]
+    gen = shot["generated"]
+    return {
+        "job": i + 1, "wall_s": round(r["wall_s"], 3), "load_s": shot["timings"]["load_s"],
+        "generate_s": shot["timings"]["generate_s"],
+        "peak_gib": peak_gib,
+        "out_fps": round(frames_out / r["wall_s"], 2),
+        "gen_fps": round(gen["frames"] / shot["timings"]["generate_s"], 2),
+        "generated": f"{gen['width']}x{gen['height']}x{gen['frames']}@{gen['fps']}",
+    }
+
+
+def report(args: argparse.Namespace, rows: list[dict], meta: dict, device: str, request: tuple[int, int, int]) -> None:
+    """The summary line, the table of jobs and the warm median; the JSON file when --json names one."""
+    width, height, frames_out = request
+    print(f"{args.model} on {device}; {meta['dtype']}, {meta['num_inference_steps']} steps, "
+          f"speed: {', '.join(e['feature'] + ('' if e['applied'] else ' (skipped)') for e in meta['speed']) or 'none'}; "
+          f"path={args.path}; "
+          f"request {width}x{height}, {args.seconds} s at {args.fps} fps ({frames_out} frames); "
+          f"weights {meta['model']['weights']}")
+    print()
+    print("| job | wall s | load s | generate s | peak CUDA GiB | output frames/s | generated frames/s | generated |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---|")
+    for row in rows:
+        print(f"| {row['job']} | {row['wall_s']:.2f} | {row['load_s']:.2f} | {row['generate_s']:.2f} | "
+              f"{row['peak_gib']:.2f} | {row['out_fps']:.2f} | {row['gen_fps']:.2f} | {row['generated']} |")
+    warm = rows[1:] or rows
+    print()
+    print(f"warm jobs: median {statistics.median(r['wall_s'] for r in warm):.2f} s per job, "
+          f"peak {max(r['peak_gib'] for r in rows):.2f} GiB")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows, "metadata": meta}, indent=2))
+
+
+def main() -> int:
+    args = parse_args()
+    width, height = (int(v) for v in args.size.lower().split("x"))
+
+    torch, cuda = load_torch(args.allow_cpu)
 
     from reelforge.engines import register_engine
     from reelforge.engines.base import NullProgress, ShotPlan
@@ -110,9 +172,7 @@ def main() -> int:
             from reelforge import Client, VideoRequest
         except ImportError:
             return fail("reelforge.Client is not available; use --path engine")
-        if args.steps or args.cpu_offload or args.vae_tiling or args.dtype != "auto":
-            print("note: --path job uses the model's default options; --steps/--dtype/--cpu-offload/--vae-tiling "
-                  "apply to --path engine", file=sys.stderr)
+        note_engine_only_options(args)
         client = Client(data_dir=tmp / "data")
 
         def run(i: int) -> dict:
@@ -131,36 +191,10 @@ def main() -> int:
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         r = run(i)
-        shot = r["meta"]["shots"][0]
-        gen = shot["generated"]
-        rows.append({
-            "job": i + 1, "wall_s": round(r["wall_s"], 3), "load_s": shot["timings"]["load_s"],
-            "generate_s": shot["timings"]["generate_s"],
-            "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else float("nan"),
-            "out_fps": round(frames_out / r["wall_s"], 2),
-            "gen_fps": round(gen["frames"] / shot["timings"]["generate_s"], 2),
-            "generated": f"{gen['width']}x{gen['height']}x{gen['frames']}@{gen['fps']}",
-        })
+        rows.append(job_row(i, r, peak_cuda_gib(torch, cuda), frames_out))
         print(json.dumps(rows[-1]), file=sys.stderr)
 
-    meta = r["meta"]
-    print(f"{args.model} on {torch.cuda.get_device_name(0) if cuda else 'CPU'}; {meta['dtype']}, {meta['num_inference_steps']} steps, "
-          f"speed: {', '.join(e['feature'] + ('' if e['applied'] else ' (skipped)') for e in meta['speed']) or 'none'}; "
-          f"path={args.path}; "
-          f"request {width}x{height}, {args.seconds} s at {args.fps} fps ({frames_out} frames); "
-          f"weights {meta['model']['weights']}")
-    print()
-    print("| job | wall s | load s | generate s | peak CUDA GiB | output frames/s | generated frames/s | generated |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---|")
-    for row in rows:
-        print(f"| {row['job']} | {row['wall_s']:.2f} | {row['load_s']:.2f} | {row['generate_s']:.2f} | "
-              f"{row['peak_gib']:.2f} | {row['out_fps']:.2f} | {row['gen_fps']:.2f} | {row['generated']} |")
-    warm = rows[1:] or rows
-    print()
-    print(f"warm jobs: median {statistics.median(r['wall_s'] for r in warm):.2f} s per job, "
-          f"peak {max(r['peak_gib'] for r in rows):.2f} GiB")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows, "metadata": meta}, indent=2))
+    report(args, rows, r["meta"], device_name(torch, cuda), (width, height, frames_out))
     return 0
 
 

@@ -1,3 +1,5 @@
+"""``python -m reelforge``: the `reelforge` command."""
+
 from reelforge.cli.main import main
 
 main()

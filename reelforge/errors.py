@@ -46,6 +46,8 @@ class ImageError(RequestError):
 
 
 class UnknownModelError(ReelforgeError, ValueError):
+    """A model id no engine serves; the message lists the ids there are."""
+
     def __init__(self, model_id: str, known: list[str]):
         self.model_id = model_id
         self.field = "modelId"
@@ -60,6 +62,8 @@ class ConflictError(ReelforgeError):
 
 
 class JobNotFoundError(ReelforgeError, LookupError):
+    """No job with this id or ARN in the job log."""
+
     def __init__(self, ref: str):
         self.ref = ref
         super().__init__(f"no job {ref!r} in the job log (run `reelforge jobs list`)")
@@ -128,6 +132,8 @@ class NoPlayerError(ReelforgeError):
 
 
 class JobFailedError(ReelforgeError):
+    """The job ended FAILED; ``failure_message`` says why."""
+
     def __init__(self, job_id: str, message: str):
         self.job_id = job_id
         self.failure_message = message
@@ -135,12 +141,16 @@ class JobFailedError(ReelforgeError):
 
 
 class JobCanceledError(ReelforgeError):
+    """The job ended CANCELED while it was waited on."""
+
     def __init__(self, job_id: str):
         self.job_id = job_id
         super().__init__(f"job {job_id} was canceled")
 
 
 class WaitTimeoutError(ReelforgeError, TimeoutError):
+    """``Job.wait(timeout=...)`` ran out; the job itself keeps running."""
+
     def __init__(self, job_id: str, timeout: float):
         self.job_id = job_id
         super().__init__(

@@ -27,6 +27,30 @@ def reelforge_home(tmp_path, monkeypatch):
         runtime.stop()
 
 
+@pytest.fixture(autouse=True)
+def engine_registry(monkeypatch):
+    """The registered engines, for one test: what a test registers is gone after it.
+
+    Engines a test module registers when it is imported (its module-level ``@register_engine``) are
+    registered before any test runs, so every test starts from those.
+    """
+    from reelforge import engines
+
+    monkeypatch.setattr(engines, "_extra", dict(engines._extra))
+    return engines
+
+
+@pytest.fixture
+def register_engines(engine_registry):
+    """``register_engines(A, B, ...)``: register engine classes for this test only."""
+
+    def register(*classes):
+        for cls in classes:
+            engine_registry.register_engine(cls)
+
+    return register
+
+
 @pytest.fixture
 def background_worker(reelforge_home, monkeypatch):
     """The default set-up: jobs run in the data dir's background worker process (stopped after the test)."""

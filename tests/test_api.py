@@ -10,8 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from reelforge import Client, Engine, EngineOptions, JobCanceledError, JobFailedError, JobStatus, VideoRequest, register_engine
+from reelforge import Client, Engine, EngineOptions, JobCanceledError, JobFailedError, JobStatus, VideoRequest
 from reelforge import media
+from helpers import engines_registered
 from reelforge.request.limits import LOCAL, ModelSpec
 
 TINY = dict(duration_s=1, fps=8, width=128, height=72)
@@ -29,7 +30,6 @@ class _TestEngine(Engine):
             yield np.full((shot.height, shot.width, 3), 40 * (shot.index + 1), np.uint8)
 
 
-@register_engine
 class BoomEngine(_TestEngine):
     engine_id = "test-boom"
 
@@ -42,7 +42,6 @@ class BoomEngine(_TestEngine):
             raise ZeroDivisionError("division by zero")
 
 
-@register_engine
 class FlakyEngine(_TestEngine):
     """Fails the first attempt at shot 2 only."""
 
@@ -60,7 +59,6 @@ class FlakyEngine(_TestEngine):
             raise RuntimeError("GPU fell over")
 
 
-@register_engine
 class SlowEngine(_TestEngine):
     engine_id = "test-slow"
     started = threading.Event()
@@ -104,7 +102,7 @@ def test_multi_shot_manual_gives_18_seconds_and_shot_files(tmp_path):
 def test_engine_failure_ends_failed_with_a_readable_message(tmp_path, caplog):
     caplog.set_level(logging.ERROR, logger="reelforge")
     job = Client().start(VideoRequest(text="x", **TINY), model="test.boom", output=tmp_path)
-    with pytest.raises(JobFailedError) as e:
+    with pytest.raises(JobFailedError):
         job.wait(timeout=30)
     assert job.status is JobStatus.FAILED
     assert job.failure_message == "the engine failed with ZeroDivisionError: division by zero (traceback in the log)"
@@ -188,7 +186,6 @@ def test_engine_options_from_the_environment(tmp_path, monkeypatch):
     assert len(Client().jobs()) == 1
 
 
-@register_engine
 class QuietEngine(_TestEngine):
     """Says nothing for a while before its first frame, like a model loading its weights."""
 
@@ -218,7 +215,6 @@ def test_a_silent_engine_keeps_its_lease(tmp_path, monkeypatch):
     assert job.wait(timeout=10).record.attempts == 1
 
 
-@register_engine
 class DiskFullEngine(_TestEngine):
     engine_id = "test-disk"
 
@@ -239,7 +235,6 @@ def test_os_errors_reach_users_without_server_paths(tmp_path, caplog):
 
 
 # --- what users met -----------------------------------------------------------------------------
-@register_engine
 class OptionsEngine(_TestEngine):
     """A third-party engine with options of its own, registered the way any other engine would be."""
 
@@ -256,6 +251,9 @@ class OptionsEngine(_TestEngine):
 
     def step(self, shot, i):
         pass
+
+
+registered_engines = engines_registered(BoomEngine, FlakyEngine, SlowEngine, QuietEngine, DiskFullEngine, OptionsEngine)
 
 
 def test_bad_engine_options_are_refused_before_anything_is_recorded(tmp_path, monkeypatch):

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from reelforge import Audio, Client, Engine, JobFailedError, ShotOutput, VideoRequest, register_engine
+from reelforge import Audio, Client, Engine, JobFailedError, ShotOutput, VideoRequest
 from reelforge import media
+from helpers import engines_registered
 from reelforge.cli.main import cli
 from reelforge.request.limits import LOCAL, ModelSpec
 
@@ -28,7 +29,6 @@ def pitch(samples: np.ndarray) -> float:
     return float(np.argmax(spectrum) * RATE / len(samples))
 
 
-@register_engine
 class ToneEngine(Engine):
     """Grey frames and a sine tone whose pitch tells the shot (440 Hz for shot 1, 660 for 2, 880 for 3).
 
@@ -54,7 +54,6 @@ class ToneEngine(Engine):
         return out
 
 
-@register_engine
 class LegacyEngine(Engine):
     """A plugin written before the door grew: it only has render_shot."""
 
@@ -69,7 +68,6 @@ class LegacyEngine(Engine):
             yield np.full((shot.height, shot.width, 3), 90, np.uint8)
 
 
-@register_engine
 class FileEngine(Engine):
     """Hands back a finished MP4 with sound, as a remote service would; the prompt "wrong size" makes a bad one."""
 
@@ -85,6 +83,9 @@ class FileEngine(Engine):
         media.encode_mp4((np.full((h, w, 3), 120, np.uint8) for _ in range(shot.frame_count)), path, shot.fps)
         media.set_audio(path, tone(330, shot.duration_s), RATE)
         return ShotOutput(video_file=path)
+
+
+registered_engines = engines_registered(ToneEngine, LegacyEngine, FileEngine)
 
 
 def streams(path):

@@ -268,12 +268,11 @@ def test_empty_listings_say_what_matched_nothing(reelforge_home):
 
 
 @pytest.fixture
-def sketch_backend(monkeypatch):
+def sketch_backend(monkeypatch, register_engines):
     """A third-party previsualization engine serving the Nova ids, as REELFORGE_NOVA_BACKEND allows."""
-    from reelforge import Engine, register_engine
+    from reelforge import Engine
     from reelforge.request.limits import LOCAL, ModelSpec
 
-    @register_engine
     class SketchEngine(Engine):
         engine_id = "test-sketch"
         summary = "pencil-sketch renderer"
@@ -289,6 +288,7 @@ def sketch_backend(monkeypatch):
                 progress(i, shot.frame_count)
                 yield frame
 
+    register_engines(SketchEngine)
     monkeypatch.setenv("REELFORGE_NOVA_BACKEND", "test.sketch")
 
 
@@ -311,11 +311,10 @@ def test_the_previz_note_names_the_engine_and_only_comes_when_a_nova_id_is_silen
 
 
 
-def test_the_log_file_records_completions_failures_and_every_cli_error(tmp_path, reelforge_home, monkeypatch):
-    from reelforge import Engine, register_engine
+def test_the_log_file_records_completions_failures_and_every_cli_error(tmp_path, reelforge_home, monkeypatch, register_engines):
+    from reelforge import Engine
     from reelforge.request.limits import LOCAL, ModelSpec
 
-    @register_engine
     class BrokenEngine(Engine):
         engine_id = "test-broken-cli"
 
@@ -326,6 +325,8 @@ def test_the_log_file_records_completions_failures_and_every_cli_error(tmp_path,
         def render_shot(self, shot, progress):
             raise RuntimeError("the GPU caught fire")
             yield
+
+    register_engines(BrokenEngine)
 
     done = run("generate", "a boat. Camera pan right.", *TINY, "-o", str(tmp_path / "o"), "--json")
     job_id = json.loads(done.stdout)["id"]

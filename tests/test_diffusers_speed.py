@@ -299,13 +299,13 @@ def test_other_speed_settings_reload_the_pipeline_the_same_ones_keep_it(folders)
     assert eng._pipes["t2v"].vae.use_tiling and not eng._pipes["t2v"].vae.use_slicing
 
 
-def test_a_job_manifest_records_the_speed_report_and_the_shot_cache_stats(folders, monkeypatch, tmp_path):
+def test_a_job_manifest_records_the_speed_report_and_the_shot_cache_stats(folders, monkeypatch, tmp_path, register_engines):
     import reelforge
     from reelforge import VideoRequest
     from reelforge.engines.diffusers.engine import DiffusersEngine
     from reelforge.engines.diffusers.weights import model_env_var
 
-    reelforge.register_engine(DiffusersEngine)
+    register_engines(DiffusersEngine)
     monkeypatch.setenv(model_env_var("wan2.1-t2v-1.3b"), str(folders["wan"]))
     monkeypatch.setenv("REELFORGE_DIFFUSERS_OPTIONS", json.dumps({
         "num_inference_steps": 3, "max_sequence_length": 16, "profile": "fast", "vae_tiling": True,

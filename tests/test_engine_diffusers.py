@@ -618,13 +618,13 @@ def test_generic_door_refuses_a_folder_whose_pipeline_does_not_fit(tmp_path):
 # --------------------------------------------------------------- whole jobs through the public API
 
 @pytest.fixture
-def client(weights, monkeypatch, tmp_path):
+def client(weights, monkeypatch, tmp_path, register_engines):
     reelforge = pytest.importorskip("reelforge")
     if not hasattr(reelforge, "Client"):
         pytest.skip("reelforge.Client is not there yet")
     from reelforge.engines.diffusers.engine import DiffusersEngine
 
-    reelforge.register_engine(DiffusersEngine)  # what the entry point does once the package is installed
+    register_engines(DiffusersEngine)  # what the entry point does once the package is installed
     monkeypatch.setenv("REELFORGE_LTX_VIDEO_WEIGHTS", str(weights["ltx"]))
     return reelforge.Client(data_dir=tmp_path / "data")
 

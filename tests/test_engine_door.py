@@ -6,8 +6,9 @@ import time
 
 import numpy as np
 
-from reelforge import Client, Engine, JobStatus, ShotOutput, VideoRequest, register_engine
+from reelforge import Client, Engine, JobStatus, ShotOutput, VideoRequest
 from reelforge.client.embedded import embedded_runtime
+from helpers import engines_registered
 from reelforge.request.limits import LOCAL, ModelSpec
 
 TINY = dict(duration_s=1, fps=8, width=128, height=72)
@@ -17,7 +18,6 @@ def _frames(shot, value=50):
     return [np.full((shot.height, shot.width, 3), value, np.uint8) for _ in range(shot.frame_count)]
 
 
-@register_engine
 class WaitingEngine(Engine):
     """A remote engine's shape: each render awaits until ``expected`` renders are all in flight
     (an asyncio.Event), then returns; it records when each started and ended."""
@@ -50,7 +50,6 @@ class WaitingEngine(Engine):
         return ShotOutput(frames=_frames(shot))
 
 
-@register_engine
 class ForeverEngine(Engine):
     """Awaits something that never comes: only a cancel ends it."""
 
@@ -115,7 +114,6 @@ def test_a_stopping_worker_puts_its_coroutine_units_back_in_the_queue(tmp_path):
     assert not runtime.lane_busy
 
 
-@register_engine
 class ResumingEngine(Engine):
     """Writes its progress to the checkpoint as it goes; its first attempt dies half-way (a GPU
     falling over); the next attempt reads the checkpoint and goes on from there."""
@@ -135,6 +133,9 @@ class ResumingEngine(Engine):
             raise RuntimeError("GPU fell over half-way")
         assert np.load(saved).tolist() == [0, 1, 2, 3]
         return ShotOutput(frames=_frames(shot, 99))
+
+
+registered_engines = engines_registered(WaitingEngine, ForeverEngine, ResumingEngine)
 
 
 def test_a_checkpoint_written_in_one_attempt_is_seen_by_the_next(tmp_path):

@@ -7,8 +7,9 @@ import sqlite3
 import numpy as np
 import pytest
 
-from reelforge import Client, Engine, EngineOptions, ImageError, ImageInput, JobStatus, RequestError, VideoRequest, register_engine
+from reelforge import Client, Engine, EngineOptions, ImageError, ImageInput, JobStatus, RequestError, VideoRequest
 from reelforge.client.embedded import embedded_runtime
+from helpers import engines_registered
 from reelforge.jobs.open import open_store
 from reelforge.jobs.record import JobRecord
 from reelforge.jobs.sqlite import SQLiteJobStore
@@ -33,7 +34,6 @@ class _Recorder(Engine):
             yield np.full((shot.height, shot.width, 3), self.options.tint, np.uint8)
 
 
-@register_engine
 class RecorderA(_Recorder):
     engine_id = "test-rec-a"
 
@@ -42,13 +42,15 @@ class RecorderA(_Recorder):
         return [ModelSpec("test.rec-a", "test-rec-a", "records", LOCAL)]
 
 
-@register_engine
 class RecorderB(_Recorder):
     engine_id = "test-rec-b"
 
     @classmethod
     def models(cls):
         return [ModelSpec("test.rec-b", "test-rec-b", "records", LOCAL)]
+
+
+registered_engines = engines_registered(RecorderA, RecorderB)
 
 
 def _idle_client(monkeypatch):

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import gallery_browser
-from helpers import image_bytes
-from reelforge import Engine, JobStatus, VideoRequest, register_engine
+from helpers import engines_registered, image_bytes
+from reelforge import Engine, JobStatus, VideoRequest
 from reelforge.request.limits import LOCAL, ModelSpec
 from reelforge.server.app import ServerSettings
 from server_fixtures import ServerThread
@@ -36,7 +36,6 @@ class _GalleryEngine(Engine):
             yield np.full((shot.height, shot.width, 3), 90, np.uint8)
 
 
-@register_engine
 class SlowGalleryEngine(_GalleryEngine):
     engine_id = "test-gallery-slow"
 
@@ -48,7 +47,6 @@ class SlowGalleryEngine(_GalleryEngine):
         time.sleep(FRAME_S)
 
 
-@register_engine
 class BoomGalleryEngine(_GalleryEngine):
     engine_id = "test-gallery-boom"
 
@@ -59,6 +57,9 @@ class BoomGalleryEngine(_GalleryEngine):
     def step(self, i):
         if i == 2:
             raise ZeroDivisionError("division by zero")
+
+
+registered_engines = engines_registered(SlowGalleryEngine, BoomGalleryEngine)
 
 
 # --- fixtures and helpers --------------------------------------------------------------------

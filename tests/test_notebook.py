@@ -148,6 +148,7 @@ def s3_and_server(tmp_path):
             yield s3_url, server
 
 
+@pytest.mark.slow
 def test_notebook_runs_unchanged(s3_and_server, tmp_path, capsys):
     s3_url, server = s3_and_server
     BUCKET = "notebook-videos"

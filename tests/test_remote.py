@@ -14,7 +14,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from reelforge import Engine, register_engine
+from reelforge import Engine
+from helpers import engines_registered
 from reelforge.engines import remote
 from reelforge.engines.openai_videos import OpenAIVideosEngine
 from reelforge.errors import ReelforgeError
@@ -32,7 +33,6 @@ NOVA = "amazon.nova-reel-v1:0"  # the notebook's model id; A serves it on the an
 TINY_ID = "reelforge.animatic-v1"  # the other tests' model id: TINY videos in tens of milliseconds
 
 
-@register_engine
 class FailsEngine(Engine):
     """An upstream engine that fails with a message of its own (A runs it; B must report it)."""
 
@@ -44,6 +44,9 @@ class FailsEngine(Engine):
 
     def render_shot(self, shot, progress):
         raise ReelforgeError("the upstream's GPU caught fire")
+
+
+registered_engines = engines_registered(FailsEngine)
 
 
 def entry(kind: str, upstream_url: str, model_id: str = TINY_ID, extra: str = "") -> str:

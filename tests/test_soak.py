@@ -6,6 +6,7 @@ import pytest
 from bench.bench_soak import soak
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("db", ["sqlite", "postgres"])
 def test_a_small_soak_loses_nothing(db, tmp_path, request):
     if db == "postgres":

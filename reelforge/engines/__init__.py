@@ -18,7 +18,13 @@ _extra: dict[str, type[Engine]] = {}
 
 # Built-in engines by import path: found from a source checkout too, before `pip install -e` has
 # written the entry points of a newly added one (an installed entry point of the same name wins).
-_BUILTIN = {"animatic-v2": "reelforge.engines.previz:PrevizEngine"}
+# The remote engines are listed here too, so the registry imports no engine module itself: the engines
+# (remote ones included) may use the registry and the catalog without an import cycle.
+_BUILTIN = {
+    "bedrock": "reelforge.engines.remote:BedrockEngine",
+    "openai-videos": "reelforge.engines.openai_videos:OpenAIVideosEngine",
+    "animatic-v2": "reelforge.engines.previz:PrevizEngine",
+}
 
 
 @lru_cache(maxsize=1)
@@ -45,16 +51,8 @@ def register_engine(cls: type[Engine]) -> type[Engine]:
     return cls
 
 
-@lru_cache(maxsize=1)
-def _remote_engines() -> dict[str, type[Engine]]:
-    from reelforge.engines.openai_videos import OpenAIVideosEngine
-    from reelforge.engines.remote import BedrockEngine
-
-    return {BedrockEngine.engine_id: BedrockEngine, OpenAIVideosEngine.engine_id: OpenAIVideosEngine}
-
-
 def engine_classes() -> dict[str, type[Engine]]:
-    return {**_remote_engines(), **_entry_point_engines(), **_extra}
+    return {**_entry_point_engines(), **_extra}
 
 
 def get_engine_class(engine_id: str) -> type[Engine]:

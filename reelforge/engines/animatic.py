@@ -83,15 +83,16 @@ def _palette(text: str, rng: np.random.Generator) -> np.ndarray:
     lowered = text.lower()
     colours = [c for word, c in PALETTE_WORDS.items() if word in lowered][:3]
     while len(colours) < 3:
-        colours.append(tuple(int(v) for v in rng.integers(30, 226, 3)))
+        r, g, b = (int(v) for v in rng.integers(30, 226, 3))
+        colours.append((r, g, b))
     return np.array(colours, dtype=np.float32)
 
 
 def _background(width: int, height: int, text: str, rng: np.random.Generator) -> Image.Image:
     """A smooth, seeded field: three palette colours blended by value noise and a slanted gradient."""
     colours = _palette(text, rng)
-    noise = Image.fromarray((rng.random((height // 64 + 2, width // 64 + 2)) * 255).astype(np.uint8))
-    noise = np.asarray(noise.resize((width, height), Image.BICUBIC), dtype=np.float32) / 255.0
+    coarse = Image.fromarray((rng.random((height // 64 + 2, width // 64 + 2)) * 255).astype(np.uint8))
+    noise = np.asarray(coarse.resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     angle = rng.uniform(0, math.pi)
     grad = (np.cos(angle) * xx / width + np.sin(angle) * yy / height + 1) / 2.5
@@ -104,8 +105,8 @@ def _background(width: int, height: int, text: str, rng: np.random.Generator) ->
 
 def image_canvas(image: Image.Image, cw: int, ch: int) -> Image.Image:
     """The conditioning image in the middle of a canvas whose margin is a dimmed, blurred copy of it."""
-    margin = image.resize((cw // 8, ch // 8), Image.BILINEAR).filter(ImageFilter.GaussianBlur(2))
-    canvas = Image.eval(margin.resize((cw, ch), Image.BILINEAR), lambda v: v * 6 // 10)
+    margin = image.resize((cw // 8, ch // 8), Image.Resampling.BILINEAR).filter(ImageFilter.GaussianBlur(2))
+    canvas = Image.eval(margin.resize((cw, ch), Image.Resampling.BILINEAR), lambda v: v * 6 // 10)
     canvas.paste(image, ((cw - image.width) // 2, (ch - image.height) // 2))
     return canvas
 
@@ -143,7 +144,7 @@ class _Scene:
         if (vw, vh) == (w, h) and x0 == int(x0) and y0 == int(y0):
             img = self.canvas.crop((int(x0), int(y0), int(x0) + w, int(y0) + h))  # exact at rest
         else:
-            img = self.canvas.resize((w, h), Image.BILINEAR, box=(x0, y0, x0 + vw, y0 + vh))
+            img = self.canvas.resize((w, h), Image.Resampling.BILINEAR, box=(x0, y0, x0 + vw, y0 + vh))
         draw = ImageDraw.Draw(img)
         scale = zoom / REST_ZOOM
         for sx, sy, r, depth, colour in self.shapes:
@@ -216,6 +217,8 @@ class AnimaticEngine(Engine):
     class Options(EngineOptions):
         caption: bool = True
         slate_frames: int = 12  # frames at the start of each shot that show its number (at most a quarter)
+
+    options: Options
 
     def render_shot(self, shot: ShotPlan, progress: Progress) -> Iterable[np.ndarray]:
         scene = _Scene(shot, self.options)

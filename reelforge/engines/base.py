@@ -107,6 +107,8 @@ class RenderContext:
 
 
 class EngineOptions(BaseModel):
+    """An engine's options (its ``Options`` subclass): fixed with the job when it is submitted; unknown names are refused."""
+
     model_config = ConfigDict(extra="forbid")
 
 

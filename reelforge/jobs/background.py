@@ -26,7 +26,7 @@ log = logging.getLogger("reelforge.background")
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; every Client runs its jobs in-process instead
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 PRESENCE = "workers.lock"
 SINGLETON = "background.lock"

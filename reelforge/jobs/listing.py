@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from reelforge.errors import RequestError
 from reelforge.jobs.record import JobRecord, JobStatus, JobStore
@@ -42,7 +43,7 @@ def list_page(
     """The page of jobs, newest first, that follows the token ``after`` (None: the first page)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise RequestError("limit", f"{limit} is out of range; allowed: 1 to {MAX_LIMIT}")
-    filters = dict(statuses=statuses or None, model_id=model_id or None, search=search or None)
+    filters: dict[str, Any] = dict(statuses=statuses or None, model_id=model_id or None, search=search or None)
     digest = _digest(filters)
     offset, cursor = decode_token(after, digest) if after else (0, None)
     rows = store.list(**filters, limit=limit + 1, after=cursor)

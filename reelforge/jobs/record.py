@@ -24,6 +24,8 @@ from reelforge.errors import RequestError
 
 
 class JobStatus(str, enum.Enum):
+    """Where a job is: QUEUED, RUNNING, then one of COMPLETED, FAILED or CANCELED (``done``)."""
+
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     COMPLETED = "COMPLETED"

@@ -341,9 +341,9 @@ def fit_image(img: Image.Image, width: int, height: int, mode: str) -> Image.Ima
     if img.size == size:
         out = img.copy()
     elif mode == "crop":
-        out = ImageOps.fit(img, size, Image.LANCZOS, centering=(0.5, 0.5))
+        out = ImageOps.fit(img, size, Image.Resampling.LANCZOS, centering=(0.5, 0.5))
     else:
-        out = ImageOps.pad(img, size, Image.LANCZOS, color=ALPHA_BACKGROUND, centering=(0.5, 0.5))
+        out = ImageOps.pad(img, size, Image.Resampling.LANCZOS, color=ALPHA_BACKGROUND, centering=(0.5, 0.5))
     for key in ("reelforge_format", "reelforge_had_alpha"):
         if key in img.info:
             out.info[key] = img.info[key]

@@ -57,8 +57,8 @@ _NEGATION = re.compile(
 
 # P3 and camera_motion: (pattern, normalized motion or None when the phrase has no direction)
 _ADV = r"(?:\w+ly\s+)?"  # "pans slowly left"
-_DIR = {"left": "pan left", "right": "pan right", "across": "pan right"}
-_CAMERA: list[tuple[re.Pattern[str], object]] = [
+_DIR: dict[str | None, str] = {"left": "pan left", "right": "pan right", "across": "pan right"}
+_CAMERA: list[tuple[str, str | dict[str | None, str] | None]] = [
     (r"dolly(?:ing|ies)?[\s-]+" + _ADV + r"(in|out|shot|forward|back)",
      {"in": "dolly in", "out": "dolly out", "shot": "dolly in", "forward": "dolly in",
       "back": "dolly out"}),
@@ -93,9 +93,9 @@ _IMPLIED = {"(?:tracking|following)", "aerial|drone|fpv", "first[\\s-]+person|po
 _IMPLIED_RES = {i for i, (p, _) in enumerate(_CAMERA) if any(p.startswith(x) for x in _IMPLIED)}
 
 
-def camera_phrases(text: str) -> list[tuple[int, int, str | None]]:
-    """Every camera phrase as (start, end, normalized motion or None), in text order."""
-    found = []
+def camera_phrases(text: str) -> list[tuple[int, int, str | None, bool]]:
+    """Every camera phrase as (start, end, normalized motion or None, whether the move is only implied), in text order."""
+    found: list[tuple[int, int, str | None, bool]] = []
     for index, (regex, norm) in enumerate(_CAMERA_RES):
         for m in regex.finditer(text):
             if isinstance(norm, dict):

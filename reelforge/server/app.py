@@ -203,27 +203,12 @@ class BedrockMiddleware:
 
         send_out = shaped_send(send_with_headers, wire)
         try:
-            self._check_request(scope)
-            headers = dict(scope["headers"])
-            body = await self._read_body(headers, receive)
-            if self.settings.auth_keys and path not in OPEN_PATHS:
-                if wire == BEDROCK:
-                    sigv4.verify(scope, body, self.settings.auth_keys)
-                else:  # OpenAI's and Google's clients send API keys, not signatures
-                    video_wires.check_key(scope, wire, self.settings.auth_keys)
-            auth = headers.get(b"authorization", b"").decode("latin-1") if wire == BEDROCK else ""
-            scope["reelforge.region"] = arn_region(sigv4.credential_region(auth)) if wire == BEDROCK else None
+            body = await self._admitted_body(scope, receive, path, wire)
         except _ClientGone:
             log.info("request %s: the client left before sending its whole body; nothing done", request_id)
             return
         except ApiError as exc:
-            if _is_gallery(path) and exc.status == 413:  # a browser's form post: a page, not JSON
-                declared = dict(scope["headers"]).get(b"content-length", b"")
-                size = int(declared) if declared.isdigit() else None
-                return await upload_too_large(path, self.settings.max_body, size)(scope, receive, send_out)
-            if _is_gallery(path) and isinstance(exc, _CrossSite):
-                return await error_page(403, "Form refused", f"This form was not posted from the gallery's own page: {exc.problem}.")(scope, receive, send_out)
-            return await error_response(exc, request_id, wire)(scope, receive, send_out)
+            return await self._refusal(exc, scope, path, request_id, wire)(scope, receive, send_out)
 
         replayed = False
 
@@ -235,6 +220,30 @@ class BedrockMiddleware:
             return await receive()  # then wait for the disconnect, as streaming responses do
 
         await self.app(scope, replay, send_out)
+
+    async def _admitted_body(self, scope, receive, path: str, wire: str) -> bytes:
+        """The request's body, once the same-origin rule, the content type, the size limit and the credentials pass."""
+        self._check_request(scope)
+        headers = dict(scope["headers"])
+        body = await self._read_body(headers, receive)
+        if self.settings.auth_keys and path not in OPEN_PATHS:
+            if wire == BEDROCK:
+                sigv4.verify(scope, body, self.settings.auth_keys)
+            else:  # OpenAI's and Google's clients send API keys, not signatures
+                video_wires.check_key(scope, wire, self.settings.auth_keys)
+        auth = headers.get(b"authorization", b"").decode("latin-1") if wire == BEDROCK else ""
+        scope["reelforge.region"] = arn_region(sigv4.credential_region(auth)) if wire == BEDROCK else None
+        return body
+
+    def _refusal(self, exc: ApiError, scope, path: str, request_id: str, wire: str):
+        """The reply to a request refused before any route ran: a page for a gallery form, else the wire's error."""
+        if _is_gallery(path) and exc.status == 413:  # a browser's form post: a page, not JSON
+            declared = dict(scope["headers"]).get(b"content-length", b"")
+            size = int(declared) if declared.isdigit() else None
+            return upload_too_large(path, self.settings.max_body, size)
+        if _is_gallery(path) and isinstance(exc, _CrossSite):
+            return error_page(403, "Form refused", f"This form was not posted from the gallery's own page: {exc.problem}.")
+        return error_response(exc, request_id, wire)
 
     def _check_request(self, scope) -> None:
         """The checks that need no body: the same-origin rule and Bedrock's JSON content type."""

@@ -71,7 +71,7 @@ async def list_async_invokes(request: Request) -> JSONResponse:
     if "statusEquals" in q:
         word = q["statusEquals"]
         if word not in wire.BEDROCK_STATUSES:
-            wire._fail(word, "statusEquals", f"Member must satisfy enum value set: [{', '.join(wire.BEDROCK_STATUSES)}]")
+            wire.fail(word, "statusEquals", f"Member must satisfy enum value set: [{', '.join(wire.BEDROCK_STATUSES)}]")
         statuses = JobStatus.from_bedrock(word)
         filters["status"] = word
     after = wire.parse_time(q["submitTimeAfter"], "submitTimeAfter") if "submitTimeAfter" in q else None
@@ -79,18 +79,18 @@ async def list_async_invokes(request: Request) -> JSONResponse:
     filters.update(after=after, before=before)
     sort_by = q.get("sortBy", "SubmissionTime")
     if sort_by != "SubmissionTime":
-        wire._fail(sort_by, "sortBy", "Member must satisfy enum value set: [SubmissionTime]")
+        wire.fail(sort_by, "sortBy", "Member must satisfy enum value set: [SubmissionTime]")
     order = q.get("sortOrder", "Descending")
     if order not in wire.SORT_ORDERS:
-        wire._fail(order, "sortOrder", f"Member must satisfy enum value set: [{', '.join(wire.SORT_ORDERS)}]")
+        wire.fail(order, "sortOrder", f"Member must satisfy enum value set: [{', '.join(wire.SORT_ORDERS)}]")
     filters["order"] = order
     limit = DEFAULT_PAGE
     if "maxResults" in q:
         if not wire.INTEGER.fullmatch(q["maxResults"]):
-            wire._fail(q["maxResults"], "maxResults", "Member must be an integer")
+            wire.fail(q["maxResults"], "maxResults", "Member must be an integer")
         limit = int(q["maxResults"])
         if not 1 <= limit <= 1000:
-            wire._fail(limit, "maxResults", "Member must have value between 1 and 1000")
+            wire.fail(limit, "maxResults", "Member must have value between 1 and 1000")
     digest = _filters_digest(filters)
     cursor = decode_token(q["nextToken"], digest) if "nextToken" in q else None
     rows = await run_in_threadpool(

@@ -23,6 +23,7 @@ ever; it also writes its own error replies as plain text. ``GuardedH11Protocol``
 
 from __future__ import annotations
 
+import asyncio
 import http
 import logging
 import uuid
@@ -94,11 +95,11 @@ class GuardedH11Protocol(H11Protocol):
     def __init__(self, config, server_state, app_state, _loop=None) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._max_head = config.h11_max_incomplete_event_size or MAX_HEADER_BYTES
-        self.conn = _Connection(h11.SERVER, self._max_head)
+        self.conn: _Connection = _Connection(h11.SERVER, self._max_head)
         # uvicorn's own concurrency check answers in plain text; _admit makes the same check.
         self.budget, self.limit_concurrency = self.limit_concurrency, None
         self._app, self.app = self.app, self._admit
-        self._timer = None
+        self._timer: asyncio.TimerHandle | None = None
         self._phase: str | None = None
         self._phase_start = 0.0
         self._phase_bytes = 0

@@ -34,7 +34,7 @@ START_MEMBERS = {"modelId", "modelInput", "outputDataConfig", "clientRequestToke
 MAX_DEPTH = 32  # of arrays and objects in a body; Nova's deepest request needs 9
 
 
-def _fail(value: Any, field: str, constraint: str) -> None:
+def fail(value: Any, field: str, constraint: str) -> None:
     shown = value if isinstance(value, (str, int, float)) else type(value).__name__
     raise validation(f"1 validation error detected: Value '{shown}' at '{field}' failed to satisfy constraint: {constraint}")
 
@@ -46,11 +46,11 @@ def _string(body: dict, key: str, field: str, lo: int, hi: int, pattern: re.Patt
         return None
     value = body[key]
     if not isinstance(value, str):
-        _fail(value, field, "Member must be a string")
+        fail(value, field, "Member must be a string")
     if not lo <= len(value) <= hi:
-        _fail(value, field, f"Member must have length between {lo} and {hi}")
+        fail(value, field, f"Member must have length between {lo} and {hi}")
     if pattern is not None and not pattern.fullmatch(value):
-        _fail(value, field, f"Member must satisfy regular expression pattern: {pattern.pattern}")
+        fail(value, field, f"Member must satisfy regular expression pattern: {pattern.pattern}")
     return value
 
 
@@ -141,14 +141,14 @@ def parse_tags(tags: Any) -> list[dict[str, str]]:
     if tags is None:
         return []
     if not isinstance(tags, list):
-        _fail(tags, "tags", "Member must be a list")
+        fail(tags, "tags", "Member must be a list")
     if len(tags) > 200:
-        _fail(len(tags), "tags", "Member must have length less than or equal to 200")
+        fail(len(tags), "tags", "Member must have length less than or equal to 200")
     out = []
     for i, tag in enumerate(tags, start=1):
         field = f"tags.{i}.member"
         if not isinstance(tag, dict) or set(tag) != {"key", "value"}:
-            _fail(tag, field, "Member must be an object with exactly the members key and value")
+            fail(tag, field, "Member must be an object with exactly the members key and value")
         key = _string(tag, "key", f"{field}.key", 1, 128, TAG, True)
         value = _string(tag, "value", f"{field}.value", 0, 256, TAG, True)
         out.append({"key": key, "value": value})
@@ -159,7 +159,7 @@ def parse_invocation_arn(arn: str) -> tuple[str, str]:
     """(region, invocation id) of an invocation ARN, or a ValidationException."""
     m = INVOCATION_ARN.fullmatch(arn)
     if not m:
-        _fail(arn, "invocationArn", f"Member must satisfy regular expression pattern: {INVOCATION_ARN.pattern}")
+        fail(arn, "invocationArn", f"Member must satisfy regular expression pattern: {INVOCATION_ARN.pattern}")
     return m.group(2), m.group(4)
 
 
@@ -170,7 +170,7 @@ def parse_time(value: str, field: str) -> float:
     try:
         t = datetime.fromisoformat(value.replace("z", "Z"))
     except ValueError:
-        _fail(value, field, "Member must be an ISO-8601 timestamp such as 2025-01-01T00:00:00Z")
+        fail(value, field, "Member must be an ISO-8601 timestamp such as 2025-01-01T00:00:00Z")
     if t.tzinfo is None:
         t = t.replace(tzinfo=timezone.utc)
     return t.timestamp()

@@ -191,7 +191,7 @@ def adapt_frame(frame: np.ndarray, smap: SizeMap, out_w: int, out_h: int) -> np.
     region = frame[y : y + h, x : x + w]
     if not smap.scaled:
         return np.ascontiguousarray(region)
-    return np.asarray(Image.fromarray(region).resize((out_w, out_h), Image.LANCZOS))
+    return np.asarray(Image.fromarray(region).resize((out_w, out_h), Image.Resampling.LANCZOS))
 
 
 def adapt_frames(frames: np.ndarray, tmap: TimeMap, smap: SizeMap, out_w: int, out_h: int) -> Iterator[np.ndarray]:
@@ -205,7 +205,7 @@ def fit_conditioning_image(image: Image.Image, smap: SizeMap, gen_w: int, gen_h:
     x, y, w, h = smap.crop
     img = image.convert("RGB")
     if img.size != (w, h):
-        img = img.resize((w, h), Image.LANCZOS)
+        img = img.resize((w, h), Image.Resampling.LANCZOS)
     arr = np.asarray(img)
     padded = np.pad(arr, ((y, gen_h - h - y), (x, gen_w - w - x), (0, 0)), mode="edge")
     return Image.fromarray(padded)

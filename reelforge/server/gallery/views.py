@@ -22,6 +22,8 @@ from reelforge.jobs.views import duration_s, prompts
 from reelforge.request.limits import DEFAULT_SEED
 from reelforge.storage import LocalStorage, local_path
 from reelforge.media.audio import sound_label
+from reelforge.engines.catalog import get_model
+from reelforge.request.check import split_automated
 
 # Files are served by the server's extension route, which answers HTTP Range requests.
 FILE_URL = "/reelforge/jobs/{id}/files/{name}"
@@ -119,8 +121,6 @@ def seed(record: JobRecord) -> tuple[int, bool]:
 
 def s3_file_names(record: JobRecord) -> list[str]:
     """The files the worker writes for a completed job, by name."""
-    from reelforge.engines.catalog import get_model
-    from reelforge.request.check import split_automated
 
     shots = len((record.model_input.get("multiShotManualParams") or {}).get("shots") or [])
     if record.model_input.get("taskType") == "MULTI_SHOT_AUTOMATED":
