@@ -69,7 +69,8 @@ class AsyncLane:
 
     async def _follow(self, steps: Generator) -> None:
         loop = asyncio.get_running_loop()
-        value, error = None, None
+        value: Any = None
+        error: BaseException | None = None
         while True:
             kind, step = await loop.run_in_executor(self.pool, _advance, steps, value, error)
             if kind == "done":
