@@ -30,7 +30,7 @@ log = logging.getLogger("reelforge.worker")
 
 
 def render_forwarded(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCache, timings: Timings, progress: "JobProgress", forwards,
-               keeper=None) -> Generator:
+               keeper=None) -> Generator[Any, Any, JobStatus]:
     """A forwarded job (engines/remote.py): one unit, whatever its shots; the upstream makes the whole video.
 
     Where it goes is what was recorded at submit (the job's engine and its options, the route); this
@@ -102,7 +102,7 @@ class Unit:
         self.progress.begin()
         return engine
 
-    def render_one_shot(self, out: "Folder") -> JobStatus:
+    def render_one_shot(self, out: "Folder") -> Generator[Any, Any, JobStatus]:
         """A shot unit of a multi-shot job: render shot_NNNN.mp4 into the job's folder."""
         index = self.job.shot_index
         name = layout.shot_file_name(index)
