@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import cast
 
 import click
 
@@ -36,7 +37,7 @@ def print_estimate(requests, endpoint=None, as_json=False, concurrency: int | No
     walls = {}
     if concurrency:
         for where, times in per_job.items():
-            walls[where] = None if any(t is None for t in times) else makespan_s(times, concurrency)
+            walls[where] = None if any(t is None for t in times) else makespan_s(cast(list[float], times), concurrency)
     if as_json:
         doc = {"dry_run": True, "submitted": 0, "estimates": [r.to_dict() for r in summed]}
         if concurrency:
@@ -51,7 +52,7 @@ def print_estimate(requests, endpoint=None, as_json=False, concurrency: int | No
     for r in summed:
         table.add_row(r.model_id, r.where, str(r.jobs), f"{r.seconds} s", format_duration(r.time_s), format_usd(r.cost_usd))
     console().print(table)
-    notes = {}
+    notes: dict[str, None] = {}
     for r in summed:
         notes.setdefault(f"cost {r.where}: {r.cost_basis}", None)
         notes.setdefault(f"time {r.where}: {r.time_basis}", None)

@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import cast
 
 import click
 
@@ -36,7 +37,7 @@ def _setup_logging() -> None:
     path = os.path.abspath(config.log_path())
     root = logging.getLogger("reelforge")
     for old in [h for h in root.handlers if getattr(h, "reelforge_cli", False)]:
-        if old.baseFilename == path:
+        if cast(logging.FileHandler, old).baseFilename == path:
             return
         root.removeHandler(old)
         old.close()

@@ -16,7 +16,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from reelforge import config
 from reelforge.client.backend import Backend
@@ -98,7 +98,7 @@ class Client:
         ``status`` and ``model`` filter; ``q`` searches the prompt and shot texts (case-blind, at
         least 3 characters); ``after`` is the ``next_token`` of the page before.
         """
-        query = dict(status=status, model=model, q=q, limit=limit)
+        query: dict[str, Any] = dict(status=status, model=model, q=q, limit=limit)
         page = self._backend.list(**query, after=after)
         jobs = [Job(self, r.id, r, prompts=page.prompts.get(r.id)) for r in page.records]
         return JobPage(jobs, page, lambda token: self.jobs(**query, after=token))
@@ -224,7 +224,7 @@ class Job:
                 break
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                raise WaitTimeoutError(self.id, timeout)
+                raise WaitTimeoutError(self.id, cast(float, timeout))  # a deadline comes from a timeout
             self.client.backend.wait_for_change(self.id, 60.0 if left is None else min(60.0, left))
         if rec.status is JobStatus.FAILED:
             raise JobFailedError(self.id, rec.failure_message or "unknown failure")

@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from reelforge import config
 from reelforge.jobs import background
@@ -79,7 +79,7 @@ class EmbeddedBackend:
     def deliveries(self, job_id: str) -> builtins.list[dict[str, Any]]:
         from reelforge.jobs.webhooks import shown
 
-        return [shown(d) for d in self.runtime.store.deliveries(job_id)]
+        return [shown(d) for d in cast(Any, self.runtime.store).deliveries(job_id)]
 
     def wait_for_change(self, job_id: str, timeout: float) -> None:
         # Another process (the background worker) may be the one running it: poll the log as well.

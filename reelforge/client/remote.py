@@ -25,7 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlencode
 
 from reelforge.client.events import EventFollower
@@ -96,7 +96,7 @@ class RemoteBackend:
         if self._reelforge is None:
             info = self._fetch_health()
             self._health = info or {}
-            self._reelforge = bool(info) and info.get("service") == "reelforge"
+            self._reelforge = bool(info) and cast(dict, info).get("service") == "reelforge"
         return self._reelforge
 
     def _fetch_health(self) -> dict[str, Any] | None:
@@ -196,7 +196,7 @@ class RemoteBackend:
                 raise RequestError(name, "Amazon Bedrock's ListAsyncInvokes cannot filter by model or search prompts; only a reelforge server can")
         kw: dict[str, Any] = {"maxResults": limit}
         if status:
-            kw["statusEquals"] = statuses(status)[0].bedrock
+            kw["statusEquals"] = cast(builtins.list, statuses(status))[0].bedrock
         if after:
             kw["nextToken"] = after
         r = self._boto("list_async_invokes", "ListAsyncInvokes", **kw)
@@ -317,9 +317,9 @@ class RemoteBackend:
         return {k: v for k, v in req.headers.items()}
 
     def _open(self, method: str, path: str, body: bytes | None = None, timeout: float = 30, ref: str | None = None):
-        url = self.endpoint_url + path
+        url = cast(str, self.endpoint_url) + path
         req = urllib.request.Request(url, data=body, method=method, headers=self._sign(method, url, body))
-        where = self.endpoint_url
+        where = cast(str, self.endpoint_url)
         try:
             response = _NO_REDIRECT.open(req, timeout=timeout)
             if response.status in (301, 302, 303, 307, 308) and response.headers.get("location"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from reelforge.errors import ConflictError, JobNotFoundError, ReelforgeError, RequestError
 from reelforge.jobs.record import JobRecord, JobStatus
@@ -53,7 +53,7 @@ def record_from_detail(d: dict[str, Any]) -> JobRecord:
         status=JobStatus(d["status"]),
         progress=d.get("progress", 0.0),
         stage=d.get("stage", ""),
-        submit_time=epoch(d["submitTime"]),
+        submit_time=cast(float, epoch(d["submitTime"])),
         start_time=epoch(d.get("startTime")),
         end_time=epoch(d.get("endTime")),
         last_modified=epoch(d.get("lastModifiedTime")) or time.time(),
@@ -81,7 +81,7 @@ def record_from_summary(s: dict[str, Any]) -> JobRecord:
         status=status,
         progress=1.0 if status is JobStatus.COMPLETED else 0.0,
         stage=status.value.lower(),
-        submit_time=epoch(s["submitTime"]),
+        submit_time=cast(float, epoch(s["submitTime"])),
         end_time=epoch(s.get("endTime")),
         last_modified=epoch(s.get("lastModifiedTime")) or time.time(),
         failure_message=s.get("failureMessage"),

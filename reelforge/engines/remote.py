@@ -34,7 +34,7 @@ import random
 import threading
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from reelforge.errors import EngineError, JobCanceled
 from reelforge.storage import S3Storage, join
@@ -102,7 +102,7 @@ class RemoteEngine(Engine):
         return False
 
     # the door
-    async def render(self, shot: ShotPlan, ctx: RenderContext) -> ShotOutput:
+    async def render(self, shot: ShotPlan, ctx: RenderContext) -> ShotOutput:  # type: ignore[override]  # the worker awaits a remote engine's render
         job, forward = ctx.job, ctx.forward
         if job is None or forward is None:
             raise EngineError(f"engine {self.engine_id!r} forwards whole jobs; it needs the job and its forward (the worker gives them)")
@@ -205,7 +205,7 @@ def cancel_upstream(record) -> threading.Thread | None:
 
     def run() -> None:
         try:
-            reached = asyncio.run(get_engine_class(forward.kind)(record.engine_options).cancel(forward, upstream_id))
+            reached = asyncio.run(cast(RemoteEngine, get_engine_class(forward.kind)(record.engine_options)).cancel(forward, upstream_id))
             log.info("job %s canceled; upstream job %s at %s %s", record.id, upstream_id, forward.url, "canceled" if reached else "cannot be canceled (its result is dropped)")
         except Exception as exc:  # noqa: BLE001 - the cancel here stands either way
             log.warning("job %s canceled; canceling upstream job %s at %s failed: %s", record.id, upstream_id, forward.url, exc)

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import time
 import traceback
-from typing import Any
+from typing import Any, cast
 
 from reelforge.config import Timings
 from reelforge.errors import JobCanceled, ReelforgeError
@@ -36,7 +36,7 @@ def completed(store: JobStore, job: JobRecord, worker_id: str, metadata: dict[st
         drop_checkpoints(job.storage_uri, job.shot_index if job.parent_id else None)
         unit = f"unit {job.id}, claim {job.fence}, attempt {job.attempts}"
         if job.parent_id:
-            log.info("shot %d of job %s completed in %.1f s (%s)", job.shot_index + 1, job.parent_id, metadata.get("render_encode_s", 0.0), unit)
+            log.info("shot %d of job %s completed in %.1f s (%s)", cast(int, job.shot_index) + 1, job.parent_id, metadata.get("render_encode_s", 0.0), unit)
             finalize_parent(store, job.parent_id)
         else:
             render = f", rendering and encoding {metadata['render_encode_s']:.1f} s" if "render_encode_s" in metadata else ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from reelforge.engines import Engine, get_engine_class
 from reelforge.errors import ReelforgeError
@@ -31,7 +31,7 @@ class EngineCache:
         with self._lock:
             found = self._engines.get(key)
             loaded = found is None
-            if loaded:
+            if found is None:
                 found = self._engines[key] = (dict(options), get_engine_class(engine_id)(options))
         if loaded and self.on_load is not None:
             self.on_load()
@@ -55,7 +55,7 @@ class EngineCache:
 def is_remote_engine(engine_id: str | None) -> bool:
     """True for the engines that forward whole jobs upstream (engines/remote.py)."""
     try:
-        return bool(engine_id) and getattr(get_engine_class(engine_id), "remote", False)
+        return bool(engine_id) and getattr(get_engine_class(cast(str, engine_id)), "remote", False)
     except ReelforgeError:
         return False
 

@@ -52,7 +52,7 @@ class AsyncLane:
         self.loop.run_until_complete(asyncio.gather(renewals, return_exceptions=True))
         self.loop.close()
 
-    def start(self, steps: Generator) -> None:
+    def start(self, steps: Generator[Any, Any, Any]) -> None:
         """Take a claimed unit (its ``unit_steps`` made with ``keeper=lane.keeper``); waits while the lane is full."""
         self.room.acquire()
         with self._lock:
@@ -67,9 +67,10 @@ class AsyncLane:
             log.error("async lane: a unit ended with %r", future.exception())
         self.notify()
 
-    async def _follow(self, steps: Generator) -> None:
+    async def _follow(self, steps: Generator[Any, Any, Any]) -> None:
         loop = asyncio.get_running_loop()
-        value, error = None, None
+        value: Any = None
+        error: BaseException | None = None
         while True:
             kind, step = await loop.run_in_executor(self.pool, _advance, steps, value, error)
             if kind == "done":
@@ -150,7 +151,7 @@ class AsyncLane:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _advance(steps: Generator, value, error):
+def _advance(steps: Generator[Any, Any, Any], value, error):
     """Run a unit's steps up to their next await (in a pool thread): ("await", Await), ("done", status), ("raised", exc)."""
     try:
         return "await", (steps.throw(error) if error is not None else steps.send(value))
@@ -172,7 +173,7 @@ class Await:
     progress: "JobProgress"
 
 
-def drive(steps: Generator) -> JobStatus:
+def drive(steps: Generator[Any, Any, Any]) -> JobStatus:
     value, error = None, None
     while True:
         try:

@@ -80,10 +80,10 @@ def prune(store: JobStore, older_than_s: float, *, dry_run: bool = False, now: f
     """One round: finish interrupted prunes, then prune jobs that ended more than ``older_than_s`` ago."""
     cutoff = (time.time() if now is None else now) - older_than_s
     report = PruneReport()
-    for gone in store.unfinished_prunes():
-        report.ids.append(gone.id)
+    for unfinished in store.unfinished_prunes():
+        report.ids.append(unfinished.id)
         if not dry_run:
-            _remove_files(store, gone, report)
+            _remove_files(store, unfinished, report)
     after = None
     while True:
         page = store.prunable(cutoff, after=after)

@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from reelforge import config
 from reelforge.jobs.background import FileLock, presence
@@ -160,7 +160,7 @@ class Runtime:
             return
         if self.store.count(statuses=[JobStatus.QUEUED], cap=self.max_queued) < self.max_queued:
             return
-        if client_token is not None and self.store.token_recorded(client_token):  # a pruned job's tombstone too
+        if client_token is not None and cast(Any, self.store).token_recorded(client_token):  # a pruned job's tombstone too
             return
         raise QueueFullError(self.max_queued)
 
@@ -361,10 +361,10 @@ class Runtime:
 
     def _prune_loop(self) -> None:
         """Prune jobs past the retention every ``prune_every_s`` (the first round right away)."""
-        every = prune_every_s(self.retain_s)
+        every = prune_every_s(cast(float, self.retain_s))  # started only with a retention
         while not self._stop.is_set():
             try:
-                prune(self.store, self.retain_s)
+                prune(self.store, cast(float, self.retain_s))
             except Exception:  # the job log or storage may be away; the next round tries again
                 log.warning("prune round failed", exc_info=True)
             self._stop.wait(every)

@@ -8,7 +8,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Generator
+from typing import Any, Callable, Generator, cast
 
 from reelforge.config import Timings
 from reelforge.engines import Engine, RenderContext, ShotPlan, get_engine_class
@@ -30,7 +30,7 @@ log = logging.getLogger("reelforge.worker")
 
 
 def render_forwarded(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCache, timings: Timings, progress: "JobProgress", forwards,
-               keeper=None) -> Generator:
+               keeper=None) -> Generator[Any, Any, JobStatus]:
     """A forwarded job (engines/remote.py): one unit, whatever its shots; the upstream makes the whole video.
 
     Where it goes is what was recorded at submit (the job's engine and its options, the route); this
@@ -54,7 +54,7 @@ def render_forwarded(store: JobStore, job: JobRecord, worker_id: str, engines: E
     checkpoint = dict(job.metadata.get("checkpoint", {}))
 
     def save(data: dict[str, Any]) -> None:
-        if not store.save_checkpoint(job.id, worker_id, data, fence=job.fence):
+        if not cast(Any, store).save_checkpoint(job.id, worker_id, data, fence=job.fence):
             raise LeaseLost(job.id)
         checkpoint.update(data)
         progress.metadata["checkpoint"] = dict(checkpoint)
@@ -67,14 +67,14 @@ def render_forwarded(store: JobStore, job: JobRecord, worker_id: str, engines: E
         plan = ShotPlan(0, len(shots), " ".join(request.shot_texts()), request.effective_seed, sum(s.duration_s for s in shots), request.fps,
                         request.width, request.height, None, job.model_id)
         t0 = time.perf_counter()
-        result = engine.render(plan, RenderContext(progress, Path(work), job=job, forward=forward, saved=checkpoint, save=save))
+        result: Any = engine.render(plan, RenderContext(progress, Path(work), job=job, forward=forward, saved=checkpoint, save=save))
         if inspect.isawaitable(result):
             result = yield Await(result, progress)
         if result.video_file is None:
             raise ReelforgeError(f"engine {forward.kind} returned no video file")
         progress.beat("checking the upstream's video", force=True)
         differs: dict[str, Any] = {}
-        poster = take_file(engine, plan, Path(result.video_file), out.path / layout.VIDEO, loosen=engine.upstream_differs, differs=differs)
+        poster = take_file(engine, plan, Path(result.video_file), out.path / layout.VIDEO, loosen=cast(Any, engine).upstream_differs, differs=differs)
         names = [n for n in names if (Path(work) / n).is_file()]
         for name in names:  # a multi-shot video's shots, as the upstream wrote them (Bedrock's layout)
             media.probe(Path(work) / name)
@@ -102,7 +102,7 @@ class Unit:
         self.progress.begin()
         return engine
 
-    def render_one_shot(self, out: "Folder") -> JobStatus:
+    def render_one_shot(self, out: "Folder") -> Generator[Any, Any, JobStatus]:
         """A shot unit of a multi-shot job: render shot_NNNN.mp4 into the job's folder."""
         index = self.job.shot_index
         name = layout.shot_file_name(index)

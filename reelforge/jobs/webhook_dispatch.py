@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from reelforge.errors import RequestError
 from reelforge.jobs import layout
@@ -168,7 +168,7 @@ class Dispatcher:
             body = delivery.get("body") or body_for(delivery, record)  # kept with the attempt's outcome, below
             target = check_url(delivery["url"], s.allow_private, "url")  # again, after DNS resolution
             stamp = int(time.time())
-            code = post(target, body.encode(), sign(s.secret, delivery["id"], stamp, body), s.timeout_s)
+            code = post(target, body.encode(), sign(cast(str, s.secret), delivery["id"], stamp, body), s.timeout_s)
             if not 200 <= code < 300:
                 error = f"HTTP {code}" + (" (redirects are not followed)" if 300 <= code < 400 else "")
         except RequestError as exc:

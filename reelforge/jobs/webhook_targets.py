@@ -7,7 +7,7 @@ import ipaddress
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from reelforge.errors import RequestError
@@ -18,7 +18,7 @@ MAX_RESPONSE = 64 * 1024  # what is read of a receiver's reply (its status is wh
 
 def resolve(host: str, port: int) -> list[str]:
     """Every address ``host`` resolves to (tests replace this to play a DNS that changes its answer)."""
-    return list(dict.fromkeys(info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)))
+    return list(dict.fromkeys(cast(str, info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)))
 
 
 def public(address: str) -> bool:
@@ -76,6 +76,8 @@ def check_url(url: Any, allow_private: bool, field: str) -> Target:
 
 class _Pinned(http.client.HTTPSConnection):
     """HTTPS to one checked address, the certificate checked against the URL's host name (SNI too)."""
+
+    _context: ssl.SSLContext  # set by HTTPSConnection.__init__ (not in its stubs)
 
     def __init__(self, address: str, port: int, hostname: str, timeout: float):
         super().__init__(address, port, timeout=timeout, context=ssl.create_default_context())

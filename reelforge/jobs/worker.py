@@ -9,7 +9,7 @@ stopping) ends quietly instead: its next attempt, elsewhere, owns the job now.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Generator
+from typing import Any, Callable, Generator, cast
 
 from reelforge.config import Timings
 from reelforge.engines import get_engine_class
@@ -38,7 +38,7 @@ def perform(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCach
 
 
 def unit_steps(store: JobStore, job: JobRecord, worker_id: str, engines: EngineCache, timings: Timings, notify=None, fetch_s3=None,
-               keeper: Callable[["JobProgress"], Any] | None = None, forwards=None) -> Generator:
+               keeper: Callable[["JobProgress"], Any] | None = None, forwards=None) -> Generator[Any, Any, JobStatus]:
     """The steps of one claimed unit, as a generator that yields an ``Await`` where a coroutine engine
     renders and returns the unit's status. Its driver runs the steps between (``perform``: in the
     calling thread; ``AsyncLane``: in a small pool, holding no thread while the engine awaits).
@@ -67,7 +67,7 @@ def unit_steps(store: JobStore, job: JobRecord, worker_id: str, engines: EngineC
         progress.deferred = keeper is not None
         with (keeper or LeaseKeeper)(progress), Folder(job.storage_uri) as out:
             # Temp files of an attempt that was killed are this unit's to remove (never another unit's files).
-            owned = [layout.shot_file_name(job.shot_index)] if job.parent_id else [layout.shot_file_name(i) for i in range(len(shots))]
+            owned = [layout.shot_file_name(cast(int, job.shot_index))] if job.parent_id else [layout.shot_file_name(i) for i in range(len(shots))]
             out.clear_leftovers(owned + [layout.VIDEO, layout.POSTER, layout.CONTACT_SHEET] * (job.parent_id is None))
             if job.parent_id is not None:
                 return (yield from unit.render_one_shot(out))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from fractions import Fraction
 from pathlib import Path
+from typing import Any, cast
 
 import av
 import numpy as np
@@ -20,7 +22,7 @@ def sound_label(audio: dict | None, kept: bool = True) -> str:
         return "none: a silent video was asked for"
     if not audio:
         return "none (silent video)"
-    channels = {1: "mono", 2: "stereo"}.get(audio.get("channels"), f"{audio.get('channels')} channels")
+    channels = {1: "mono", 2: "stereo"}.get(cast(Any, audio.get("channels")), f"{audio.get('channels')} channels")
     return f"{str(audio.get('codec', '')).upper()}, {audio.get('sampleRate', 0) / 1000:g} kHz, {channels}"
 
 
@@ -99,7 +101,7 @@ def read_audio(path: PathLike) -> tuple[np.ndarray, int] | None:
             return None
         samples = np.concatenate(chunks, axis=1)
         if a.duration is not None:
-            samples = samples[:, : round(a.duration * a.time_base * rate)]
+            samples = samples[:, : round(a.duration * cast(Fraction, a.time_base) * rate)]
         return samples, rate
 
 

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any, cast
 
 import av
 import numpy as np
@@ -117,8 +118,8 @@ def _video_run(paths: list, ostream) -> Iterator:
     for p in paths:
         with av.open(str(p)) as c:
             s = c.streams.video[0]
-            tb = s.time_base
-            clip = [pk for pk in c.demux(s) if pk.dts is not None and pk.pts is not None]
+            tb = cast(Fraction, s.time_base)
+            clip: list[Any] = [pk for pk in c.demux(s) if pk.dts is not None and pk.pts is not None]
             if not clip:
                 continue
             start = min(pk.pts for pk in clip)

@@ -19,7 +19,7 @@ def save_poster(frame: np.ndarray, path: PathLike, max_width: int = 640) -> Path
     """Save an RGB frame as a JPEG no wider than ``max_width``."""
     img = Image.fromarray(np.asarray(frame, dtype=np.uint8)).convert("RGB")
     if img.width > max_width:
-        img = img.resize((max_width, max(1, round(img.height * max_width / img.width))), Image.LANCZOS)
+        img = img.resize((max_width, max(1, round(img.height * max_width / img.width))), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=85, optimize=True)
     return atomic_write_bytes(path, buf.getvalue())
@@ -49,7 +49,7 @@ def contact_sheet(
         if i in wanted:
             img = frame.to_image()
             th = max(1, round(img.height * thumb_width / img.width))
-            thumbs.append((img.resize((thumb_width, th), Image.LANCZOS), float(frame.time or 0.0)))
+            thumbs.append((img.resize((thumb_width, th), Image.Resampling.LANCZOS), float(frame.time or 0.0)))
     if not thumbs:
         raise ValueError(f"{path_mp4} has no decodable frames")
     th = thumbs[0][0].height

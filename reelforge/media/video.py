@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any, cast
 
 import av
 import numpy as np
@@ -56,11 +57,11 @@ class VideoWriter:
         if (width is None) != (height is None):
             raise ValueError("give both width and height, or neither (then the first frame sets the size)")
         if width is not None:
-            _check_even(width, height)
+            _check_even(width, cast(int, height))  # both or neither, checked above
         self.frames_written = 0
         self._tmp: Path | None = None
-        self._container = None
-        self._stream = None
+        self._container: Any = None
+        self._stream: Any = None
         self._closed = False
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -120,7 +121,7 @@ class VideoWriter:
 
     def _start_thread(self) -> None:
         # Conversion and encoding run beside the caller, so rendering the next frame overlaps them.
-        self._queue = queue.Queue(maxsize=8)
+        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=8)
         self._thread = threading.Thread(target=self._encode_loop, name=f"encode {self.path.name}", daemon=True)
         self._thread.start()
 
@@ -166,7 +167,7 @@ class VideoWriter:
             self.abort()
             raise
         self._closed = True
-        publish(self._tmp, self.path)
+        publish(cast(Path, self._tmp), self.path)
         log.debug("wrote %s: %d frames %dx%d", self.path, self.frames_written, self.width, self.height)
         return self.path
 
@@ -253,7 +254,7 @@ def probe(path: PathLike) -> VideoInfo:
         if c.duration is not None:
             duration = c.duration / av.time_base
         elif s.duration is not None:
-            duration = float(s.duration * s.time_base)
+            duration = float(s.duration * cast(Fraction, s.time_base))
         else:
             duration = n / float(rate) if rate else 0.0
         return VideoInfo(

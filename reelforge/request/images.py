@@ -23,7 +23,7 @@ import re
 import struct
 import threading
 import warnings
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
 import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin, PngImagePlugin, UnidentifiedImageError
@@ -243,7 +243,7 @@ def inspect_image(data: bytes, field: str, declared_format: str | None = None) -
             im.draft(im.mode, (max(im.size[0] // 8, 1), max(im.size[1] // 8, 1)))
             with _decodes:
                 im.load()
-    return fmt
+    return cast(str, fmt)  # _open_checked lets PNG and JPEG through only
 
 
 def _load(data: bytes, field: str, declared_format: str | None, draft_size: tuple[int, int] | None, frame: tuple[int, int] | None = None) -> Image.Image:
@@ -273,7 +273,7 @@ def _to_rgb(im: Image.Image) -> tuple[Image.Image, bool]:
     """Opaque RGB plus whether any pixel was not fully opaque."""
     mask = _alpha_mask(im)
     if mask is not None:
-        had_alpha = mask.getextrema()[0] < 255
+        had_alpha = cast(tuple[int, int], mask.getextrema())[0] < 255
         rgba = im.convert("RGBA")
         out = Image.new("RGB", im.size, ALPHA_BACKGROUND)
         out.paste(rgba.convert("RGB"), mask=mask)
@@ -326,7 +326,7 @@ def has_transparency(data: bytes, field: str = "image") -> bool:
     with _decodes:
         im = _load(data, field, None, None)
         mask = _alpha_mask(im)
-        return mask is not None and mask.getextrema()[0] < 255
+        return mask is not None and cast(tuple[int, int], mask.getextrema())[0] < 255
 
 
 def fit_image(img: Image.Image, width: int, height: int, mode: str) -> Image.Image:

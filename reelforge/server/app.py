@@ -19,7 +19,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -120,7 +120,7 @@ class ServerState:
         inside the bucket folder. Errors name ``field`` and never say whether a file outside
         the folder exists.
         """
-        return bucket_path(Path(self.settings.bucket_dir), s3_uri, field)
+        return bucket_path(Path(cast(Path, self.settings.bucket_dir)), s3_uri, field)
 
     def map_output(self, requested: str) -> str:
         return self.local_path_for(requested).as_uri()
@@ -353,9 +353,8 @@ def create_app(settings: ServerSettings | None = None, runtime: Runtime | None =
             await asyncio.to_thread(state.runtime.release)
             await asyncio.to_thread(state.runtime.stop, 10)
 
-    app = Starlette(
-        exception_handlers={ApiError: _handle, ReelforgeError: _handle, HTTPException: _handle_http, Exception: _handle},
-    )
+    handlers: dict[Any, Any] = {ApiError: _handle, ReelforgeError: _handle, HTTPException: _handle_http, Exception: _handle}
+    app = Starlette(exception_handlers=handlers)
     app.router = SegmentRouter(
         bedrock_api.routes + extensions.routes + openai_api.routes + gemini_api.routes + openapi.routes
         + gallery_routes(state.runtime, settings.advertised_output, settings.max_body),

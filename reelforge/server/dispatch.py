@@ -12,6 +12,8 @@ Starlette's own router, unchanged.
 
 from __future__ import annotations
 
+from typing import cast
+
 from starlette._utils import get_route_path
 from starlette.routing import Match, Mount, Route, Router
 
@@ -69,7 +71,7 @@ class SegmentRouter(Router):
 
     def candidates(self, path: str) -> list:
         """The routes that may match ``path``, in the router's order."""
-        node = self._tree if self._indexed == len(self.routes) else self._index()
+        node = cast(_Node, self._tree) if self._indexed == len(self.routes) else self._index()
         for part in path[1:].split("/"):
             child = node.children.get(part)
             if child is None:

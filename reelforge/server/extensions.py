@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any
+from typing import Any, cast
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -109,9 +109,9 @@ def _authenticated(request: Request, state) -> bool:
     auth = request.headers.get("authorization", "")
     try:
         if auth.startswith("AWS4-HMAC-SHA256"):
-            sigv4.verify(request.scope, b"", keys)
+            sigv4.verify(cast(dict, request.scope), b"", keys)
         else:
-            video_wires.check_key(request.scope, "openai", keys)
+            video_wires.check_key(cast(dict, request.scope), "openai", keys)
     except ApiError:
         return False
     return True

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Any
+from typing import Any, cast
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -93,6 +93,7 @@ async def dispatch(request: Request) -> Response:
     kind, m, allowed = _resource(rest)
     if not kind:
         raise ApiError(404, "UnknownOperationException", f"No method answers {request.method} {request.url.path[:200]}.")
+    m, allowed = cast(re.Match, m), cast(str, allowed)  # a kind comes with both
     if request.method not in allowed.split(", "):
         raise ApiError(405, "UnknownOperationException", f"{request.url.path[:200]} does not answer {request.method}; it answers {allowed}.", headers={"Allow": allowed})
     if kind == "create":
@@ -131,11 +132,11 @@ async def create(request: Request, resource: str, model_name: str) -> JSONRespon
     _choice(params, "personGeneration", ("allow_adult", "dont_allow", "allow_all"), lower=True)
     _choice(params, "compressionQuality", ("OPTIMIZED", "LOSSLESS"))
     resize = _choice(params, "resizeMode", ("CROP", "PAD"))
-    samples = _int(params, "sampleCount", 1)
+    samples = cast(int, _int(params, "sampleCount", 1))
     if not 1 <= samples <= MAX_SAMPLES:
         raise _invalid("parameters.sampleCount", f"{samples} is not allowed; allowed: 1 to {MAX_SAMPLES}")
-    seconds = _int(params, "durationSeconds", 8)
-    fps = _int(params, "fps", video_wires.default_fps(spec))
+    seconds = cast(int, _int(params, "durationSeconds", 8))
+    fps = cast(int, _int(params, "fps", video_wires.default_fps(spec)))
     aspect = _choice(params, "aspectRatio", tuple(ASPECTS)) or "16:9"
     resolution = _choice(params, "resolution", tuple(RESOLUTIONS)) or "720p"
     width, height = _dimensions(aspect, resolution)
@@ -151,7 +152,7 @@ async def create(request: Request, resource: str, model_name: str) -> JSONRespon
         "parameters": {k: v for k, v in params.items() if k != "seed"},
     }
     if image is not None:
-        kept["image"] = video_wires.describe_bytes(base64.b64decode(image.bytes_b64), instance["image"].get("mimeType"))
+        kept["image"] = video_wires.describe_bytes(base64.b64decode(cast(str, image.bytes_b64)), instance["image"].get("mimeType"))
     records: list[JobRecord] = []
     try:
         for i in range(samples):
@@ -285,7 +286,7 @@ async def fetch_operation(request: Request) -> JSONResponse:
     m = _OPERATION.fullmatch(name) if isinstance(name, str) else None
     if m is None:
         raise _invalid("operationName", "must be the name of an operation this server returned")
-    return JSONResponse(await _operation(request, name, m.group(2), vertex=True))
+    return JSONResponse(await _operation(request, cast(str, name), m.group(2), vertex=True))
 
 
 async def _operation(request: Request, name: str, op_id: str, *, vertex: bool) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import Any, cast
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -96,12 +97,12 @@ async def create(request: Request) -> JSONResponse:
     name = text_field(fields, "model", DEFAULT_MODEL)
     model_id = state.wire_models.resolve(name, "model")
     spec = get_model(model_id)
-    seconds = seconds_field(text_field(fields, "seconds", DEFAULT_SECONDS))
+    seconds = seconds_field(cast(str, text_field(fields, "seconds", DEFAULT_SECONDS)))
     size = text_field(fields, "size", DEFAULT_SIZE)
     width, height = parse_dimension(size, "size")
     image, kept = reference_image(fields)
     req = VideoRequest(text=prompt, image=image, duration_s=seconds, fps=video_wires.default_fps(spec), width=width, height=height)
-    wire_request = {"operation": "create", "model": name, "prompt": prompt, "seconds": str(seconds), "size": size}
+    wire_request: dict[str, Any] = {"operation": "create", "model": name, "prompt": prompt, "seconds": str(seconds), "size": size}
     if kept:
         wire_request["input_reference"] = kept
     record, _ = await video_wires.submit(
@@ -263,7 +264,7 @@ async def extend_video(request: Request) -> JSONResponse:
     prompt = text_field(fields, "prompt")
     if prompt is None:
         raise RequestError("prompt", "is required")
-    seconds = seconds_field(text_field(fields, "seconds", DEFAULT_SECONDS))
+    seconds = seconds_field(cast(str, text_field(fields, "seconds", DEFAULT_SECONDS)))
     source, upload = None, None
     if "video[id]" in fields:
         source = await _record(request, fields["video[id]"])
@@ -276,7 +277,7 @@ async def extend_video(request: Request) -> JSONResponse:
     wire_request = {
         "operation": "extend", "model": (source.wire_request.get("model") if source else None) or DEFAULT_MODEL,
         "prompt": prompt, "seconds": plan.total_seconds, "added_seconds": str(seconds), "size": f"{plan.width}x{plan.height}",
-        "extends": {"video_id": video_id(source)} if source is not None else {"video": video_wires.describe_bytes(upload, "video/mp4")},
+        "extends": {"video_id": video_id(source)} if source is not None else {"video": video_wires.describe_bytes(cast(bytes, upload), "video/mp4")},
     }
     try:
         record, _ = await video_wires.submit(state, model_id, plan.request, wire=OPENAI, wire_request=wire_request,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Any
+from typing import Any, cast
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -35,7 +35,7 @@ async def read_fields(request: Request, allowed: set[str]) -> dict[str, Any]:
         doc = wire.parse_body(await request.body())
         if not isinstance(doc, dict):
             raise bad_request("The request body must be a JSON object.")
-        pairs = []
+        pairs: list[tuple[str, Any]] = []
         for key, value in doc.items():
             pairs += [(f"{key}[{k}]", v) for k, v in value.items()] if isinstance(value, dict) else [(key, value)]
         for name, item in pairs:
@@ -91,4 +91,4 @@ def reference_image(fields: dict[str, Any]) -> tuple[ImageInput | None, dict[str
     field = "input_reference[image_url]" if isinstance(value, str) else "input_reference"
     image = ImageInput.from_source(value if isinstance(value, str) else value[1], field)
     mime = value.partition(";")[0].removeprefix("data:") if isinstance(value, str) else value[2]
-    return image, video_wires.describe_bytes(base64.b64decode(image.bytes_b64), mime or None)
+    return image, video_wires.describe_bytes(base64.b64decode(cast(str, image.bytes_b64)), mime or None)

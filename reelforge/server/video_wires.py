@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from starlette.concurrency import run_in_threadpool
 
@@ -172,7 +172,7 @@ def makes_sound(model_id: str) -> bool:
         return False
     if served.engine != "diffusers":
         return False
-    known = KNOWN_MODELS.get(served.options.get("model"))
+    known = KNOWN_MODELS.get(cast(str, served.options.get("model")))
     family = FAMILIES.get(served.options.get("family") or (known.family if known else ""))
     return bool(family and family.audio)
 

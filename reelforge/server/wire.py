@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NoReturn, cast
 
 from reelforge.request.check import surrogate_problem
 from reelforge.jobs.layout import iso  # noqa: F401 - the wires' time form, where they look for it
@@ -34,7 +34,7 @@ START_MEMBERS = {"modelId", "modelInput", "outputDataConfig", "clientRequestToke
 MAX_DEPTH = 32  # of arrays and objects in a body; Nova's deepest request needs 9
 
 
-def fail(value: Any, field: str, constraint: str) -> None:
+def fail(value: Any, field: str, constraint: str) -> NoReturn:
     shown = value if isinstance(value, (str, int, float)) else type(value).__name__
     raise validation(f"1 validation error detected: Value '{shown}' at '{field}' failed to satisfy constraint: {constraint}")
 
@@ -97,7 +97,7 @@ def parse_start(body: Any) -> dict[str, Any]:
     unknown = sorted(set(body) - START_MEMBERS)
     if unknown:
         raise validation(f"Unknown member '{unknown[0]}' in the request body; allowed: {', '.join(sorted(START_MEMBERS))}")
-    model_id = _string(body, "modelId", "modelId", 1, 256, MODEL_ID, True)
+    model_id = cast(str, _string(body, "modelId", "modelId", 1, 256, MODEL_ID, True))
     arn = FOUNDATION_ARN.fullmatch(model_id)
     if arn:  # Bedrock accepts a foundation-model ARN in place of the id
         model_id = arn.group(2)
@@ -113,7 +113,7 @@ def parse_start(body: Any) -> dict[str, Any]:
     if extra:
         raise validation(f"Unknown member '{extra[0]}' in outputDataConfig.s3OutputDataConfig; allowed: bucketOwner, kmsKeyId, s3Uri")
     field = "outputDataConfig.s3OutputDataConfig"
-    s3_uri = _string(s3, "s3Uri", f"{field}.s3Uri", 1, 1024, S3_URI, True)
+    s3_uri = cast(str, _string(s3, "s3Uri", f"{field}.s3Uri", 1, 1024, S3_URI, True))
     if has_control_char(s3_uri):  # a NUL passes the pattern's "."
         raise validation(f"{field}.s3Uri: contains a control character (such as NUL); write the output location without one")
     check_location(s3_uri.rstrip("/"), f"{field}.s3Uri")
@@ -149,8 +149,8 @@ def parse_tags(tags: Any) -> list[dict[str, str]]:
         field = f"tags.{i}.member"
         if not isinstance(tag, dict) or set(tag) != {"key", "value"}:
             fail(tag, field, "Member must be an object with exactly the members key and value")
-        key = _string(tag, "key", f"{field}.key", 1, 128, TAG, True)
-        value = _string(tag, "value", f"{field}.value", 0, 256, TAG, True)
+        key = cast(str, _string(tag, "key", f"{field}.key", 1, 128, TAG, True))
+        value = cast(str, _string(tag, "value", f"{field}.value", 0, 256, TAG, True))
         out.append({"key": key, "value": value})
     return out
 

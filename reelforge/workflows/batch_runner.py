@@ -17,7 +17,7 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from reelforge.jobs import layout
 from reelforge.storage import join
@@ -176,7 +176,7 @@ class BatchRunner:
         if backend is not None:
             backend.wait_for_change(first.id, self.poll_s)
         else:
-            self.sleep(self.poll_s)
+            self.sleep(cast(float, self.poll_s))  # set in __post_init__
         changed = False
         for line, f in list(self._inflight.items()):
             try:

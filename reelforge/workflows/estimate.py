@@ -21,7 +21,7 @@ import math
 import os
 import statistics
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, cast
 from urllib.parse import urlparse
 
 from reelforge.engines.catalog import add_forwarded, engine_for, get_model
@@ -242,7 +242,7 @@ def job_timing(rec: Any) -> tuple[str, float, int, int, int] | None:
         _, seconds, frames = request_shape(request, get_model(rec.model_id))
     except Exception:
         return None
-    timings = meta.get("timings") if isinstance(meta.get("timings"), dict) else {}
+    timings = cast(dict[str, Any], meta.get("timings") if isinstance(meta.get("timings"), dict) else {})
     secs = _first_number(
         timings.get("render_encode_s"),
         meta.get("render_encode_s"),

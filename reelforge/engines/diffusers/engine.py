@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar, Iterable, cast
 
 import numpy as np
 
@@ -50,6 +50,7 @@ class DiffusersEngine(Engine):
     summary: ClassVar[str] = ("Open-weight video models (LTX-2, LTX-Video, Wan 2.1/2.2, HunyuanVideo 1.5, CogVideoX, "
                               "any diffusers video pipeline) through diffusers")
     Options: ClassVar[type[EngineOptions]] = DiffusersOptions
+    options: DiffusersOptions  # what Engine.__init__ parses with Options
 
     def __init__(self, options: dict[str, Any] | EngineOptions | None = None):
         super().__init__(options)
@@ -67,7 +68,7 @@ class DiffusersEngine(Engine):
     @classmethod
     def check_available(cls, options: dict[str, Any]) -> None:
         """Refuse a job before it is recorded when the extra or the weights are missing, or the folder does not fit."""
-        opts = cls.parse_options(options)
+        opts = cast(DiffusersOptions, cls.parse_options(options))
         missing = missing_packages()
         if missing:
             raise EngineError(f"the diffusers engine needs {', '.join(missing)}: {install_hint()}")
@@ -76,7 +77,7 @@ class DiffusersEngine(Engine):
     @classmethod
     def check_request(cls, options: dict[str, Any], request, shots) -> None:
         """Refuse, before recording, shots outside the model's grid or its tasks (RequestError naming the field)."""
-        o = cls.parse_options(options)
+        o = cast(DiffusersOptions, cls.parse_options(options))
         r = resolve(o)
         model = f"reelforge.{o.model}" if r.known else o.model
         for i, s in enumerate(shots):
@@ -124,7 +125,7 @@ class DiffusersEngine(Engine):
             speed = speed.model_copy(update={"cache": speed.cache.model_copy(update={"num_inference_steps": self._steps()})})
         key = (str(r.weights.path), str(dtype), device, speed.model_dump_json())
         if key == self._key:
-            return self._resolved, 0.0
+            return cast(Resolved, self._resolved), 0.0
         self._release()
         pipes, speed_report, pipe = load_pipelines(o, r, speed, device, dtype)
         self._pipes = pipes
@@ -172,7 +173,7 @@ class DiffusersEngine(Engine):
     # ----------------------------------------------------------------- rendering
 
     def render_shot(self, shot: ShotPlan, progress: Progress) -> Iterable[np.ndarray]:
-        return self.render(shot, RenderContext(progress)).frames
+        return cast(Iterable[np.ndarray], self.render(shot, RenderContext(progress)).frames)
 
     def render(self, shot: ShotPlan, ctx: RenderContext) -> ShotOutput:
         progress = ctx.progress
@@ -237,7 +238,7 @@ class DiffusersEngine(Engine):
         image = kwargs.get("image")
         image_digest = hashlib.sha256(image.tobytes() + repr(image.size).encode()).hexdigest() if image is not None else None
         return latents_key(
-            model=self.options.model, revision=self._resolved.weights.revision,
+            model=self.options.model, revision=cast(Resolved, self._resolved).weights.revision,
             pipeline=type(pipe).__name__, seed=shot.seed, prompt=shot.text, image=image_digest,
             planned=[plan.width, plan.height, plan.frames, plan.fps], steps=kwargs.get("num_inference_steps"),
             options=hashlib.sha256(self.options.model_dump_json().encode()).hexdigest(),
@@ -247,7 +248,7 @@ class DiffusersEngine(Engine):
     def _call_kwargs(self, pipe, shot: ShotPlan, plan, steps: int) -> dict[str, Any]:
         import torch
 
-        o, r = self.options, self._resolved
+        o, r = self.options, cast(Resolved, self._resolved)
         f, known = r.family, r.known
         device = self._info["device"]
         params = call_parameters(type(pipe).__name__)
@@ -277,7 +278,7 @@ class DiffusersEngine(Engine):
         """Denoise (or find the latents an earlier attempt saved for ``key``), save the latents to
         ``checkpoint`` (``keep`` persists the file), then decode them. The generic door keeps the
         pipeline's own decode: its latents are not saved."""
-        decoder = DECODERS.get(self._resolved.family.name)
+        decoder = DECODERS.get(cast(Resolved, self._resolved).family.name)
         if decoder is None:
             out, steps_run = self._denoise(pipe, kwargs, steps, progress, metadata)
             report = DecodeReport("not saved: the generic door keeps the pipeline's own decode")
@@ -285,12 +286,12 @@ class DiffusersEngine(Engine):
         else:
             saved = load_latents(checkpoint, key)
             if saved is not None:
-                report, steps_run = DecodeReport("resumed", file=latents_file(checkpoint, key[1]).name), 0
+                report, steps_run = DecodeReport("resumed", file=latents_file(cast(Path, checkpoint), key[1]).name), 0
                 progress(steps, steps, "decoding saved latents")
             else:
                 out, steps_run = self._denoise(pipe, {**kwargs, "output_type": "latent"}, steps, progress, metadata)
                 saved = {"video": out.frames, "generator": kwargs["generator"].get_state(),
-                         "audio": getattr(out, "audio", None) if self._resolved.family.audio else None}
+                         "audio": getattr(out, "audio", None) if cast(Resolved, self._resolved).family.audio else None}
                 if checkpoint is not None:
                     path = save_latents(checkpoint, key, saved, keep)
                     report = DecodeReport("saved", file=path.name)
@@ -299,7 +300,7 @@ class DiffusersEngine(Engine):
                 progress(steps, steps, "decoding")
             video, audio = self._decode(pipe, decoder, saved, kwargs, report)
         frames = uint8_frames(video[0])
-        if self._resolved.family.audio and audio is not None:
+        if cast(Resolved, self._resolved).family.audio and audio is not None:
             audio = Audio(audio[0].float().cpu().numpy(), int(pipe.vocoder.config.output_sampling_rate))
         else:
             audio = None

@@ -30,7 +30,7 @@ def device_and_dtype(options: DiffusersOptions, torch) -> tuple[str, Any]:
         raise EngineError("device 'cuda' asked for, but torch sees no CUDA GPU (torch.cuda.is_available() is False)")
     elif device == "mps" and not torch.backends.mps.is_available():
         raise EngineError("device 'mps' asked for, but torch.backends.mps.is_available() is False")
-    dtype = options.dtype
+    dtype: str = options.dtype
     if dtype == "auto":
         known = KNOWN_MODELS.get(options.model)
         # bf16 on GPUs: the T5/UMT5 text encoders overflow in fp16; CPU kernels are fastest in fp32

@@ -12,7 +12,7 @@ import shlex
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import Field, model_validator
 
@@ -121,7 +121,7 @@ class DiffusersOptions(EngineOptions):
         if known is not None:
             if self.family not in (None, known.family):
                 raise ValueError(f"model {self.model!r} is a {known.family} model, not {self.family}")
-            self.family = known.family
+            self.family = cast(Any, known.family)
             self.repo = self.repo or known.repo
         self.speed_options()  # refuse bad speed settings when the options are read
         reserved = set(self.pipeline_kwargs) & _RESERVED_KWARGS
@@ -221,7 +221,7 @@ def resolve(o: DiffusersOptions) -> Resolved:
     declared = pipeline_class_name(folder)
     known = KNOWN_MODELS.get(o.model)
     if known is not None or o.family not in (None, "generic"):
-        family = FAMILIES[known.family if known else o.family]
+        family = FAMILIES[known.family if known else cast(str, o.family)]
         if declared not in family.pipelines:
             raise EngineError(f"{folder} holds a {declared}, not a {family.name} model "
                               f"(expected {' or '.join(family.pipelines)})")
@@ -295,4 +295,4 @@ def locate_weights(o: DiffusersOptions) -> WeightsSource:
     if known is not None and o.repo == known.repo == "Lightricks/LTX-Video":
         # its root also holds GB-sized single-file checkpoints: suggest fetching just the diffusers folders
         return resolve_weights(o.model, o.repo, o.weights, known.cache_aliases, DIFFUSERS_FILES)
-    return resolve_weights(o.model, o.repo, o.weights, known.cache_aliases if known else ())
+    return resolve_weights(o.model, cast(str, o.repo), o.weights, known.cache_aliases if known else ())

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from reelforge.request.prompts import camera_motion, camera_phrases
 from reelforge.engines.previz.vocabulary import (
@@ -153,7 +154,7 @@ def read_prompt(text: str) -> Reading:
     for clause in _CLAUSE.split(text):
         toks = _tokens(clause)
         # what each token is: ("noun", Subject) / ("setting", kind) / ...
-        roles: list[tuple[str, object]] = []
+        roles: list[tuple[str, Any]] = []
         for i, tok in enumerate(toks):
             roles.extend(_roles(tok, toks[i - 1] if i else "", roles, subjects))
         _apply(roles, reading, subjects)
@@ -167,7 +168,7 @@ def read_prompt(text: str) -> Reading:
     return reading
 
 
-def _roles(tok: str, prev: str, roles: list[tuple[str, object]], subjects: dict[str, Subject]) -> list[tuple[str, object]]:
+def _roles(tok: str, prev: str, roles: list[tuple[str, Any]], subjects: dict[str, Subject]) -> list[tuple[str, Any]]:
     """What one token is, as roles (a place may name a setting too); a new subject joins ``subjects``."""
     if tok in _WEATHER_WORDS:
         return [("weather", _WEATHER_WORDS[tok])]
@@ -228,7 +229,7 @@ def _assume_defaults(reading: Reading) -> None:
         reading.assumed.append("weather: clear")
 
 
-def _nearest(roles: list[tuple[str, object]], i: int, *, before_only: bool = False) -> Subject | None:
+def _nearest(roles: list[tuple[str, Any]], i: int, *, before_only: bool = False) -> Subject | None:
     best, dist = None, None
     for j, (kind, value) in enumerate(roles):
         if kind != "noun" or (before_only and j > i):
@@ -236,21 +237,21 @@ def _nearest(roles: list[tuple[str, object]], i: int, *, before_only: bool = Fal
         d = abs(j - i) + (0.5 if j > i else 0)  # ties go to the subject before
         if dist is None or d < dist:
             best, dist = value, d
-    return best  # type: ignore[return-value]
+    return best
 
 
-def _apply(roles: list[tuple[str, object]], reading: Reading, subjects: dict[str, Subject]) -> None:
+def _apply(roles: list[tuple[str, Any]], reading: Reading, subjects: dict[str, Subject]) -> None:
     for i, (kind, value) in enumerate(roles):
         if kind == "light":
-            reading.light = reading.light or value  # type: ignore[assignment]  (the first light word wins)
+            reading.light = reading.light or value  # the first light word wins
         elif kind == "weather":
-            reading.weather = reading.weather or value  # type: ignore[assignment]
+            reading.weather = reading.weather or value
         elif kind == "setting":
-            k, word = value  # type: ignore[misc]
+            k, word = value
             if k not in reading.kinds:
                 reading.setting.append({"kind": k, "word": word})
         elif kind == "colour":
-            _apply_colour(roles, i, value, reading)  # type: ignore[arg-type]
+            _apply_colour(roles, i, value, reading)
         elif kind in ("side", "depth", "place", "size"):
             _apply_placement(roles, i, kind, value)
         elif kind == "beside":
@@ -261,7 +262,7 @@ def _apply(roles: list[tuple[str, object]], reading: Reading, subjects: dict[str
             _apply_verb(roles, i, value, reading)
 
 
-def _apply_colour(roles: list[tuple[str, object]], i: int, value: str, reading: Reading) -> None:
+def _apply_colour(roles: list[tuple[str, Any]], i: int, value: str, reading: Reading) -> None:
     """A colour word on the subject or setting it qualifies ("a red wooden boat", "the sea is grey")."""
     target = None
     for j in range(i + 1, min(len(roles), i + 4)):  # "a red wooden boat"
@@ -277,22 +278,22 @@ def _apply_colour(roles: list[tuple[str, object]], i: int, value: str, reading: 
         return
     if target[0] == "noun":
         s = target[1]
-        if s.colour is None:  # type: ignore[union-attr]
-            s.colour, s.rgb = value, COLOURS[value]  # type: ignore[union-attr, index]
+        if s.colour is None:
+            s.colour, s.rgb = value, COLOURS[value]
     else:
-        reading.setting_colours.setdefault(target[1][0], value)  # type: ignore[index]
+        reading.setting_colours.setdefault(target[1][0], value)
 
 
-def _apply_placement(roles: list[tuple[str, object]], i: int, kind: str, value) -> None:
+def _apply_placement(roles: list[tuple[str, Any]], i: int, kind: str, value) -> None:
     """A side, depth, place or size word on the nearest subject."""
     prev = roles[i - 1] if i else ("", "")
     if kind == "side" and prev[0] == "verb":
         return  # a heading, read with the verb
     s = _nearest(roles, i)
     if kind == "place" and value == "water":  # what floats takes "on the water" first
-        floating = [(j, v) for j, (k, v) in enumerate(roles) if k == "noun" and NOUNS[v.noun][2] == "water"]  # type: ignore[union-attr]
+        floating = [(j, v) for j, (k, v) in enumerate(roles) if k == "noun" and NOUNS[v.noun][2] == "water"]
         if floating:
-            s = min(floating, key=lambda jv: abs(jv[0] - i))[1]  # type: ignore[assignment]
+            s = min(floating, key=lambda jv: abs(jv[0] - i))[1]
     if s is None:
         return
     if kind == "side":
@@ -300,32 +301,32 @@ def _apply_placement(roles: list[tuple[str, object]], i: int, kind: str, value) 
             other = next((v for k, v in roles[i + 2:i + 5] if k == "noun"), None)
             if other is not None and other is not s:
                 s = next((v for k, v in roles[:i] if k == "noun" and v is not other), s)  # "a dog left of the house"
-                s.near = f"{value} of {other.noun}"  # type: ignore[union-attr]
+                s.near = f"{value} of {other.noun}"
                 return
-        s.side = value  # type: ignore[assignment]
+        s.side = value
     elif kind == "depth":
-        s.depth = value  # type: ignore[assignment]
+        s.depth = value
     elif kind == "place":
-        s.place = value  # type: ignore[assignment]
+        s.place = value
     else:
-        s.size = max(s.size, value) if value > 1 else min(s.size, value)  # type: ignore[operator]
+        s.size = max(s.size, value) if value > 1 else min(s.size, value)
         if value >= 2.4:
             s.depth = "foreground"
 
 
-def _apply_verb(roles: list[tuple[str, object]], i: int, value, reading: Reading) -> None:
+def _apply_verb(roles: list[tuple[str, Any]], i: int, value, reading: Reading) -> None:
     """A verb on the subject before it (or the nearest), or on the water setting it follows ("the sea churns")."""
     who: Subject | None = _nearest(roles, i, before_only=True)
     before = [r for r in roles[:i] if r[0] in ("noun", "setting")]
-    if before and before[-1][0] == "setting" and before[-1][1][0] in WATER:  # type: ignore[index]
-        reading.motions.append({"who": before[-1][1][1], "verb": value})  # type: ignore[index, dict-item]
+    if before and before[-1][0] == "setting" and before[-1][1][0] in WATER:
+        reading.motions.append({"who": before[-1][1][1], "verb": value})
         return
     if who is None:
         who = _nearest(roles, i)
     if who is None:
         return
     if who.motion is None:
-        who.motion = value  # type: ignore[assignment]
+        who.motion = value
         heading = next((v for k, v in roles[i + 1:i + 4] if k == "side" and v != "centre"), None)
-        who.heading = heading  # type: ignore[assignment]
-        reading.motions.append({"who": who.noun, "verb": value})  # type: ignore[dict-item]
+        who.heading = heading
+        reading.motions.append({"who": who.noun, "verb": value})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -49,7 +50,8 @@ class PrevizSet:
         self.drops = np.stack([rng.uniform(0, W, n_drops), rng.uniform(0, H, n_drops), rng.uniform(0.6, 1.0, n_drops)], 1)
         self.fog = Image.new("RGB", (W, H), mix(low, (220, 220, 225), 0.5)) if weather == "fog" else None
         self.flash = {int(rng.integers(10, max(11, shot.frame_count - 4)))} if weather == "storm" else set()
-        self._sky_key, self._sky = b"", None
+        self._sky_key = b""
+        self._sky: Image.Image | None = None
         font = ImageFont.load_default(size=max(10, H // 45))
         self.labels = {q.subject.noun: _sprite(q.label, font) for q in self.subjects}
         # the plate: a conditioning image replaces the drawn set
@@ -269,7 +271,8 @@ class PrevizSet:
 
     def _plate(self, view: "_View") -> Image.Image:
         W, H = self.shot.width, self.shot.height
-        cw, ch = self.plate.size
+        plate = cast(Image.Image, self.plate)  # called only with a plate
+        cw, ch = plate.size
         s = view.scale(PLATE_P)
         # the screen's corner back in plate pixels (the image sits in the middle of the plate)
         left = cw / 2 + view.world_x(0, PLATE_P)
@@ -278,8 +281,8 @@ class PrevizSet:
         left, top = min(max(left, 0), cw - vw), min(max(top, 0), ch - vh)
         if abs(s - 1) < 1e-9:
             li, ti = round(left), round(top)
-            return self.plate.crop((li, ti, li + W, ti + H))  # integer crop for pans and tilts
-        return self.plate.resize((W, H), Image.BILINEAR, box=(left, top, left + vw, top + vh))
+            return plate.crop((li, ti, li + W, ti + H))  # integer crop for pans and tilts
+        return plate.resize((W, H), Image.Resampling.BILINEAR, box=(left, top, left + vw, top + vh))
 
     def _set(self, view: "_View", t: float) -> Image.Image:
         proj = view.project
@@ -292,8 +295,8 @@ class PrevizSet:
         key = col.tobytes()
         if key != self._sky_key:  # pans and static shots reuse one sky; zooms and tilts make a new one
             self._sky_key = key
-            self._sky = Image.fromarray(col[:, None, :], "RGB").resize((W, H), Image.NEAREST)
-        img = self._sky.copy()
+            self._sky = Image.fromarray(col[:, None, :], "RGB").resize((W, H), Image.Resampling.NEAREST)
+        img = cast(Image.Image, self._sky).copy()
         draw = ImageDraw.Draw(img)
         if len(self.stars):
             pts, _ = proj(self.stars, SKY_P)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from reelforge.config import DEFAULT_MODEL
 from reelforge.errors import ReelforgeError, RequestError
@@ -185,16 +185,16 @@ def build_request(values: dict[str, str], image: bytes | None, shot_seconds: int
     if errors:
         raise FormErrors(errors)
     return VideoRequest(
-        task_type=task,
+        task_type=cast(Any, task),
         text=None if manual else text,
         image=None if manual else picture,
         shots=shots,
         duration_s=None if manual else duration,
-        fps=fps,
+        fps=cast(Any, fps),  # None only with errors, raised above
         width=width,
         height=height,
         seed=seed,
-        fit=fit,
+        fit=cast(Any, fit),
     )
 
 
@@ -212,7 +212,7 @@ def lint(values: dict[str, str]) -> list[dict[str, Any]]:
     """Prompt-guide warnings for the form's prompt, or for each shot line."""
     task = values.get("task", TEXT_VIDEO)
     if task == MULTI_SHOT_MANUAL:
-        found = [(i + 1, w) for i, w in lint_shots(shot_lines(values.get("shots", "")))]
+        found: list[tuple[int | None, Any]] = [(i + 1, w) for i, w in lint_shots(shot_lines(values.get("shots", "")))]
     else:
         if task not in TASK_TYPES:
             task = TEXT_VIDEO

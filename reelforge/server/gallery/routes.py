@@ -29,7 +29,7 @@ import asyncio
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -144,7 +144,7 @@ class Gallery:
             wanted, error = None, exc.message
         before = _cursor(q.get("before", ""))  # a later page: jobs older than this one
         after = None if before else _cursor(q.get("after", ""))  # back a page: jobs newer than this one
-        query = dict(statuses=wanted, search=search or None, model_id=model or None, limit=PAGE_SIZE + 1)
+        query: dict[str, Any] = dict(statuses=wanted, search=search or None, model_id=model or None, limit=PAGE_SIZE + 1)
         store = self.runtime.store
         rows, newer_exist = [], False
         try:
@@ -229,7 +229,7 @@ class Gallery:
         except JobNotFoundError:
             return error_page(404, "No such job", f"There is no job {job_id!r} in the job log.")
         detail = await run_in_threadpool(views.detail, record)
-        detail.webhooks = [webhooks.shown(d) for d in await run_in_threadpool(self.runtime.store.deliveries, record.id)]
+        detail.webhooks = [webhooks.shown(d) for d in await run_in_threadpool(cast(Any, self.runtime.store).deliveries, record.id)]
         again = again or {"model": record.model_id, "seed": str(forms.random_seed())}
         return render("job.html", status_code, job=detail, models=forms.model_choices(), again=again, errors=errors or {})
 

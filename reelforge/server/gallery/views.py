@@ -12,7 +12,8 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 from reelforge.jobs import layout
 from reelforge.jobs.engine_cache import is_remote_engine
@@ -78,7 +79,7 @@ def _inline_image(node: Any) -> dict[str, Any] | None:
         source = node.get("source")
         if isinstance(source, dict) and isinstance(source.get("bytes"), str) and str(node.get("format", "")).lower() in _IMAGE_TYPES:
             return node
-        children = node.values()
+        children: Iterable[Any] = node.values()
     elif isinstance(node, list):
         children = node
     else:
@@ -100,7 +101,7 @@ def start_image(model_input: dict[str, Any]) -> tuple[str, bytes] | None:
     """(media type, bytes) of the first image sent inline with the request, or None."""
     if not start_image_sent(model_input):
         return None
-    image = _inline_image(model_input)
+    image = cast(dict[str, Any], _inline_image(model_input))  # start_image_sent: there is one
     try:
         return _IMAGE_TYPES[str(image["format"]).lower()], base64.b64decode(image["source"]["bytes"], validate=True)
     except (binascii.Error, ValueError):
@@ -244,7 +245,7 @@ def _file_key(name: str) -> tuple[int, int, str]:
     return (3, 0, name)
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("bytes", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
