@@ -242,6 +242,11 @@ def test_malformed_requests_get_google_errors(tmp_path):
             error = json.loads(raw)["error"]
             assert status == want == error["code"] and error["status"] and error["message"], (url, status, raw)
         assert job_count(s) == 0
+        # a JSON null reads as the field left out (the default), never a server error
+        body = b'{"instances": [{"prompt": "p"}], "parameters": {"sampleCount": null, "durationSeconds": null, "fps": null}}'
+        status, _, raw = http(create, "POST", body, json_type)
+        assert status == 200 and json.loads(raw)["name"], raw
+        assert job_count(s) == 1
 
 
 def test_api_keys(tmp_path):

@@ -234,9 +234,9 @@ def _flag(params: dict, name: str) -> bool:
 
 
 def _int(params: dict, name: str, default: int | None) -> int | None:
-    value = params.get(name, default)
-    if value is None:
-        return None
+    value = params.get(name)
+    if value is None:  # left out or JSON null: as Google reads a null field, the default
+        return default
     if isinstance(value, bool) or not isinstance(value, int):
         raise _invalid(f"parameters.{name}", f"must be a whole number, got {value!r}"[:200])
     return value
