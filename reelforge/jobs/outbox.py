@@ -42,14 +42,20 @@ _WEBHOOK_WHEN = (
 )
 
 
-def sqlite_webhooks(db) -> None:
+def _webhook_schema(db, real: str, tenths: str) -> tuple[str, str]:
+    """The webhooks column, the deliveries table and its indexes in one dialect (its float type and its
+    tenths-of-progress expression); returns the trigger's event kinds and its condition in that dialect."""
     db.execute("ALTER TABLE jobs ADD COLUMN webhooks TEXT NOT NULL DEFAULT '{}'")
-    db.execute(_WEBHOOK_TABLE.format(real="REAL"))
+    db.execute(_WEBHOOK_TABLE.format(real=real))
     for stmt in _WEBHOOK_INDEXES:
         db.execute(stmt)
-    tenths = "CAST(10 * {} AS INTEGER)"
     kinds = _WEBHOOK_KINDS.format(tenths=tenths).format("NEW.progress", "OLD.progress")
     when = _WEBHOOK_WHEN.format(tenths=tenths).format("NEW.progress", "OLD.progress")
+    return kinds, when
+
+
+def sqlite_webhooks(db) -> None:
+    kinds, when = _webhook_schema(db, "REAL", "CAST(10 * {} AS INTEGER)")
     db.execute(f"""
         CREATE TRIGGER jobs_webhooks AFTER UPDATE ON jobs WHEN {when}
         BEGIN
@@ -67,13 +73,7 @@ WEBHOOK_CHANNEL = "reelforge_webhooks"  # PostgreSQL NOTIFY channel: a delivery 
 
 
 def postgres_webhooks(db) -> None:
-    db.execute("ALTER TABLE jobs ADD COLUMN webhooks TEXT NOT NULL DEFAULT '{}'")
-    db.execute(_WEBHOOK_TABLE.format(real="DOUBLE PRECISION"))
-    for stmt in _WEBHOOK_INDEXES:
-        db.execute(stmt)
-    tenths = "trunc(10 * {})"
-    kinds = _WEBHOOK_KINDS.format(tenths=tenths).format("NEW.progress", "OLD.progress")
-    when = _WEBHOOK_WHEN.format(tenths=tenths).format("NEW.progress", "OLD.progress")
+    kinds, when = _webhook_schema(db, "DOUBLE PRECISION", "trunc(10 * {})")
     # Raw connection: the body holds no placeholders, and "?" must not be rewritten inside it.
     db.conn.execute(f"""
         CREATE FUNCTION reelforge_webhook_events() RETURNS trigger LANGUAGE plpgsql AS $body$

@@ -358,13 +358,13 @@ class DiffusersEngine(Engine):
             return self._decode_latents(decoder, pipe, saved, kwargs, where)
 
         try:
-            speed = self.options.speed_options()
-            # read back, not from the options: the profile or a rung may have set it
-            tiled = bool(getattr(pipe.vae, "use_tiling", False))
+            # what was applied at load (the speed report), not what the options asked for
+            applied = {e["feature"]: e["requested"] for e in self._info["speed"] if e["applied"]}
+            tiled = bool(getattr(pipe.vae, "use_tiling", False))  # the profile or a rung may have set it
             # sequential and group offload place every submodule by their own hooks: no CPU rung under them
-            own_hooks = speed.offload == "sequential" or bool(speed.group_offload)
+            own_hooks = applied.get("offload") == "sequential" or "group_offload" in applied
             return decode_ladder(run, pipe, device, report, already_tiled=tiled,
-                                 offloaded=speed.offload == "model" and device != "cpu", cpu_rung=not own_hooks)
+                                 offloaded=self._offloaded is not None, cpu_rung=not own_hooks)
         except DecodeFailed as exc:
             kept = (f"stay in the shot's checkpoint in the job's storage ({report.file}) until the job is deleted"
                     if report.file else "were not saved")
