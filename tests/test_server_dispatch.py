@@ -17,6 +17,7 @@ PATHS = [
     "/v1beta/models/veo:predictLongRunning", "/v1beta1/publishers/google/models/veo:fetchPredictOperation",
     "/openapi.json", "/gallery/new", "/gallery/jobs/abc", "/gallery/jobs/abc/again", "/gallery/static/gallery.css",
     "/gallery/static", "/nothing", "/v1", "/v2/videos", "//double", "/reelforge",
+    "/v1/videos/video_abc/", "/v1/videos/video_abc/content/more", "/v1/videos//content", "/async-invoke/a/b/c",
 ]
 
 
@@ -44,6 +45,7 @@ def test_candidates_keep_the_router_order_and_skip_other_prefixes(router):
     assert positions == sorted(positions)
     assert {r.path for r in got} >= {"/v1/videos/{video_id}", "/v1/{rest:path}"}
     assert not any(r.path.startswith(("/async-invoke", "/gallery", "/v1/videos/characters")) for r in got)
+    assert not any(r.path in ("/v1/videos", "/v1/videos/{video_id}/content") for r in got)  # other numbers of segments
 
 
 def test_a_route_added_later_is_found():

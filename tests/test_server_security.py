@@ -192,15 +192,26 @@ def test_browser_on_another_site_can_neither_start_jobs_nor_frame_the_gallery(se
 
 
 def test_every_reply_forbids_framing_and_limits_what_pages_load(server):
+    """Pages and files carry the page policy; JSON replies the stricter one that loads nothing; none names the server software."""
     job_id = start_tiny(bedrock(server.url), "s3://sec-bucket/csp").rsplit("/", 1)[1]
-    for path in ("/", "/gallery/new", f"/gallery/jobs/{job_id}", "/gallery/jobs/zzzzzzzzzzzz", "/nothing-here", "/reelforge/health", "/async-invoke"):
+    pages = ("/", "/gallery/new", f"/gallery/jobs/{job_id}", "/gallery/jobs/zzzzzzzzzzzz", "/nothing-here")
+    data = ("/reelforge/health", "/async-invoke", f"/v1/videos/video_{job_id}", "/v1/videos/video_zzzzzzzzzzzz", "/v1beta/operations/nothing")
+    for path in pages + data:
         _, headers, _ = http(server.url + path, headers={"Accept": "text/html"})
         lower = {k.lower(): v for k, v in headers.items()}
         policy = lower.get("content-security-policy", "")
         assert lower.get("x-frame-options") == "DENY", path
-        for directive in ("frame-ancestors 'none'", "default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'", "form-action 'self'"):
-            assert directive in policy, (path, directive)
-        assert lower.get("x-content-type-options") == "nosniff"
+        assert lower.get("x-content-type-options") == "nosniff", path
+        assert "frame-ancestors 'none'" in policy and "default-src 'none'" in policy, path
+        assert "server" not in lower, path
+        if path in pages:
+            assert lower["content-type"].startswith("text/html"), path
+            for directive in ("script-src 'self'", "style-src 'self'", "connect-src 'self'", "form-action 'self'"):
+                assert directive in policy, (path, directive)
+            assert lower.get("referrer-policy") == "same-origin", path
+        else:
+            assert lower["content-type"] == "application/json", path
+            assert policy == "default-src 'none'; frame-ancestors 'none'", path  # nothing in a JSON reply may load
 
 
 def test_the_policy_lets_media_come_from_the_s3_endpoint():

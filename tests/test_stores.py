@@ -14,6 +14,7 @@ from conftest import PG_URL, pg_available
 from reelforge.errors import ConflictError, JobNotFoundError, RequestError
 from reelforge.jobs.open import open_store
 from reelforge.jobs.record import Beat, JobRecord, JobStatus, new_job_id
+from reelforge.jobs.sqlite import SQLiteJobStore
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request, tmp_path):
@@ -455,3 +456,36 @@ def test_sqlite_get_sees_every_change_to_a_row_it_read_before(tmp_path):
     assert "changed" not in store.get(job.id).metadata
     with pytest.raises(JobNotFoundError):
         store.get("nosuchjob000")
+
+
+def test_a_view_of_a_job_follows_every_change_and_keeps_nothing_that_raised(store, tmp_path):
+    """``view(job_id, make)`` gives ``make(record)``; SQLite keeps it until the log changes, and any change
+    (another connection's, this thread's) is seen by the next view. Errors of ``make`` are never kept."""
+    job, _ = store.create(record())
+    calls = []
+
+    def status(rec):
+        calls.append(rec.id)
+        return rec.status
+
+    assert store.view(job.id, status) is JobStatus.QUEUED
+    assert store.view(job.id, status) is JobStatus.QUEUED
+    assert len(calls) == (1 if isinstance(store, SQLiteJobStore) else 2)  # a quiet SQLite log: made once
+    other = open_store(tmp_path / "jobs.sqlite3") if isinstance(store, SQLiteJobStore) else store
+    other.request_cancel(job.id)
+    assert store.view(job.id, status) is JobStatus.CANCELED
+    store.mark_deleted(job.id)
+
+    def refuse_deleted(rec):
+        calls.append(rec.id)
+        if rec.deleted_time is not None:
+            raise LookupError("deleted")
+        return rec.status
+
+    before = len(calls)
+    for _ in range(2):
+        with pytest.raises(LookupError):
+            store.view(job.id, refuse_deleted)
+    assert len(calls) == before + 2  # asked again each time: a raised error is not a kept value
+    with pytest.raises(JobNotFoundError):
+        store.view("nosuchjob000", status)

@@ -18,9 +18,11 @@ import string
 import time
 import unicodedata
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from reelforge.errors import RequestError
+
+V = TypeVar("V")
 
 
 class JobStatus(str, enum.Enum):
@@ -189,6 +191,14 @@ class JobStore:
 
     def get(self, job_id: str) -> JobRecord:
         raise NotImplementedError
+
+    def view(self, job_id: str, make: Callable[[JobRecord], V]) -> V:
+        """``make(record)`` of one job; a store that can tell its job log has not changed keeps the value until it does.
+
+        ``make`` must depend only on the record (and on what does not change while the store
+        lives); it is itself the key, so pass the same function object each time. What it
+        raises is not kept."""
+        return make(self.get(job_id))
 
     def list(
         self,

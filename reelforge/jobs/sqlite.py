@@ -8,9 +8,10 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Callable
 
-from reelforge.errors import JobStoreError
-from reelforge.jobs.record import JobRecord
+from reelforge.errors import JobNotFoundError, JobStoreError
+from reelforge.jobs.record import JobRecord, V
 from reelforge.jobs.schema import SQLITE_MIGRATIONS
 from reelforge.jobs.sql import SQLJobStore
 
@@ -50,6 +51,8 @@ class SQLiteJobStore(SQLJobStore):
             db.execute("PRAGMA synchronous=FULL")
             db.execute(f"PRAGMA busy_timeout={self.BUSY_TIMEOUT_MS}")
             self._local.db = db
+            self._local.version = db.cursor()  # one cursor for the change check, tuples not Rows: half its cost
+            self._local.version.row_factory = None
         return db
 
     @contextlib.contextmanager
@@ -58,27 +61,42 @@ class SQLiteJobStore(SQLJobStore):
 
     ROW_CACHE = 1024  # job rows each thread keeps while the job log does not change
 
-    def get(self, job_id: str) -> JobRecord:
-        """One job; its row is kept per thread until the job log changes, so polling a quiet log skips the read.
+    def _cached(self) -> tuple[dict, dict]:
+        """This thread's rows by job id and values of ``view`` by (job id, function), both emptied when the log changed.
 
         The log has changed when ``PRAGMA data_version`` moved (it does with every commit of any
         other connection, in any process) or this thread's own connection changed rows
         (``total_changes``). A Get then costs that one pragma instead of a row read."""
         db, local = self._db(), self._local
-        stamp = (db.execute("PRAGMA data_version").fetchone()[0], db.total_changes)
-        rows = getattr(local, "rows", None)
-        if rows is None or local.stamp != stamp:
-            rows = local.rows = {}
-            local.stamp = stamp
+        stamp = (local.version.execute("PRAGMA data_version").fetchone()[0], db.total_changes)
+        if getattr(local, "stamp", None) != stamp or len(local.rows) >= self.ROW_CACHE:
+            local.rows, local.views, local.stamp = {}, {}, stamp
+        return local.rows, local.views
+
+    def _cached_row(self, job_id: str, rows: dict):
         row = rows.get(job_id)
         if row is None:
+            db = self._db()
             row = self._attempt(lambda _: db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
             if row is None:
-                return super().get(job_id)  # pruned or unknown: its error
-            if len(rows) >= self.ROW_CACHE:
-                rows.clear()
+                super().get(job_id)  # pruned or unknown: its error
+                raise JobNotFoundError(job_id)  # not reached unless the job appeared in between; ask again
             rows[job_id] = row
-        return self._row(row)
+        return row
+
+    def get(self, job_id: str) -> JobRecord:
+        """One job; its row is kept per thread until the job log changes, so polling a quiet log skips the read."""
+        rows, _ = self._cached()
+        return self._row(self._cached_row(job_id, rows))
+
+    def view(self, job_id: str, make: Callable[[JobRecord], V]) -> V:
+        """``make(record)``, kept per thread with the job's row until the job log changes (a reply's bytes, say)."""
+        rows, views = self._cached()
+        key = (job_id, make)
+        if key in views:
+            return views[key]
+        value = views[key] = make(self._row(self._cached_row(job_id, rows)))
+        return value
 
     def relax_commits(self) -> None:
         # WAL with NORMAL: a commit survives the process being killed, not a power cut; the job

@@ -2,8 +2,8 @@
 
 ``create_app(settings)`` builds the runtime (same job log, engines and worker code as the
 embedded client), recovers jobs a stopped server left running, and starts worker threads and
-the change hub when the server starts. One middleware gives every reply an
-``x-amzn-RequestId``, the browser headers (origin.py) and Bedrock's error shape, and before any
+the change hub when the server starts. One middleware gives every reply a request id (in the
+header its wire's clients read), the browser headers (origin.py) and its wire's error shape, and before any
 route runs applies the same-origin rule to every state-changing request, requires JSON bodies
 on Bedrock's POST, enforces the body size limit and, when access keys are configured, verifies
 SigV4 signatures; on a loopback-bound server another refuses requests whose Host is not a
@@ -19,7 +19,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Callable, cast
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -31,17 +31,17 @@ from reelforge import config
 from reelforge.errors import ImageError, ReelforgeError
 from reelforge.server.gallery import error_page, gallery_routes, not_found, upload_too_large
 from reelforge.jobs.open import open_store
-from reelforge.jobs.record import JobRecord
+from reelforge.jobs.record import JobRecord, V
 from reelforge.jobs.sqlite import SQLiteJobStore
 from reelforge.jobs.runtime import Runtime
 from reelforge.storage import S3Storage
 from reelforge.server import bedrock_api, extensions, gemini_api, openai_api, openapi, sigv4, video_wires
-from reelforge.server.errors import BEDROCK, GEMINI, OPENAI, ApiError, code_for_status, error_response, new_request_id, shaped_send, wire_of
+from reelforge.server.errors import BEDROCK, GEMINI, ApiError, code_for_status, error_response, new_request_id, request_id_header, shaped_send, wire_of
 from reelforge.server.dispatch import SegmentRouter
 from reelforge.server.events import ChangeHub
 from reelforge.server.hosts import LoopbackHostMiddleware
 from reelforge.server.locations import IMAGE_FIELD, OUTPUT_FIELD, bucket_path, check_s3_uri, missing_message
-from reelforge.server.origin import SAFE_METHODS, same_origin_problem, security_headers
+from reelforge.server.origin import DATA_HEADERS, SAFE_METHODS, same_origin_problem, security_headers
 
 log = logging.getLogger("reelforge.server")
 
@@ -111,6 +111,13 @@ class ServerState:
         if isinstance(self.runtime.store, SQLiteJobStore):
             return self.runtime.get(job_id)
         return await run_in_threadpool(self.runtime.get, job_id)
+
+    async def view(self, job_id: str, make: Callable[[JobRecord], V]) -> V:
+        """``make(record)`` of one job, read as ``job`` reads; SQLite keeps it until the job log changes (JobStore.view)."""
+        store = self.runtime.store
+        if isinstance(store, SQLiteJobStore):
+            return store.view(job_id, make)
+        return await run_in_threadpool(store.view, job_id, make)
 
     def local_path_for(self, s3_uri: str, field: str = OUTPUT_FIELD) -> Path:
         """Where ``s3://bucket/key`` lives under --bucket-dir; refuses anything that could leave it.
@@ -191,17 +198,34 @@ class BedrockMiddleware:
         scope["reelforge.request_id"] = request_id
         path = scope["path"]
         wire = wire_of(path)
+        id_header = request_id_header(wire).lower().encode()
 
-        async def send_with_headers(message):
+        def add_headers(message) -> None:
+            headers = message["headers"] = list(message.get("headers", ()))
+            present = {name for name, _ in headers}  # ASGI response header names are lowercase
+            if id_header not in present:
+                headers.append((id_header, request_id.encode()))
+            extra = DATA_HEADERS if (b"content-type", b"application/json") in headers else self.headers
+            headers += [(name, value) for name, value in extra if name not in present]
+
+        async def decorated(message):
             if message["type"] == "http.response.start":
-                headers = message["headers"] = list(message.get("headers", ()))
-                present = {name.lower() for name, _ in headers}
-                ids = (b"x-amzn-requestid", b"x-request-id") if wire == OPENAI else (b"x-amzn-requestid",)  # x-request-id: the openai client's request_id
-                headers += [(name, request_id.encode()) for name in ids if name not in present]
-                headers += [(name, value) for name, value in self.headers if name not in present]
+                add_headers(message)
             await send(message)
 
-        send_out = shaped_send(send_with_headers, wire)
+        shaper = None  # an error reply goes through shaped_send, which may rewrite it first
+
+        async def send_out(message):
+            nonlocal shaper
+            if message["type"] == "http.response.start":
+                if message["status"] >= 400:
+                    shaper = shaped_send(decorated, wire)
+                else:
+                    add_headers(message)
+            if shaper is not None:
+                return await shaper(message)
+            await send(message)
+
         try:
             body = await self._admitted_body(scope, receive, path, wire)
         except _ClientGone:
@@ -209,6 +233,8 @@ class BedrockMiddleware:
             return
         except ApiError as exc:
             return await self._refusal(exc, scope, path, request_id, wire)(scope, receive, send_out)
+        if body is None:  # none declared, none read: the app reads the request as it came
+            return await self.app(scope, receive, send_out)
 
         replayed = False
 
@@ -221,14 +247,15 @@ class BedrockMiddleware:
 
         await self.app(scope, replay, send_out)
 
-    async def _admitted_body(self, scope, receive, path: str, wire: str) -> bytes:
-        """The request's body, once the same-origin rule, the content type, the size limit and the credentials pass."""
+    async def _admitted_body(self, scope, receive, path: str, wire: str) -> bytes | None:
+        """The request's body (None for a request that declares none: nothing was read), once the
+        same-origin rule, the content type, the size limit and the credentials pass."""
         self._check_request(scope)
         headers = dict(scope["headers"])
-        body = await self._read_body(headers, receive)
+        body = await self._read_body(headers, receive) if b"content-length" in headers or b"transfer-encoding" in headers else None
         if self.settings.auth_keys and path not in OPEN_PATHS:
             if wire == BEDROCK:
-                sigv4.verify(scope, body, self.settings.auth_keys)
+                sigv4.verify(scope, body or b"", self.settings.auth_keys)
             else:  # OpenAI's and Google's clients send API keys, not signatures
                 video_wires.check_key(scope, wire, self.settings.auth_keys)
         auth = headers.get(b"authorization", b"").decode("latin-1") if wire == BEDROCK else ""

@@ -13,11 +13,11 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from reelforge.errors import JobExpiredError, JobNotFoundError
-from reelforge.jobs.record import JobStatus
+from reelforge.jobs.record import JobRecord, JobStatus
 from reelforge.server import wire
 from reelforge.server.errors import validation
 
@@ -44,20 +44,25 @@ async def start_async_invoke(request: Request) -> JSONResponse:
     return JSONResponse({"invocationArn": record.arn})
 
 
-async def get_async_invoke(request: Request) -> JSONResponse:
+def _summary(record: JobRecord) -> tuple[str, bytes]:
+    """(ARN, the GetAsyncInvoke reply's JSON) of a job, made once per change of the job log (JobStore.view)."""
+    return record.arn, bytes(JSONResponse(wire.summary(record)).body)
+
+
+async def get_async_invoke(request: Request) -> Response:
     arn = request.path_params["arn"]
     _, job_id = wire.parse_invocation_arn(arn)
     try:
-        record = await _state(request).job(job_id)
+        record_arn, body = await _state(request).view(job_id, _summary)
     except JobExpiredError as exc:
         if exc.job.arn != arn:
             raise JobNotFoundError(arn) from None
         raise JobExpiredError(arn, exc.job) from None
     except JobNotFoundError:
         raise JobNotFoundError(arn) from None
-    if record.arn != arn:  # same id, other region or account: not this invocation
+    if record_arn != arn:  # same id, other region or account: not this invocation
         raise JobNotFoundError(arn)
-    return JSONResponse(wire.summary(record))
+    return Response(body, media_type="application/json")
 
 
 async def list_async_invokes(request: Request) -> JSONResponse:

@@ -5,7 +5,8 @@ the extensions and the gallery that is ~30 patterns, and a Get on a late wire pa
 the earlier ones. A route can only match a path that starts with the route's literal segments
 (those before its first ``{parameter}``), so ``SegmentRouter`` files each route under those
 segments in a tree and, for a request, tries in their original order just the routes filed
-along the request's own segments. The first full match is then the one Starlette would pick;
+along the request's own segments that can have its number of segments (a route without a
+``:path`` parameter has a fixed number). The first full match is then the one Starlette would pick;
 everything else (405 for a known path, redirects of a trailing slash, 404) is left to
 Starlette's own router, unchanged.
 """
@@ -34,12 +35,20 @@ def _literal_segments(route) -> tuple[str, ...] | None:
     return tuple(literal)
 
 
+def _segment_count(route) -> int | None:
+    """How many segments every path the route matches has; None when that varies (a ``:path`` parameter, a Mount)."""
+    if not isinstance(route, Route) or ":path}" in route.path:
+        return None
+    return route.path.count("/")
+
+
 class _Node:
-    __slots__ = ("positions", "routes", "children")
+    __slots__ = ("positions", "by_count", "varying", "children")
 
     def __init__(self, positions: list[int]):
         self.positions = positions  # of the routes filed here and at every node above
-        self.routes: list = []  # those routes, in the router's order
+        self.by_count: dict[int, list] = {}  # those routes that can match a path of so many segments, in the router's order
+        self.varying: list = []  # those whose paths have no fixed number of segments
         self.children: dict[str, _Node] = {}
 
     def nodes(self):
@@ -64,20 +73,24 @@ class SegmentRouter(Router):
             for part in segments:
                 node = node.children.setdefault(part, _Node(node.positions))
             node.positions = sorted(node.positions + filed[segments])
+        counts = [_segment_count(route) for route in self.routes]
         for node in root.nodes():
-            node.routes = [self.routes[i] for i in node.positions]
+            fixed = {counts[i] for i in node.positions} - {None}
+            node.by_count = {n: [self.routes[i] for i in node.positions if counts[i] in (n, None)] for n in fixed}
+            node.varying = [self.routes[i] for i in node.positions if counts[i] is None]
         self._tree, self._indexed = root, len(self.routes)
         return root
 
     def candidates(self, path: str) -> list:
         """The routes that may match ``path``, in the router's order."""
         node = cast(_Node, self._tree) if self._indexed == len(self.routes) else self._index()
-        for part in path[1:].split("/"):
+        parts = path[1:].split("/")
+        for part in parts:
             child = node.children.get(part)
             if child is None:
                 break
             node = child
-        return node.routes
+        return node.by_count.get(len(parts), node.varying)
 
     async def app(self, scope, receive, send) -> None:
         if scope["type"] == "http":

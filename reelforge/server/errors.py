@@ -45,6 +45,15 @@ log = logging.getLogger("reelforge.server")
 
 BEDROCK, OPENAI, GEMINI = "bedrock", "openai", "gemini"
 GEMINI_PREFIXES = ("/v1/", "/v1beta/", "/v1beta1/")
+# The header that carries a reply's request id: the openai client reads x-request-id (its
+# request_id); Bedrock's clients x-amzn-RequestId, which the Google routes carry too (Google's
+# REST replies name none that its client reads).
+REQUEST_ID_HEADER = {OPENAI: "x-request-id"}
+BEDROCK_REQUEST_ID = "x-amzn-RequestId"
+
+
+def request_id_header(wire: str) -> str:
+    return REQUEST_ID_HEADER.get(wire, BEDROCK_REQUEST_ID)
 
 
 def new_request_id() -> str:
@@ -117,7 +126,7 @@ def error_response(exc: BaseException, request_id: str | None = None, wire: str 
     param = getattr(exc, "param", None) or getattr(exc, "field", None)
     body, headers = error_body(wire, status, code, message, param=param, detail=getattr(exc, "detail", None))
     if request_id:
-        headers["x-amzn-RequestId"] = request_id
+        headers[request_id_header(wire)] = request_id
     if isinstance(exc, ApiError):
         headers.update(exc.headers)
     if isinstance(exc, QueueFullError):
@@ -165,7 +174,7 @@ CODE_FOR_STATUS = {
     429: "ThrottlingException",
     503: "ServiceUnavailableException",
 }
-_KEPT = {b"content-range", b"allow", b"retry-after", b"x-amzn-requestid", b"connection"}
+_KEPT = {b"content-range", b"allow", b"retry-after", b"x-amzn-requestid", b"x-request-id", b"connection"}
 _MAX_MESSAGE = 2048
 
 

@@ -47,21 +47,32 @@ class LoopbackHostMiddleware:
     Host (HTTP/1.0 from a program) passes: browsers always send one.
     """
 
+    KEPT_VERDICTS = 256
+
     def __init__(self, app, settings):  # a ServerSettings: its host and allowed_hosts
         self.app = app
         self.names = LOOPBACK_NAMES | {_host_name(h) or h.lower() for h in (settings.host, *settings.allowed_hosts)}
         self.active = is_loopback(settings.host)
+        self._verdicts: dict[bytes, bool] = {}  # Host values seen and whether they pass: the same few, request after request
 
     def allowed(self, host: str) -> bool:
         name = _host_name(host)
         return name is not None and (name in self.names or is_loopback(name))
 
+    def _passes(self, raw: bytes) -> bool:
+        verdict = self._verdicts.get(raw)
+        if verdict is None:
+            verdict = self.allowed(raw.decode("latin-1"))
+            if len(self._verdicts) < self.KEPT_VERDICTS:  # made-up Host values cannot grow it
+                self._verdicts[raw] = verdict
+        return verdict
+
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not self.active:
             return await self.app(scope, receive, send)
-        hosts = [v.decode("latin-1") for k, v in scope["headers"] if k == b"host"]
-        if len(hosts) > 1 or (hosts and not self.allowed(hosts[0])):
-            shown = hosts[0][:100] if hosts else ""
+        hosts = [v for k, v in scope["headers"] if k == b"host"]
+        if len(hosts) > 1 or (hosts and not self._passes(hosts[0])):
+            shown = hosts[0].decode("latin-1")[:100]
             exc = access_denied(
                 f"Host {shown!r} is not a loopback name; this server listens on loopback and answers only "
                 "requests addressed to 127.0.0.1, localhost or ::1 (a guard against DNS rebinding; "

@@ -10,8 +10,9 @@ and an ``Idempotency-Key`` header makes it idempotent. Facts: reference §1; cho
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
-from typing import Any, cast
+from typing import Any, Callable, cast
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -59,29 +60,48 @@ def _reply(request: Request, record: JobRecord) -> JSONResponse:
         gone = JobExpiredError(record.id, record)
         raise ApiError(409, "ConflictException", f"Idempotency-Key was used for video {video_id(record)}, which has expired: {gone.expiry}; "
                        "send a new key for a new video.", param="Idempotency-Key", detail="video_expired")
-    headers = {} if record.status.done else {"openai-poll-after-ms": str(POLL_AFTER_MS)}
-    return JSONResponse(video(record, _state(request).runtime.retain_s), headers=headers)
+    return JSONResponse(video(record, _state(request).runtime.retain_s), headers=_poll_after(record.status.done))
+
+
+def _poll_after(done: bool) -> dict[str, str] | None:
+    """The header that paces the client's polling, on replies about a job that has not ended."""
+    return None if done else {"openai-poll-after-ms": str(POLL_AFTER_MS)}
 
 
 def _expired(vid: str, exc: JobExpiredError) -> ApiError:
     return ApiError(404, "ResourceNotFoundException", f"Video {vid[:100]!r} has expired: {exc.expiry}.", param="video_id", detail="video_expired")
 
 
-async def _record(request: Request, vid: str | None = None) -> JobRecord:
-    """The job a video id names; 404 for ids of no job, and for deleted videos."""
+async def _record(request: Request, vid: str | None = None, make: Callable[[JobRecord], Any] | None = None) -> Any:
+    """The job a video id names (or ``make`` of it, kept until the job log changes: JobStore.view); 404 for ids of no job, and for deleted videos."""
     vid = vid if vid is not None else request.path_params["video_id"]
     m = _VIDEO_ID.fullmatch(vid)
     try:
         if m is None:
             raise JobNotFoundError(vid)
-        record = await _state(request).job(m.group(1))
+        state = _state(request)
+        return await state.view(m.group(1), make) if make is not None else _shown(await state.job(m.group(1)))
     except JobExpiredError as exc:
         raise _expired(vid, exc) from None
     except JobNotFoundError:
         raise ApiError(404, "ResourceNotFoundException", f"No video found with id {vid[:100]!r}.", param="video_id", detail="not_found") from None
+
+
+def _shown(record: JobRecord) -> JobRecord:
+    """``record``, unless it is not a video here: deleted, or one shot of a job (404)."""
     if record.deleted_time is not None or record.parent_id is not None:
-        raise ApiError(404, "ResourceNotFoundException", f"No video found with id {vid[:100]!r}; it was deleted.", param="video_id", detail="not_found")
+        raise ApiError(404, "ResourceNotFoundException", f"No video found with id {video_id(record)!r}; it was deleted.", param="video_id", detail="not_found")
     return record
+
+
+@functools.cache
+def _video_reply(retain_s: float | None) -> Callable[[JobRecord], tuple[bool, bytes]]:
+    """(ended, the Video's JSON) of a job: what a retrieve sends, made once per change of the job log."""
+
+    def make(record: JobRecord) -> tuple[bool, bytes]:
+        return record.status.done, bytes(JSONResponse(video(_shown(record), retain_s)).body)
+
+    return make
 
 
 # --- routes -----------------------------------------------------------------------------------
@@ -121,22 +141,21 @@ def _token(request: Request) -> str | None:
     return "openai:" + key
 
 
-async def retrieve(request: Request) -> JSONResponse:
-    record = await _record(request)
-    helper = request.headers.get("x-stainless-poll-helper") == "true" and "x-stainless-custom-poll-interval" not in request.headers
-    if helper and not record.status.done:
-        record = await _until_done(request, record)
-    return _reply(request, record)
+async def retrieve(request: Request) -> Response:
+    done, body = await _record(request, make=_video_reply(_state(request).runtime.retain_s))
+    if not done and request.headers.get("x-stainless-poll-helper") == "true" and "x-stainless-custom-poll-interval" not in request.headers:
+        return _reply(request, await _until_done(request, request.path_params["video_id"][len(ID_PREFIX):]))
+    return Response(body, media_type="application/json", headers=_poll_after(done))
 
 
-async def _until_done(request: Request, record: JobRecord) -> JobRecord:
-    """``record`` again once its job ended, or after HOLD_S: the client's poll helper then finishes as soon as the job does."""
+async def _until_done(request: Request, job_id: str) -> JobRecord:
+    """The job once it ended, or after HOLD_S: the client's poll helper then finishes as soon as the job does."""
     state = _state(request)
     hub = state.hub
     wake = hub.subscribe()
     deadline = asyncio.get_running_loop().time() + HOLD_S
     try:
-        record = await state.job(record.id)  # after subscribing: no change is missed
+        record = await state.job(job_id)  # after subscribing: no change is missed
         while not record.status.done and not hub.stopping:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import http
+import itertools
 import logging
 import uuid
 from typing import TYPE_CHECKING
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from reelforge.server.errors import BEDROCK, ApiError, error_body, error_response, wire_of
+from reelforge.server.errors import BEDROCK, ApiError, error_body, error_response, request_id_header, wire_of
 
 if TYPE_CHECKING:
     from reelforge.server.app import ServerSettings
@@ -61,7 +62,8 @@ class _Connection(h11.Connection):
 
 
 def _head_size(scope) -> int:
-    return len(scope["raw_path"]) + len(scope["query_string"]) + sum(len(k) + len(v) + 4 for k, v in scope["headers"])
+    headers = scope["headers"]
+    return len(scope["raw_path"]) + len(scope["query_string"]) + sum(map(len, itertools.chain.from_iterable(headers))) + 4 * len(headers)
 
 
 def _head_too_large(limit: int) -> ApiError:
@@ -77,7 +79,7 @@ def raw_error(status: int, code: str, message: str, wire: str = BEDROCK) -> byte
         "content-type: application/json\r\n"
         f"content-length: {len(body)}\r\n"
         f"{extra}"
-        f"x-amzn-RequestId: {uuid.uuid4()}\r\n"
+        f"{request_id_header(wire)}: {uuid.uuid4()}\r\n"
         "connection: close\r\n\r\n"
     )
     return head.encode("latin-1") + body
@@ -231,4 +233,5 @@ def uvicorn_config(app, settings: "ServerSettings", log_level: str = "warning"):
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         backlog=BACKLOG,
         timeout_graceful_shutdown=5,
+        server_header=False,  # no "server: uvicorn" banner on every reply
     )
