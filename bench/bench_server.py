@@ -12,6 +12,12 @@
    without TCP_NODELAY on its connections shows as ~40 ms per request (the delayed ACK), most
    plainly in the 1-thread rows. The two servers are measured in alternating rounds
    (``--rounds``), so that load from elsewhere on the machine falls on both alike.
+   With ``--instructions N`` it also counts, under valgrind's callgrind, the CPU instructions
+   each server executes per request over N requests of each operation (the same requests from
+   the same clients, both servers started under valgrind, `reelforge serve` with ``--workers
+   0``): a count that does not move with the machine's load, where the request rates of a shared
+   two-CPU machine swing by 10 % from run to run. Its ratio minimal/reelforge is the share of
+   reelforge's server work that the minimal app also does.
 2. The delay from a job's end (its end time in the job log) to `Job.wait()` returning:
    server-sent events, reelforge's adaptive polling (1 s growing to 15 s), and the notebook's
    fixed 60 s polling. The notebook's figure is analytic: a job ends at a uniformly random point
@@ -25,6 +31,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -86,8 +93,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_up(url: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
+def wait_up(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server exited early ({proc.returncode})")
@@ -174,6 +181,29 @@ def call(client, op: str, arns: list[str], rng: random.Random | None = None) -> 
         assert len(r["asyncInvokeSummaries"]) == min(len(arns), 100)
 
 
+def instructions(cmd: list[str], env: dict, url: str, op: str, arns: list[str], n: int, out: Path) -> float:
+    """CPU instructions per request of ``op`` that the server ``cmd`` runs (callgrind, counting only during the N requests)."""
+    proc = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}", *cmd],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_up(url + "/reelforge/health", proc, timeout=600)
+        client = (openai_client if op == "video" else bedrock)(url)
+        for arn in arns:  # warm: every job read once, connections and client caches made
+            call(client, op, [arn])
+        subprocess.run(["callgrind_control", "--instr=on", str(proc.pid)], check=True, capture_output=True)
+        rng = random.Random(0)  # the same requests for both servers
+        for _ in range(n):
+            call(client, op, arns, rng)
+        subprocess.run(["callgrind_control", "--instr=off", str(proc.pid)], check=True, capture_output=True)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    totals = [line for line in out.read_text().splitlines() if line.startswith("totals:")]
+    return int(totals[0].split()[1]) / n
+
+
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
@@ -199,6 +229,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=100)
     ap.add_argument("--waits", type=int, default=10, help="jobs per wait-delay measurement (0: skip it)")
     ap.add_argument("--ops", default="get,list,video", help="operations to measure: get (GetAsyncInvoke), list (ListAsyncInvokes), video (OpenAI videos.retrieve)")
+    ap.add_argument("--instructions", type=int, default=0, metavar="N", help="also count each server's CPU instructions per request over N requests (valgrind)")
     ap.add_argument("--minimal", nargs=2, metavar=("FILE", "PORT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.minimal:
@@ -248,6 +279,23 @@ def main() -> None:
             ["operation", "threads", "server", "req/s", "p50 ms", "p99 ms", "requests"],
             rows,
         )
+
+        if args.instructions:
+            if not shutil.which("valgrind"):
+                raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+            rows = []
+            for op, name in [o for o in ops if o[0] in args.ops.split(",")]:
+                counts = {}
+                for label in ("reelforge", "minimal"):
+                    cport = free_port()
+                    if label == "reelforge":
+                        cmd = [sys.executable, "-m", "reelforge", "serve", "--port", str(cport), "--workers", "0", "--bucket-dir", str(tmp / "buckets"), "--log-level", "warning"]
+                    else:
+                        cmd = [sys.executable, __file__, "--minimal", str(tmp / "fixed.json"), str(cport)]
+                    counts[label] = instructions(cmd, env, f"http://127.0.0.1:{cport}", op, arns, args.instructions, tmp / f"callgrind.{op}.{label}")
+                    rows.append([name, label, f"{counts[label]:,.0f}"])
+                rows.append([name, "ratio minimal/reelforge", f"{counts['minimal'] / counts['reelforge']:.2f}"])
+            table(f"CPU instructions per request in the server (callgrind, {args.instructions} requests, 1 client)", ["operation", "server", "instructions"], rows)
 
         if not args.waits:
             return
