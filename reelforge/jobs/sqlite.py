@@ -80,7 +80,7 @@ class SQLiteJobStore(SQLJobStore):
             row = self._attempt(lambda _: db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
             if row is None:
                 super().get(job_id)  # pruned or unknown: its error
-                raise JobNotFoundError(job_id)  # not reached unless the job appeared in between; ask again
+                raise JobNotFoundError(job_id)  # it was created after the read above: as of that read, no such job
             rows[job_id] = row
         return row
 

@@ -101,23 +101,25 @@ class ServerState:
         self.hub = ChangeHub(runtime)
         self.wire_models = video_wires.WireModels.from_env()  # REELFORGE_WIRE_MODELS, checked at start
 
-    async def job(self, job_id: str) -> JobRecord:
-        """One job by id, for a request.
+    @property
+    def reads_on_loop(self) -> bool:
+        """Whether a request's job read runs on the event loop: on SQLite, where a WAL reader does
+        not wait for writers and a point read (tens of microseconds) costs less than the hop to a
+        worker thread, which was most of a Get's time. PostgreSQL reads cross the network, so they
+        run in a thread."""
+        return isinstance(self.runtime.store, SQLiteJobStore)
 
-        On SQLite the read runs on the event loop: a WAL reader does not wait for writers, and a
-        point read (tens of microseconds) costs less than the hop to a worker thread, which was
-        most of a Get's time. PostgreSQL reads cross the network, so they run in a thread.
-        """
-        if isinstance(self.runtime.store, SQLiteJobStore):
-            return self.runtime.get(job_id)
-        return await run_in_threadpool(self.runtime.get, job_id)
+    async def job(self, job_id: str) -> JobRecord:
+        """One job by id, for a request."""
+        if self.reads_on_loop:
+            return self.runtime.store.get(job_id)
+        return await run_in_threadpool(self.runtime.store.get, job_id)
 
     async def view(self, job_id: str, make: Callable[[JobRecord], V]) -> V:
         """``make(record)`` of one job, read as ``job`` reads; SQLite keeps it until the job log changes (JobStore.view)."""
-        store = self.runtime.store
-        if isinstance(store, SQLiteJobStore):
-            return store.view(job_id, make)
-        return await run_in_threadpool(store.view, job_id, make)
+        if self.reads_on_loop:
+            return self.runtime.store.view(job_id, make)
+        return await run_in_threadpool(self.runtime.store.view, job_id, make)
 
     def local_path_for(self, s3_uri: str, field: str = OUTPUT_FIELD) -> Path:
         """Where ``s3://bucket/key`` lives under --bucket-dir; refuses anything that could leave it.

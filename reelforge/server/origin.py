@@ -103,16 +103,18 @@ def content_security_policy(media_sources: tuple[str, ...]) -> str:
 DATA_POLICY = "default-src 'none'; frame-ancestors 'none'"  # a JSON reply loads nothing and is framed by no page
 
 
+_NOT_FRAMED_NOR_SNIFFED = [(b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff")]
+
+
 def security_headers(environ=os.environ) -> list[tuple[bytes, bytes]]:
     """The headers every page and file carries (a reply that sets its own CSP keeps it)."""
     return [
         (b"content-security-policy", content_security_policy(s3_sources(environ)).encode("latin-1")),
-        (b"x-frame-options", b"DENY"),
-        (b"x-content-type-options", b"nosniff"),
+        *_NOT_FRAMED_NOR_SNIFFED,
         (b"referrer-policy", b"same-origin"),
     ]
 
 
 # What a JSON reply carries instead: it is no page, so it loads nothing (and sends no Referer), and no
 # page may frame it or have it read as anything but JSON.
-DATA_HEADERS = [(b"content-security-policy", DATA_POLICY.encode()), (b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff")]
+DATA_HEADERS = [(b"content-security-policy", DATA_POLICY.encode()), *_NOT_FRAMED_NOR_SNIFFED]
